@@ -1,0 +1,1 @@
+"""checker: linearizability, log-order agreement and Raft invariants."""

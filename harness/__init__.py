@@ -1,0 +1,1 @@
+"""harness: Trio orchestration of real clusters, clients, runs and the CLI."""

@@ -1,0 +1,1 @@
+"""nemesis: faults as data, and the executors that apply them."""

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up a virtual environment with splitbrain and its test extra, plus the
+# system packages the tests need (Chromium for report tests, etcd for the
+# etcd adapter). Idempotent: fast when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server etcd-client)
+if ((${#need_apt[@]})) && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing ${need_apt[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test,adapters]'
