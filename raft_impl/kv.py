@@ -1,0 +1,216 @@
+"""The replicated key/value state machine of raft_impl.
+
+Commands travel inside log entries as compact msgpack lists. Every replica
+applies the same commands in the same order, so everything here must be
+deterministic: no clocks, no randomness, no iteration over unordered sets.
+
+**Sessions.** A client tags each command with ``(client, seq)``, seq growing
+per client. The state machine remembers, per client, the last applied seq and
+its result. A retry of that seq (the client timed out and resent, or a new
+leader re-proposed) returns the cached result instead of applying twice, which
+is what makes a retried ``append`` or ``cas`` exactly-once. A seq below the last
+one can only be a delayed duplicate: it is refused without applying and its
+answer is marked not definite. Sessions are evicted oldest-used first beyond
+``max_sessions``; eviction order is part of the replicated state, so it is
+identical on every replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .types import Entry, EntryKind
+
+OPS = frozenset({"read", "write", "cas", "append"})
+
+
+class CommandError(ValueError):
+    """A client request that cannot become a command (unknown op, missing key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One state machine command, as stored in a log entry."""
+
+    op: str
+    key: Any
+    value: Any = None
+    expected: Any = None
+    client: str | None = None
+    seq: int | None = None
+
+    def encode(self) -> bytes:
+        return msgpack.packb(
+            [self.op, self.key, self.value, self.expected, self.client, self.seq],
+            use_bin_type=True,
+        )
+
+    @staticmethod
+    def decode(data: bytes) -> Command:
+        op, key, value, expected, client, seq = msgpack.unpackb(data, raw=False)
+        return Command(op, key, value, expected, client, seq)
+
+    @staticmethod
+    def from_request(request: dict[str, Any]) -> Command:
+        """Build a command from a client request map; raises CommandError if malformed."""
+        op = request.get("op")
+        if op not in OPS:
+            raise CommandError(f"unknown op {op!r}")
+        key = request.get("key")
+        if isinstance(key, bool) or not isinstance(key, str | int | bytes):
+            raise CommandError(f"op {op} needs a key that is a string or an integer")
+        if op in ("write", "cas", "append") and "value" not in request:
+            raise CommandError(f"op {op} needs a value")
+        if op == "cas" and "expected" not in request:
+            raise CommandError("op cas needs an expected value")
+        client = request.get("client")
+        seq = request.get("seq")
+        if client is not None and not isinstance(client, str):
+            raise CommandError("client must be a string")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+            raise CommandError("seq must be an integer")
+        return Command(op, key, request.get("value"), request.get("expected"), client, seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of applying a command, turned into a client answer by the node."""
+
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    #: False when the outcome of the client's original attempt is unknown.
+    definite: bool = True
+    #: Reads answer a ``value`` field even when it is null (a never-written key).
+    has_value: bool = False
+
+    def reply_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"ok": self.ok}
+        if self.has_value:
+            fields["value"] = self.value
+        if self.error is not None:
+            fields["error"] = self.error
+        fields["definite"] = self.definite
+        return fields
+
+    def to_wire(self) -> list:
+        return [self.ok, self.value, self.error, self.definite, self.has_value]
+
+    @staticmethod
+    def from_wire(item: list) -> Result:
+        return Result(*item)
+
+
+class KVStateMachine:
+    """Key/value map with read, write, cas and append, plus client sessions."""
+
+    def __init__(self, *, dedup: bool = True, max_sessions: int = 100_000) -> None:
+        #: False only for the planted bug no-dedup: retries apply again.
+        self.dedup = dedup
+        self.max_sessions = max_sessions
+        self.data: dict[Any, Any] = {}
+        self.sessions: OrderedDict[str, tuple[int, Result]] = OrderedDict()
+        self.applied = 0
+
+    # ---- applying
+
+    def apply_entry(self, entry: Entry) -> tuple[Command | None, Result | None]:
+        """Apply one committed entry; no-ops only advance ``applied``."""
+        self.applied = entry.index
+        if entry.kind is not EntryKind.COMMAND or not entry.data:
+            return None, None
+        command = Command.decode(entry.data)
+        return command, self.apply(command)
+
+    def apply(self, command: Command) -> Result:
+        client, seq = command.client, command.seq
+        if client is not None and seq is not None:
+            session = self.sessions.get(client)
+            if session is not None and self.dedup:
+                last_seq, last_result = session
+                if seq == last_seq:
+                    self.sessions.move_to_end(client)
+                    return last_result
+                if seq < last_seq:
+                    return Result(False, None, "stale-seq", definite=False)
+            result = self._execute(command)
+            self.sessions[client] = (seq, result)
+            self.sessions.move_to_end(client)
+            if len(self.sessions) > self.max_sessions:
+                self.sessions.popitem(last=False)
+            return result
+        return self._execute(command)
+
+    def _execute(self, command: Command) -> Result:
+        op, key = command.op, command.key
+        current = self.data.get(key)
+        if op == "read":
+            return Result(True, current, has_value=True)
+        if op == "write":
+            self.data[key] = command.value
+            return Result(True)
+        if op == "cas":
+            if current != command.expected:
+                return Result(False, None, "cas-mismatch")
+            self.data[key] = command.value
+            return Result(True)
+        if op == "append":
+            if current is None:
+                self.data[key] = [command.value]
+            elif isinstance(current, list):
+                # Copy, never mutate: a cached read result may share the old list.
+                self.data[key] = [*current, command.value]
+            else:
+                return Result(False, None, "not-a-list")
+            return Result(True)
+        # Unknown ops never get into the log (Command.from_request refuses them), but
+        # a replica must not crash on one: answer definitely failed, change nothing.
+        return Result(False, None, f"unknown-op:{op}")
+
+    def read(self, key: Any) -> Any:
+        """Local read for read-index, lease and stale reads."""
+        return self.data.get(key)
+
+    # ---- digest and snapshots
+
+    def digest(self) -> str:
+        """Hash of the canonical msgpack encoding of the map (key order independent)."""
+        canonical = msgpack.packb(_canonical(self.data), use_bin_type=True)
+        return hashlib.blake2b(canonical, digest_size=16).hexdigest()
+
+    def snapshot(self) -> bytes:
+        return msgpack.packb(
+            {
+                "v": 1,
+                "applied": self.applied,
+                "kv": [[k, v] for k, v in self.data.items()],
+                "sessions": [[c, s, r.to_wire()] for c, (s, r) in self.sessions.items()],
+            },
+            use_bin_type=True,
+        )
+
+    def restore(self, data: bytes) -> None:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        if obj.get("v") != 1:
+            raise ValueError(f"unsupported snapshot version {obj.get('v')!r}")
+        self.applied = obj["applied"]
+        self.data = {k: v for k, v in obj["kv"]}
+        self.sessions = OrderedDict(
+            (c, (s, Result.from_wire(r))) for c, s, r in obj["sessions"]
+        )
+
+
+def _canonical(obj: Any) -> Any:
+    """Same value, with every map turned into a list of pairs sorted by encoded key."""
+    if isinstance(obj, dict):
+        pairs = [(msgpack.packb(_canonical(k), use_bin_type=True), k, v) for k, v in obj.items()]
+        pairs.sort(key=lambda p: p[0])
+        return [[_canonical(k), _canonical(v)] for _, k, v in pairs]
+    if isinstance(obj, list | tuple):
+        return [_canonical(x) for x in obj]
+    return obj
