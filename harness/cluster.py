@@ -1,0 +1,257 @@
+"""Cluster control on Trio: a DB plus a Network, as the nemesis sees it.
+
+:class:`Cluster` implements ``nemesis.api.ClusterControl``: kill/start,
+pause/resume, clock and lose-unfsynced faults on nodes, and the network
+backend for links. It also records the lifecycle marks the log-order checker
+needs (crash, restart, lose-unfsynced) and keeps the set of current faults
+for the live display.
+
+:func:`open_cluster` is the only way to get one: an async context manager
+whose exit — normal, exception, Ctrl-C, timeout — kills every node process
+and closes every relay, under a shielded cancel scope so a second
+cancellation cannot interrupt the cleanup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from harness.db import DB, DBError, NodeAddress, NodeEventSink, Unsupported
+
+#: Called with (kind, node) for each lifecycle mark: "crash", "restart", "lose-unfsynced".
+MarkSink = Callable[[str, str], None]
+
+SUPPORTED_SIZES = (1, 3, 5, 7)
+
+
+class RunClock:
+    """Nanoseconds since the run began, on the monotonic clock (history ``time``)."""
+
+    def __init__(self) -> None:
+        self._origin = time.monotonic_ns()
+
+    def now_ns(self) -> int:
+        return time.monotonic_ns() - self._origin
+
+    def now(self) -> float:
+        return self.now_ns() / 1e9
+
+    def __call__(self) -> int:
+        return self.now_ns()
+
+
+def node_names(count: int) -> list[str]:
+    return [f"n{i}" for i in range(1, count + 1)]
+
+
+class Cluster:
+    """The running cluster: what the nemesis, clients and collector act on."""
+
+    def __init__(
+        self,
+        db: DB,
+        network: Any,
+        nodes: list[str],
+        run_dir: Path,
+        on_mark: MarkSink | None = None,
+    ) -> None:
+        self.db = db
+        self.network = network
+        self.nodes = list(nodes)
+        self.run_dir = run_dir
+        self.addresses: dict[str, NodeAddress] = {}
+        self._on_mark = on_mark
+        self.down: set[str] = set()
+        self.paused: set[str] = set()
+        self.skewed: dict[str, tuple[float, float]] = {}
+        self.last_leader: str | None = None
+
+    def _mark(self, kind: str, node: str) -> None:
+        if self._on_mark is not None:
+            self._on_mark(kind, node)
+
+    # -- ClusterControl ---------------------------------------------------------
+
+    async def leader(self) -> str | None:
+        try:
+            leader = await self.db.leader()
+        except Unsupported:
+            return None
+        if leader is not None:
+            self.last_leader = leader
+        return leader
+
+    async def kill(self, node: str) -> None:
+        await self.db.kill(node)
+        self.down.add(node)
+        self.paused.discard(node)
+        self._mark("crash", node)
+
+    async def start(self, node: str) -> None:
+        if self.db.is_running(node):
+            return
+        await self.db.start(node)
+        self.down.discard(node)
+        self.skewed.pop(node, None)  # a fresh process starts with a true clock
+        self._mark("restart", node)
+
+    async def pause(self, node: str) -> None:
+        await self.db.pause(node)
+        if self.db.is_running(node):
+            self.paused.add(node)
+
+    async def resume(self, node: str) -> None:
+        await self.db.resume(node)
+        self.paused.discard(node)
+
+    async def set_clock(self, node: str, offset: float, rate: float) -> None:
+        await self.db.set_clock(node, offset, rate)
+        if offset == 0 and rate == 1:
+            self.skewed.pop(node, None)
+        else:
+            self.skewed[node] = (offset, rate)
+
+    async def lose_unfsynced(self, node: str) -> None:
+        await self.db.lose_unfsynced(node)
+        self.down.add(node)
+        self.paused.discard(node)
+        self._mark("crash", node)
+        self._mark("lose-unfsynced", node)
+
+    # -- whole-cluster helpers ------------------------------------------------------
+
+    async def heal_all(self) -> None:
+        """Undo every fault: network, pauses, clocks, dead nodes."""
+        if self.network is not None:
+            await self.network.heal()
+            await self.network.reset_faults()
+        for node in list(self.paused):
+            await self.resume(node)
+        for node in list(self.skewed):
+            with contextlib.suppress(DBError, Unsupported):
+                await self.set_clock(node, 0.0, 1.0)
+        for node in self.nodes:
+            if not self.db.is_running(node):
+                await self.start(node)
+
+    async def wait_for_leader(self, within: float, poll: float = 0.05) -> str:
+        """Poll the nodes' status until one of them says it leads."""
+        with trio.fail_after(within):
+            while True:
+                leader = await self.leader()
+                if leader is not None:
+                    return leader
+                await trio.sleep(poll)
+
+    def current_faults(self) -> list[str]:
+        faults = [f"down {n}" for n in sorted(self.down)]
+        faults += [f"paused {n}" for n in sorted(self.paused)]
+        faults += [f"clock {n} {o:+.2f}s x{r:g}" for n, (o, r) in sorted(self.skewed.items())]
+        return faults
+
+
+class DirectNetwork:
+    """No network in between (``--net none``): nodes dial each other directly.
+
+    Useful to measure what the proxy costs and to run without any relay;
+    link faults are impossible and say so, healing is trivially done.
+    """
+
+    def __init__(self) -> None:
+        self._addresses: dict[str, NodeAddress] = {}
+
+    async def start(self, nursery: trio.Nursery, nodes: Any) -> dict[str, dict[str, str]]:
+        self._addresses = dict(nodes)
+        return direct_peer_map(self._addresses)
+
+    def listen_address(self, node: str) -> NodeAddress:
+        return self._addresses[node]
+
+    def wrap_command(self, node: str, argv: list[str]) -> list[str]:
+        return argv
+
+    async def _unsupported(self, *args: Any, **kwargs: Any) -> None:
+        raise Unsupported("--net none has no link faults; use --net proxy")
+
+    partition = set_loss = set_delay = set_duplicate = set_reorder = _unsupported
+
+    async def heal(self) -> None:
+        pass
+
+    async def reset_faults(self) -> None:
+        pass
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        return {}
+
+    async def aclose(self) -> None:
+        pass
+
+
+def direct_peer_map(addresses: dict[str, NodeAddress]) -> dict[str, dict[str, str]]:
+    """Peer addresses without any relay in between (no network faults possible)."""
+    return {a: {b: addr.peer for b, addr in addresses.items() if b != a} for a in addresses}
+
+
+@contextlib.asynccontextmanager
+async def open_cluster(
+    db: DB,
+    network: Any,
+    nodes: list[str],
+    run_dir: Path,
+    *,
+    on_event: NodeEventSink | None = None,
+    on_mark: MarkSink | None = None,
+    leader_timeout: float = 10.0,
+    wait_leader: bool = True,
+) -> AsyncIterator[Cluster]:
+    """Start the network and every node, wait for a leader, yield; always clean up."""
+    cluster = Cluster(db, network, nodes, run_dir, on_mark)
+    async with trio.open_nursery() as nursery:
+        try:
+            cluster.addresses = db.plan(run_dir, nodes)
+            if network is None:
+                network = cluster.network = DirectNetwork()
+            peer_map = await network.start(nursery, cluster.addresses)
+            listen = {node: network.listen_address(node) for node in nodes}
+            wrap = network.wrap_command
+            await db.setup(nursery, peer_map, on_event, listen=listen, wrap_command=wrap)
+            async with trio.open_nursery() as starters:
+                for node in nodes:
+                    starters.start_soon(db.start, node)
+            if wait_leader:
+                await cluster.wait_for_leader(leader_timeout)
+            yield cluster
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await db.teardown()
+                finally:
+                    if network is not None:
+                        with contextlib.suppress(Exception):
+                            await network.aclose()
+            nursery.cancel_scope.cancel()
+
+
+def check_size(count: int) -> None:
+    if count not in SUPPORTED_SIZES:
+        sizes = ", ".join(map(str, SUPPORTED_SIZES))
+        raise ValueError(f"clusters of {sizes} nodes are supported, not {count}")
+
+
+__all__ = [
+    "Cluster",
+    "DirectNetwork",
+    "RunClock",
+    "check_size",
+    "direct_peer_map",
+    "node_names",
+    "open_cluster",
+]
+

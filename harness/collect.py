@@ -1,0 +1,190 @@
+"""Collection of what the nodes say about themselves, for the log-order checker.
+
+Every ``interval`` seconds during a run, and once more at the end, the
+collector asks every reachable node for its ``status``, its ``log`` and its
+``state-digest``, and appends one observation per answer to
+``RUN_DIR/observations.jsonl`` (INTERFACES.md §4). Role changes come from the
+nodes' stdout events, crash/restart/lose-unfsynced marks from the cluster,
+and a ``healed`` mark when every fault is undone and the quiet period is over.
+
+Logs are fetched incrementally: from a little below the last commit index
+seen on that node, so entries that may still change (the uncommitted tail)
+and the recently committed ones are re-read each round, and the committed
+prefix is re-read in full every ``full_every`` rounds, after a node restarts,
+and at the end — enough to notice a committed entry that changed or vanished
+without shipping the whole log every second.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import trio
+
+from harness.db import DB, DBError, Unsupported
+
+#: Entries below the last seen commit index re-read by an incremental dump.
+OVERLAP = 32
+
+
+class ObservationWriter:
+    """Appends observations one JSON line each, flushed (a crashed run keeps them)."""
+
+    def __init__(self, path: Path, clock: Callable[[], int]) -> None:
+        self.path = path
+        self.clock = clock
+        self._file: IO[str] | None = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self.count = 0
+
+    def write(self, kind: str, node: str | None = None, **fields: Any) -> None:
+        if self._file is None:
+            return  # late events after the run closed its files are dropped
+        record: dict[str, Any] = {"time": self.clock()}
+        if node is not None:
+            record["node"] = node
+        record["kind"] = kind
+        record.update(fields)
+        self._file.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+        self._file.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Collector:
+    def __init__(
+        self,
+        db: DB,
+        nodes: list[str],
+        writer: ObservationWriter,
+        *,
+        interval: float = 1.0,
+        full_every: int = 10,
+    ) -> None:
+        self.db = db
+        self.nodes = nodes
+        self.writer = writer
+        self.interval = interval
+        self.full_every = full_every
+        self.latest_status: dict[str, dict[str, Any]] = {}
+        self.rounds = 0
+        self.unsupported: set[str] = set()
+        self._commit_seen: dict[str, int] = {}
+        self._needs_full: set[str] = set(nodes)
+
+    # -- pushed events -------------------------------------------------------
+
+    def on_node_event(self, node: str, event: dict[str, Any]) -> None:
+        """Sink for the nodes' stdout events (role changes become observations)."""
+        if event.get("event") == "role":
+            fields = {"term": event.get("term"), "role": event.get("role")}
+            if "leader" in event:
+                fields["leader"] = event.get("leader")
+            self.writer.write("role", node, **fields)
+
+    def mark(self, kind: str, node: str) -> None:
+        """Lifecycle marks from the cluster: crash, restart, lose-unfsynced."""
+        self.writer.write(kind, node)
+        self.latest_status.pop(node, None)
+        if kind == "restart":
+            self._needs_full.add(node)
+
+    def healed(self) -> None:
+        self.writer.write("healed")
+
+    @property
+    def leader(self) -> str | None:
+        """Leader by the freshest statuses: highest term among self-declared leaders."""
+        leaders = [
+            (s.get("term") or 0, node)
+            for node, s in self.latest_status.items()
+            if s.get("role") == "leader"
+        ]
+        return max(leaders)[1] if leaders else None
+
+    # -- polling --------------------------------------------------------------
+
+    async def run(self, stop: trio.Event) -> None:
+        """Collect every ``interval`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            started = trio.current_time()
+            await self.collect_once()
+            with trio.move_on_at(started + self.interval):
+                await stop.wait()
+
+    async def collect_once(self, full: bool = False) -> None:
+        """One round: status, log and digest of every reachable node, concurrently."""
+        self.rounds += 1
+        full = full or (self.full_every > 0 and self.rounds % self.full_every == 0)
+        async with trio.open_nursery() as nursery:
+            for node in self.nodes:
+                nursery.start_soon(self._collect_node, node, full)
+
+    async def _collect_node(self, node: str, full: bool) -> None:
+        try:
+            await self._status(node)
+            await self._log(node, full or node in self._needs_full)
+            await self._digest(node)
+        except DBError:
+            pass  # down, paused or cut off: that is what faults do
+
+    async def _status(self, node: str) -> None:
+        if "status" in self.unsupported:
+            return
+        try:
+            status = await self.db.status(node)
+        except Unsupported:
+            self.unsupported.add("status")
+            return
+        self.latest_status[node] = status
+        self.writer.write(
+            "status",
+            node,
+            role=status.get("role"),
+            term=status.get("term"),
+            leader=status.get("leader"),
+            commit=status.get("commit"),
+            applied=status.get("applied"),
+            last_index=status.get("last_index"),
+        )
+
+    async def _log(self, node: str, full: bool) -> None:
+        if "log" in self.unsupported:
+            return
+        seen = self._commit_seen.get(node)
+        from_index = None if full or seen is None else max(1, seen - OVERLAP)
+        try:
+            dump = await self.db.log(node, from_index)
+        except Unsupported:
+            self.unsupported.add("log")
+            return
+        fields: dict[str, Any] = {
+            "commit": dump.get("commit"),
+            "snapshot_index": dump.get("snapshot_index"),
+            "snapshot_term": dump.get("snapshot_term"),
+            "entries": dump.get("entries", []),
+        }
+        if from_index is not None:
+            fields["from"] = from_index
+        self.writer.write("log", node, **fields)
+        self._needs_full.discard(node)
+        if isinstance(dump.get("commit"), int):
+            self._commit_seen[node] = dump["commit"]
+
+    async def _digest(self, node: str) -> None:
+        if "digest" in self.unsupported:
+            return
+        try:
+            digest = await self.db.state_digest(node)
+        except Unsupported:
+            self.unsupported.add("digest")
+            return
+        self.writer.write(
+            "digest", node, applied=digest.get("applied"), digest=digest.get("digest")
+        )

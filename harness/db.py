@@ -1,0 +1,221 @@
+"""Pluggable databases: the DB and Client protocols of a test, after Jepsen's.
+
+A *DB* knows how to install, start, kill, pause, resume and tear down the
+nodes of one system, and where each node's logs are. A *Client* turns one
+abstract operation (``{"f": "write", "key": "k1", "value": 5}``) into a
+request to that system and its answer into a completion of type ``ok``
+(it happened), ``fail`` (it certainly did not happen) or ``info`` (unknown:
+it may have happened, now or later).
+
+The harness core (cluster, clients, run) only talks to these two classes, so
+a second system is added by writing one module with a ``DB`` subclass and
+registering it (``register_db("name", factory)`` or the ``splitbrain.dbs``
+entry point group); nothing in the core changes.
+
+Optional abilities (admin status, log dumps, state digests, clock faults,
+losing unfsynced writes) raise :class:`Unsupported` by default: the nemesis
+and the collector skip what a system cannot do, and say so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import trio
+
+from nemesis.api import NodeAddress  # one address type for DBs and networks
+
+CompletionType = Literal["ok", "fail", "info"]
+
+
+class Unsupported(Exception):
+    """This system cannot do that (no admin API for it, no clock control …)."""
+
+
+class DBError(Exception):
+    """A node could not be set up or started (it crashed, never got ready …)."""
+
+
+@dataclass
+class DBOptions:
+    """What a test asks of its system; adapters take what concerns them."""
+
+    read_mode: str = "read-index"
+    bugs: tuple[str, ...] = ()
+    election_timeout: tuple[float, float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["bugs"] = list(self.bugs)
+        return data
+
+
+@dataclass
+class Completion:
+    """The end of one operation as a client saw it."""
+
+    type: CompletionType
+    value: Any = None
+    error: str | None = None
+    node: str | None = None  # the node that gave the final answer
+
+    def __post_init__(self) -> None:
+        if self.type not in ("ok", "fail", "info"):
+            raise ValueError(f"completion type must be ok/fail/info, not {self.type!r}")
+
+
+#: Callback the DB calls for every structured event a node prints
+#: (``{"event": "role", ...}``); the collector turns them into observations.
+NodeEventSink = Callable[[str, dict[str, Any]], None]
+
+
+class Client:
+    """One logical process's connection to the system (Jepsen's client).
+
+    ``invoke`` must never raise for a failed operation: every outcome is a
+    :class:`Completion`. Timeouts are the caller's (it cancels ``invoke``
+    and records ``info``), so an implementation only needs to be cancel-safe.
+    """
+
+    async def open(self) -> None:
+        """Connect lazily or eagerly; called once before the first invoke."""
+
+    async def invoke(self, op: dict[str, Any], *, client_id: str, seq: int) -> Completion:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release sockets; must be safe to call more than once."""
+
+
+class DB:
+    """One system under test, driven through its nodes (Jepsen's db).
+
+    Lifecycle: ``plan`` (choose addresses, no side effects beyond the run
+    directory) → the network starts and maps addresses → ``setup`` →
+    ``start`` each node → … faults … → ``teardown`` (must kill everything,
+    idempotent, safe under cancellation).
+    """
+
+    name = "db"
+
+    def plan(
+        self, run_dir: Path, nodes: list[str], host: str = "127.0.0.1"
+    ) -> dict[str, NodeAddress]:
+        """Reserve listen addresses for each node and remember the run directory."""
+        raise NotImplementedError
+
+    async def setup(
+        self,
+        nursery: trio.Nursery,
+        peer_addresses: Mapping[str, Mapping[str, str]],
+        on_event: NodeEventSink | None = None,
+        listen: Mapping[str, NodeAddress] | None = None,
+        wrap_command: Callable[[str, list[str]], list[str]] | None = None,
+    ) -> None:
+        """Prepare nodes (data dirs, configs). ``peer_addresses[a][b]`` is how a reaches b.
+
+        ``nursery`` hosts background tasks (stdout pumps) that must live as
+        long as the cluster. ``listen`` overrides where each node binds and
+        ``wrap_command`` how it is launched (a network namespace backend
+        needs both); by default nodes bind where ``plan`` said.
+        """
+        raise NotImplementedError
+
+    async def start(self, node: str) -> None:
+        """Start the node (from whatever it has on disk) and wait until it is ready."""
+        raise NotImplementedError
+
+    async def kill(self, node: str) -> None:
+        """Crash the node (SIGKILL or equivalent); returns once it is dead."""
+        raise NotImplementedError
+
+    async def pause(self, node: str) -> None:
+        raise NotImplementedError
+
+    async def resume(self, node: str) -> None:
+        raise NotImplementedError
+
+    async def teardown(self) -> None:
+        """Kill every process this DB started. Idempotent."""
+        raise NotImplementedError
+
+    def is_running(self, node: str) -> bool:
+        raise NotImplementedError
+
+    def log_files(self, node: str) -> list[Path]:
+        """Files worth keeping for this node (stdout, stderr, dumps)."""
+        return []
+
+    def client(self, node: str) -> Client:
+        """A fresh client whose first contact is ``node``."""
+        raise NotImplementedError
+
+    # -- optional abilities -------------------------------------------------
+
+    async def status(self, node: str) -> dict[str, Any]:
+        """``{"role","term","leader","commit","applied","last_index"}`` of a node."""
+        raise Unsupported(f"{self.name} has no status API")
+
+    async def log(self, node: str, from_index: int | None = None) -> dict[str, Any]:
+        """``{"commit","snapshot_index","snapshot_term","entries":[...]}`` of a node."""
+        raise Unsupported(f"{self.name} cannot dump its log")
+
+    async def state_digest(self, node: str) -> dict[str, Any]:
+        raise Unsupported(f"{self.name} has no state digest")
+
+    async def set_clock(self, node: str, offset: float, rate: float) -> None:
+        raise Unsupported(f"{self.name} has no clock control")
+
+    async def lose_unfsynced(self, node: str) -> None:
+        """Crash the node and drop what it wrote after its last fsync."""
+        raise Unsupported(f"{self.name} cannot lose unfsynced writes")
+
+    async def leader(self) -> str | None:
+        """The node that currently believes it leads (with the highest term), if any."""
+        raise Unsupported(f"{self.name} cannot tell its leader")
+
+
+# -- registry ----------------------------------------------------------------
+
+DBFactory = Callable[[DBOptions], DB]
+_REGISTRY: dict[str, DBFactory] = {}
+_BUILTIN = {"raft_impl": "harness.raft_impl_db"}
+
+
+def register_db(name: str, factory: DBFactory) -> None:
+    """Make ``--db name`` build ``factory(options)``."""
+    _REGISTRY[name] = factory
+
+
+def _load_entry_points() -> None:
+    try:
+        entries = metadata.entry_points(group="splitbrain.dbs")
+    except Exception:  # broken metadata must not break the core
+        return
+    for entry in entries:
+        if entry.name not in _REGISTRY:
+            _REGISTRY[entry.name] = entry.load()
+
+
+def available_dbs() -> list[str]:
+    _load_entry_points()
+    return sorted(set(_REGISTRY) | set(_BUILTIN))
+
+
+def create_db(name: str, options: DBOptions) -> DB:
+    """Build the adapter registered as ``name``; KeyError names the known ones."""
+    if name not in _REGISTRY and name in _BUILTIN:
+        import importlib
+
+        importlib.import_module(_BUILTIN[name])  # registers itself on import
+    if name not in _REGISTRY:
+        _load_entry_points()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown database {name!r}; known: {', '.join(available_dbs())}")
+    return _REGISTRY[name](options)

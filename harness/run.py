@@ -1,0 +1,453 @@
+"""One test run, end to end.
+
+    setup → start cluster → wait for a leader
+    → clients + nemesis for the time limit
+    → heal everything → quiet period → final read of every key through the leader
+    → final collection → checkers → results.json → report.html → exit code
+
+Everything a run produces goes to its store directory as it happens
+(``test.json`` first, so even a run killed in its first second explains
+itself). The async part (:func:`execute`) owns every process and relay of
+the run inside one nursery; the checkers and the report run afterwards,
+outside Trio, on the files alone — exactly what ``splitbrain check RUN_DIR``
+does later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from harness import store
+from harness.clients import ClientStats, HistoryRecorder, ProcessPool
+from harness.cluster import RunClock, node_names, open_cluster
+from harness.collect import Collector, ObservationWriter
+from harness.db import DBOptions, create_db
+from harness.workload import DEFAULT_MIX, RegisterWorkload
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
+
+
+@dataclass
+class RunConfig:
+    db: str = "raft_impl"
+    nodes: int = 5
+    time_limit: float = 60.0
+    rate: float = 100.0
+    concurrency: int = 5
+    keys: int = 5
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    ops_per_key: int | None = None
+    nemesis: list[str] = field(default_factory=list)
+    nemesis_interval: float = 5.0
+    nemesis_schedule: str | None = None
+    net: str = "proxy"
+    trace_messages: bool = True
+    read_mode: str = "read-index"
+    bugs: list[str] = field(default_factory=list)
+    seed: int | None = None
+    store: str = "store"
+    test_name: str | None = None
+    quiet_period: float = 2.0
+    op_timeout: float = 1.0
+    leader_timeout: float = 10.0
+    final_read_timeout: float = 15.0
+    collect_interval: float = 1.0
+    display: bool = False
+    run_checkers: bool = True
+    render_report: bool = True
+    command_line: list[str] = field(default_factory=list)
+
+    def resolved_seed(self) -> int:
+        if self.seed is None:
+            self.seed = random.SystemRandom().randrange(2**31)
+        return self.seed
+
+    def name(self) -> str:
+        if self.test_name:
+            return self.test_name
+        if self.nemesis_schedule:
+            faults = Path(self.nemesis_schedule).stem
+        else:
+            faults = ",".join(self.nemesis) or "no-nemesis"
+        parts = [self.db, faults]
+        parts += [f"bug-{bug}" for bug in self.bugs]
+        if self.read_mode != "read-index":
+            parts.append(self.read_mode)
+        return "-".join(parts)
+
+    def workload(self) -> RegisterWorkload:
+        return RegisterWorkload(
+            keys=self.keys,
+            mix=self.mix,
+            rate=self.rate,
+            concurrency=self.concurrency,
+            ops_per_key=self.ops_per_key,
+        )
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    exit_code: int
+    results: dict[str, Any] | None = None
+    interrupted: bool = False
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def build_schedule(config: RunConfig, nodes: list[str]) -> list[dict[str, Any]]:
+    from nemesis import schedule as schedules
+
+    if config.nemesis_schedule:
+        return schedules.load(config.nemesis_schedule, nodes)
+    rng = random.Random(config.resolved_seed() ^ 0x5EED)
+    return schedules.generate(
+        config.nemesis, nodes, config.time_limit, config.nemesis_interval, rng
+    )
+
+
+def make_network(kind: str, run_dir: Path, seed: int, trace: bool) -> Any:
+    """The network backend for ``--net``; None means direct connections."""
+    if kind == "none":
+        return None
+    if kind == "proxy":
+        from harness.net.proxy import ProxyNetwork
+
+        trace_path = run_dir / store.MESSAGES if trace else None
+        return ProxyNetwork(rng=random.Random(seed ^ 0xBEEF), trace_path=trace_path)
+    if kind == "netns":
+        from harness.net.netns import NetnsNetwork
+
+        return NetnsNetwork()
+    raise ValueError(f"unknown network backend {kind!r}")
+
+
+def exit_code_for(results: dict[str, Any] | None) -> int:
+    if results is None:
+        return EXIT_UNKNOWN
+    valid = results.get("valid")
+    if valid is True:
+        return EXIT_VALID
+    if valid is False:
+        return EXIT_INVALID
+    return EXIT_UNKNOWN
+
+
+def worst_exit_code(codes: list[int]) -> int:
+    """Invalid beats unknown beats valid: a found bug is the news of a batch."""
+    if EXIT_INVALID in codes:
+        return EXIT_INVALID
+    if EXIT_UNKNOWN in codes:
+        return EXIT_UNKNOWN
+    return EXIT_VALID
+
+
+class RunState:
+    """What the live display (and the summary) read while the run goes on."""
+
+    def __init__(self, config: RunConfig, clock: RunClock) -> None:
+        self.config = config
+        self.clock = clock
+        self.phase = "setup"
+        self.stats = ClientStats()
+        self.network_faults: dict[str, Any] = {}
+        self.cluster: Any = None
+        self.collector: Collector | None = None
+        self.faults_started_at: float | None = None
+        self.leader: str | None = None
+
+    def observe(self, event: dict[str, Any]) -> None:
+        self.stats.observe(event)
+        if event.get("process") != "nemesis":
+            return
+        f = str(event.get("f", ""))
+        if f.startswith("start-"):
+            self.network_faults[f[len("start-") :]] = event.get("value")
+        elif f.startswith("stop-"):
+            self.network_faults.pop(f[len("stop-") :], None)
+        elif f in ("heal-all",):
+            self.network_faults.clear()
+
+    def current_faults(self) -> list[str]:
+        faults = sorted(self.network_faults)
+        if self.cluster is not None:
+            faults += self.cluster.current_faults()
+        return faults
+
+    def time_left(self) -> float | None:
+        if self.faults_started_at is None:
+            return None
+        return max(0.0, self.faults_started_at + self.config.time_limit - trio.current_time())
+
+
+async def execute(config: RunConfig, run_dir: Path, state: RunState) -> dict[str, Any]:
+    """The live part of a run; returns timing and count facts for test.json."""
+    nodes = node_names(config.nodes)
+    seed = config.resolved_seed()
+    schedule = build_schedule(config, nodes)
+    workload = config.workload()
+    facts: dict[str, Any] = {}
+    clock = state.clock
+    recorder = HistoryRecorder(run_dir / store.HISTORY, clock)
+    recorder.listeners.append(state.observe)
+    observations = ObservationWriter(run_dir / store.OBSERVATIONS, clock)
+    db = create_db(
+        config.db, DBOptions(read_mode=config.read_mode, bugs=tuple(config.bugs))
+    )
+    collector = Collector(db, nodes, observations, interval=config.collect_interval)
+    state.collector = collector
+    network = make_network(config.net, run_dir, seed, config.trace_messages)
+    try:
+        async with trio.open_nursery() as outer:
+            outer.start_soon(_terminate_on_sigterm)
+            if config.display:
+                from harness.display import live_display
+
+                outer.start_soon(live_display, state)
+            state.phase = "starting"
+            started = trio.current_time()
+            async with open_cluster(
+                db,
+                network,
+                nodes,
+                run_dir,
+                on_event=collector.on_node_event,
+                on_mark=collector.mark,
+                leader_timeout=config.leader_timeout,
+            ) as cluster:
+                state.cluster = cluster
+                facts["startup_seconds"] = round(trio.current_time() - started, 3)
+                facts["first_leader"] = cluster.last_leader
+                await _drive(config, cluster, db, recorder, collector, state, schedule, workload)
+            state.phase = "done"
+            outer.cancel_scope.cancel()
+    finally:
+        recorder.close()
+        observations.close()
+        facts["stats"] = state.stats.to_json()
+        facts["observations"] = observations.count
+    return facts
+
+
+async def _drive(
+    config: RunConfig,
+    cluster: Any,
+    db: Any,
+    recorder: HistoryRecorder,
+    collector: Collector,
+    state: RunState,
+    schedule: list[dict[str, Any]],
+    workload: RegisterWorkload,
+) -> None:
+    from nemesis.executor import run_schedule
+
+    nodes = cluster.nodes
+    pool = ProcessPool(
+        db,
+        nodes,
+        recorder,
+        concurrency=workload.concurrency,
+        op_timeout=config.op_timeout,
+        stats=state.stats,
+    )
+    seed = config.resolved_seed()
+    used_keys: list[str] = []
+
+    def operations() -> Any:
+        for op in workload.operations(seed):
+            if op["key"] not in used_keys:
+                used_keys.append(op["key"])
+            yield op
+
+    stop_collecting = trio.Event()
+    async with trio.open_nursery() as background:
+        background.start_soon(collector.run, stop_collecting)
+
+        # -- faults and clients for the time limit ---------------------------
+        state.phase = "faults"
+        state.faults_started_at = trio.current_time()
+        stop_clients = trio.Event()
+        async with trio.open_nursery() as phase:
+            phase.start_soon(pool.run_workers, operations(), workload.rate, stop_clients)
+            phase.start_soon(
+                lambda: run_schedule(
+                    schedule, cluster, recorder.write, state.clock,
+                    rng=random.Random(seed ^ 0xFA17),
+                )
+            )
+            await trio.sleep(config.time_limit)
+            stop_clients.set()
+
+        # -- heal, quiet, final reads -------------------------------------------
+        state.phase = "healing"
+        await cluster.heal_all()
+        state.phase = "quiet"
+        await trio.sleep(config.quiet_period)
+        with contextlib.suppress(trio.TooSlowError):
+            await cluster.wait_for_leader(config.leader_timeout)
+        state.phase = "final reads"
+        await pool.final_reads(used_keys, config.final_read_timeout, leader=cluster.leader)
+        await _await_convergence(cluster, db, within=5.0)
+        collector.healed()
+        state.phase = "final collection"
+        stop_collecting.set()
+    await collector.collect_once(full=True)
+    await _dump_final_logs(db, nodes, cluster.run_dir)
+
+
+async def _await_convergence(cluster: Any, db: Any, within: float) -> bool:
+    """Wait until every node has applied the same index (digests are comparable then)."""
+    with trio.move_on_after(within):
+        while True:
+            statuses = await db.statuses() if hasattr(db, "statuses") else {}
+            applied = {s.get("applied") for s in statuses.values()}
+            if len(statuses) == len(cluster.nodes) and len(applied) == 1:
+                return True
+            await trio.sleep(0.1)
+    return False
+
+
+async def _dump_final_logs(db: Any, nodes: list[str], run_dir: Path) -> None:
+    for node in nodes:
+        with contextlib.suppress(Exception):
+            dump = await db.log(node)
+            store.write_json(run_dir / store.NODES / node / "final-log.json", dump)
+
+
+def test_json(config: RunConfig, schedule: list[dict[str, Any]] | None) -> dict[str, Any]:
+    data = asdict(config)
+    data["test_name"] = config.name()
+    data["workload"] = config.workload().to_json()
+    data["nemesis_schedule_file"] = config.nemesis_schedule
+    data["nemesis_schedule"] = schedule
+    data["nodes"] = node_names(config.nodes)
+    data["python"] = sys.version.split()[0]
+    data["started_utc"] = store.utc_stamp()
+    data.pop("display", None)
+    return data
+
+
+def check_run(run_dir: Path) -> dict[str, Any]:
+    """Run every checker on the stored files (what ``splitbrain check`` does)."""
+    try:
+        from checker.runner import run_all
+    except ImportError as exc:
+        return {
+            "valid": "unknown",
+            "checkers": {},
+            "error": f"checkers unavailable: {exc}",
+        }
+    return run_all(run_dir)
+
+
+def render_report(run_dir: Path) -> str | None:
+    """Write report.html; returns an error text instead of failing the run."""
+    try:
+        from reports.render import render_run_report
+    except ImportError as exc:
+        return f"report renderer unavailable: {exc}"
+    try:
+        render_run_report(run_dir)
+    except Exception as exc:
+        return f"report failed: {type(exc).__name__}: {exc}"
+    return None
+
+
+def run_test(config: RunConfig) -> RunOutcome:
+    """Run one test to its verdict. Ctrl-C stops it cleanly (history kept, exit 2)."""
+    config.resolved_seed()
+    run_dir = store.create_run_dir(Path(config.store), config.name())
+    nodes = node_names(config.nodes)
+    schedule = build_schedule(config, nodes)
+    test = test_json(config, schedule)
+    store.write_json(run_dir / store.TEST_JSON, test)
+    state = RunState(config, RunClock())
+    outcome = RunOutcome(run_dir, EXIT_UNKNOWN)
+    began = time.monotonic()
+    try:
+        facts = trio.run(execute, config, run_dir, state)
+        test.update(facts)
+    except BaseException as exc:
+        if _contains(exc, KeyboardInterrupt):
+            outcome.interrupted = True
+            test["interrupted"] = True
+        elif _contains(exc, Exception) and not _contains(exc, (SystemExit, GeneratorExit)):
+            outcome.error = "; ".join(_describe(leaf) for leaf in _leaves(exc))
+            test["error"] = outcome.error
+        else:
+            raise
+    outcome.timings["run_seconds"] = round(time.monotonic() - began, 3)
+    outcome.stats = state.stats.to_json()
+    test["finished_utc"] = store.utc_stamp()
+    test.setdefault("stats", outcome.stats)
+    store.write_json(run_dir / store.TEST_JSON, test)
+    if outcome.interrupted or outcome.error:
+        return outcome
+    if config.run_checkers:
+        checked = time.monotonic()
+        results = check_run(run_dir)
+        outcome.timings["check_seconds"] = round(time.monotonic() - checked, 3)
+        outcome.results = results
+        store.write_json(run_dir / store.RESULTS, results)
+        outcome.exit_code = exit_code_for(results)
+    if config.render_report:
+        problem = render_report(run_dir)
+        if problem is not None:
+            outcome.error = problem
+    return outcome
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _contains(exc: BaseException, kind: type | tuple[type, ...]) -> bool:
+    return any(isinstance(leaf, kind) for leaf in _leaves(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _terminate_on_sigterm() -> None:
+    """SIGTERM/SIGHUP end the run like Ctrl-C: orderly cleanup, history kept."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+        async for signum in signals:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+
+def summary(outcome: RunOutcome) -> str:
+    """One paragraph for the terminal."""
+    lines = [f"run: {outcome.run_dir}"]
+    stats = outcome.stats
+    if stats:
+        lines.append(
+            f"ops: {stats.get('ok', 0)} ok, {stats.get('fail', 0)} fail, "
+            f"{stats.get('info', 0)} info"
+        )
+    if outcome.interrupted:
+        lines.append(
+            f"interrupted: the history so far is on disk; check it with "
+            f"`splitbrain check {outcome.run_dir}`"
+        )
+    if outcome.results is not None:
+        verdict = outcome.results.get("valid")
+        lines.append(f"verdict: {json.dumps(verdict)}")
+        for name, result in (outcome.results.get("checkers") or {}).items():
+            lines.append(f"  {name}: {json.dumps(result.get('valid'))}")
+    if outcome.error:
+        lines.append(f"error: {outcome.error}")
+    return "\n".join(lines)

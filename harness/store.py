@@ -1,0 +1,108 @@
+"""The store: one directory per run, ``store/<test-name>/<UTC timestamp>/``.
+
+Layout (DESIGN.md)::
+
+    store/
+      latest -> raft_impl-partition-kill/20261128T042651.123Z
+      raft_impl-partition-kill/
+        latest -> 20261128T042651.123Z
+        20261128T042651.123Z/
+          test.json          full configuration: seed, workload, schedule, command line
+          history.jsonl      written as it happens
+          observations.jsonl node statuses/logs/digests (log-order checker input)
+          messages.jsonl     network trace (proxy backend, when tracing)
+          nodes/<id>/        stdout.jsonl, stderr.log, data/, final-log.json
+          results.json       checker verdicts
+          report.html        the self-contained report
+
+Timestamps are UTC with milliseconds and ``Z`` so that names sort in time
+order and never collide for runs a millisecond apart; a collision anyway
+gets a numeric suffix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+TEST_JSON = "test.json"
+HISTORY = "history.jsonl"
+OBSERVATIONS = "observations.jsonl"
+MESSAGES = "messages.jsonl"
+RESULTS = "results.json"
+REPORT = "report.html"
+NODES = "nodes"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._,+=-]+")
+
+
+def safe_name(name: str) -> str:
+    """A test name usable as one path component."""
+    cleaned = _UNSAFE.sub("_", name).strip("._") or "test"
+    return cleaned[:120]
+
+
+def utc_stamp(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def create_run_dir(store: Path, test_name: str, now: dt.datetime | None = None) -> Path:
+    """Make a fresh run directory and point the ``latest`` links at it."""
+    test_dir = store / safe_name(test_name)
+    test_dir.mkdir(parents=True, exist_ok=True)
+    stamp = utc_stamp(now)
+    run_dir = test_dir / stamp
+    suffix = 1
+    while True:
+        try:
+            run_dir.mkdir()
+            break
+        except FileExistsError:
+            suffix += 1
+            run_dir = test_dir / f"{stamp}-{suffix}"
+    (run_dir / NODES).mkdir()
+    _point(store / "latest", run_dir.relative_to(store))
+    _point(test_dir / "latest", Path(run_dir.name))
+    return run_dir
+
+
+def _point(link: Path, target: Path) -> None:
+    """Atomically (re)point a relative symlink (rename over the old one)."""
+    temporary = link.with_name(f".{link.name}.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    try:
+        temporary.symlink_to(target)
+        temporary.replace(link)
+    except OSError:
+        # A filesystem without symlinks loses only the convenience link.
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON via a temporary file and rename, so readers never see half a file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    temporary.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def resolve_run_dir(path: Path) -> Path:
+    """Accept a run dir, a test dir or a store dir (then its latest run)."""
+    path = Path(path)
+    if (path / TEST_JSON).exists() or (path / HISTORY).exists():
+        return path
+    latest = path / "latest"
+    if latest.exists():
+        return resolve_run_dir(latest.resolve())
+    raise FileNotFoundError(f"{path} is not a run directory (no {TEST_JSON} or {HISTORY})")

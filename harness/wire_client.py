@@ -1,0 +1,96 @@
+"""A small Trio client for a node's client port (length-prefixed msgpack frames).
+
+Strictly one request in flight per connection: Jepsen's process model runs
+one operation at a time per process, and the collector asks one admin
+question at a time, so pipelining would buy nothing and cost clarity.
+
+If a request is cancelled (timeout) or the connection breaks, the connection
+is dropped and the next request reconnects: an answer that arrives late
+must never be mistaken for the answer to a later request. Answers are also
+matched by ``id`` as a second guard.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import trio
+
+from raft_impl.wire import FrameDecoder, FrameError, encode_frame
+
+
+class ConnectionLost(Exception):
+    """The connection broke or could not be opened.
+
+    ``sent`` says whether the request may have reached the node: if False,
+    the request certainly did not take effect.
+    """
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class WireClient:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._stream: trio.SocketStream | None = None
+        self._decoder = FrameDecoder()
+        self._ids = itertools.count(1)
+        self._lock = trio.Lock()
+
+    @classmethod
+    def for_address(cls, address: str) -> WireClient:
+        host, _, port = address.rpartition(":")
+        return cls(host, int(port))
+
+    async def _connect(self) -> trio.SocketStream:
+        if self._stream is None:
+            try:
+                self._stream = await trio.open_tcp_stream(self.host, self.port)
+            except OSError as exc:
+                raise ConnectionLost(
+                    f"cannot connect to {self.host}:{self.port}: {exc}", sent=False
+                ) from exc
+            self._decoder = FrameDecoder()
+        return self._stream
+
+    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send one request, return its answer. No timeout here: the caller sets one."""
+        async with self._lock:
+            stream = await self._connect()
+            request_id = next(self._ids)
+            finished = False
+            sent = False
+            try:
+                try:
+                    frame = encode_frame({**message, "id": request_id})
+                    # Conservative: once bytes may have left, the node may act on them.
+                    sent = True
+                    await stream.send_all(frame)
+                    while True:
+                        for answer in self._decoder.messages():
+                            if answer.get("id") == request_id:
+                                finished = True
+                                return answer
+                        data = await stream.receive_some(65536)
+                        if not data:
+                            raise ConnectionLost("connection closed by the node", sent=True)
+                        self._decoder.feed(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    raise ConnectionLost(str(exc) or type(exc).__name__, sent=sent) from exc
+                except FrameError as exc:
+                    raise ConnectionLost(f"bad frame from node: {exc}", sent=True) from exc
+            finally:
+                if not finished:
+                    await self._drop()
+
+    async def _drop(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def aclose(self) -> None:
+        await self._drop()

@@ -1,0 +1,143 @@
+"""The register workload: reads, writes and compare-and-sets over K keys.
+
+The generator is data plus a seed: :meth:`RegisterWorkload.operations`
+yields the same sequence of operations for the same seed, whatever the
+cluster does. That is what ``--seed`` reproduces; which operation meets
+which fault still depends on real timing.
+
+Every value written (by ``write`` or as the new value of a ``cas``) is
+unique across the run, so a read names the one write it observed: this
+makes linearizability checking sharper and far cheaper than with small
+random values. A ``cas`` expects one of the last few values generated for
+its key, so a good share of them succeed.
+
+Optionally a key is retired after ``ops_per_key`` operations and replaced
+by a fresh one (Jepsen's independent keys): per-key histories stay short,
+which bounds the linearizability search.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_MIX = {"read": 0.5, "write": 0.3, "cas": 0.2}
+OPERATIONS = ("read", "write", "cas")
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``"read=5,write=3,cas=2"`` → normalised weights; ValueError on nonsense."""
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, weight = part.partition("=")
+        name = name.strip()
+        if not sep or name not in OPERATIONS:
+            raise ValueError(f"mix entries look like read=5,write=3,cas=2, not {part!r}")
+        try:
+            mix[name] = float(weight)
+        except ValueError:
+            raise ValueError(f"weight of {name} must be a number, not {weight!r}") from None
+    return normalise_mix(mix)
+
+
+def normalise_mix(mix: dict[str, float]) -> dict[str, float]:
+    if any(w < 0 for w in mix.values()):
+        raise ValueError("mix weights must not be negative")
+    total = sum(mix.values())
+    if total <= 0:
+        raise ValueError("the mix needs at least one operation with a positive weight")
+    return {f: mix.get(f, 0.0) / total for f in OPERATIONS if mix.get(f, 0.0) > 0}
+
+
+@dataclass(frozen=True)
+class RegisterWorkload:
+    keys: int = 5
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    rate: float = 100.0  # operations per second over all processes; 0 = as fast as possible
+    concurrency: int = 5
+    ops_per_key: int | None = None
+    #: How many recent values of a key a cas may expect.
+    cas_window: int = 3
+
+    def __post_init__(self) -> None:
+        if self.keys < 1:
+            raise ValueError("keys must be at least 1")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.rate < 0:
+            raise ValueError("rate must not be negative")
+        if self.ops_per_key is not None and self.ops_per_key < 1:
+            raise ValueError("ops-per-key must be at least 1")
+        object.__setattr__(self, "mix", normalise_mix(self.mix))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": "register",
+            "keys": self.keys,
+            "mix": self.mix,
+            "rate": self.rate,
+            "concurrency": self.concurrency,
+            "ops_per_key": self.ops_per_key,
+            "cas_window": self.cas_window,
+        }
+
+    def operations(self, seed: int) -> Iterator[dict[str, Any]]:
+        """An endless, seed-determined stream of ``{"f", "key", "value"}`` operations."""
+        rng = random.Random(seed)
+        names = list(self.mix)
+        weights = [self.mix[f] for f in names]
+        active = [f"k{i}" for i in range(1, self.keys + 1)]
+        next_key = self.keys + 1
+        uses = dict.fromkeys(active, 0)
+        recent: dict[str, list[int]] = {k: [] for k in active}
+        next_value = 1
+        while True:
+            slot = rng.randrange(len(active))
+            key = active[slot]
+            f = rng.choices(names, weights)[0]
+            if f == "cas" and not recent[key]:
+                f = "write" if "write" in self.mix else "read"
+            if f == "read":
+                op: dict[str, Any] = {"f": "read", "key": key, "value": None}
+            elif f == "write":
+                op = {"f": "write", "key": key, "value": next_value}
+                recent[key] = [*recent[key], next_value][-self.cas_window :]
+                next_value += 1
+            else:
+                expected = rng.choice(recent[key])
+                op = {"f": "cas", "key": key, "value": [expected, next_value]}
+                recent[key] = [*recent[key], next_value][-self.cas_window :]
+                next_value += 1
+            uses[key] += 1
+            if self.ops_per_key is not None and uses[key] >= self.ops_per_key:
+                fresh = f"k{next_key}"
+                next_key += 1
+                active[slot] = fresh
+                uses[fresh] = 0
+                recent[fresh] = []
+            yield op
+
+
+class Pacer:
+    """Spaces operation starts ``1/rate`` apart over all processes together.
+
+    The schedule is absolute (slot i starts at ``origin + i/rate``), so a
+    slow operation does not shift every later one, but a process that was
+    blocked does not get a burst either: slots in the past are skipped.
+    """
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_at = now
+
+    def claim(self, now: float) -> float:
+        """Reserve the next slot; returns how long to wait for it."""
+        if self.interval == 0.0:
+            return 0.0
+        if self.next_at < now - self.interval:
+            self.next_at = now
+        at = self.next_at
+        self.next_at += self.interval
+        return max(0.0, at - now)
