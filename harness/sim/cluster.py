@@ -1,0 +1,217 @@
+"""The simulated cluster and one simulated run, start to verdict.
+
+:class:`SimCluster` wires N :class:`~harness.sim.node.SimNode` instances, the
+simulated network, the clients and the nemesis onto one event loop, and
+writes the same artifacts a real run writes into a store run directory:
+``test.json``, ``history.jsonl`` (through ``checker.history.HistoryWriter``),
+``observations.jsonl`` (the log-order checker's input), optionally
+``messages.jsonl``, ``nodes/<id>/log.json``; then the checkers' ``results.json``
+and, when asked, ``report.html``.
+
+Phases, as in a real run: start the nodes and wait for a leader; run the
+workload and the schedule for ``time_limit`` seconds; make everything whole
+(the schedule's final heal); a quiet period; the final read of every key
+through the leader; a last observation of every node, marked ``healed``.
+
+Randomness: one ``random.Random`` per concern (network, disks/cores, clients),
+all derived from the test's seed, so the same test gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import IO, Any
+
+from checker.history import HistoryWriter
+from harness.sim import faults
+from harness.sim.clients import SimClients
+from harness.sim.config import SimTest
+from harness.sim.loop import EventLoop
+from harness.sim.network import SimNetwork
+from harness.sim.node import Reply, SimNode
+from nemesis.faults import validate_schedule
+from nemesis.schedule import final_heal
+
+#: Seconds between two observations (status + log) of every node, as the real collector.
+OBSERVE_INTERVAL = 1.0
+#: Longest wait for the first leader before the workload starts anyway.
+ELECTION_WAIT = 5.0
+#: After the final reads: time for followers to apply the last commits.
+SETTLE = 0.5
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * 1e9)
+
+
+class SimCluster:
+    def __init__(self, test: SimTest, run_dir: Path) -> None:
+        self.test = test
+        self.config = test.cluster
+        self.workload = test.workload
+        self.run_dir = Path(run_dir)
+        self.loop = EventLoop()
+        seed = test.seed
+        self.rng = random.Random(f"{seed}/nodes")
+        self.client_rng = random.Random(f"{seed}/clients")
+        self.node_ids = self.config.node_ids
+        self.schedule = validate_schedule(list(test.schedule), self.node_ids)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._history = HistoryWriter(self.run_dir / "history.jsonl")
+        self._observations: IO[str] = open(  # noqa: SIM115 - closed in close()
+            self.run_dir / "observations.jsonl", "w", encoding="utf-8")
+        self._messages: IO[str] | None = None
+        trace = None
+        if self.config.trace_messages:
+            self._messages = open(  # noqa: SIM115 - closed in close()
+                self.run_dir / "messages.jsonl", "w", encoding="utf-8")
+            trace = self._trace_message
+        self.network = SimNetwork(self.loop, random.Random(f"{seed}/net"), self.node_ids,
+                                  self._deliver, self.config.latency, trace)
+        raft_config = self.config.raft_config()
+        self.nodes: dict[str, SimNode] = {
+            node_id: SimNode(self, node_id, [p for p in self.node_ids if p != node_id],
+                             raft_config)
+            for node_id in self.node_ids
+        }
+        self.clients = SimClients(
+            self, test.workload.register().operations(seed), self.client_rng)
+        self.keys: dict[str, None] = {}
+        self._observed_commit: dict[str, int] = {}
+        self.workload_start = 0.0
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def _deliver(self, node_id: str, message: Any) -> None:
+        self.nodes[node_id].receive(message)
+
+    def fsync_latency(self) -> float:
+        lo, hi = self.config.fsync_latency
+        return lo + (hi - lo) * self.rng.random()
+
+    def _client_latency(self) -> float:
+        lo, hi = self.config.client_latency
+        return lo + (hi - lo) * self.client_rng.random()
+
+    def client_send(self, node_id: str, request: dict[str, Any], reply: Reply,
+                    refused: Any, *refused_args: Any) -> None:
+        """A client request travels to the node; a down node refuses the connection."""
+        def arrive() -> None:
+            if not self.nodes[node_id].request(request, reply):
+                self.loop.call_later(self._client_latency(), refused, *refused_args)
+        self.loop.call_later(self._client_latency(), arrive)
+
+    def client_reply(self, reply: Reply, answer: dict[str, Any]) -> None:
+        self.loop.call_later(self._client_latency(), reply, answer)
+
+    def next_node(self, node_id: str) -> str:
+        ids = self.node_ids
+        return ids[(ids.index(node_id) + 1) % len(ids)]
+
+    def leader(self) -> str | None:
+        """The up node that believes it leads in the highest term (what a status poll finds)."""
+        best: tuple[int, str] | None = None
+        for node_id, node in self.nodes.items():
+            core = node.core
+            if node.up and not node.paused and core is not None and core.role == "leader":
+                candidate = (core.term, node_id)
+                if best is None or candidate > best:
+                    best = candidate
+        return None if best is None else best[1]
+
+    # -- recording -----------------------------------------------------------------------
+
+    def record(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "invoke":
+            self.keys.setdefault(event["key"], None)
+        self._history.write({"time": _ns(self.loop.now), **event})
+
+    def record_nemesis(self, f: str, value: Any) -> None:
+        self._history.write({"time": _ns(self.loop.now), "process": "nemesis", "type": "info",
+                             "f": f, "value": value})
+
+    def observe(self, node_id: str | None, kind: str, **fields: Any) -> None:
+        record: dict[str, Any] = {"time": _ns(self.loop.now)}
+        if node_id is not None:
+            record["node"] = node_id
+        record["kind"] = kind
+        record.update(fields)
+        self._observations.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def _trace_message(self, record: dict[str, Any]) -> None:
+        assert self._messages is not None
+        self._messages.write(json.dumps({"time": _ns(self.loop.now), **record},
+                                        separators=(",", ":")) + "\n")
+
+    def observe_nodes(self, full_log: bool = True) -> None:
+        """What the real collector asks every reachable node: status and log dump.
+
+        Periodic dumps are incremental (``from`` just after the commit index the
+        previous dump of that node showed), so each committed entry is observed at
+        least once while it is fresh; the final dumps are whole logs, which the
+        checker compares against everything observed before.
+        """
+        for node_id, node in self.nodes.items():
+            if not node.up or node.paused:
+                continue  # a dead or stopped node does not answer the admin API
+            self.observe(node_id, "status", **node.status())
+            if full_log:
+                dump = node.log_dump()
+            else:
+                dump = node.log_dump(self._observed_commit.get(node_id, 0) + 1)
+            self._observed_commit[node_id] = dump["commit"]
+            self.observe(node_id, "log", **dump)
+
+    def _observe_periodically(self) -> None:
+        self.observe_nodes(full_log=False)
+        self.loop.call_later(OBSERVE_INTERVAL, self._observe_periodically)
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        loop = self.loop
+        for node in self.nodes.values():
+            node.start()
+        while self.leader() is None and loop.now < ELECTION_WAIT:
+            loop.run_until(loop.now + 0.05)
+        start = self.workload_start = loop.now
+        limit = self.workload.time_limit
+        entries = self.schedule + validate_schedule(final_heal(limit), self.node_ids)
+        for position, entry in enumerate(entries):
+            loop.call_at(start + min(entry["at"], limit), faults.apply_entry, self, entry,
+                         position)
+        loop.call_at(start, self._observe_periodically)
+        loop.call_at(start, self.clients.start)
+        loop.call_at(start + limit, self.clients.stop)
+        loop.run_until(start + limit + self.workload.quiet)
+        self._drain_clients()
+        self.clients.final_reads(list(self.keys))
+        self._drain_clients()
+        loop.run_until(loop.now + SETTLE)
+        self.finish_observations()
+
+    def _drain_clients(self) -> None:
+        loop = self.loop
+        step = self.workload.op_timeout / 4
+        while self.clients.busy:
+            loop.run_until(loop.now + step)
+
+    def finish_observations(self) -> None:
+        self.observe(None, "healed")
+        self.observe_nodes()
+        for node_id, node in self.nodes.items():
+            if node.up and not node.paused:
+                self.observe(node_id, "digest", **node.digest())
+        for node_id, node in self.nodes.items():
+            directory = self.run_dir / "nodes" / node_id
+            directory.mkdir(parents=True, exist_ok=True)
+            dump = node.log_dump() if node.up else None
+            (directory / "log.json").write_text(json.dumps(dump) + "\n", encoding="utf-8")
+
+    def close(self) -> None:
+        self._history.close()
+        self._observations.close()
+        if self._messages is not None:
+            self._messages.close()

@@ -1,0 +1,107 @@
+"""One simulated run from a :class:`SimTest` to a verdict, in a store run directory.
+
+``simulate`` is the simulator's whole public entry point: it runs the test on
+the virtual clock, writes the same files a real run writes, runs the same
+checkers (``checker.runner.run_all`` on the run directory) and, if asked,
+renders the same HTML report. Nothing here reads the real clock except the
+wall-time measurement reported in :class:`SimResult` (never written into the
+history, so the history stays byte-identical for a given test).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import store
+from harness.sim.cluster import SimCluster
+from harness.sim.config import SimTest
+
+#: Budget of the linearizability search per run; past it the verdict is unknown.
+CHECK_TIMEOUT = 30.0
+
+
+@dataclass
+class SimResult:
+    run_dir: Path
+    results: dict[str, Any]
+    stats: dict[str, Any] = field(default_factory=dict)
+    report: Path | None = None
+
+    @property
+    def valid(self) -> Any:
+        return self.results.get("valid")
+
+    @property
+    def history(self) -> Path:
+        return self.run_dir / store.HISTORY
+
+
+def run_checkers(run_dir: Path, timeout: float = CHECK_TIMEOUT) -> dict[str, Any]:
+    """Every checker on what the run recorded (the same as ``splitbrain check RUN_DIR``)."""
+    try:
+        from checker.runner import run_all
+    except ImportError:
+        return _run_checkers_directly(run_dir, timeout)
+    return run_all(run_dir, timeout=timeout)
+
+
+def _run_checkers_directly(run_dir: Path, timeout: float) -> dict[str, Any]:
+    """Linearizability and (when present) log order, for a tree without checker.runner."""
+    from checker.history import load_history
+    from checker.linearizable import check_history
+    from checker.results import compose
+
+    history = load_history(run_dir / store.HISTORY)
+    checkers = {"linearizable": check_history(history, "raft-kv", timeout=timeout)}
+    try:
+        from checker.logorder import check_log_order, load_observations
+    except ImportError:
+        pass
+    else:
+        observations = load_observations(run_dir / store.OBSERVATIONS)
+        checkers["log-order"] = check_log_order(observations, history)
+    return compose(checkers)
+
+
+def render_report(run_dir: Path) -> Path | None:
+    """Render report.html with the reports package; None when it is not available."""
+    try:
+        from reports.render import render_run_report
+    except ImportError:
+        return None
+    path = run_dir / store.REPORT
+    render_run_report(run_dir, path)
+    return path
+
+
+def simulate(test: SimTest, run_dir: str | Path, *, check: bool = True,
+             report: bool = False) -> SimResult:
+    """Run ``test`` in the simulator into ``run_dir`` (created if missing)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / store.NODES).mkdir(exist_ok=True)
+    store.write_json(run_dir / store.TEST_JSON, test.to_json())
+    started = time.perf_counter()
+    cluster = SimCluster(test, run_dir)
+    try:
+        cluster.run()
+    finally:
+        cluster.close()
+    simulated = time.perf_counter() - started
+    stats = {
+        "events": cluster.loop.events_run,
+        "simulated_s": round(cluster.loop.now, 6),
+        "ops": dict(cluster.clients.completed),
+        "network": dict(cluster.network.counters),
+        "wall_s": round(simulated, 4),
+    }
+    results: dict[str, Any] = {"valid": "unknown", "reason": "not checked"}
+    if check:
+        results = run_checkers(run_dir)
+        store.write_json(run_dir / store.RESULTS, results)
+        stats["check_wall_s"] = round(time.perf_counter() - started - simulated, 4)
+    report_path = render_report(run_dir) if report and check else None
+    return SimResult(run_dir=run_dir, results=results, stats=stats, report=report_path)
