@@ -1,0 +1,453 @@
+"""The default network backend: one frame-aware Trio relay per directed link.
+
+Raft peers in splitbrain send only on connections they dial, so the link
+A -> B is exactly the connections A opens to the address it was given for B.
+For every ordered pair the proxy listens on ``127.0.0.1:<ephemeral>``, hands
+that address to A as B's ``--peer`` address, and for each connection A opens it
+dials B's real peer port and forwards whole frames (length-prefixed msgpack,
+``raft_impl.wire``). Knowing frame boundaries is what lets it drop, delay,
+duplicate and reorder single messages instead of corrupting a byte stream.
+
+Fault semantics, per link:
+
+* **partition** (blocked): frames are dropped silently; the TCP connections
+  stay open. A real partition is silence, not a reset: the sender learns
+  nothing until its own time-outs fire, and it does not fall into a reconnect
+  loop that would make heal slow and noisy. Heal is instant: the next frame
+  goes through. Frames still waiting out a delay are dropped when they come
+  due during a partition (they were "in flight" when the cable was cut).
+* **loss** p: each frame dropped with probability p.
+* **delay** mean, jitter: each frame held for a uniform draw from
+  [mean - jitter, mean + jitter] (clipped at 0) in its own task, so a later
+  frame with a shorter draw overtakes it (delay implies some reordering).
+* **duplicate** p: the frame is delivered twice.
+* **reorder** p: the frame is held back and delivered right after the next
+  one (or after ``reorder_hold`` seconds if no next frame comes).
+
+The first frame of a connection (the ``hello``) is always forwarded at once:
+it is connection setup, and a connection without it is useless to the
+receiver. If B is down the relay closes A's connection at once (A sees what a
+refused connect would look like and retries). Anything B writes back on the
+connection is read and discarded: by protocol B never answers on a connection
+it accepted, and forwarding it would open a path that faults do not cover.
+
+The hot path does not decode messages: with no fault on a link and no trace,
+the frames of a read are forwarded in one write. Decoding happens only for the
+trace (``RUN_DIR/messages.jsonl``: time in ns since run start, from, to, type,
+term, action). Random draws come from one RNG per link seeded from the run
+seed and the link name, so a run's fault draws depend only on the seed and the
+order of messages on that link.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import trio
+
+from harness.net.base import Grudge, Link, NodeAddress, link_name
+from raft_impl.wire import FrameDecoder, FrameError, body_of, decode_body
+
+RECEIVE_SIZE = 65536
+#: Frames (or batches of frames) queued towards one destination before the
+#: relay stops reading from the source: backpressure, not unbounded memory.
+QUEUE_DEPTH = 512
+COUNTER_NAMES = ("connections", "refused", "frames", "bytes", "delivered", "dropped",
+                 "duplicated", "delayed", "reordered", "bad_frames", "reverse_bytes")
+
+
+@dataclass
+class LinkFaults:
+    """The faults currently applied to one directed link."""
+
+    blocked: bool = False
+    loss: float = 0.0
+    delay_mean: float = 0.0
+    delay_jitter: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        return not (self.blocked or self.loss or self.delay_mean or self.delay_jitter
+                    or self.duplicate or self.reorder)
+
+
+@dataclass
+class _Link:
+    src: str
+    dst: str
+    target: NodeAddress
+    rng: random.Random
+    faults: LinkFaults = field(default_factory=LinkFaults)
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
+    port: int = 0
+    #: Set (and replaced) after counters change, only while someone waits on it,
+    #: so the hot path pays one integer test.
+    activity: trio.Event = field(default_factory=trio.Event)
+    watchers: int = 0
+
+    @property
+    def name(self) -> str:
+        return link_name(self.src, self.dst)
+
+    def notify(self) -> None:
+        if self.watchers:
+            activity, self.activity = self.activity, trio.Event()
+            activity.set()
+
+
+class _Connection:
+    """One relayed connection src -> relay -> dst: decides the fate of each frame."""
+
+    def __init__(self, proxy: ProxyNetwork, link: _Link, out: trio.MemorySendChannel[bytes],
+                 timers: trio.Nursery) -> None:
+        self.proxy, self.link, self.out, self.timers = proxy, link, out, timers
+        self.held: bytes | None = None
+        self.held_generation = 0
+
+    async def deliver(self, frame: bytes) -> None:
+        await self.out.send(frame)
+        self.link.counters["delivered"] += 1
+        if self.held is not None:  # a frame held for reordering goes right after this one
+            held, self.held = self.held, None
+            await self.out.send(held)
+            self.link.counters["delivered"] += 1
+
+    async def frame(self, frame: bytes) -> None:
+        link, faults, counters, rng = self.link, self.link.faults, self.link.counters, \
+            self.link.rng
+        counters["frames"] += 1
+        if faults.blocked or (faults.loss and rng.random() < faults.loss):
+            counters["dropped"] += 1
+            self.proxy.trace(link, frame, "drop")
+            return
+        copies = 1
+        if faults.duplicate and rng.random() < faults.duplicate:
+            copies = 2
+            counters["duplicated"] += 1
+            self.proxy.trace(link, frame, "duplicate")
+        for _ in range(copies):
+            if faults.delay_mean or faults.delay_jitter:
+                low = max(0.0, faults.delay_mean - faults.delay_jitter)
+                seconds = rng.uniform(low, faults.delay_mean + faults.delay_jitter)
+                counters["delayed"] += 1
+                self.proxy.trace(link, frame, "delay", delay=round(seconds, 6))
+                self.timers.start_soon(self._deliver_later, frame, seconds)
+            elif self.held is None and faults.reorder and rng.random() < faults.reorder:
+                self.held = frame
+                self.held_generation += 1
+                counters["reordered"] += 1
+                self.proxy.trace(link, frame, "reorder")
+                self.timers.start_soon(self._release_held, self.held_generation)
+            else:
+                self.proxy.trace(link, frame, "deliver")
+                await self.deliver(frame)
+
+    async def _deliver_later(self, frame: bytes, seconds: float) -> None:
+        await trio.sleep(seconds)
+        if self.link.faults.blocked:
+            self.link.counters["dropped"] += 1
+            self.proxy.trace(self.link, frame, "drop")
+            self.link.notify()
+            return
+        await self.deliver(frame)
+        self.link.notify()
+
+    async def _release_held(self, generation: int) -> None:
+        await trio.sleep(self.proxy.reorder_hold)
+        if self.held is not None and self.held_generation == generation:
+            held, self.held = self.held, None
+            await self.out.send(held)
+            self.link.counters["delivered"] += 1
+            self.link.notify()
+
+    async def flush(self) -> None:
+        if self.held is not None:
+            held, self.held = self.held, None
+            await self.out.send(held)
+            self.link.counters["delivered"] += 1
+
+
+class ProxyNetwork:
+    """Frame-aware relays on every directed link (see module doc). Implements ``Network``."""
+
+    def __init__(self, seed: int = 0, *, trace_path: str | Path | None = None,
+                 clock: Callable[[], int] | None = None, host: str = "127.0.0.1",
+                 reorder_hold: float = 0.05) -> None:
+        if not host.startswith("127."):
+            raise ValueError(f"relays listen on loopback only, not {host!r}")
+        self.seed = seed
+        self.host = host
+        self.reorder_hold = reorder_hold
+        self._trace_path = Path(trace_path) if trace_path is not None else None
+        self._trace_file: IO[str] | None = None
+        started = time.monotonic_ns()
+        self._clock = clock if clock is not None else (lambda: time.monotonic_ns() - started)
+        self._nodes: dict[str, NodeAddress] = {}
+        self._links: dict[tuple[str, str], _Link] = {}
+        self._scope: trio.CancelScope | None = None
+        self._stopped = trio.Event()
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self, nursery: trio.Nursery,
+                    nodes: Mapping[str, NodeAddress]) -> dict[str, dict[str, str]]:
+        if self._scope is not None:
+            raise RuntimeError("this ProxyNetwork was already started")
+        if len(nodes) < 1:
+            raise ValueError("a network needs at least one node")
+        return await nursery.start(self._run, dict(nodes))
+
+    async def _run(self, nodes: dict[str, NodeAddress],
+                   task_status: trio.TaskStatus[dict[str, dict[str, str]]]) -> None:
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            try:
+                if self._trace_path is not None:
+                    self._trace_path.parent.mkdir(parents=True, exist_ok=True)
+                    self._trace_file = self._trace_path.open("a", encoding="utf-8")
+                async with trio.open_nursery() as relays:
+                    self._nodes = nodes
+                    peers: dict[str, dict[str, str]] = {node: {} for node in nodes}
+                    for src in nodes:
+                        for dst, target in nodes.items():
+                            if src == dst:
+                                continue
+                            rng = random.Random(f"{self.seed}/{src}->{dst}")
+                            link = _Link(src, dst, target, rng)
+                            listeners = await trio.open_tcp_listeners(0, host=self.host)
+                            link.port = listeners[0].socket.getsockname()[1]
+                            self._links[(src, dst)] = link
+                            await relays.start(
+                                trio.serve_listeners,
+                                functools.partial(self._relay, link),
+                                listeners,
+                            )
+                            peers[src][dst] = f"{self.host}:{link.port}"
+                    if self._trace_file is not None:
+                        relays.start_soon(self._flush_trace_periodically)
+                    task_status.started(peers)
+            finally:
+                if self._trace_file is not None:
+                    self._trace_file.close()
+                    self._trace_file = None
+                self._stopped.set()
+
+    async def aclose(self) -> None:
+        """Close every relay and connection; returns when they are gone."""
+        if self._scope is None:
+            return
+        self._scope.cancel()
+        await self._stopped.wait()
+
+    def listen_address(self, node: str) -> NodeAddress:
+        return self._nodes[node]
+
+    def wrap_command(self, node: str, argv: list[str]) -> list[str]:
+        return list(argv)
+
+    def relay_port(self, src: str, dst: str) -> int:
+        return self._links[(src, dst)].port
+
+    async def wait_counters(self, src: str, dst: str,
+                            predicate: Callable[[dict[str, int]], bool]) -> dict[str, int]:
+        """Wait until the link's counters satisfy ``predicate`` (tests, benchmarks, harness)."""
+        link = self._links[(src, dst)]
+        link.watchers += 1
+        try:
+            while not predicate(link.counters):
+                await link.activity.wait()
+        finally:
+            link.watchers -= 1
+        return dict(link.counters)
+
+    # -- relaying ---------------------------------------------------------------------------
+
+    async def _relay(self, link: _Link, source: trio.SocketStream) -> None:
+        link.counters["connections"] += 1
+        async with source:
+            try:
+                destination = await trio.open_tcp_stream(link.target.host, link.target.peer_port)
+            except OSError:
+                link.counters["refused"] += 1
+                return
+            async with destination:
+                send, receive = trio.open_memory_channel[bytes](QUEUE_DEPTH)
+                async with trio.open_nursery() as connection:
+                    connection.start_soon(self._write, receive, destination,
+                                          connection.cancel_scope)
+                    connection.start_soon(self._discard_reverse, link, destination,
+                                          connection.cancel_scope)
+                    async with send:
+                        async with trio.open_nursery() as timers:
+                            relayed = _Connection(self, link, send, timers)
+                            await self._read(link, source, relayed)
+                        await relayed.flush()
+                    # The writer drains the queue, then ends the connection.
+
+    async def _read(self, link: _Link, source: trio.SocketStream,
+                    relayed: _Connection) -> None:
+        decoder = FrameDecoder()
+        first = True
+        counters = link.counters
+        while True:
+            try:
+                data = await source.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            counters["bytes"] += len(data)
+            decoder.feed(data)
+            try:
+                frames = list(decoder.frames_raw())
+            except FrameError:
+                counters["bad_frames"] += 1
+                return  # like a node: an undecodable stream closes the connection
+            if not frames:
+                continue
+            try:
+                await self._forward(link, frames, first, relayed)
+            finally:
+                link.notify()
+            first = False
+
+    async def _forward(self, link: _Link, frames: list[bytes], first: bool,
+                       relayed: _Connection) -> None:
+        counters = link.counters
+        if first:
+            hello = frames.pop(0)
+            self.trace(link, hello, "deliver")
+            await relayed.out.send(hello)
+            if not frames:
+                return
+        if link.faults.clean and self._trace_file is None and relayed.held is None:
+            counters["frames"] += len(frames)
+            counters["delivered"] += len(frames)
+            await relayed.out.send(b"".join(frames) if len(frames) > 1 else frames[0])
+        else:
+            for frame in frames:
+                await relayed.frame(frame)
+
+    @staticmethod
+    async def _write(receive: trio.MemoryReceiveChannel[bytes],
+                     destination: trio.SocketStream, done: trio.CancelScope) -> None:
+        """Single writer per connection (a stream takes one sender); batches what is queued."""
+        try:
+            async with receive:
+                async for chunk in receive:
+                    parts = [chunk]
+                    while True:
+                        try:
+                            parts.append(receive.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    await destination.send_all(parts[0] if len(parts) == 1 else b"".join(parts))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            done.cancel()
+
+    @staticmethod
+    async def _discard_reverse(link: _Link, destination: trio.SocketStream,
+                               done: trio.CancelScope) -> None:
+        """Watch for the destination closing; drop anything it sends (see module doc)."""
+        try:
+            while data := await destination.receive_some(RECEIVE_SIZE):
+                link.counters["reverse_bytes"] += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        done.cancel()
+
+    # -- tracing ----------------------------------------------------------------------------
+
+    def trace(self, link: _Link, frame: bytes, action: str, **extra: Any) -> None:
+        if self._trace_file is None:
+            return
+        try:
+            message = decode_body(body_of(frame))
+            kind, term = message.get("type"), message.get("term")
+        except FrameError:
+            kind, term = "undecodable", None
+        record = {"time": self._clock(), "from": link.src, "to": link.dst, "type": kind,
+                  "term": term, "action": action, **extra}
+        self._trace_file.write(json.dumps(record) + "\n")
+
+    async def _flush_trace_periodically(self) -> None:
+        while self._trace_file is not None:
+            self._trace_file.flush()
+            await trio.sleep(0.2)
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def _select(self, links: Iterable[Link] | None) -> list[_Link]:
+        if links is None:
+            return list(self._links.values())
+        selected = []
+        for src, dst in links:
+            if (src, dst) not in self._links:
+                raise ValueError(f"no link {src}->{dst}; nodes are {sorted(self._nodes)}")
+            selected.append(self._links[(src, dst)])
+        return selected
+
+    async def partition(self, grudge: Grudge) -> None:
+        blocked = set()
+        for dst, srcs in grudge.items():
+            for src in srcs:
+                if (src, dst) not in self._links:
+                    raise ValueError(f"grudge names unknown link {src}->{dst}; "
+                                     f"nodes are {sorted(self._nodes)}")
+                blocked.add((src, dst))
+        for key, link in self._links.items():
+            link.faults.blocked = key in blocked
+
+    async def heal(self) -> None:
+        for link in self._links.values():
+            link.faults.blocked = False
+
+    @staticmethod
+    def _probability(p: float) -> float:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"probability must be in [0, 1], got {p}")
+        return float(p)
+
+    async def set_loss(self, p: float, links: Iterable[Link] | None = None) -> None:
+        p = self._probability(p)
+        for link in self._select(links):
+            link.faults.loss = p
+
+    async def set_duplicate(self, p: float, links: Iterable[Link] | None = None) -> None:
+        p = self._probability(p)
+        for link in self._select(links):
+            link.faults.duplicate = p
+
+    async def set_reorder(self, p: float, links: Iterable[Link] | None = None) -> None:
+        p = self._probability(p)
+        for link in self._select(links):
+            link.faults.reorder = p
+
+    async def set_delay(self, mean_s: float, jitter_s: float,
+                        links: Iterable[Link] | None = None) -> None:
+        if mean_s < 0 or jitter_s < 0:
+            raise ValueError(f"delay mean and jitter must be >= 0, got {mean_s}, {jitter_s}")
+        for link in self._select(links):
+            link.faults.delay_mean, link.faults.delay_jitter = float(mean_s), float(jitter_s)
+
+    async def reset_faults(self) -> None:
+        for link in self._links.values():
+            blocked = link.faults.blocked
+            link.faults = LinkFaults(blocked=blocked)
+
+    def faults(self) -> dict[str, LinkFaults]:
+        return {link.name: link.faults for link in self._links.values()}
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        return {link.name: dict(link.counters) for link in self._links.values()}

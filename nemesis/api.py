@@ -1,0 +1,150 @@
+"""The two seams between the nemesis and the rest of splitbrain.
+
+The nemesis never starts processes or opens sockets itself: it asks a
+``ClusterControl`` (implemented by the harness) to kill, start, pause or skew a
+node, and a ``Network`` backend (``harness.net.proxy`` or ``harness.net.netns``)
+to cut or degrade links. Keeping both as ``typing.Protocol`` classes lets the
+same executor drive real processes, the simulator, or a test fake.
+
+Link conventions used everywhere:
+
+* A *link* is a directed pair ``(src, dst)``: messages that ``src`` sends to
+  ``dst``. Raft peers in splitbrain send only on connections they dialed, so
+  every directed link is a separate connection and can be faulted alone.
+* A *grudge* is ``{node: {nodes it must not receive from}}`` (Jepsen's word).
+  It blocks the links ``(src, node)`` for every ``src`` in ``grudge[node]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import trio
+
+#: A directed link (src, dst).
+Link = tuple[str, str]
+#: node -> nodes it must not receive from.
+Grudge = Mapping[str, Iterable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddress:
+    """Where a node really listens: peers connect to ``peer_port``, clients to ``client_port``."""
+
+    host: str
+    peer_port: int
+    client_port: int
+
+    @property
+    def peer(self) -> str:
+        return f"{self.host}:{self.peer_port}"
+
+    @property
+    def client(self) -> str:
+        return f"{self.host}:{self.client_port}"
+
+
+@runtime_checkable
+class Network(Protocol):
+    """A network backend: sits between the nodes and injects link faults.
+
+    Life cycle used by the harness::
+
+        peers = await network.start(nursery, {"n1": NodeAddress(...), ...})
+        # peers["n1"]["n2"] == the --peer address n1 must dial to reach n2
+        listen = network.listen_address("n1")   # where n1 binds (and clients dial)
+        argv = network.wrap_command("n1", argv)  # e.g. run inside a namespace
+        ...
+        await network.aclose()   # also happens when `nursery` is cancelled
+
+    Fault methods are ``async`` because some backends run commands (iptables,
+    tc); the proxy backend completes them without blocking. ``links=None``
+    means every link. A probability or delay of 0 turns that fault off.
+    """
+
+    async def start(
+        self, nursery: trio.Nursery, nodes: Mapping[str, NodeAddress]
+    ) -> dict[str, dict[str, str]]:
+        """Set up every directed link; return, per node, the peer address to give for each other."""
+        ...
+
+    def listen_address(self, node: str) -> NodeAddress:
+        """The address the node must listen on (may differ from the one given to start)."""
+        ...
+
+    def wrap_command(self, node: str, argv: list[str]) -> list[str]:
+        """The command line that launches the node inside this network (identity for proxy)."""
+        ...
+
+    async def partition(self, grudge: Grudge) -> None:
+        """Replace the current partition: block (src, dst) for every src in grudge[dst]."""
+        ...
+
+    async def heal(self) -> None:
+        """Remove every partition (message faults stay; see reset_faults)."""
+        ...
+
+    async def set_loss(self, p: float, links: Iterable[Link] | None = None) -> None:
+        """Drop each message on the links with probability p."""
+        ...
+
+    async def set_delay(
+        self, mean_s: float, jitter_s: float, links: Iterable[Link] | None = None
+    ) -> None:
+        """Delay each message by a draw from [mean - jitter, mean + jitter] (clipped at 0)."""
+        ...
+
+    async def set_duplicate(self, p: float, links: Iterable[Link] | None = None) -> None:
+        """Deliver each message twice with probability p."""
+        ...
+
+    async def set_reorder(self, p: float, links: Iterable[Link] | None = None) -> None:
+        """With probability p hold a message back and deliver it after the next one."""
+        ...
+
+    async def reset_faults(self) -> None:
+        """Turn off loss, delay, duplication and reordering on every link."""
+        ...
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Per link ("src->dst") message counters: at least delivered and dropped."""
+        ...
+
+    async def aclose(self) -> None:
+        """Tear everything down (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class ClusterControl(Protocol):
+    """What the nemesis may do to the cluster's nodes (implemented by the harness).
+
+    ``start`` must be a no-op on a running node and ``resume`` a no-op on a node
+    that is not paused, so that a final "make everything whole" is always safe.
+    ``kill`` is SIGKILL (the node restarts from disk on ``start``);
+    ``lose_unfsynced`` kills the node and drops what it wrote after its last
+    fsync, leaving it down until ``start``.
+    """
+
+    nodes: list[str]
+    network: Network
+
+    async def leader(self) -> str | None:
+        """The node that currently believes it leads, or None (none, or unclear)."""
+        ...
+
+    async def kill(self, node: str) -> None: ...
+
+    async def start(self, node: str) -> None: ...
+
+    async def pause(self, node: str) -> None: ...
+
+    async def resume(self, node: str) -> None: ...
+
+    async def set_clock(self, node: str, offset: float, rate: float) -> None:
+        """Node clock := offset + rate * real monotonic time (offset 0, rate 1 is normal)."""
+        ...
+
+    async def lose_unfsynced(self, node: str) -> None: ...

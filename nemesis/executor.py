@@ -1,0 +1,318 @@
+"""Run a nemesis schedule against a cluster, recording every fault in the history.
+
+``run_schedule`` sleeps until each entry's ``at`` (seconds since it was
+called), resolves the entry's targets at that moment (the leader is asked from
+``control.leader()`` then, not when the schedule was written), applies it, and
+records a nemesis event::
+
+    {"time": ns, "process": "nemesis", "type": "info", "f": "start-partition",
+     "value": {"shape": "halves", "grudge": {...}, "components": [[...], [...]]}}
+
+``f`` names come from ``nemesis.faults.history_f`` (start-/stop- pairs, kill /
+start, pause / resume, bump-clock, ...). The event is recorded *after* the
+fault took effect, so every operation after it in the history ran under the
+fault. A failing step (a node that will not start) is recorded with an
+``"error"`` and the schedule goes on: one stuck node must not freeze the rest
+of the run.
+
+Whatever happens — the schedule ends, an error escapes, the run is cancelled
+(Ctrl-C, time-out) — ``heal_all`` runs last in a shielded cancel scope with its
+own deadline, so the cluster is whole again before the harness tears it down
+or does its final reads.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from nemesis.api import ClusterControl
+from nemesis.faults import NODE_FAULTS, PROBABILITY_FAULTS, history_f, validate_schedule
+from nemesis.shapes import components, connectivity_graph, grudge_from_graph
+
+Record = Callable[[dict[str, Any]], object]
+Clock = Callable[[], int]
+
+
+class HealError(RuntimeError):
+    """heal_all could not make the cluster whole; the message lists what failed."""
+
+
+@dataclass
+class NemesisState:
+    """What the nemesis has done and not yet undone (so heal_all undoes exactly that)."""
+
+    killed: set[str] = field(default_factory=set)
+    paused: set[str] = field(default_factory=set)
+    skewed: set[str] = field(default_factory=set)
+    partitioned: bool = False
+    message_faults: set[str] = field(default_factory=set)
+    strobes: list[tuple[trio.CancelScope, list[str]]] = field(default_factory=list)
+
+
+def _event(clock: Clock, f: str, value: Any) -> dict[str, Any]:
+    return {"time": clock(), "process": "nemesis", "type": "info", "f": f, "value": value}
+
+
+async def resolve_target(target: str | list[str], candidates: Sequence[str],
+                         control: ClusterControl, rng: random.Random) -> list[str]:
+    """The nodes a target means right now, among ``candidates`` (e.g. live nodes for kill)."""
+    eligible = sorted(candidates)
+    if isinstance(target, list):
+        return [node for node in target if node in eligible]
+    if target == "all":
+        return eligible
+    if target == "leader":
+        leader = await control.leader()
+        return [leader] if leader in eligible else []
+    if not eligible:
+        return []
+    if target == "one":
+        return [rng.choice(eligible)]
+    size = len(control.nodes)
+    wanted = (size - 1) // 2 if target == "minority" else size // 2 + 1
+    return sorted(rng.sample(eligible, min(wanted, len(eligible))))
+
+
+def _candidates(f: str, control: ClusterControl, state: NemesisState) -> list[str]:
+    nodes = list(control.nodes)
+    if f in ("kill", "lose-unfsynced"):
+        return [node for node in nodes if node not in state.killed]
+    if f == "start":
+        return [node for node in nodes if node in state.killed]
+    if f == "pause":
+        return [node for node in nodes if node not in state.killed | state.paused]
+    if f == "resume":
+        return [node for node in nodes if node in state.paused]
+    # clock: only nodes that can answer an admin request
+    return [node for node in nodes if node not in state.killed | state.paused]
+
+
+def _links(value: dict[str, Any]) -> list[tuple[str, str]] | None:
+    links = value.get("links")
+    return None if links is None else [(src, dst) for src, dst in links]
+
+
+class _Executor:
+    def __init__(self, control: ClusterControl, record: Record, clock: Clock,
+                 rng: random.Random, nursery: trio.Nursery, state: NemesisState) -> None:
+        self.control, self.record, self.clock = control, record, clock
+        self.rng, self.nursery, self.state = rng, nursery, state
+
+    async def apply(self, entry: dict[str, Any]) -> None:
+        rng = random.Random(entry["seed"]) if "seed" in entry else self.rng
+        f = entry["f"]
+        try:
+            value = await self._apply(f, entry["value"], rng)
+        except Exception as exc:  # recorded, and the schedule goes on (see module doc)
+            value = {"requested": entry["value"], "error": f"{type(exc).__name__}: {exc}"}
+        self.record(_event(self.clock, history_f(entry), value))
+
+    async def _apply(self, f: str, value: Any, rng: random.Random) -> Any:
+        state, network = self.state, self.control.network
+        if f == "partition":
+            return await self._partition(value, rng)
+        if f == "heal":
+            await network.heal()
+            state.partitioned = False
+            return None
+        if f in NODE_FAULTS:
+            return await self._node_fault(f, value, rng)
+        if f in PROBABILITY_FAULTS:
+            setter = {"loss": network.set_loss, "duplicate": network.set_duplicate,
+                      "reorder": network.set_reorder}[f]
+            await setter(value["p"], _links(value))
+            (state.message_faults.add if value["p"] > 0 else state.message_faults.discard)(f)
+            return value
+        if f == "delay":
+            await network.set_delay(value["mean"], value["jitter"], _links(value))
+            on = value["mean"] > 0 or value["jitter"] > 0
+            (state.message_faults.add if on else state.message_faults.discard)(f)
+            return value
+        assert f == "clock"
+        return await self._clock(value, rng)
+
+    async def _partition(self, value: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        nodes = list(self.control.nodes)
+        if "grudge" in value:
+            grudge = {dst: set(srcs) for dst, srcs in value["grudge"].items()}
+            description: dict[str, Any] = {"grudge": value["grudge"]}
+        else:
+            shape = value["shape"]
+            leader = await self.control.leader() if shape == "isolate-leader" else None
+            if shape == "isolate-leader" and leader is None:
+                return {"shape": shape, "note": "no leader right now: nothing cut"}
+            graph = connectivity_graph(shape, nodes, rng, leader=leader, node=value.get("node"))
+            grudge = grudge_from_graph(graph)
+            description = {"shape": shape, "components": components(graph),
+                           "grudge": {dst: sorted(srcs) for dst, srcs in grudge.items() if srcs}}
+            if leader is not None:
+                description["leader"] = leader
+        await self.control.network.partition(grudge)
+        self.state.partitioned = True
+        return description
+
+    async def _node_fault(self, f: str, target: Any, rng: random.Random) -> dict[str, Any]:
+        control, state = self.control, self.state
+        nodes = await resolve_target(target, _candidates(f, control, state), control, rng)
+        action = {"kill": control.kill, "start": control.start, "pause": control.pause,
+                  "resume": control.resume, "lose-unfsynced": control.lose_unfsynced}[f]
+        done = []
+        for node in nodes:
+            await action(node)
+            done.append(node)
+            if f in ("kill", "lose-unfsynced"):
+                state.killed.add(node)
+                state.paused.discard(node)
+                state.skewed.discard(node)  # a restarted node comes back with a true clock
+            elif f == "start":
+                state.killed.discard(node)
+            elif f == "pause":
+                state.paused.add(node)
+            else:
+                state.paused.discard(node)
+        return {"target": target, "nodes": done}
+
+    async def _clock(self, value: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        control, state = self.control, self.state
+        if value.get("reset"):
+            for scope, strobed in state.strobes:
+                scope.cancel()
+                self.record(_event(self.clock, "stop-clock-strobe",
+                                   {"nodes": strobed, "reason": "reset"}))
+            state.strobes.clear()
+            reset = sorted(state.skewed & set(_candidates("clock", control, state)))
+            for node in reset:
+                await control.set_clock(node, 0.0, 1.0)
+                state.skewed.discard(node)
+            return {"nodes": reset}
+        nodes = await resolve_target(value["targets"], _candidates("clock", control, state),
+                                     control, rng)
+        if "strobe" in value:
+            strobe = value["strobe"]
+            scope = await self.nursery.start(self._strobe, nodes, strobe)
+            state.strobes.append((scope, nodes))
+            return {"targets": value["targets"], "nodes": nodes, **strobe}
+        for node in nodes:
+            await control.set_clock(node, value["offset"], value["rate"])
+            state.skewed.add(node)
+        return {"targets": value["targets"], "nodes": nodes,
+                "offset": value["offset"], "rate": value["rate"]}
+
+    async def _strobe(self, nodes: list[str], strobe: dict[str, float],
+                      task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
+                      ) -> None:
+        """Flip the nodes' clocks between true time and +delta every period, for duration."""
+        control, state = self.control, self.state
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            state.skewed.update(nodes)
+            deadline = trio.current_time() + strobe["duration"]
+            ahead = False
+            while trio.current_time() < deadline:
+                ahead = not ahead
+                for node in nodes:
+                    if node in state.killed or node in state.paused:
+                        continue
+                    try:
+                        await control.set_clock(node, strobe["delta"] if ahead else 0.0, 1.0)
+                    except Exception:  # a node dying mid-strobe is the other faults' business
+                        continue
+                await trio.sleep(strobe["period"])
+        if scope.cancelled_caught:
+            return  # stopped by a clock reset (recorded there) or by the run ending
+        state.strobes = [(s, n) for s, n in state.strobes if s is not scope]
+        for node in nodes:
+            if node not in state.killed and node not in state.paused:
+                try:
+                    await control.set_clock(node, 0.0, 1.0)
+                    state.skewed.discard(node)
+                except Exception:
+                    continue
+        self.record(_event(self.clock, "stop-clock-strobe",
+                           {"nodes": nodes, "reason": "duration elapsed"}))
+
+
+async def heal_all(control: ClusterControl, state: NemesisState | None = None,
+                   record: Record | None = None, clock: Clock | None = None) -> list[str]:
+    """Make the cluster whole: heal, message faults off, resume, start, clocks true.
+
+    With a ``state`` only what the nemesis did is undone; without one every
+    node is resumed and started (ClusterControl makes both no-ops when there is
+    nothing to do). Every step is tried even if an earlier one fails; the
+    failures are returned (and recorded) as strings.
+    """
+    errors: list[str] = []
+    done: dict[str, Any] = {}
+
+    async def step(name: str, action: Callable[[], Any]) -> None:
+        try:
+            await action()
+        except Exception as exc:
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    if state is not None:
+        for scope, _ in state.strobes:
+            scope.cancel()
+        state.strobes.clear()
+    network = control.network
+    await step("heal network", network.heal)
+    await step("reset message faults", network.reset_faults)
+    to_resume = sorted(state.paused) if state is not None else list(control.nodes)
+    to_start = sorted(state.killed) if state is not None else list(control.nodes)
+    to_reset = sorted(state.skewed) if state is not None else list(control.nodes)
+    for node in to_resume:
+        await step(f"resume {node}", lambda node=node: control.resume(node))
+    for node in to_start:
+        await step(f"start {node}", lambda node=node: control.start(node))
+    for node in to_reset:
+        await step(f"reset clock of {node}", lambda node=node: control.set_clock(node, 0.0, 1.0))
+    failed = {error.split(":")[0] for error in errors}
+    if state is not None:
+        state.partitioned = False
+        state.message_faults.clear()
+        state.paused -= {node for node in to_resume if f"resume {node}" not in failed}
+        state.killed -= {node for node in to_start if f"start {node}" not in failed}
+        state.skewed -= {node for node in to_reset if f"reset clock of {node}" not in failed}
+    done.update(resumed=to_resume, started=to_start, clocks_reset=to_reset)
+    if errors:
+        done["errors"] = errors
+    if record is not None and clock is not None:
+        record(_event(clock, "heal-all", done))
+    return errors
+
+
+async def run_schedule(schedule: Sequence[dict[str, Any]], control: ClusterControl,
+                       record: Record, clock: Clock, *, rng: random.Random | None = None,
+                       heal_timeout: float = 60.0) -> NemesisState:
+    """Apply the schedule in time, then heal everything (also on error or cancellation).
+
+    ``record(event)`` receives each nemesis event (without "index": the history
+    writer numbers events); ``clock()`` gives the history time in ns since the
+    run began. Raises HealError if the final heal could not make the cluster
+    whole (not when the run was cancelled: the cancellation wins).
+    """
+    entries = validate_schedule(list(schedule), list(control.nodes))
+    state = NemesisState()
+    rng = rng if rng is not None else random.Random(0)
+    errors: list[str] = []
+    start = trio.current_time()
+    try:
+        async with trio.open_nursery() as nursery:  # holds clock strobes
+            executor = _Executor(control, record, clock, rng, nursery, state)
+            for entry in entries:
+                await trio.sleep_until(start + entry["at"])
+                await executor.apply(entry)
+            nursery.cancel_scope.cancel()  # strobes still running end with the schedule
+    finally:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + heal_timeout) as heal:
+            errors = await heal_all(control, state, record, clock)
+        if heal.cancelled_caught:
+            errors.append(f"heal did not finish within {heal_timeout} s")
+    if errors:
+        raise HealError("the cluster could not be made whole: " + "; ".join(errors))
+    return state

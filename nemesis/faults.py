@@ -1,0 +1,293 @@
+"""The fault vocabulary of splitbrain, as data, and its validation.
+
+A schedule is a JSON list of entries ``{"at": seconds, "f": name, "value": ...,
+"seed": int?}``. ``at`` counts from the moment the executor starts; ``seed``
+makes the entry's random choices (which node is "one", which half is which)
+reproducible. The faults and their values:
+
+=================  ==============================================================
+f                  value
+=================  ==============================================================
+partition          ``{"shape": S}`` with S in SHAPES (``"node": n`` optional for
+                   isolate-one), or ``{"grudge": {node: [nodes it must not
+                   receive from]}}``
+heal               ``null`` — remove every partition
+kill / start       a target (see below); start restarts killed nodes from disk
+pause / resume     a target; SIGSTOP / SIGCONT
+lose-unfsynced     a target; crash dropping what was written after the last fsync
+loss / duplicate   ``{"p": 0..1, "links": [[src, dst], ...] | null}``; p 0 = off
+reorder            same as loss
+delay              ``{"mean": s, "jitter": s, "links": ...}``; mean and jitter 0 = off
+clock              ``{"targets": T, "offset": s, "rate": r}`` (bump),
+                   ``{"targets": T, "strobe": {"delta": s, "period": s,
+                   "duration": s}}``, or ``{"reset": true}``
+=================  ==============================================================
+
+A target is ``"one"``, ``"leader"``, ``"minority"``, ``"majority"``, ``"all"`` or
+a list of node names. Targets are resolved when the fault fires (the leader
+changes over a run), never when the schedule is written.
+
+Validation errors name the entry (its position and content) and say what was
+expected, because schedules are often written by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from harness.cli import UserError
+
+FAULTS = (
+    "partition",
+    "heal",
+    "kill",
+    "start",
+    "pause",
+    "resume",
+    "lose-unfsynced",
+    "loss",
+    "delay",
+    "duplicate",
+    "reorder",
+    "clock",
+)
+SHAPES = ("halves", "isolate-one", "isolate-leader", "majorities-ring", "bridge", "random")
+TARGET_WORDS = ("one", "leader", "minority", "majority", "all")
+#: Faults whose value is a target.
+NODE_FAULTS = ("kill", "start", "pause", "resume", "lose-unfsynced")
+#: Per-message network faults whose value is {"p": ..., "links": ...}.
+PROBABILITY_FAULTS = ("loss", "duplicate", "reorder")
+
+
+class ScheduleError(UserError, ValueError):
+    """A schedule (file or entry) is malformed; the message names the bad entry."""
+
+
+def _describe(entry: object) -> str:
+    text = repr(entry)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _number(value: object, what: str, *, minimum: float | None = None,
+            maximum: float | None = None, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    if positive and number <= 0:
+        raise ValueError(f"{what} must be > 0, got {value!r}")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {value!r}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{what} must be <= {maximum}, got {value!r}")
+    return number
+
+
+def _node(name: object, nodes: Sequence[str] | None, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} must be a node name (string), got {name!r}")
+    if nodes is not None and name not in nodes:
+        raise ValueError(f"{what}: unknown node {name!r}; the cluster has {list(nodes)}")
+    return name
+
+
+def _only_keys(value: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:
+    extra = sorted(set(value) - set(allowed))
+    if extra:
+        raise ValueError(f"{what}: unexpected key(s) {extra}; allowed: {sorted(allowed)}")
+
+
+def validate_target(value: object, nodes: Sequence[str] | None = None) -> str | list[str]:
+    """A target word, or a non-empty list of distinct node names."""
+    if isinstance(value, str):
+        if value in TARGET_WORDS:
+            return value
+        if nodes is not None and value in nodes:
+            return [value]
+        raise ValueError(
+            f"target {value!r} is not one of {list(TARGET_WORDS)} or a list of node names"
+        )
+    if isinstance(value, list) and value:
+        names = [_node(name, nodes, "target") for name in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"target {value!r} names a node twice")
+        return names
+    raise ValueError(
+        f"target must be one of {list(TARGET_WORDS)} or a non-empty list of node names, "
+        f"got {value!r}"
+    )
+
+
+def validate_links(value: object, nodes: Sequence[str] | None = None) -> list[list[str]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"links must be null (every link) or a list of [src, dst], got {value!r}")
+    links = []
+    for link in value:
+        if not (isinstance(link, list | tuple) and len(link) == 2):
+            raise ValueError(f"link {link!r} must be a pair [src, dst]")
+        src, dst = _node(link[0], nodes, "link source"), _node(link[1], nodes, "link dest")
+        if src == dst:
+            raise ValueError(f"link {link!r} goes from a node to itself")
+        links.append([src, dst])
+    return links
+
+
+def validate_grudge(value: object, nodes: Sequence[str] | None = None) -> dict[str, list[str]]:
+    if not isinstance(value, dict):
+        raise ValueError(f"grudge must be a map node -> [nodes it must not receive from], "
+                         f"got {value!r}")
+    grudge = {}
+    for dst, srcs in value.items():
+        dst = _node(dst, nodes, "grudge key")
+        if not isinstance(srcs, list | tuple | set | frozenset):
+            raise ValueError(f"grudge[{dst!r}] must be a list of node names, got {srcs!r}")
+        names = sorted({_node(src, nodes, f"grudge[{dst!r}]") for src in srcs})
+        if dst in names:
+            raise ValueError(f"grudge[{dst!r}] names the node itself")
+        grudge[dst] = names
+    return grudge
+
+
+def _validate_partition(value: object, nodes: Sequence[str] | None) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f'partition value must be {{"shape": ...}} or {{"grudge": ...}}, '
+                         f"got {value!r}")
+    if "grudge" in value:
+        _only_keys(value, ("grudge",), "partition")
+        return {"grudge": validate_grudge(value["grudge"], nodes)}
+    shape = value.get("shape")
+    if shape not in SHAPES:
+        raise ValueError(f"unknown partition shape {shape!r}; expected one of {list(SHAPES)}")
+    _only_keys(value, ("shape", "node"), "partition")
+    result: dict[str, Any] = {"shape": shape}
+    if "node" in value:
+        if shape != "isolate-one":
+            raise ValueError(f'"node" only goes with shape "isolate-one", not {shape!r}')
+        result["node"] = _node(value["node"], nodes, "partition node")
+    return result
+
+
+def _validate_probability(f: str, value: object, nodes: Sequence[str] | None) -> dict[str, Any]:
+    if not isinstance(value, dict) or "p" not in value:
+        raise ValueError(f'{f} value must be {{"p": 0..1, "links": null | [[src, dst], ...]}}, '
+                         f"got {value!r}")
+    _only_keys(value, ("p", "links"), f)
+    return {"p": _number(value["p"], f"{f} p", minimum=0.0, maximum=1.0),
+            "links": validate_links(value.get("links"), nodes)}
+
+
+def _validate_delay(value: object, nodes: Sequence[str] | None) -> dict[str, Any]:
+    if not isinstance(value, dict) or "mean" not in value:
+        raise ValueError(f'delay value must be {{"mean": s, "jitter": s, "links": ...}}, '
+                         f"got {value!r}")
+    _only_keys(value, ("mean", "jitter", "links"), "delay")
+    return {"mean": _number(value["mean"], "delay mean", minimum=0.0, maximum=60.0),
+            "jitter": _number(value.get("jitter", 0.0), "delay jitter", minimum=0.0,
+                              maximum=60.0),
+            "links": validate_links(value.get("links"), nodes)}
+
+
+def _validate_clock(value: object, nodes: Sequence[str] | None) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"clock value must be a map, got {value!r}")
+    if value.get("reset") is True:
+        _only_keys(value, ("reset",), "clock reset")
+        return {"reset": True}
+    if "targets" not in value:
+        raise ValueError('clock value needs "targets" (or {"reset": true})')
+    targets = validate_target(value["targets"], nodes)
+    if "strobe" in value:
+        _only_keys(value, ("targets", "strobe"), "clock strobe")
+        strobe = value["strobe"]
+        if not isinstance(strobe, dict):
+            raise ValueError(f'clock strobe must be {{"delta", "period", "duration"}}, '
+                             f"got {strobe!r}")
+        _only_keys(strobe, ("delta", "period", "duration"), "clock strobe")
+        return {"targets": targets, "strobe": {
+            "delta": _number(strobe.get("delta"), "strobe delta"),
+            "period": _number(strobe.get("period"), "strobe period", positive=True,
+                              minimum=0.001),
+            "duration": _number(strobe.get("duration"), "strobe duration", positive=True),
+        }}
+    if "offset" not in value:
+        raise ValueError('clock value needs "offset", "strobe" or "reset"')
+    _only_keys(value, ("targets", "offset", "rate"), "clock")
+    return {"targets": targets,
+            "offset": _number(value["offset"], "clock offset"),
+            "rate": _number(value.get("rate", 1.0), "clock rate", positive=True)}
+
+
+def _validate_value(f: str, value: object, nodes: Sequence[str] | None) -> Any:
+    if f == "partition":
+        return _validate_partition(value, nodes)
+    if f == "heal":
+        if value not in (None, {}):
+            raise ValueError(f"heal takes no value (null), got {value!r}")
+        return None
+    if f in NODE_FAULTS:
+        return validate_target(value, nodes)
+    if f in PROBABILITY_FAULTS:
+        return _validate_probability(f, value, nodes)
+    if f == "delay":
+        return _validate_delay(value, nodes)
+    assert f == "clock"
+    return _validate_clock(value, nodes)
+
+
+def validate_entry(entry: object, position: int = 0,
+                   nodes: Sequence[str] | None = None) -> dict[str, Any]:
+    """Check one schedule entry and return it normalized (floats, lists, defaults filled)."""
+    where = f"schedule entry {position} {_describe(entry)}"
+    if not isinstance(entry, dict):
+        raise ScheduleError(f"{where}: must be a map with keys at, f, value")
+    try:
+        extra = sorted(set(entry) - {"at", "f", "value", "seed"})
+        if extra:
+            raise ValueError(f"unexpected key(s) {extra}; allowed: at, f, value, seed")
+        if "at" not in entry or "f" not in entry:
+            raise ValueError('needs "at" (seconds) and "f" (fault name)')
+        at = _number(entry["at"], "at", minimum=0.0)
+        f = entry["f"]
+        if f not in FAULTS:
+            raise ValueError(f"unknown fault {f!r}; expected one of {list(FAULTS)}")
+        normalized: dict[str, Any] = {"at": at, "f": f,
+                                      "value": _validate_value(f, entry.get("value"), nodes)}
+        if "seed" in entry:
+            seed = entry["seed"]
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError(f"seed must be an integer, got {seed!r}")
+            normalized["seed"] = seed
+    except ValueError as exc:
+        raise ScheduleError(f"{where}: {exc}") from None
+    return normalized
+
+
+def validate_schedule(data: object, nodes: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Validate a whole schedule; entries come back normalized and stably sorted by ``at``."""
+    if not isinstance(data, list):
+        raise ScheduleError(f"a schedule must be a JSON list of entries, got {type(data).__name__}")
+    entries = [validate_entry(entry, position, nodes) for position, entry in enumerate(data)]
+    return sorted(entries, key=lambda entry: entry["at"])
+
+
+def history_f(entry: Mapping[str, Any]) -> str:
+    """The ``f`` a fault is recorded under in the history (Jepsen-like start/stop names)."""
+    f, value = entry["f"], entry["value"]
+    if f == "partition":
+        return "start-partition"
+    if f == "heal":
+        return "stop-partition"
+    if f in NODE_FAULTS:
+        return f
+    if f in PROBABILITY_FAULTS:
+        return f"start-{f}" if value["p"] > 0 else f"stop-{f}"
+    if f == "delay":
+        return "start-delay" if value["mean"] > 0 or value["jitter"] > 0 else "stop-delay"
+    if value.get("reset"):
+        return "reset-clock"
+    return "start-clock-strobe" if "strobe" in value else "bump-clock"

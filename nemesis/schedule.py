@@ -1,0 +1,208 @@
+"""Nemesis schedules: generated from a seed by named packages, or loaded from JSON.
+
+``generate`` lays faults on a timeline of ``interval``-second slots: each slot
+starts one fault from a randomly chosen package and stops it before the next
+slot begins, so faults of different packages meet each other over a run but
+never pile up unboundedly. At ``time_limit`` every schedule makes the cluster
+whole again: heal partitions, turn message faults off, resume paused and start
+killed nodes, reset clocks. The harness then waits a quiet period and does the
+final reads.
+
+The schedule is plain data and carries a seed per entry for the choices made
+when it fires, so the same seed gives the same JSON; the real world (which node
+is leader when the fault fires, thread timing) stays nondeterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nemesis.faults import ScheduleError, validate_schedule
+
+PACKAGES = (
+    "partition",
+    "kill",
+    "pause",
+    "loss",
+    "clock",
+    "lose-unfsynced",
+    "delay",
+    "duplicate",
+    "reorder",
+)
+
+Entry = dict[str, Any]
+#: A package draws a fault starting at `at` and lasting `duration`: (start entries, stop entries).
+_Maker = Callable[[random.Random, Sequence[str], float, float], tuple[list[Entry], list[Entry]]]
+
+
+def _seed(rng: random.Random) -> int:
+    return rng.randrange(2**31)
+
+
+def _partition(rng: random.Random, nodes: Sequence[str], at: float, duration: float):
+    shapes = ["halves", "isolate-one", "isolate-leader", "random"]
+    if len(nodes) >= 3:
+        shapes += ["majorities-ring", "bridge"]
+    shape = rng.choice(shapes)
+    return ([{"at": at, "f": "partition", "value": {"shape": shape}, "seed": _seed(rng)}],
+            [{"at": at + duration, "f": "heal", "value": None}])
+
+
+def _crash(f: str) -> _Maker:
+    def make(rng: random.Random, nodes: Sequence[str], at: float, duration: float):
+        target = rng.choice(["one", "leader", "minority", "majority"])
+        return ([{"at": at, "f": f, "value": target, "seed": _seed(rng)}],
+                [{"at": at + duration, "f": "start", "value": "all"}])
+    return make
+
+
+def _pause(rng: random.Random, nodes: Sequence[str], at: float, duration: float):
+    target = rng.choice(["one", "leader", "minority", "majority"])
+    return ([{"at": at, "f": "pause", "value": target, "seed": _seed(rng)}],
+            [{"at": at + duration, "f": "resume", "value": "all"}])
+
+
+def _links(rng: random.Random, nodes: Sequence[str]) -> list[list[str]] | None:
+    """Half the time every link; otherwise the links into and out of one node."""
+    if rng.random() < 0.5 or len(nodes) < 2:
+        return None
+    node = rng.choice(list(nodes))
+    return [[node, other] for other in nodes if other != node] + \
+        [[other, node] for other in nodes if other != node]
+
+
+def _probability(f: str, low: float, high: float) -> _Maker:
+    def make(rng: random.Random, nodes: Sequence[str], at: float, duration: float):
+        p = round(rng.uniform(low, high), 3)
+        links = _links(rng, nodes)
+        return ([{"at": at, "f": f, "value": {"p": p, "links": links}}],
+                [{"at": at + duration, "f": f, "value": {"p": 0.0, "links": None}}])
+    return make
+
+
+def _delay(rng: random.Random, nodes: Sequence[str], at: float, duration: float):
+    mean = round(rng.uniform(0.005, 0.1), 4)
+    links = _links(rng, nodes)
+    return ([{"at": at, "f": "delay",
+              "value": {"mean": mean, "jitter": round(mean / 2, 4), "links": links}}],
+            [{"at": at + duration, "f": "delay",
+              "value": {"mean": 0.0, "jitter": 0.0, "links": None}}])
+
+
+def _clock(rng: random.Random, nodes: Sequence[str], at: float, duration: float):
+    targets = rng.choice(["one", "leader", "minority"])
+    if rng.random() < 0.5:
+        start: Entry = {"at": at, "f": "clock", "seed": _seed(rng), "value": {
+            "targets": targets,
+            "offset": round(rng.choice([-1, 1]) * rng.uniform(0.05, 2.0), 3),
+            "rate": round(rng.choice([1.0, 1.0, rng.uniform(0.5, 2.0)]), 3),
+        }}
+    else:
+        start = {"at": at, "f": "clock", "seed": _seed(rng), "value": {
+            "targets": targets,
+            "strobe": {"delta": round(rng.uniform(0.05, 1.0), 3),
+                       "period": round(rng.uniform(0.01, 0.1), 3),
+                       "duration": round(duration, 3)},
+        }}
+    return [start], [{"at": at + duration, "f": "clock", "value": {"reset": True}}]
+
+
+MAKERS: dict[str, _Maker] = {
+    "partition": _partition,
+    "kill": _crash("kill"),
+    "lose-unfsynced": _crash("lose-unfsynced"),
+    "pause": _pause,
+    "loss": _probability("loss", 0.05, 0.3),
+    "duplicate": _probability("duplicate", 0.05, 0.3),
+    "reorder": _probability("reorder", 0.1, 0.5),
+    "delay": _delay,
+    "clock": _clock,
+}
+
+
+def parse_packages(text: str | Sequence[str]) -> list[str]:
+    """``"partition,kill"`` or ``["all"]`` -> known package names, in PACKAGES order."""
+    names = [name.strip() for name in (text.split(",") if isinstance(text, str) else text)]
+    names = [name for name in names if name]
+    if "all" in names:
+        return list(PACKAGES)
+    unknown = sorted(set(names) - set(PACKAGES))
+    if unknown:
+        raise ScheduleError(
+            f"unknown nemesis package(s) {unknown}; expected {', '.join(PACKAGES)} or all"
+        )
+    return [name for name in PACKAGES if name in names]
+
+
+def final_heal(at: float) -> list[Entry]:
+    """The entries that make the cluster whole: every schedule ends with these."""
+    return [
+        {"at": at, "f": "heal", "value": None},
+        {"at": at, "f": "loss", "value": {"p": 0.0, "links": None}},
+        {"at": at, "f": "duplicate", "value": {"p": 0.0, "links": None}},
+        {"at": at, "f": "reorder", "value": {"p": 0.0, "links": None}},
+        {"at": at, "f": "delay", "value": {"mean": 0.0, "jitter": 0.0, "links": None}},
+        {"at": at, "f": "resume", "value": "all"},
+        {"at": at, "f": "start", "value": "all"},
+        {"at": at, "f": "clock", "value": {"reset": True}},
+    ]
+
+
+def generate(packages: Sequence[str], nodes: Sequence[str], time_limit: float,
+             interval: float, rng: random.Random) -> list[Entry]:
+    """A schedule of faults from ``packages`` over ``time_limit`` seconds, ending healed.
+
+    Each ``interval`` slot holds one fault lasting 50-100 % of the slot (the
+    first slot starts after half an interval so the cluster can elect a leader).
+    An empty package list gives only the final heal.
+    """
+    if time_limit <= 0:
+        raise ScheduleError(f"time limit must be > 0 seconds, got {time_limit}")
+    if interval <= 0:
+        raise ScheduleError(f"nemesis interval must be > 0 seconds, got {interval}")
+    if not nodes:
+        raise ScheduleError("a schedule needs at least one node")
+    chosen = parse_packages(packages)
+    schedule: list[Entry] = []
+    at = interval / 2
+    while chosen and at < time_limit:
+        duration = min(interval * rng.uniform(0.5, 1.0), time_limit - at)
+        start, stop = MAKERS[rng.choice(chosen)](rng, nodes, round(at, 3), round(duration, 3))
+        schedule += start + stop
+        at += interval
+    schedule += final_heal(round(time_limit, 3))
+    return validate_schedule(schedule, list(nodes))
+
+
+def load(path: str | Path, nodes: Sequence[str] | None = None) -> list[Entry]:
+    """Read and validate a schedule file; every problem becomes a ScheduleError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScheduleError(f"cannot read nemesis schedule {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScheduleError(f"nemesis schedule {path} is not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScheduleError(
+            f"nemesis schedule {path} is not valid JSON: {exc.msg} at line {exc.lineno} "
+            f"column {exc.colno}"
+        ) from None
+    try:
+        return validate_schedule(data, nodes)
+    except ScheduleError as exc:
+        raise ScheduleError(f"{path}: {exc}") from None
+
+
+def save(schedule: Sequence[Entry], path: str | Path) -> None:
+    """Write a schedule as indented JSON, one entry per line for easy hand editing."""
+    validate_schedule(list(schedule))
+    lines = ",\n".join("  " + json.dumps(entry, sort_keys=True) for entry in schedule)
+    Path(path).write_text(f"[\n{lines}\n]\n" if schedule else "[]\n", encoding="utf-8")

@@ -1,0 +1,282 @@
+"""The proxy relay against real Trio TCP endpoints speaking splitbrain frames."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import psutil
+import pytest
+import trio
+
+from harness.net.base import NodeAddress
+from harness.net.proxy import ProxyNetwork
+from raft_impl.wire import FrameDecoder, encode_frame
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Sink:
+    """A peer port that records every message it receives, per connection."""
+
+    port: int = 0
+    received: list[dict] = field(default_factory=list)
+    arrived: trio.Event = field(default_factory=trio.Event)
+    closed: trio.Event = field(default_factory=trio.Event)
+    connections: int = 0
+
+    async def serve(self, nursery: trio.Nursery) -> None:
+        serve = functools.partial(trio.serve_tcp, self.handle, 0, host=HOST)
+        listeners = await nursery.start(serve)
+        self.port = listeners[0].socket.getsockname()[1]
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        decoder = FrameDecoder()
+        async with stream:
+            while data := await stream.receive_some(65536):
+                decoder.feed(data)
+                for message in decoder.messages():
+                    self.received.append(message)
+                    self.arrived.set()
+                    self.arrived = trio.Event()
+        self.closed.set()
+
+    def numbers(self) -> list[int]:
+        return [m["n"] for m in self.received if m.get("type") == "append"]
+
+    async def wait_for(self, count: int) -> None:
+        with trio.fail_after(5):
+            while len(self.received) < count:
+                await self.arrived.wait()
+
+
+@asynccontextmanager
+async def relay_pair(**options) -> AsyncIterator[tuple[ProxyNetwork, Sink, trio.Nursery]]:
+    """Nodes a and b; b's peer port is a Sink. Yields (proxy, sink, nursery)."""
+    sink = Sink()
+    async with trio.open_nursery() as nursery:
+        await sink.serve(nursery)
+        proxy = ProxyNetwork(seed=7, **options)
+        nodes = {"a": NodeAddress(HOST, 1, 2), "b": NodeAddress(HOST, sink.port, 3)}
+        peers = await proxy.start(nursery, nodes)
+        assert set(peers) == {"a", "b"}
+        assert peers["a"]["b"] == f"{HOST}:{proxy.relay_port('a', 'b')}"
+        try:
+            yield proxy, sink, nursery
+        finally:
+            await proxy.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def dial(proxy: ProxyNetwork) -> trio.SocketStream:
+    stream = await trio.open_tcp_stream(HOST, proxy.relay_port("a", "b"))
+    await stream.send_all(encode_frame({"type": "hello", "from": "a", "to": "b"}))
+    return stream
+
+
+def append(n: int, term: int = 1) -> bytes:
+    return encode_frame({"type": "append", "from": "a", "to": "b", "term": term, "n": n})
+
+
+async def wait_counters(proxy: ProxyNetwork, predicate) -> dict[str, int]:
+    with trio.fail_after(5):
+        return await proxy.wait_counters("a", "b", predicate)
+
+
+async def test_frames_are_relayed_in_order_with_hello_first() -> None:
+    async with relay_pair() as (proxy, sink, _):
+        stream = await dial(proxy)
+        await stream.send_all(b"".join(append(n) for n in range(200)))
+        await sink.wait_for(201)
+        assert sink.received[0] == {"type": "hello", "from": "a", "to": "b"}
+        assert sink.numbers() == list(range(200))
+        counters = proxy.counters()["a->b"]
+        assert counters["delivered"] == 200 and counters["dropped"] == 0
+        assert counters["connections"] == 1
+        await stream.aclose()
+        with trio.fail_after(5):
+            await sink.closed.wait()  # closing the source closes the relayed connection
+
+
+async def test_partition_drops_and_heal_restores_on_the_same_connection() -> None:
+    async with relay_pair() as (proxy, sink, _):
+        stream = await dial(proxy)
+        await sink.wait_for(1)
+        await proxy.partition({"b": {"a"}})
+        await stream.send_all(append(1) + append(2))
+        await wait_counters(proxy, lambda c: c["dropped"] == 2)
+        await proxy.heal()
+        await stream.send_all(append(3))
+        await sink.wait_for(2)
+        assert sink.numbers() == [3]
+        assert sink.connections == 1  # the partition never closed the connection
+        # the reverse link b->a was never blocked
+        assert not proxy.faults()["b->a"].blocked
+
+
+async def test_partition_rejects_unknown_nodes() -> None:
+    async with relay_pair() as (proxy, _, _):
+        with pytest.raises(ValueError, match="unknown link"):
+            await proxy.partition({"b": {"zz"}})
+
+
+async def test_loss_probability_is_roughly_honoured() -> None:
+    async with relay_pair() as (proxy, sink, _):
+        stream = await dial(proxy)
+        await proxy.set_loss(0.3)
+        total = 2000
+        await stream.send_all(b"".join(append(n) for n in range(total)))
+        await wait_counters(proxy, lambda c: c["frames"] == total)
+        counters = proxy.counters()["a->b"]
+        await sink.wait_for(1 + counters["delivered"])
+        assert counters["delivered"] + counters["dropped"] == total
+        assert 0.25 < counters["dropped"] / total < 0.35
+        assert len(sink.numbers()) == counters["delivered"]
+        assert sink.numbers() == sorted(sink.numbers())  # loss alone never reorders
+
+
+async def test_loss_draws_are_reproducible_from_the_seed() -> None:
+    survivors = []
+    for _ in range(2):
+        async with relay_pair() as (proxy, sink, _):
+            stream = await dial(proxy)
+            await proxy.set_loss(0.5, links=[("a", "b")])
+            await stream.send_all(b"".join(append(n) for n in range(100)))
+            await wait_counters(proxy, lambda c: c["frames"] == 100)
+            await sink.wait_for(1 + proxy.counters()["a->b"]["delivered"])
+            survivors.append(sink.numbers())
+    assert survivors[0] == survivors[1]
+
+
+async def test_delay_holds_frames_and_lets_later_ones_overtake() -> None:
+    async with relay_pair() as (proxy, sink, _):
+        stream = await dial(proxy)
+        await sink.wait_for(1)
+        await proxy.set_delay(0.05, 0.04)
+        sent_at = trio.current_time()
+        await stream.send_all(b"".join(append(n) for n in range(60)))
+        await sink.wait_for(2)
+        assert trio.current_time() - sent_at >= 0.01  # the shortest possible draw
+        await sink.wait_for(61)
+        assert sorted(sink.numbers()) == list(range(60))
+        assert sink.numbers() != list(range(60))  # independent draws reorder
+        assert proxy.counters()["a->b"]["delayed"] == 60
+
+
+async def test_duplicate_delivers_twice() -> None:
+    async with relay_pair() as (proxy, sink, _):
+        stream = await dial(proxy)
+        await proxy.set_duplicate(1.0)
+        await stream.send_all(b"".join(append(n) for n in range(5)))
+        await sink.wait_for(11)
+        assert sink.numbers() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+        assert proxy.counters()["a->b"]["duplicated"] == 5
+
+
+async def test_reorder_releases_a_held_frame_after_the_next_one() -> None:
+    async with relay_pair(reorder_hold=5.0) as (proxy, sink, _):
+        stream = await dial(proxy)
+        await proxy.set_reorder(1.0)
+        await stream.send_all(b"".join(append(n) for n in range(4)))
+        await sink.wait_for(5)
+        assert sink.numbers() == [1, 0, 3, 2]
+
+
+async def test_a_held_frame_is_released_when_no_next_frame_comes() -> None:
+    async with relay_pair(reorder_hold=0.02) as (proxy, sink, _):
+        stream = await dial(proxy)
+        await proxy.set_reorder(1.0)
+        await stream.send_all(append(0))
+        await sink.wait_for(2)
+        assert sink.numbers() == [0]
+
+
+async def test_reset_faults_keeps_the_partition() -> None:
+    async with relay_pair() as (proxy, _, _):
+        await proxy.partition({"b": ["a"]})
+        await proxy.set_loss(0.5)
+        await proxy.set_delay(0.1, 0.0, links=[("b", "a")])
+        await proxy.reset_faults()
+        faults = proxy.faults()
+        assert faults["a->b"].blocked and faults["a->b"].loss == 0
+        assert faults["b->a"].clean
+
+
+async def test_trace_records_each_message_decision(tmp_path) -> None:
+    trace = tmp_path / "run" / "messages.jsonl"
+    async with relay_pair(trace_path=trace) as (proxy, sink, _):
+        stream = await dial(proxy)
+        await stream.send_all(append(0, term=3))
+        await sink.wait_for(2)
+        await proxy.partition({"b": {"a"}})
+        await stream.send_all(append(1, term=4))
+        await wait_counters(proxy, lambda c: c["dropped"] == 1)
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert [(r["type"], r["term"], r["action"]) for r in records] == [
+        ("hello", None, "deliver"), ("append", 3, "deliver"), ("append", 4, "drop")]
+    assert all(r["from"] == "a" and r["to"] == "b" for r in records)
+    times = [r["time"] for r in records]
+    assert times == sorted(times) and all(isinstance(t, int) and t >= 0 for t in times)
+
+
+async def test_destination_down_closes_the_source_connection() -> None:
+    async with relay_pair() as (_, _, nursery):
+        proxy2 = ProxyNetwork()
+        # b's peer port: bind and close a socket so nothing listens there
+        probe = trio.socket.socket()
+        await probe.bind((HOST, 0))
+        dead_port = probe.getsockname()[1]
+        probe.close()
+        peers = await proxy2.start(nursery, {"a": NodeAddress(HOST, 1, 2),
+                                             "b": NodeAddress(HOST, dead_port, 3)})
+        host, port = peers["a"]["b"].split(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        with trio.fail_after(5):
+            assert await stream.receive_some(10) == b""
+        assert proxy2.counters()["a->b"]["refused"] == 1
+        await proxy2.aclose()
+
+
+async def test_undecodable_stream_is_cut() -> None:
+    async with relay_pair() as (proxy, sink, _):
+        stream = await dial(proxy)
+        await sink.wait_for(1)
+        await stream.send_all(b"\xff\xff\xff\xff garbage")
+        with trio.fail_after(5):
+            await sink.closed.wait()
+        assert proxy.counters()["a->b"]["bad_frames"] == 1
+
+
+def listening_ports() -> set[int]:
+    return {c.laddr.port for c in psutil.Process(os.getpid()).net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN}
+
+
+async def test_cancellation_closes_every_relay_and_connection() -> None:
+    sink = Sink()
+    async with trio.open_nursery() as outer:
+        await sink.serve(outer)
+        with trio.CancelScope() as run:
+            async with trio.open_nursery() as nursery:
+                proxy = ProxyNetwork()
+                nodes = {name: NodeAddress(HOST, sink.port, 0) for name in ("a", "b", "c")}
+                await proxy.start(nursery, nodes)
+                ports = {proxy.relay_port(s, d) for s in nodes for d in nodes if s != d}
+                assert len(ports) == 6 and ports <= listening_ports()
+                stream = await dial(proxy)
+                await sink.wait_for(1)
+                run.cancel()
+        assert not ports & listening_ports()
+        with trio.fail_after(5):
+            await sink.closed.wait()  # the relayed connection was closed too
+            assert await stream.receive_some(10) == b""
+        for port in ports:
+            with pytest.raises(OSError):
+                await trio.open_tcp_stream(HOST, port)
+        outer.cancel_scope.cancel()
