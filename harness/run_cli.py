@@ -1,0 +1,202 @@
+"""``splitbrain run``: run tests against a real cluster and give a verdict.
+
+Exit code: 0 every run valid, 1 some run invalid, 2 some run unknown or not
+completed (invalid wins over unknown: a found bug is the news of a batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.cli import UserError
+
+READ_MODES = ("read-index", "lease", "log", "stale")
+NETWORKS = ("proxy", "netns", "none")
+NODE_COUNTS = (1, 3, 5, 7)
+
+SEED_HELP = (
+    "seed for the workload and the nemesis schedule (default: random; always recorded "
+    "in test.json). A seed reproduces the plan — which operations, which faults when — "
+    "not the run: process scheduling, timing and which node leads when a fault fires "
+    "stay nondeterministic in the real world"
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a test against a real cluster under faults",
+        description=(
+            "Start a cluster, drive concurrent clients while a nemesis injects faults, "
+            "record the history, check it, and write a store directory with "
+            "test.json, history.jsonl, results.json and report.html. "
+            "Exit code 0 valid, 1 invalid, 2 unknown or not completed."
+        ),
+    )
+    parser.add_argument("--db", default="raft_impl", help="system under test (default raft_impl)")
+    parser.add_argument(
+        "--nodes", type=int, default=5, help="cluster size: 3, 5 or 7 (1 for smoke tests)"
+    )
+    parser.add_argument("--time-limit", type=float, default=60.0, metavar="S",
+                        help="seconds of clients and faults (default 60)")
+    parser.add_argument("--rate", type=float, default=100.0, metavar="R",
+                        help="operations per second over all clients; 0 = unlimited")
+    parser.add_argument("--concurrency", type=int, default=5, metavar="C",
+                        help="concurrent client processes (default 5)")
+    parser.add_argument("--keys", type=int, default=5, metavar="K",
+                        help="registers the workload spreads over (default 5)")
+    parser.add_argument("--mix", default=None, metavar="MIX",
+                        help="operation mix, e.g. read=5,write=3,cas=2 (default 50/30/20)")
+    parser.add_argument("--ops-per-key", type=int, default=None, metavar="N",
+                        help="retire a key after N operations for a fresh one (shorter "
+                             "per-key histories, faster checking)")
+    parser.add_argument("--nemesis", default="", metavar="PACKAGES",
+                        help="comma-separated fault packages (partition, kill, pause, loss, "
+                             "clock, lose-unfsynced, delay, duplicate, reorder) or all; "
+                             "default none")
+    parser.add_argument("--nemesis-interval", type=float, default=5.0, metavar="S",
+                        help="seconds between faults of a generated schedule (default 5)")
+    parser.add_argument("--nemesis-schedule", default=None, metavar="FILE",
+                        help="a JSON schedule file instead of a generated one")
+    parser.add_argument("--net", default="proxy", choices=NETWORKS,
+                        help="network backend: proxy (default), netns (Linux, root), "
+                             "none (direct, no link faults)")
+    parser.add_argument("--no-trace", action="store_true",
+                        help="do not record every message in messages.jsonl")
+    parser.add_argument("--read-mode", default="read-index", choices=READ_MODES,
+                        help="how raft_impl serves reads (default read-index)")
+    parser.add_argument("--bug", action="append", default=[], metavar="NAME",
+                        help="switch on a planted bug (repeatable; see "
+                             "`python -m raft_impl --list-bugs`)")
+    parser.add_argument("--seed", type=int, default=None, help=SEED_HELP)
+    parser.add_argument("--store", default="store", metavar="DIR",
+                        help="store directory (default ./store)")
+    parser.add_argument("--test-count", type=int, default=1, metavar="N",
+                        help="run the test N times (seeds seed, seed+1, …)")
+    parser.add_argument("--quiet-period", type=float, default=2.0, metavar="S",
+                        help="seconds to wait after healing before the final reads")
+    parser.add_argument("--op-timeout", type=float, default=1.0, metavar="S",
+                        help="an operation without an answer after S seconds is indefinite "
+                             "(info) and its process is replaced")
+    parser.add_argument("--name", default=None, help="test name in the store (default derived)")
+    parser.add_argument("--no-display", action="store_true", help="no live terminal display")
+    parser.add_argument("--no-report", action="store_true", help="do not write report.html")
+    parser.set_defaults(handler=handle_run)
+
+
+def _positive(value: float, option: str, *, integer: bool = False) -> None:
+    if not math.isfinite(value) or value <= 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise UserError(f"{option} must be {kind}, not {value:g}")
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """Validate the arguments into a RunConfig; every mistake is a UserError."""
+    from harness.db import available_dbs
+    from harness.run import RunConfig
+    from harness.workload import DEFAULT_MIX, parse_mix
+
+    if args.db not in available_dbs():
+        raise UserError(f"unknown --db {args.db!r}; available: {', '.join(available_dbs())}")
+    if args.nodes not in NODE_COUNTS:
+        raise UserError(f"--nodes must be 3, 5 or 7 (or 1), not {args.nodes}")
+    _positive(args.time_limit, "--time-limit")
+    if not math.isfinite(args.rate) or args.rate < 0:
+        raise UserError(f"--rate must be 0 (unlimited) or a positive number, not {args.rate:g}")
+    _positive(args.concurrency, "--concurrency", integer=True)
+    _positive(args.keys, "--keys", integer=True)
+    if args.ops_per_key is not None:
+        _positive(args.ops_per_key, "--ops-per-key", integer=True)
+    _positive(args.nemesis_interval, "--nemesis-interval")
+    _positive(args.test_count, "--test-count", integer=True)
+    _positive(args.op_timeout, "--op-timeout")
+    if not math.isfinite(args.quiet_period) or args.quiet_period < 0:
+        raise UserError(f"--quiet-period must be 0 or more seconds, not {args.quiet_period:g}")
+    if args.seed is not None and args.seed < 0:
+        raise UserError(f"--seed must not be negative, not {args.seed}")
+    try:
+        mix = parse_mix(args.mix) if args.mix else dict(DEFAULT_MIX)
+    except ValueError as exc:
+        raise UserError(f"--mix: {exc}") from None
+
+    from nemesis.schedule import load, parse_packages
+
+    if args.nemesis and args.nemesis_schedule:
+        raise UserError("give either --nemesis or --nemesis-schedule, not both")
+    packages = [] if args.nemesis in ("", "none") else parse_packages(args.nemesis)
+    nodes = [f"n{i}" for i in range(1, args.nodes + 1)]
+    if args.nemesis_schedule:
+        load(args.nemesis_schedule, nodes)  # validate now: a bad file must not cost a run
+    if args.bug:
+        if args.db != "raft_impl":
+            raise UserError("--bug only applies to --db raft_impl")
+        from raft_impl.bugs import BUGS
+
+        unknown = sorted(set(args.bug) - set(BUGS))
+        if unknown:
+            raise UserError(
+                f"unknown --bug {', '.join(unknown)}; known: {', '.join(sorted(BUGS))}"
+            )
+    if args.net == "netns" and os.geteuid() != 0:
+        raise UserError("--net netns needs root (network namespaces); use --net proxy")
+    if args.net == "none" and (packages or args.nemesis_schedule):
+        link_faults = {"partition", "loss", "delay", "duplicate", "reorder"}
+        if set(packages) & link_faults:
+            raise UserError("--net none cannot inject link faults; use --net proxy")
+    store = Path(args.store)
+    if store.exists() and not store.is_dir():
+        raise UserError(f"--store {store} exists and is not a directory")
+
+    from harness.display import display_wanted
+
+    return RunConfig(
+        db=args.db,
+        nodes=args.nodes,
+        time_limit=args.time_limit,
+        rate=args.rate,
+        concurrency=args.concurrency,
+        keys=args.keys,
+        mix=mix,
+        ops_per_key=args.ops_per_key,
+        nemesis=packages,
+        nemesis_interval=args.nemesis_interval,
+        nemesis_schedule=args.nemesis_schedule,
+        net=args.net,
+        trace_messages=not args.no_trace,
+        read_mode=args.read_mode,
+        bugs=list(args.bug),
+        seed=args.seed,
+        store=str(store),
+        test_name=args.name,
+        quiet_period=args.quiet_period,
+        op_timeout=args.op_timeout,
+        display=display_wanted(args.no_display),
+        render_report=not args.no_report,
+        command_line=["splitbrain", *sys.argv[1:]],
+    )
+
+
+def handle_run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import random
+
+    from harness.run import run_test, summary, worst_exit_code
+
+    base = config_from_args(args)
+    first_seed = base.seed if base.seed is not None else random.SystemRandom().randrange(2**31)
+    codes = []
+    for i in range(args.test_count):
+        config = dataclasses.replace(base, seed=first_seed + i)
+        if args.test_count > 1:
+            print(f"== test {i + 1}/{args.test_count} (seed {config.seed})", flush=True)
+        outcome = run_test(config)
+        print(summary(outcome), flush=True)
+        codes.append(outcome.exit_code)
+        if outcome.interrupted:
+            break
+    return worst_exit_code(codes)
