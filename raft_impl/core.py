@@ -323,10 +323,21 @@ class RaftCore:
                     # Cut off from a majority: stop serving so clients go elsewhere.
                     self._become_follower(self._term, None)
         elif now >= self._election_deadline:
-            if self._cfg.pre_vote:
-                self._become_pre_candidate()
-            else:
-                self._become_candidate()
+            self.campaign(now)
+
+    def campaign(self, now: float) -> None:
+        """Start an election now, as if the election timeout had fired (etcd's MsgHup).
+
+        For tests and operator tooling; a leader ignores it. With pre-vote the node first
+        runs a pre-vote round, so a campaign cannot disrupt a healthy leader.
+        """
+        self._now = now
+        if self._role == LEADER:
+            return
+        if self._cfg.pre_vote:
+            self._become_pre_candidate()
+        else:
+            self._become_candidate()
 
     def propose(self, data: bytes) -> int | None:
         """Append a command on the leader; its index, or None when this node is not leader.

@@ -119,6 +119,17 @@ class SimCluster:
             applied=applied,
         )
 
+    def load(self, node_id: str, terms: list[int], term: int | None = None) -> None:
+        """Replace a node's disk by a log whose entry ``i`` has term ``terms[i - 1]``
+        (the paper's figures written as term lists), and restart it from there."""
+        node = self.nodes[node_id]
+        entries = [Entry(i + 1, t, data=f"{t}@{i + 1}".encode()) for i, t in enumerate(terms)]
+        current = max(terms, default=0) if term is None else term
+        node.storage = Storage(HardState(current, None, 0), None, entries)
+        node.applied = {}
+        node.last_applied = 0
+        node.core = self._make_core(node_id, node.storage)
+
     def crash(self, node_id: str) -> None:
         node = self.nodes[node_id]
         node.up = False
