@@ -36,7 +36,7 @@ PACKAGES = (
 )
 
 Entry = dict[str, Any]
-#: A package draws a fault starting at `at` and lasting `duration`: (start entries, stop entries).
+#: A package draws a fault from `at` until `until`: (start entries, stop entries).
 _Maker = Callable[[random.Random, Sequence[str], float, float], tuple[list[Entry], list[Entry]]]
 
 
@@ -44,27 +44,27 @@ def _seed(rng: random.Random) -> int:
     return rng.randrange(2**31)
 
 
-def _partition(rng: random.Random, nodes: Sequence[str], at: float, duration: float):
+def _partition(rng: random.Random, nodes: Sequence[str], at: float, until: float):
     shapes = ["halves", "isolate-one", "isolate-leader", "random"]
     if len(nodes) >= 3:
         shapes += ["majorities-ring", "bridge"]
     shape = rng.choice(shapes)
     return ([{"at": at, "f": "partition", "value": {"shape": shape}, "seed": _seed(rng)}],
-            [{"at": at + duration, "f": "heal", "value": None}])
+            [{"at": until, "f": "heal", "value": None}])
 
 
 def _crash(f: str) -> _Maker:
-    def make(rng: random.Random, nodes: Sequence[str], at: float, duration: float):
+    def make(rng: random.Random, nodes: Sequence[str], at: float, until: float):
         target = rng.choice(["one", "leader", "minority", "majority"])
         return ([{"at": at, "f": f, "value": target, "seed": _seed(rng)}],
-                [{"at": at + duration, "f": "start", "value": "all"}])
+                [{"at": until, "f": "start", "value": "all"}])
     return make
 
 
-def _pause(rng: random.Random, nodes: Sequence[str], at: float, duration: float):
+def _pause(rng: random.Random, nodes: Sequence[str], at: float, until: float):
     target = rng.choice(["one", "leader", "minority", "majority"])
     return ([{"at": at, "f": "pause", "value": target, "seed": _seed(rng)}],
-            [{"at": at + duration, "f": "resume", "value": "all"}])
+            [{"at": until, "f": "resume", "value": "all"}])
 
 
 def _links(rng: random.Random, nodes: Sequence[str]) -> list[list[str]] | None:
@@ -77,24 +77,24 @@ def _links(rng: random.Random, nodes: Sequence[str]) -> list[list[str]] | None:
 
 
 def _probability(f: str, low: float, high: float) -> _Maker:
-    def make(rng: random.Random, nodes: Sequence[str], at: float, duration: float):
+    def make(rng: random.Random, nodes: Sequence[str], at: float, until: float):
         p = round(rng.uniform(low, high), 3)
         links = _links(rng, nodes)
         return ([{"at": at, "f": f, "value": {"p": p, "links": links}}],
-                [{"at": at + duration, "f": f, "value": {"p": 0.0, "links": None}}])
+                [{"at": until, "f": f, "value": {"p": 0.0, "links": None}}])
     return make
 
 
-def _delay(rng: random.Random, nodes: Sequence[str], at: float, duration: float):
+def _delay(rng: random.Random, nodes: Sequence[str], at: float, until: float):
     mean = round(rng.uniform(0.005, 0.1), 4)
     links = _links(rng, nodes)
     return ([{"at": at, "f": "delay",
               "value": {"mean": mean, "jitter": round(mean / 2, 4), "links": links}}],
-            [{"at": at + duration, "f": "delay",
+            [{"at": until, "f": "delay",
               "value": {"mean": 0.0, "jitter": 0.0, "links": None}}])
 
 
-def _clock(rng: random.Random, nodes: Sequence[str], at: float, duration: float):
+def _clock(rng: random.Random, nodes: Sequence[str], at: float, until: float):
     targets = rng.choice(["one", "leader", "minority"])
     if rng.random() < 0.5:
         start: Entry = {"at": at, "f": "clock", "seed": _seed(rng), "value": {
@@ -107,9 +107,9 @@ def _clock(rng: random.Random, nodes: Sequence[str], at: float, duration: float)
             "targets": targets,
             "strobe": {"delta": round(rng.uniform(0.05, 1.0), 3),
                        "period": round(rng.uniform(0.01, 0.1), 3),
-                       "duration": round(duration, 3)},
+                       "duration": round(until - at, 3)},
         }}
-    return [start], [{"at": at + duration, "f": "clock", "value": {"reset": True}}]
+    return [start], [{"at": until, "f": "clock", "value": {"reset": True}}]
 
 
 MAKERS: dict[str, _Maker] = {
@@ -169,13 +169,17 @@ def generate(packages: Sequence[str], nodes: Sequence[str], time_limit: float,
         raise ScheduleError("a schedule needs at least one node")
     chosen = parse_packages(packages)
     schedule: list[Entry] = []
-    at = interval / 2
-    while chosen and at < time_limit:
-        duration = min(interval * rng.uniform(0.5, 1.0), time_limit - at)
-        start, stop = MAKERS[rng.choice(chosen)](rng, nodes, round(at, 3), round(duration, 3))
+    end = round(time_limit, 3)
+    slot = interval / 2
+    while chosen and slot < time_limit:
+        at = round(slot, 3)
+        until = min(round(slot + interval * rng.uniform(0.5, 1.0), 3), end)
+        slot += interval
+        if until - at < 0.001:
+            break  # no room left for a fault before the end
+        start, stop = MAKERS[rng.choice(chosen)](rng, nodes, at, until)
         schedule += start + stop
-        at += interval
-    schedule += final_heal(round(time_limit, 3))
+    schedule += final_heal(end)
     return validate_schedule(schedule, list(nodes))
 
 

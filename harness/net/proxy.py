@@ -179,12 +179,16 @@ class _Connection:
 class ProxyNetwork:
     """Frame-aware relays on every directed link (see module doc). Implements ``Network``."""
 
-    def __init__(self, seed: int = 0, *, trace_path: str | Path | None = None,
-                 clock: Callable[[], int] | None = None, host: str = "127.0.0.1",
-                 reorder_hold: float = 0.05) -> None:
+    def __init__(self, seed: int = 0, *, rng: random.Random | None = None,
+                 trace_path: str | Path | None = None, clock: Callable[[], int] | None = None,
+                 host: str = "127.0.0.1", reorder_hold: float = 0.05) -> None:
+        """``seed`` (or a seeded ``rng`` to draw one from) seeds every link's fault draws.
+
+        ``clock`` gives trace times in ns since the run began (default: since construction).
+        """
         if not host.startswith("127."):
             raise ValueError(f"relays listen on loopback only, not {host!r}")
-        self.seed = seed
+        self.seed = rng.getrandbits(64) if rng is not None else seed
         self.host = host
         self.reorder_hold = reorder_hold
         self._trace_path = Path(trace_path) if trace_path is not None else None

@@ -1,0 +1,173 @@
+"""Fault vocabulary validation, schedule generation, and schedule files."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.cli import UserError
+from nemesis import schedule as schedules
+from nemesis.faults import ScheduleError, history_f, validate_entry, validate_schedule
+
+NODES = ["n1", "n2", "n3", "n4", "n5"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"at": 1, "f": "explode"}, "unknown fault 'explode'"),
+        ({"at": -1, "f": "heal"}, "at must be >= 0"),
+        ({"f": "heal"}, 'needs "at"'),
+        ({"at": "soon", "f": "heal"}, "at must be a number"),
+        ({"at": 1, "f": "kill", "value": "some"}, "target 'some' is not one of"),
+        ({"at": 1, "f": "kill", "value": ["n1", "n9"]}, "unknown node 'n9'"),
+        ({"at": 1, "f": "kill", "value": ["n1", "n1"]}, "names a node twice"),
+        ({"at": 1, "f": "loss", "value": {"p": 1.5}}, "loss p must be <= 1.0"),
+        ({"at": 1, "f": "loss", "value": 0.5}, "loss value must be"),
+        ({"at": 1, "f": "loss", "value": {"p": 0.1, "links": [["n1", "n1"]]}}, "to itself"),
+        ({"at": 1, "f": "delay", "value": {"mean": 0.1, "jiter": 0.1}}, "unexpected key"),
+        ({"at": 1, "f": "partition", "value": {"shape": "donut"}}, "unknown partition shape"),
+        ({"at": 1, "f": "partition", "value": {"grudge": {"n1": ["n1"]}}}, "names the node"),
+        ({"at": 1, "f": "partition", "value": {"shape": "halves", "node": "n1"}},
+         "only goes with"),
+        ({"at": 1, "f": "clock", "value": {"targets": "one"}}, 'needs "offset"'),
+        ({"at": 1, "f": "clock", "value": {"targets": "one", "offset": 1, "rate": 0}},
+         "rate must be > 0"),
+        ({"at": 1, "f": "clock", "value": {"targets": "one", "strobe": {"delta": 1}}},
+         "strobe period must be a number"),
+        ({"at": 1, "f": "heal", "value": "now"}, "heal takes no value"),
+        ({"at": 1, "f": "heal", "seed": 1.5}, "seed must be an integer"),
+        ({"at": 1, "f": "heal", "when": 2}, "unexpected key"),
+        ("heal", "must be a map"),
+    ],
+)
+def test_bad_entries_are_refused_with_a_message_naming_them(entry, message):
+    with pytest.raises(ScheduleError, match=message) as info:
+        validate_entry(entry, 3, NODES)
+    assert str(info.value).startswith("schedule entry 3 ")
+    assert isinstance(info.value, UserError)  # the CLI prints it, no traceback
+
+
+def test_entries_are_normalized_and_sorted_stably():
+    data = [
+        {"at": 2, "f": "heal"},
+        {"at": 1, "f": "kill", "value": "n2"},
+        {"at": 1, "f": "loss", "value": {"p": 0.2, "links": [["n1", "n2"]]}},
+        {"at": 0, "f": "delay", "value": {"mean": 0.05}},
+    ]
+    entries = validate_schedule(data, NODES)
+    assert [e["f"] for e in entries] == ["delay", "kill", "loss", "heal"]
+    assert entries[0]["value"] == {"mean": 0.05, "jitter": 0.0, "links": None}
+    assert entries[1]["value"] == ["n2"]
+    assert entries[3] == {"at": 2.0, "f": "heal", "value": None}
+    with pytest.raises(ScheduleError, match="must be a JSON list"):
+        validate_schedule({"at": 1}, NODES)
+
+
+def test_history_names_pair_starts_and_stops():
+    def f(entry):
+        return history_f(validate_entry(entry, 0, NODES))
+
+    assert f({"at": 0, "f": "partition", "value": {"shape": "halves"}}) == "start-partition"
+    assert f({"at": 0, "f": "heal"}) == "stop-partition"
+    assert f({"at": 0, "f": "loss", "value": {"p": 0.1}}) == "start-loss"
+    assert f({"at": 0, "f": "loss", "value": {"p": 0}}) == "stop-loss"
+    assert f({"at": 0, "f": "delay", "value": {"mean": 0, "jitter": 0}}) == "stop-delay"
+    assert f({"at": 0, "f": "kill", "value": "leader"}) == "kill"
+    assert f({"at": 0, "f": "clock", "value": {"reset": True}}) == "reset-clock"
+    assert f({"at": 0, "f": "clock", "value": {"targets": "all", "offset": 1}}) == "bump-clock"
+
+
+def test_packages_parse_and_reject_unknown_names():
+    assert schedules.parse_packages("all") == list(schedules.PACKAGES)
+    assert schedules.parse_packages("kill, partition") == ["partition", "kill"]
+    assert schedules.parse_packages("") == []
+    with pytest.raises(ScheduleError, match=r"unknown nemesis package\(s\) \['explode'\]"):
+        schedules.parse_packages("partition,explode")
+
+
+WHOLE = {("heal", None), ("resume", "all"), ("start", "all"),
+         ("loss", 0.0), ("duplicate", 0.0), ("reorder", 0.0), ("delay", 0.0), ("clock", "reset")}
+
+
+def _key(entry):
+    value = entry["value"]
+    if entry["f"] in ("loss", "duplicate", "reorder"):
+        return entry["f"], value["p"]
+    if entry["f"] == "delay":
+        return "delay", value["mean"]
+    if entry["f"] == "clock":
+        return "clock", "reset" if value.get("reset") else "skew"
+    return entry["f"], value if not isinstance(value, dict) else "shape"
+
+
+STOPS = {"partition": "heal", "kill": "start", "lose-unfsynced": "start", "pause": "resume"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    packages=st.lists(st.sampled_from([*schedules.PACKAGES, "all"]), max_size=4),
+    n=st.integers(min_value=1, max_value=7),
+    time_limit=st.floats(min_value=0.5, max_value=120),
+    interval=st.floats(min_value=0.2, max_value=30),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_generated_schedules_are_valid_timed_and_end_whole(packages, n, time_limit,
+                                                          interval, seed):
+    nodes = [f"n{i}" for i in range(1, n + 1)]
+    schedule = schedules.generate(packages, nodes, time_limit, interval, random.Random(seed))
+    assert schedule == validate_schedule(schedule, nodes)
+    assert schedule == schedules.generate(packages, nodes, time_limit, interval,
+                                          random.Random(seed))  # reproducible
+    times = [entry["at"] for entry in schedule]
+    assert times == sorted(times) and times[-1] <= round(time_limit, 3)
+    final = [entry for entry in schedule if entry["at"] == times[-1]]
+    assert {_key(entry) for entry in final} >= WHOLE
+    # Every fault is stopped before the next one starts: faults do not pile up.
+    faults = schedule[: len(schedule) - len(schedules.final_heal(0))]
+    for start, stop in zip(faults[::2], faults[1::2], strict=True):
+        assert stop["at"] >= start["at"]
+        if start["f"] in STOPS:
+            assert stop["f"] == STOPS[start["f"]]
+        else:
+            assert stop["f"] == start["f"] and _key(stop) in WHOLE
+    chosen = set(schedules.parse_packages(packages))
+    assert {entry["f"] for entry in faults} <= chosen | set(STOPS.values())
+
+
+def test_generate_uses_every_package_of_all_over_a_long_run():
+    schedule = schedules.generate(["all"], NODES, 600, 5, random.Random(3))
+    started = {entry["f"] for entry in schedule if entry["at"] < 600}
+    assert set(schedules.PACKAGES) <= started
+
+
+def test_generate_refuses_bad_parameters():
+    with pytest.raises(ScheduleError, match="interval must be > 0"):
+        schedules.generate(["kill"], NODES, 10, 0, random.Random(0))
+    with pytest.raises(ScheduleError, match="time limit"):
+        schedules.generate(["kill"], NODES, 0, 1, random.Random(0))
+
+
+def test_schedule_files_round_trip(tmp_path):
+    path = tmp_path / "schedule.json"
+    schedule = schedules.generate(["partition", "clock"], NODES, 30, 5, random.Random(9))
+    schedules.save(schedule, path)
+    assert schedules.load(path, NODES) == schedule
+    assert json.loads(path.read_text()) == schedule
+
+
+def test_loading_a_bad_file_says_where_the_problem_is(tmp_path):
+    with pytest.raises(ScheduleError, match="cannot read nemesis schedule"):
+        schedules.load(tmp_path / "missing.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n  {"at": 1, "f": "heal"},\n  {"at": 2 "f": "heal"}\n]\n')
+    with pytest.raises(ScheduleError, match=r"not valid JSON: .* line 3 column 12"):
+        schedules.load(broken)
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps([{"at": 1, "f": "heal"}, {"at": 2, "f": "kill", "value": "n7"}]))
+    with pytest.raises(ScheduleError, match=r"wrong\.json: schedule entry 1 .*'n7' is not"):
+        schedules.load(wrong, NODES)
