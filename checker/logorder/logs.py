@@ -1,0 +1,414 @@
+"""Log agreement and committed-entry durability, computed incrementally over log dumps.
+
+Every dump is compared once, in O(entries in the dump), against two tables:
+
+* ``committed``: index -> the entry first observed committed there (by any node),
+  kept for the whole run. Checking every dump's committed prefix against it is
+  the same as checking every pair of observations (any nodes, any times), because
+  "equal to the first one" is transitive — without the pairs.
+* per node, ``NodeLog.committed``: index -> the entry *this node* had committed.
+  A later dump of the same node, whatever its commit index, must still hold that
+  entry at that index (or have compacted it into a snapshot).
+
+The invariants, with why each one is a real violation and never a false alarm:
+
+1. Agreement: two committed prefixes never differ at an index (Raft's State
+   Machine Safety); a snapshot's term at its index matches the committed entry.
+2. A node's dump never lacks an index at or below its own commit index that is
+   above its snapshot (a node cannot have committed an entry it does not hold).
+3. A committed entry never changes on a node that had committed it, also across
+   restarts and lose-unfsynced: a node whose term was persisted can only ever
+   receive that entry again at that index (Leader Completeness).
+4. A committed entry never disappears from a node while it runs, nor across a
+   plain crash (what a process wrote survives SIGKILL). After lose-unfsynced the
+   node may come back with a shorter log — its own unsynced tail is excused —
+   but the cluster must not lose the entry: (1) checks every later committed
+   prefix that reaches the index, and (5) checks the end state.
+5. At the end every committed entry is still held by some node (in its log or
+   under its snapshot). It was committed on a majority that had made it durable,
+   so any other majority includes a node that must still hold it. A loss is
+   reported only when the last dumps of a majority of nodes, all taken after the
+   entry was first seen committed, show the index without it; otherwise that
+   part is ``unknown``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from checker.logorder.evidence import Violations, ranges
+from checker.logorder.records import LogEntry, LogRecord, Where
+from checker.results import invalid_result, unknown_result, valid_result
+
+
+@dataclass
+class NodeLog:
+    """What the checker remembers about one node's log between its dumps."""
+
+    name: str
+    #: index -> (term, digest, where first committed on this node); pruned below the snapshot.
+    committed: dict[int, tuple[int, str, Where]] = field(default_factory=dict)
+    #: highest index this node has had committed (its own entries above are remembered).
+    committed_max: int = 0
+    pruned_upto: int = 0
+    crashed_since_dump: bool = False
+    lost_unsynced_since_dump: bool = False
+    dumps: int = 0
+    last: LogRecord | None = None
+    last_by_index: dict[int, LogEntry] = field(default_factory=dict)
+    checked_snapshot: tuple[int, int] = (0, 0)
+
+
+def _entry_evidence(entry: LogEntry | tuple[int, str] | None, where: Where) -> dict[str, Any]:
+    if entry is None:
+        return {"entry": None, **where.describe()}
+    if isinstance(entry, LogEntry):
+        return {"entry": entry.describe(), **where.describe()}
+    term, digest = entry
+    return {"entry": {"term": term, "digest": digest}, **where.describe()}
+
+
+def _dump_evidence(record: LogRecord, last_index: int) -> dict[str, Any]:
+    return {
+        **record.where.describe(),
+        "commit": record.commit,
+        "snapshot_index": record.snapshot_index,
+        "from": record.from_index,
+        "last_index": last_index,
+    }
+
+
+class LogTracker:
+    """Feeds on log dumps and lifecycle marks; produces two results at the end."""
+
+    def __init__(self) -> None:
+        #: index -> (entry, where) as first observed committed.
+        self.committed: dict[int, tuple[LogEntry, Where]] = {}
+        #: index -> the state machine's word on whether that committed entry was a retry.
+        self.duplicate_flags: dict[int, bool] = {}
+        self.nodes: dict[str, NodeLog] = {}
+        self.agreement = Violations()
+        self.durability = Violations()
+        self.dumps = 0
+        self.crashes = 0
+        #: (time, commit) each time a dump showed a higher commit index than any before.
+        self.commit_marks: list[tuple[int, int]] = []
+        self.max_commit_seen = 0
+
+    def commit_horizon(self) -> tuple[list[int], list[int]]:
+        """``(times, commits)``: sorted times and the highest commit index seen by each.
+
+        Entries at or below ``commits[k]`` were committed by ``times[k]``, so a
+        command proposed later sits at a higher index. Bisect ``times`` to use it.
+        """
+        times: list[int] = []
+        commits: list[int] = []
+        best = 0
+        for time, commit in sorted(self.commit_marks):
+            best = max(best, commit)
+            times.append(time)
+            commits.append(best)
+        return times, commits
+
+    def node(self, name: str) -> NodeLog:
+        log = self.nodes.get(name)
+        if log is None:
+            log = self.nodes[name] = NodeLog(name)
+        return log
+
+    def on_lifecycle(self, name: str, kind: str) -> None:
+        log = self.node(name)
+        if kind in ("crash", "lose-unfsynced"):
+            log.crashed_since_dump = True
+            self.crashes += 1
+        if kind == "lose-unfsynced":
+            log.lost_unsynced_since_dump = True
+
+    # -- one dump ---------------------------------------------------------------------------
+
+    def on_log(self, record: LogRecord) -> None:
+        self.dumps += 1
+        where = record.where
+        assert where.node is not None
+        node = self.node(where.node)
+        node.dumps += 1
+        commit = record.commit
+        floor = record.snapshot_index  # indexes <= floor are not shown, so not comparable
+        if record.from_index is not None:
+            floor = max(floor, record.from_index - 1)
+
+        by_index: dict[int, LogEntry] = {}
+        last_index = floor
+        for entry in record.entries:
+            earlier = by_index.get(entry.index)
+            if earlier is not None and (earlier.term, earlier.digest) != (entry.term, entry.digest):
+                self.agreement.add(
+                    "index-listed-twice",
+                    f"{node.name}'s dump lists index {entry.index} twice with different entries",
+                    node=node.name,
+                    index=entry.index,
+                    first=earlier.describe(),
+                    second=entry.describe(),
+                    **where.describe(),
+                )
+            by_index[entry.index] = entry
+            if entry.index > last_index:
+                last_index = entry.index
+
+        self._check_snapshot(node, record)
+        self._compare_entries(node, record, by_index)
+        self._check_missing(node, record, by_index, floor, last_index)
+
+        if commit > node.committed_max:
+            node.committed_max = commit
+        if commit > self.max_commit_seen:
+            self.max_commit_seen = commit
+            self.commit_marks.append((where.time, commit))
+        if record.snapshot_index > node.pruned_upto:
+            # Entries under the snapshot can never be shown again: forget them.
+            if record.snapshot_index - node.pruned_upto < len(node.committed):
+                for index in range(node.pruned_upto + 1, record.snapshot_index + 1):
+                    node.committed.pop(index, None)
+            else:
+                node.committed = {
+                    i: v for i, v in node.committed.items() if i > record.snapshot_index
+                }
+            node.pruned_upto = record.snapshot_index
+        node.crashed_since_dump = False
+        node.lost_unsynced_since_dump = False
+        node.last = record
+        node.last_by_index = by_index
+
+    def _check_snapshot(self, node: NodeLog, record: LogRecord) -> None:
+        position = (record.snapshot_index, record.snapshot_term)
+        if record.snapshot_index == 0 or node.checked_snapshot == position:
+            return
+        node.checked_snapshot = position
+        known = self.committed.get(record.snapshot_index)
+        if known is not None and known[0].term != record.snapshot_term:
+            self.agreement.add(
+                "snapshot-term-mismatch",
+                f"{node.name}'s snapshot ends at index {record.snapshot_index} in term "
+                f"{record.snapshot_term}, but the entry committed there has term {known[0].term}",
+                node=node.name,
+                index=record.snapshot_index,
+                snapshot={"term": record.snapshot_term, **record.where.describe()},
+                committed=_entry_evidence(known[0], known[1]),
+            )
+
+    def _compare_entries(
+        self, node: NodeLog, record: LogRecord, by_index: dict[int, LogEntry]
+    ) -> None:
+        commit = record.commit
+        where = record.where
+        own = node.committed
+        committed = self.committed
+        flags = self.duplicate_flags
+        own_max = node.committed_max
+        for index, entry in by_index.items():
+            if index <= commit:
+                if entry.duplicate is not None:
+                    current = flags.get(index)
+                    # "applied with effect" (false) wins over "skipped as a retry" (true).
+                    if current is None or (current and not entry.duplicate):
+                        flags[index] = entry.duplicate
+                mine = own.get(index)
+                if mine is not None and mine[0] == entry.term and mine[1] == entry.digest:
+                    continue  # unchanged since this node committed it: already compared
+                if mine is not None:
+                    self._changed(node, index, mine, entry, where, still_committed=True)
+                first = committed.get(index)
+                if first is None:
+                    committed[index] = (entry, where)
+                elif first[0].term != entry.term or first[0].digest != entry.digest:
+                    self.agreement.add(
+                        "committed-entries-differ",
+                        f"index {index} is committed as different entries on "
+                        f"{first[1].node} and {node.name}",
+                        index=index,
+                        nodes=sorted({str(first[1].node), node.name}),
+                        first=_entry_evidence(first[0], first[1]),
+                        second=_entry_evidence(entry, where),
+                    )
+                own[index] = (entry.term, entry.digest, where)
+            elif index <= own_max:
+                mine = own.get(index)
+                if mine is not None and (mine[0] != entry.term or mine[1] != entry.digest):
+                    self._changed(node, index, mine, entry, where, still_committed=False)
+                    del own[index]
+
+    def _changed(
+        self,
+        node: NodeLog,
+        index: int,
+        mine: tuple[int, str, Where],
+        entry: LogEntry,
+        where: Where,
+        *,
+        still_committed: bool,
+    ) -> None:
+        state = "still committed" if still_committed else "now uncommitted"
+        self.durability.add(
+            "committed-entry-changed",
+            f"{node.name} had committed index {index} in term {mine[0]}; later its log holds "
+            f"a different entry there (term {entry.term}, {state})",
+            node=node.name,
+            index=index,
+            before=_entry_evidence((mine[0], mine[1]), mine[2]),
+            after=_entry_evidence(entry, where),
+        )
+
+    def _check_missing(
+        self,
+        node: NodeLog,
+        record: LogRecord,
+        by_index: dict[int, LogEntry],
+        floor: int,
+        last_index: int,
+    ) -> None:
+        commit = record.commit
+        upper = max(commit, node.committed_max)
+        if upper <= floor:
+            return
+        missing = [i for i in range(floor + 1, min(last_index, upper) + 1) if i not in by_index]
+        holes = ranges(missing)
+        tail = [max(last_index, floor) + 1, upper] if upper > max(last_index, floor) else None
+        dump = _dump_evidence(record, last_index)
+        for first, last in holes + ([tail] if tail else []):
+            # The part at or below this dump's own commit index: the node claims it committed
+            # entries it does not have.
+            if first <= commit:
+                top = min(last, commit)
+                self.durability.add(
+                    "committed-index-missing",
+                    f"{node.name} reports commit index {commit} but its log lacks "
+                    f"indexes {first}..{top} (above its snapshot at {record.snapshot_index})",
+                    node=node.name,
+                    indexes=[first, top],
+                    dump=dump,
+                )
+            # The part above this commit but within what the node had committed before.
+            low = max(first, commit + 1)
+            high = min(last, node.committed_max)
+            if low > high:
+                continue
+            excused = node.lost_unsynced_since_dump and [first, last] == tail
+            if not excused:
+                cause = "across a crash" if node.crashed_since_dump else "while it was running"
+                lost = node.committed.get(low)
+                self.durability.add(
+                    "committed-entries-lost",
+                    f"{node.name} had committed indexes {low}..{high}; they vanished from its "
+                    f"log {cause}",
+                    node=node.name,
+                    indexes=[low, high],
+                    crash_between=node.crashed_since_dump,
+                    first_lost=None if lost is None else _entry_evidence(lost[:2], lost[2]),
+                    dump=dump,
+                )
+            # Either way the node no longer holds them: compare from scratch if they return.
+            for index in range(low, high + 1):
+                node.committed.pop(index, None)
+        if tail is not None and node.committed_max > max(commit, tail[0] - 1):
+            node.committed_max = max(commit, tail[0] - 1)
+
+    # -- results ----------------------------------------------------------------------------
+
+    def agreement_result(self, known_nodes: set[str]) -> dict[str, Any]:
+        stats = self._stats()
+        if self.agreement:
+            return invalid_result(**stats, **self.agreement.describe())
+        if not self.dumps:
+            return unknown_result("no log dumps were observed", **stats)
+        if not self.committed:
+            return unknown_result("no dump showed a committed entry", **stats)
+        silent = sorted(known_nodes - {n for n, log in self.nodes.items() if log.dumps})
+        if silent:
+            return unknown_result(
+                f"no log dump from {', '.join(silent)}: their logs were never compared",
+                never_dumped=silent,
+                **stats,
+            )
+        return valid_result(**stats)
+
+    def durability_result(self, known_nodes: set[str]) -> dict[str, Any]:
+        stats = self._stats()
+        violations = Violations()
+        violations.extend(self.durability)
+        undecided = self._check_final(known_nodes, violations)
+        if violations:
+            return invalid_result(**stats, **violations.describe())
+        if not self.dumps:
+            return unknown_result("no log dumps were observed", **stats)
+        silent = sorted(known_nodes - {n for n, log in self.nodes.items() if log.dumps})
+        if silent:
+            return unknown_result(
+                f"no log dump from {', '.join(silent)}: their logs were never checked",
+                never_dumped=silent,
+                **stats,
+            )
+        if undecided:
+            return unknown_result(
+                "some committed entries are in no node's last dump, but fewer than a majority "
+                "of nodes were dumped after they committed: cannot tell whether they were lost",
+                undecided_indexes=ranges(undecided)[:20],
+                **stats,
+            )
+        return valid_result(final_dumps=self._final_summary(), **stats)
+
+    def _check_final(self, known_nodes: set[str], violations: Violations) -> list[int]:
+        """Invariant 5; returns the committed indexes that could not be judged."""
+        finals = [log for log in self.nodes.values() if log.last is not None]
+        if not finals:
+            return []
+        majority = len(known_nodes | set(self.nodes)) // 2 + 1
+        lost: list[int] = []
+        undecided: list[int] = []
+        for index in sorted(self.committed):
+            entry, where = self.committed[index]
+            dumped_after = 0
+            held = False
+            for log in finals:
+                last = log.last
+                assert last is not None
+                if index <= last.snapshot_index:
+                    held = True
+                    break
+                if last.from_index is not None and index < last.from_index:
+                    continue  # an incremental dump that does not show this index: no word
+                mine = log.last_by_index.get(index)
+                if mine is not None and mine.term == entry.term and mine.digest == entry.digest:
+                    held = True
+                    break
+                if last.where.time > where.time:
+                    dumped_after += 1  # looked at after the entry committed, and it is gone
+            if held:
+                continue
+            (lost if dumped_after >= majority else undecided).append(index)
+        for first, last in ranges(lost):
+            entry, where = self.committed[first]
+            violations.add(
+                "committed-entries-lost-cluster-wide",
+                f"indexes {first}..{last} were committed but no node holds them at the end",
+                indexes=[first, last],
+                first_committed=_entry_evidence(entry, where),
+                final_dumps=self._final_summary(),
+            )
+        return undecided
+
+    def _final_summary(self) -> dict[str, Any]:
+        summary = {}
+        for name, log in sorted(self.nodes.items()):
+            if log.last is not None:
+                last = max(log.last_by_index, default=log.last.snapshot_index)
+                summary[name] = _dump_evidence(log.last, last)
+        return summary
+
+    def _stats(self) -> dict[str, Any]:
+        return {
+            "nodes": sorted(self.nodes),
+            "dumps": self.dumps,
+            "committed_indexes": len(self.committed),
+            "max_committed_index": max(self.committed, default=0),
+        }

@@ -1,0 +1,103 @@
+"""The observations of one run, digested as they are read.
+
+A run's observations can hold hundreds of log dumps of ~100k entries each, far
+too much to keep. So :class:`Observations` does not store records: each record
+is fed, in file order, to the trackers (logs, leaders, digests) as it is read,
+and only what the invariants need survives (per index the committed entry, per
+node its committed entries and its last dump). Checking is then a cheap pass
+over that state, and can be repeated (e.g. with and without a history).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from checker.logorder.digests import DigestTracker
+from checker.logorder.leaders import LeaderTracker
+from checker.logorder.logs import LogTracker
+from checker.logorder.records import (
+    DigestRecord,
+    HealedRecord,
+    LifecycleRecord,
+    LogRecord,
+    Record,
+    RoleRecord,
+    StatusRecord,
+    iter_file,
+    parse_record,
+    record_kind,
+)
+
+
+class Observations:
+    """Accumulated state of a run's observations. Build with :func:`load_observations`,
+    :meth:`from_records`, or :meth:`add` record by record."""
+
+    def __init__(self, source: str | None = None) -> None:
+        self.source = source
+        self.logs = LogTracker()
+        self.leaders = LeaderTracker()
+        self.digests = DigestTracker()
+        self.nodes: set[str] = set()
+        self.counts: Counter[str] = Counter()
+        #: node -> how many crash / lose-unfsynced / restart marks it has had.
+        self.incarnation: Counter[str] = Counter()
+        self.healed_time: int | None = None
+        self.first_time: int | None = None
+        self.last_time: int | None = None
+
+    @classmethod
+    def from_records(cls, records: Iterable[dict[str, Any]], source: str | None = None
+                     ) -> Observations:
+        """Build from decoded JSON objects (lines are numbered from 1 in errors)."""
+        observations = cls(source)
+        for line, raw in enumerate(records, start=1):
+            observations.add(parse_record(raw, source, line))
+        return observations
+
+    def add(self, record: Record) -> None:
+        """Feed one record; records must come in the order the harness wrote them."""
+        where = record.where
+        self.counts[record_kind(record)] += 1
+        if self.first_time is None or where.time < self.first_time:
+            self.first_time = where.time
+        if self.last_time is None or where.time > self.last_time:
+            self.last_time = where.time
+        if isinstance(record, HealedRecord):
+            self.healed_time = where.time
+            self.digests.on_healed(where)
+            return
+        node = where.node
+        assert node is not None
+        self.nodes.add(node)
+        if isinstance(record, LogRecord):
+            self.logs.on_log(record)
+        elif isinstance(record, (StatusRecord, RoleRecord)):
+            self.leaders.on_role(record, self.incarnation[node])
+        elif isinstance(record, DigestRecord):
+            self.digests.on_digest(record)
+        elif isinstance(record, LifecycleRecord):
+            self.incarnation[node] += 1
+            self.logs.on_lifecycle(node, record.kind)
+
+    def summary(self) -> dict[str, Any]:
+        """What was read, for results: counts per kind, nodes, time span."""
+        return {
+            "source": self.source,
+            "nodes": sorted(self.nodes),
+            "records": {kind: n for kind, n in sorted(self.counts.items())},
+            "first_time": self.first_time,
+            "last_time": self.last_time,
+            "healed_time": self.healed_time,
+        }
+
+
+def load_observations(path: str | Path) -> Observations:
+    """Read ``observations.jsonl``; raises :class:`checker.errors.InputError` on a bad line."""
+    observations = Observations(str(path))
+    for record in iter_file(path):
+        observations.add(record)
+    return observations

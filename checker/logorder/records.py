@@ -1,0 +1,250 @@
+"""Parsing and validating observation records (INTERFACES.md §4, refined in checker/README.md).
+
+Each line of ``observations.jsonl`` becomes one small, typed record. Log dumps
+are the bulk of the file (up to ~100k entries each), so their entries become
+plain tuples (:class:`LogEntry`) and validation is kept to what the checks rely
+on: integer index and term, a string digest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from checker.errors import InputError
+
+LIFECYCLE_KINDS = ("crash", "restart", "lose-unfsynced")
+KINDS = ("status", "log", "role", "digest", "healed", *LIFECYCLE_KINDS)
+
+
+class LogEntry(NamedTuple):
+    """One entry of a node's log dump. ``duplicate``: see README (None = not said)."""
+
+    index: int
+    term: int
+    digest: str
+    client: Any = None
+    seq: Any = None
+    duplicate: bool | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """JSON evidence naming this entry."""
+        described: dict[str, Any] = {"index": self.index, "term": self.term, "digest": self.digest}
+        if self.client is not None:
+            described["client"] = self.client
+            described["seq"] = self.seq
+        return described
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where a record came from, for evidence: the node, its time (ns) and the file line."""
+
+    node: str | None
+    time: int
+    line: int | None
+
+    def describe(self) -> dict[str, Any]:
+        described: dict[str, Any] = {"node": self.node, "time": self.time}
+        if self.line is not None:
+            described["line"] = self.line
+        return described
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRecord:
+    where: Where
+    role: str
+    term: int
+    leader: str | None
+    commit: int | None
+    applied: int | None
+    last_index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    where: Where
+    commit: int
+    snapshot_index: int
+    snapshot_term: int
+    from_index: int | None
+    applied: int | None
+    entries: list[LogEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRecord:
+    where: Where
+    role: str
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRecord:
+    where: Where
+    applied: int
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleRecord:
+    where: Where
+    kind: str  # one of LIFECYCLE_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class HealedRecord:
+    where: Where
+
+
+Record = StatusRecord | LogRecord | RoleRecord | DigestRecord | LifecycleRecord | HealedRecord
+
+
+_KIND_OF_TYPE = {
+    StatusRecord: "status",
+    LogRecord: "log",
+    RoleRecord: "role",
+    DigestRecord: "digest",
+    HealedRecord: "healed",
+}
+
+
+def record_kind(record: Record) -> str:
+    """The ``kind`` a record had in the file."""
+    if isinstance(record, LifecycleRecord):
+        return record.kind
+    return _KIND_OF_TYPE[type(record)]
+
+
+class _Fields:
+    """Typed access to one record's fields; every failure names the file, line and field."""
+
+    def __init__(self, raw: dict[str, Any], path: str | None, line: int | None) -> None:
+        self.raw = raw
+        self.path = path
+        self.line = line
+
+    def fail(self, message: str) -> InputError:
+        return InputError(self.path, self.line, message)
+
+    def integer(self, key: str, *, required: bool = True, minimum: int = 0) -> int | None:
+        value = self.raw.get(key)
+        if value is None:
+            if required:
+                raise self.fail(f"missing field {key!r} (an integer)")
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise self.fail(f"field {key!r} must be an integer >= {minimum}, got {value!r}")
+        return value
+
+    def string(self, key: str, *, required: bool = True) -> str | None:
+        value = self.raw.get(key)
+        if value is None:
+            if required:
+                raise self.fail(f"missing field {key!r} (a string)")
+            return None
+        if not isinstance(value, str):
+            raise self.fail(f"field {key!r} must be a string, got {value!r}")
+        return value
+
+
+def parse_record(raw: object, path: str | None = None, line: int | None = None) -> Record:
+    """Validate one decoded JSON value as an observation record."""
+    if not isinstance(raw, dict):
+        raise InputError(path, line, f"expected a JSON object, got {type(raw).__name__}")
+    fields = _Fields(raw, path, line)
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise fields.fail(f"unknown or missing 'kind' {kind!r}; expected one of {', '.join(KINDS)}")
+    time = fields.integer("time")
+    assert time is not None
+    if kind == "healed":
+        return HealedRecord(Where(raw.get("node"), time, line))
+    node = fields.string("node")
+    where = Where(node, time, line)
+    if kind == "log":
+        return _parse_log(fields, where)
+    if kind == "status":
+        return StatusRecord(
+            where,
+            role=fields.string("role"),  # type: ignore[arg-type]
+            term=fields.integer("term"),  # type: ignore[arg-type]
+            leader=fields.string("leader", required=False),
+            commit=fields.integer("commit", required=False),
+            applied=fields.integer("applied", required=False),
+            last_index=fields.integer("last_index", required=False),
+        )
+    if kind == "role":
+        return RoleRecord(where, role=fields.string("role"), term=fields.integer("term"))  # type: ignore[arg-type]
+    if kind == "digest":
+        return DigestRecord(
+            where, applied=fields.integer("applied"), digest=fields.string("digest")  # type: ignore[arg-type]
+        )
+    return LifecycleRecord(where, kind)
+
+
+def _parse_log(fields: _Fields, where: Where) -> LogRecord:
+    raw_entries = fields.raw.get("entries")
+    if not isinstance(raw_entries, list):
+        raise fields.fail(f"field 'entries' must be a list, got {raw_entries!r}")
+    entries: list[LogEntry] = []
+    append = entries.append
+    for position, raw in enumerate(raw_entries):
+        # The hot loop of the whole checker: keep it to a few dict look-ups per entry.
+        try:
+            index = raw["index"]
+            term = raw["term"]
+            digest = raw["digest"]
+        except (KeyError, TypeError):
+            raise fields.fail(
+                f"entries[{position}] must be an object with 'index', 'term' and 'digest', "
+                f"got {raw!r}"
+            ) from None
+        if type(index) is not int or type(term) is not int or index < 1 or term < 0:
+            raise fields.fail(
+                f"entries[{position}]: 'index' must be an integer >= 1 and 'term' >= 0, "
+                f"got index={index!r} term={term!r}"
+            )
+        if type(digest) is not str:
+            raise fields.fail(f"entries[{position}]: 'digest' must be a string, got {digest!r}")
+        duplicate = raw.get("duplicate")
+        if duplicate is not None and type(duplicate) is not bool:
+            raise fields.fail(f"entries[{position}]: 'duplicate' must be true, false or absent")
+        append(LogEntry(index, term, digest, raw.get("client"), raw.get("seq"), duplicate))
+    snapshot_index = fields.integer("snapshot_index", required=False) or 0
+    snapshot_term = fields.integer("snapshot_term", required=False) or 0
+    return LogRecord(
+        where,
+        commit=fields.integer("commit"),  # type: ignore[arg-type]
+        snapshot_index=snapshot_index,
+        snapshot_term=snapshot_term,
+        from_index=fields.integer("from", required=False, minimum=1),
+        applied=fields.integer("applied", required=False),
+        entries=entries,
+    )
+
+
+def iter_file(path: str | Path) -> Iterator[Record]:
+    """Yield the records of an observations file in file order; InputError on bad lines."""
+    name = str(path)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise InputError(name, None, f"cannot read observations: {exc.strerror}") from None
+    with handle:
+        for number, data in enumerate(handle, start=1):
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(name, number, f"not UTF-8 text: {exc.reason}") from None
+            if not text.strip():
+                continue
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(name, number, f"not valid JSON: {exc.msg}") from None
+            yield parse_record(raw, name, number)
