@@ -684,7 +684,9 @@ class RaftCore:
                     if pr.state == REPLICATE:
                         pr.become_probe()
                     self._pending_sends[m.from_] = (False, True)
-            elif pr.maybe_update(m.index):
+            elif pr.maybe_update(m.index) or (pr.state == PROBE and m.index == pr.match):
+                # (A probe answered at the match we already knew, e.g. right after a
+                # snapshot, also proves where the follower is.)
                 if pr.state == PROBE:
                     pr.become_replicate()
                 elif pr.state == SNAPSHOT and pr.match >= pr.pending_snapshot:
