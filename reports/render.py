@@ -1,0 +1,420 @@
+"""Render self-contained HTML reports: one per run, one for a bare history, and the store index.
+
+The page carries its data as one compact JSON block and its CSS/JS inline, so
+a report is a single file that opens from disk with no network. Facts are
+prepared in :mod:`reports.model`, failure pictures in :mod:`reports.svg`.
+
+Public API:
+    render_run_report(run_dir) -> Path           writes run_dir/report.html
+    render_history_report(history, result, out_path, title) -> Path
+    update_store_index(store_dir) -> Path        writes store_dir/index.html
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from checker.errors import InputError
+from reports import model, sources
+from reports.model import NS_PER_S, Focus, History, LinEvidence, Op, fmt_time, fmt_value
+from reports.svg import Marked, sequence_svg, window_svg
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+LIN_CHECKER_NAMES = ("linearizable", "linearizability", "lin", "knossos", "porcupine")
+MAX_WINDOW_OPS = 40  # rows of the failure window beyond the marked ops
+MAX_STEPS_SHOWN = 14
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["t"] = fmt_time
+    env.filters["v"] = fmt_value
+    env.filters["verdict"] = verdict_word
+    return env
+
+
+def verdict_word(valid: Any) -> str:
+    return {True: "valid", False: "INVALID"}.get(valid, "unknown")
+
+
+def _static(name: str) -> Markup:
+    return Markup((PACKAGE_DIR / "static" / name).read_text(encoding="utf-8"))
+
+
+def _json_for_script(data: Any) -> Markup:
+    """Compact JSON safe inside <script>: no '</' can end the element early."""
+    text = json.dumps(data, separators=(",", ":"), default=str, allow_nan=False)
+    return Markup(text.replace("</", "<\\/").replace("<!--", "<\\!--"))
+
+
+# ---------------------------------------------------------------- page assembly
+
+
+def _checker_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for name, checker in (result.get("checkers") or {}).items():
+        if not isinstance(checker, Mapping):
+            continue
+        facts = {k: v for k, v in checker.items()
+                 if k not in ("valid", "evidence") and not isinstance(v, dict | list)}
+        evidence = checker.get("evidence")
+        message = None
+        if isinstance(evidence, Mapping):
+            message = evidence.get("message") or evidence.get("reason")
+        rows.append({"name": name, "valid": checker.get("valid"), "facts": facts,
+                     "message": message or checker.get("message") or checker.get("error")})
+    return rows
+
+
+def _lin_result(result: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
+    checkers = result.get("checkers") or {}
+    for name in (*LIN_CHECKER_NAMES, *checkers):
+        checker = checkers.get(name)
+        if isinstance(checker, Mapping) and checker.get("valid") is False and (
+            name in LIN_CHECKER_NAMES
+            or (isinstance(checker.get("evidence"), Mapping)
+                and any(k in checker["evidence"] for k in ("op", "failed_op", "prefix")))
+        ):
+            return name, checker
+    return None
+
+
+def _generic_focus(history: History, result: Mapping[str, Any],
+                   logs: model.LogView | None) -> Focus | None:
+    """A failure without linearizability evidence: name the checker and its message."""
+    for name, checker in (result.get("checkers") or {}).items():
+        if not isinstance(checker, Mapping) or checker.get("valid") is not False:
+            continue
+        evidence = checker.get("evidence") if isinstance(checker.get("evidence"), Mapping) else {}
+        message = (evidence.get("message") or evidence.get("reason") or checker.get("message")
+                   or checker.get("error") or "see its evidence below")
+        time = evidence.get("time")
+        if not isinstance(time, int):
+            time = logs.time if logs and logs.differing else None
+        details = []
+        if logs and logs.diverging_index is not None:
+            nodes = sorted({node for node, _ in logs.differing})
+            details.append(f"Node logs first disagree at index {logs.diverging_index} "
+                           f"(differing: {', '.join(nodes)}); see the log comparison below.")
+        focus = Focus(checker=name, headline=f"{name} failed: {message}", details=details)
+        if time is not None:
+            focus.faults = [f for f in history.faults if f.overlaps(time - NS_PER_S // 10, time)]
+            focus.window = (max(time - 2 * NS_PER_S, 0), time + NS_PER_S // 2)
+        if not focus.faults:  # e.g. divergence seen after healing: name what came before
+            focus.faults = list(history.faults)[:6]
+            focus.fault_title = "Faults earlier in the run (none active when it was seen)"
+        return focus
+    return None
+
+
+def _window_ops(history: History, focus: Focus, ev: LinEvidence | None,
+                wide: bool) -> list[Marked]:
+    """The ops to draw around the failure.
+
+    Always the failing op, the write it missed and the write of the value it
+    returned; then the ops on the same key concurrent with the failing op; when
+    ``wide``, also the last steps of the linearizable prefix and every
+    concurrent op the checker named.
+    """
+    assert focus.failed is not None
+    roles: dict[int, str] = {}
+    for role, op in (("failed", focus.failed), ("missed", focus.missed),
+                     ("source", focus.source)):
+        if op is not None and op.id not in roles:
+            roles[op.id] = role
+    chosen: dict[int, Marked] = {i: Marked(history.ops[i], r) for i, r in roles.items()}
+    failed = focus.failed
+    lo, hi = failed.start, failed.end if failed.end is not None else history.end
+    related: list[Op] = []
+    if wide and ev is not None:
+        related += [s.op for s in ev.prefix[-MAX_STEPS_SHOWN:]] + list(ev.concurrent)
+    related += sorted(
+        (o for o in history.ops if o.key == failed.key and o.start <= hi
+         and (o.end or history.end) >= lo),
+        key=lambda o: abs(o.start - failed.start))
+    limit = len(roles) + (MAX_WINDOW_OPS if wide else 6)
+    for op in related:
+        if len(chosen) >= limit:
+            break
+        chosen.setdefault(op.id, Marked(op))
+    return sorted(chosen.values(), key=lambda m: m.op.start)
+
+
+def _fit_window(focus: Focus, marked: Sequence[Marked], end: int) -> tuple[int, int]:
+    """Widen the focus window so every drawn op fits, with a margin."""
+    if not marked:
+        return focus.window
+    lo = min([focus.window[0]] + [m.op.start for m in marked])
+    hi = max([focus.window[1]] + [(m.op.end or end) for m in marked if m.role])
+    pad = (hi - lo) // 20
+    return max(lo - pad, 0), hi + pad
+
+
+def _op_card(op: Op | None) -> dict[str, Any] | None:
+    if op is None:
+        return None
+    return {
+        "id": op.id, "text": op.describe(), "process": op.process, "node": op.node,
+        "start": fmt_time(op.start), "end": fmt_time(op.end), "result": op.result,
+        "latency": None if op.end is None else f"{(op.end - op.start) / 1e6:.1f} ms",
+        "error": op.error, "client": op.extra.get("client"), "seq": op.extra.get("seq"),
+    }
+
+
+def _schedule(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    schedule = config.get("schedule")
+    nemesis = config.get("nemesis")
+    if schedule is None and isinstance(nemesis, Mapping):
+        schedule = nemesis.get("schedule")
+    if schedule is None and isinstance(nemesis, list):
+        schedule = nemesis
+    return [dict(s) for s in schedule or [] if isinstance(s, Mapping)]
+
+
+def reproduce_command(config: Mapping[str, Any]) -> str | None:
+    command = config.get("command") or config.get("reproduce")
+    if isinstance(command, list):
+        return shlex.join(str(c) for c in command)
+    return str(command) if command else None
+
+
+def build_context(
+    history: History, result: Mapping[str, Any], title: str,
+    config: Mapping[str, Any] | None = None,
+    observations: Sequence[Mapping[str, Any]] = (),
+    run_dir: Path | None = None,
+) -> dict[str, Any]:
+    config = dict(config or {})
+    concurrency = config.get("concurrency")
+    lanes = model.assign_lanes(history, concurrency if isinstance(concurrency, int) else None)
+
+    lin = _lin_result(result)
+    evidence = model.lin_evidence(history, lin[1]) if lin else None
+    log_focus_index = None
+    for checker in (result.get("checkers") or {}).values():
+        ev = checker.get("evidence") if isinstance(checker, Mapping) else None
+        if isinstance(ev, Mapping) and isinstance(ev.get("index"), int) and not lin:
+            log_focus_index = ev["index"]
+    logs = model.log_view(observations, log_focus_index) if observations else None
+
+    focus: Focus | None = None
+    if evidence is not None:
+        focus = model.explain_lin_failure(history, evidence)
+    elif result.get("valid") is False:
+        focus = _generic_focus(history, result, logs)
+
+    window_picture = lin_picture = None
+    if focus is not None and focus.failed is not None:
+        marked = _window_ops(history, focus, evidence, wide=False)
+        focus.window = _fit_window(focus, marked, history.end)
+        window_picture = window_svg(marked, focus.faults, focus.window, run_end=history.end,
+                                    title="the failing operation and the write it missed")
+        if evidence is not None:
+            wide = _window_ops(history, focus, evidence, wide=True)
+            first_step = max(len(evidence.prefix) - MAX_STEPS_SHOWN, 0) + 1
+            lin_picture = window_svg(wide, focus.faults, _fit_window(focus, wide, history.end),
+                                     steps=evidence.prefix[-MAX_STEPS_SHOWN:],
+                                     first_step=first_step,
+                                     run_end=history.end, title="linearization window")
+
+    # messages: a tight window at the failing op; node logs: a wider one (they are sparse)
+    anomaly = focus.window if focus is not None and focus.window != (0, 0) else None
+    if focus is not None and focus.failed is not None:
+        failed_end = focus.failed.end if focus.failed.end is not None else focus.failed.start
+        anomaly = (max(focus.failed.start - NS_PER_S // 4, 0), failed_end + NS_PER_S // 10)
+    if anomaly is None and history.faults:
+        first = history.faults[0].start
+        anomaly = (max(first - NS_PER_S // 4, 0), first + NS_PER_S // 2)
+    messages = stderr = None
+    node_names = sorted({str(n) for n in config.get("nodes") or []} | set(
+        logs.nodes if logs else []))
+    if run_dir is not None and anomaly is not None:
+        marks = []
+        if focus is not None and focus.failed is not None:
+            marks = [(focus.failed.start, f"invoke: {focus.failed.describe()}", "#c0002a")]
+            if focus.failed.end is not None:
+                marks.append((focus.failed.end, "it returned", "#c0002a"))
+            if focus.missed is not None and focus.missed.end is not None:
+                marks.append((focus.missed.end, "missed write acknowledged", "#0057d9"))
+        marks += [(f.start, f"fault: {f.label}", "#6a4fb3") for f in history.faults
+                  if anomaly[0] <= f.start <= anomaly[1]]
+        messages = sources.message_window(run_dir / "messages.jsonl", anomaly, node_names)
+        if messages is not None:
+            node_names = messages["nodes"]
+            messages["header"], messages["svg"] = sequence_svg(messages["shown"], node_names,
+                                                               marks)
+        stderr = sources.stderr_window(
+            run_dir / "nodes", (max(anomaly[0] - 2 * NS_PER_S, 0), anomaly[1] + NS_PER_S), config)
+
+    data = {
+        "title": title,
+        "end_us": history.end // 1000,
+        "faults": [{"kind": f.kind, "label": f.label, "s": f.start // 1000,
+                    "e": -1 if f.end is None else f.end // 1000} for f in history.faults],
+        "nemesis": [{"t": int(e.get("time") or 0) // 1000, "f": e.get("f"),
+                     "v": fmt_value(e.get("value"))} for e in history.nemesis],
+        "timeline": model.timeline_data(history, lanes),
+        "latency": model.latency_series(history),
+        "throughput": model.throughput_series(history),
+        "focus": None if focus is None else {
+            "window": [focus.window[0] // 1000, focus.window[1] // 1000],
+            "failed": focus.failed.id if focus.failed else None,
+            "missed": focus.missed.id if focus.missed else None,
+            "source": focus.source.id if focus.source else None,
+        },
+    }
+    counts = {r: sum(1 for o in history.ops if o.result == r)
+              for r in ("ok", "fail", "info", "pending")}
+    return {
+        "title": title,
+        "result": result,
+        "verdict": result.get("valid", "unknown"),
+        "checkers": _checker_rows(result),
+        "config": config,
+        "config_json": json.dumps(config, indent=2, default=str),
+        "schedule": _schedule(config),
+        "command": reproduce_command(config),
+        "counts": counts,
+        "op_total": len(history.ops),
+        "duration": fmt_time(history.end),
+        "faults": history.faults,
+        "focus": focus,
+        "failed_card": _op_card(focus.failed) if focus else None,
+        "missed_card": _op_card(focus.missed) if focus else None,
+        "source_card": _op_card(focus.source) if focus else None,
+        "window_svg": window_picture,
+        "lin": evidence,
+        "lin_name": lin[0] if lin else None,
+        "lin_svg": lin_picture,
+        "lin_steps": [
+            {"n": i, "op": s.op.describe(), "node": s.op.node, "state": fmt_value(s.state),
+             "point": fmt_time(s.point), "id": s.op.id}
+            for i, s in list(enumerate(evidence.prefix, 1))[-MAX_STEPS_SHOWN:]
+        ] if evidence else [],
+        "logs": logs,
+        "messages": messages,
+        "stderr": stderr,
+        "data_json": _json_for_script(data),
+        "css": _static("report.css"),
+        "js": _static("report.js"),
+        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    }
+
+
+def _write(out_path: Path, html: str) -> Path:
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out_path)  # a reader (serve) never sees half a report
+    return out_path
+
+
+def render_history_report(history: Any, result: Mapping[str, Any] | None, out_path: str | Path,
+                          title: str = "history") -> Path:
+    """Write a report for a bare history (JSONL path, event list or checker History)."""
+    built = model.build_history(model.events_from(history))
+    context = build_context(built, dict(result or {"valid": "unknown", "checkers": {}}), title)
+    return _write(Path(out_path), _environment().get_template("report.html.j2").render(context))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(path, exc.lineno, f"not JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise InputError(path, None, "expected a JSON object")
+    return data
+
+
+def run_title(run_dir: Path, config: Mapping[str, Any]) -> str:
+    name = config.get("name") or config.get("test") or run_dir.parent.name
+    return f"{name} · {run_dir.name}"
+
+
+def render_run_report(run_dir: str | Path) -> Path:
+    """Render ``run_dir/report.html`` from the run's files; returns its path."""
+    run_dir = Path(run_dir)
+    history_path = run_dir / "history.jsonl"
+    if not history_path.is_file():
+        raise InputError(run_dir, None, "not a run directory: no history.jsonl")
+    config = _read_json(run_dir / "test.json") if (run_dir / "test.json").is_file() else {}
+    result = (_read_json(run_dir / "results.json") if (run_dir / "results.json").is_file()
+              else {"valid": "unknown", "checkers": {}})
+    observations = (model.read_jsonl(run_dir / "observations.jsonl")
+                    if (run_dir / "observations.jsonl").is_file() else [])
+    history = model.build_history(model.read_jsonl(history_path))
+    context = build_context(history, result, run_title(run_dir, config), config,
+                            observations, run_dir)
+    html = _environment().get_template("report.html.j2").render(context)
+    return _write(run_dir / "report.html", html)
+
+
+# ---------------------------------------------------------------- store index
+
+
+def _run_summary(store_dir: Path, run_dir: Path) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    result: dict[str, Any] = {}
+    try:
+        if (run_dir / "test.json").is_file():
+            config = _read_json(run_dir / "test.json")
+        if (run_dir / "results.json").is_file():
+            result = _read_json(run_dir / "results.json")
+    except InputError:
+        pass  # a run still being written: list it with what is known
+    faults = sorted({str(s.get("f")) for s in _schedule(config)} - {"None"})
+    report = run_dir / "report.html"
+    target = report if report.is_file() else run_dir / "history.jsonl"
+    return {
+        "test": config.get("name") or config.get("test") or run_dir.parent.name,
+        "time": run_dir.name,
+        "verdict": result.get("valid", "unknown") if result else "unknown",
+        "faults": faults,
+        "seed": config.get("seed"),
+        "link": target.relative_to(store_dir).as_posix(),
+        "has_report": report.is_file(),
+        "failed_checkers": [n for n, c in (result.get("checkers") or {}).items()
+                            if isinstance(c, Mapping) and c.get("valid") is False],
+    }
+
+
+def list_runs(store_dir: str | Path) -> list[dict[str, Any]]:
+    """Every run under ``store/<test>/<timestamp>/``, newest first."""
+    store_dir = Path(store_dir)
+    runs = []
+    for test_dir in sorted(p for p in store_dir.iterdir() if p.is_dir() and not p.is_symlink()):
+        for run_dir in test_dir.iterdir():
+            if run_dir.is_dir() and not run_dir.is_symlink() and (
+                (run_dir / "test.json").is_file() or (run_dir / "history.jsonl").is_file()
+            ):
+                runs.append(_run_summary(store_dir, run_dir))
+    runs.sort(key=lambda r: (r["time"], r["test"]), reverse=True)
+    return runs
+
+
+def update_store_index(store_dir: str | Path) -> Path:
+    """Write ``store_dir/index.html``: a table of all runs with verdict, faults and a link."""
+    store_dir = Path(store_dir)
+    if not store_dir.is_dir():
+        raise InputError(store_dir, None, "store directory does not exist")
+    html = _environment().get_template("index.html.j2").render(
+        runs=list_runs(store_dir), store=str(store_dir), css=_static("report.css"),
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    )
+    return _write(store_dir / "index.html", html)
