@@ -213,30 +213,44 @@ async def open_cluster(
 ) -> AsyncIterator[Cluster]:
     """Start the network and every node, wait for a leader, yield; always clean up."""
     cluster = Cluster(db, network, nodes, run_dir, on_mark)
-    async with trio.open_nursery() as nursery:
-        try:
-            cluster.addresses = db.plan(run_dir, nodes)
-            if network is None:
-                network = cluster.network = DirectNetwork()
-            peer_map = await network.start(nursery, cluster.addresses)
-            listen = {node: network.listen_address(node) for node in nodes}
-            wrap = network.wrap_command
-            await db.setup(nursery, peer_map, on_event, listen=listen, wrap_command=wrap)
-            async with trio.open_nursery() as starters:
-                for node in nodes:
-                    starters.start_soon(db.start, node)
-            if wait_leader:
-                await cluster.wait_for_leader(leader_timeout)
-            yield cluster
-        finally:
-            with trio.CancelScope(shield=True):
-                try:
-                    await db.teardown()
-                finally:
-                    if network is not None:
-                        with contextlib.suppress(Exception):
-                            await network.aclose()
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                cluster.addresses = db.plan(run_dir, nodes)
+                if network is None:
+                    network = cluster.network = DirectNetwork()
+                peer_map = await network.start(nursery, cluster.addresses)
+                listen = {node: network.listen_address(node) for node in nodes}
+                wrap = network.wrap_command
+                await db.setup(nursery, peer_map, on_event, listen=listen, wrap_command=wrap)
+                async with trio.open_nursery() as starters:
+                    for node in nodes:
+                        starters.start_soon(db.start, node)
+                if wait_leader:
+                    await cluster.wait_for_leader(leader_timeout)
+                yield cluster
+            finally:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await db.teardown()
+                    finally:
+                        if network is not None:
+                            with contextlib.suppress(Exception):
+                                await network.aclose()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # One failure (the caller's error, a node that would not start, a
+        # cancellation) surfaces as itself, not wrapped by our nurseries.
+        leaves = _leaves(group)
+        if len(leaves) != 1:
+            raise
+        raise leaves[0] from None
+
+
+def _leaves(group: BaseException) -> list[BaseException]:
+    if isinstance(group, BaseExceptionGroup):
+        return [leaf for inner in group.exceptions for leaf in _leaves(inner)]
+    return [group]
 
 
 def check_size(count: int) -> None:

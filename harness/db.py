@@ -48,6 +48,9 @@ class DBOptions:
     read_mode: str = "read-index"
     bugs: tuple[str, ...] = ()
     election_timeout: tuple[float, float] | None = None
+    #: Retry in-doubt operations with their session (see RaftImplClient).
+    retry_indefinite: bool = False
+    attempt_timeout: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

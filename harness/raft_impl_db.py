@@ -380,9 +380,15 @@ class RaftImplClient(Client):
     A ``not-leader`` answer is definite (nothing was applied), so the same
     ``(client, seq)`` is retried at the hinted leader. An answer marked
     ``definite: false`` or a connection lost after sending makes the
-    operation indefinite (``info``): the node's session table would dedupe
-    a retry, but only if the first attempt had not already been forgotten,
-    so the harness does not rely on it.
+    operation indefinite (``info``) — by default the harness does not lean
+    on the system's sessions to make a retry safe.
+
+    With ``DBOptions.retry_indefinite`` it does, as a session-using client
+    would: an attempt that is in doubt (no answer within ``attempt_timeout``,
+    connection lost, ``definite: false``) is retried with the same
+    ``(client, seq)`` until the operation's time runs out, and the history
+    keeps a single operation. That is only correct if the system dedupes
+    sessions — which is what the ``no-dedup`` bug breaks.
     """
 
     #: Pause before trying again when no node knows a leader (an election runs).
@@ -393,7 +399,9 @@ class RaftImplClient(Client):
         self.first_node = node_id
         self.target = node_id
         self._connections: dict[str, WireClient] = {}
-        #: True while an attempt of the current operation may have taken effect.
+        self.retry_indefinite = db.options.retry_indefinite
+        self.attempt_timeout = db.options.attempt_timeout
+        #: True when some attempt of the current operation may have taken effect.
         self.in_doubt = False
 
     def _connection(self, node_id: str) -> WireClient:
@@ -406,12 +414,23 @@ class RaftImplClient(Client):
         ids = list(self.db.nodes)
         return ids[(ids.index(after) + 1) % len(ids)]
 
+    async def _attempt(self, node: str, request: dict[str, Any]) -> dict[str, Any] | None:
+        """One request; None when it timed out (only in retry mode)."""
+        connection = self._connection(node)
+        if not self.retry_indefinite:
+            return await connection.request(request)
+        with trio.move_on_after(self.attempt_timeout):
+            return await connection.request(request)
+        return None
+
     async def invoke(self, op: dict[str, Any], *, client_id: str, seq: int) -> Completion:
         request: dict[str, Any] = {"client": client_id, "seq": seq, "op": op["f"], "key": op["key"]}
         if op["f"] == "write":
             request["value"] = op["value"]
         elif op["f"] == "cas":
             request["expected"], request["value"] = op["value"]
+        # doubtful: an earlier attempt may have applied; sticky for the whole op.
+        doubtful = False
         self.in_doubt = False
         hops = 0
         while True:
@@ -424,13 +443,19 @@ class RaftImplClient(Client):
                 # in_doubt is set before the await, so a timeout that cancels
                 # us mid-request is seen as indefinite by the caller.
                 self.in_doubt = True
-                answer = await self._connection(node).request(request)
+                answer = await self._attempt(node, request)
             except ConnectionLost as exc:
                 if exc.sent:
-                    return Completion("info", error=f"connection lost: {exc}", node=node)
-                self.in_doubt = False
+                    if not self.retry_indefinite:
+                        return Completion("info", error=f"connection lost: {exc}", node=node)
+                    doubtful = True
+                self.in_doubt = doubtful
                 self.target = self._next_node(node)
                 await trio.sleep(self.BACKOFF)
+                continue
+            if answer is None:  # attempt timed out: in doubt, try elsewhere
+                doubtful = True
+                self.target = self._next_node(node)
                 continue
             definite = answer.get("definite", True)
             if answer.get("ok"):
@@ -438,8 +463,12 @@ class RaftImplClient(Client):
                 return Completion("ok", value=answer.get("value"), node=node)
             error = answer.get("error") or "unknown-error"
             if not definite:
-                return Completion("info", error=error, node=node)
-            self.in_doubt = False
+                if not self.retry_indefinite:
+                    return Completion("info", error=error, node=node)
+                doubtful = True
+                await trio.sleep(self.BACKOFF)
+                continue
+            self.in_doubt = doubtful
             if error == "not-leader":
                 hint = answer.get("leader")
                 if hint in self.db.nodes and hint != node:
@@ -448,6 +477,9 @@ class RaftImplClient(Client):
                     self.target = self._next_node(node)
                     await trio.sleep(self.BACKOFF)
                 continue
+            # A definite failure after a doubtful attempt is the session's
+            # answer for the one application, so it stands.
+            self.in_doubt = False
             return Completion("fail", error=error, node=node)
 
     async def close(self) -> None:

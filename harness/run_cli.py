@@ -83,6 +83,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--op-timeout", type=float, default=1.0, metavar="S",
                         help="an operation without an answer after S seconds is indefinite "
                              "(info) and its process is replaced")
+    parser.add_argument("--retry-indefinite", action="store_true",
+                        help="retry an in-doubt operation with the same client session "
+                             "(relies on the system's exactly-once sessions) instead of "
+                             "recording it info at once")
     parser.add_argument("--name", default=None, help="test name in the store (default derived)")
     parser.add_argument("--no-display", action="store_true", help="no live terminal display")
     parser.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -175,6 +179,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         test_name=args.name,
         quiet_period=args.quiet_period,
         op_timeout=args.op_timeout,
+        retry_indefinite=args.retry_indefinite,
         display=display_wanted(args.no_display),
         render_report=not args.no_report,
         command_line=["splitbrain", *sys.argv[1:]],
