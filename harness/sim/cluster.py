@@ -76,8 +76,7 @@ class SimCluster:
                              raft_config)
             for node_id in self.node_ids
         }
-        self.clients = SimClients(
-            self, test.workload.register().operations(seed), self.client_rng)
+        self.clients = SimClients(self, test.workload.register().operations(seed))
         self.keys: dict[str, None] = {}
         self._observed_commit: dict[str, int] = {}
         self.workload_start = 0.0
@@ -96,11 +95,11 @@ class SimCluster:
         return lo + (hi - lo) * self.client_rng.random()
 
     def client_send(self, node_id: str, request: dict[str, Any], reply: Reply,
-                    refused: Any, *refused_args: Any) -> None:
+                    refused: Any) -> None:
         """A client request travels to the node; a down node refuses the connection."""
         def arrive() -> None:
             if not self.nodes[node_id].request(request, reply):
-                self.loop.call_later(self._client_latency(), refused, *refused_args)
+                self.loop.call_later(self._client_latency(), refused)
         self.loop.call_later(self._client_latency(), arrive)
 
     def client_reply(self, reply: Reply, answer: dict[str, Any]) -> None:
@@ -157,12 +156,17 @@ class SimCluster:
             if not node.up or node.paused:
                 continue  # a dead or stopped node does not answer the admin API
             self.observe(node_id, "status", **node.status())
-            if full_log:
-                dump = node.log_dump()
-            else:
-                dump = node.log_dump(self._observed_commit.get(node_id, 0) + 1)
-            self._observed_commit[node_id] = dump["commit"]
-            self.observe(node_id, "log", **dump)
+            self.observe_log(node_id, full_log)
+
+    def observe_log(self, node_id: str, full_log: bool = False) -> None:
+        """One log dump of a node: whole, or from just after the last commit seen."""
+        node = self.nodes[node_id]
+        if full_log:
+            dump = node.log_dump()
+        else:
+            dump = node.log_dump(self._observed_commit.get(node_id, 0) + 1)
+        self._observed_commit[node_id] = dump["commit"]
+        self.observe(node_id, "log", **dump)
 
     def _observe_periodically(self) -> None:
         self.observe_nodes(full_log=False)
@@ -187,7 +191,7 @@ class SimCluster:
         loop.call_at(start + limit, self.clients.stop)
         loop.run_until(start + limit + self.workload.quiet)
         self._drain_clients()
-        self.clients.final_reads(list(self.keys))
+        self.clients.final_reads(list(self.keys), self.workload.final_read_timeout)
         self._drain_clients()
         loop.run_until(loop.now + SETTLE)
         self.finish_observations()

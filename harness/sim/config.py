@@ -101,9 +101,11 @@ class SimWorkload:
     quiet: float = 2.0
     #: An operation without an answer for this long is recorded info.
     op_timeout: float = 1.0
-    #: Simulator-only: retry an attempt that may have applied with the same session.
-    retry_in_doubt: bool = False
-    attempt_timeout: float = 0.3
+    #: Retry an attempt that may have applied with the same session (as ``--retry-indefinite``).
+    retry_indefinite: bool = False
+    attempt_timeout: float = 0.5
+    #: The final reads (every key, through the leader) must finish within this.
+    final_read_timeout: float = 15.0
 
     def __post_init__(self) -> None:
         self.register()  # validates keys, mix, rate, concurrency
@@ -140,6 +142,7 @@ class SimTest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SimTest:
+        """Read what :meth:`to_json` wrote (extra keys, such as a test.json's, are ignored)."""
         return cls(cluster=SimClusterConfig.from_json(data.get("cluster", {})),
                    workload=SimWorkload.from_json(data.get("workload", {})),
                    schedule=tuple(data.get("schedule", ())),

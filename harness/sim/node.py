@@ -294,6 +294,9 @@ class SimNode:
         applied = self.kv.applied
         if applied - self._snapshot_index <= self.raft_config.snapshot_threshold:
             return
+        # Show the collector the entries about to vanish under the snapshot: a real
+        # collector may miss them between two polls, the simulator need not.
+        self.cluster.observe_log(self.id)
         snapshot = Snapshot(SnapshotMeta(applied, self._applied_term), self.kv.snapshot())
         # A snapshot file is written whole and fsynced before the log is cut.
         self.disk.write(("compact", snapshot))

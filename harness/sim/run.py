@@ -67,14 +67,40 @@ def _run_checkers_directly(run_dir: Path, timeout: float) -> dict[str, Any]:
 
 
 def render_report(run_dir: Path) -> Path | None:
-    """Render report.html with the reports package; None when it is not available."""
+    """Render report.html with the reports package; None when that is not possible
+    (the run and its verdict stand without a report, as in a real run)."""
     try:
         from reports.render import render_run_report
     except ImportError:
         return None
-    path = run_dir / store.REPORT
-    render_run_report(run_dir, path)
-    return path
+    try:
+        return Path(render_run_report(run_dir))
+    except Exception as exc:
+        (run_dir / "report-error.txt").write_text(f"{type(exc).__name__}: {exc}\n")
+        return None
+
+
+def test_json(test: SimTest) -> dict[str, Any]:
+    """``test.json`` of a simulated run: the SimTest, plus the keys a real run's
+    test.json has (so reports and tools read both alike)."""
+    data = test.to_json()
+    cluster, workload = test.cluster, test.workload
+    data.update({
+        "test_name": test.name,
+        "db": "raft_impl (simulated)",
+        "nodes": cluster.node_ids,
+        "time_limit": workload.time_limit,
+        "rate": workload.rate,
+        "concurrency": workload.concurrency,
+        "keys": workload.keys,
+        "read_mode": cluster.read_mode,
+        "bugs": list(cluster.bugs),
+        "nemesis_schedule": data["schedule"],
+        "quiet_period": workload.quiet,
+        "op_timeout": workload.op_timeout,
+        "retry_indefinite": workload.retry_indefinite,
+    })
+    return data
 
 
 def simulate(test: SimTest, run_dir: str | Path, *, check: bool = True,
@@ -83,7 +109,10 @@ def simulate(test: SimTest, run_dir: str | Path, *, check: bool = True,
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / store.NODES).mkdir(exist_ok=True)
-    store.write_json(run_dir / store.TEST_JSON, test.to_json())
+    # A run directory holds one run: leftovers of an earlier one would be appended to.
+    for name in (store.HISTORY, store.OBSERVATIONS, store.MESSAGES, store.RESULTS, store.REPORT):
+        (run_dir / name).unlink(missing_ok=True)
+    store.write_json(run_dir / store.TEST_JSON, test_json(test))
     started = time.perf_counter()
     cluster = SimCluster(test, run_dir)
     try:

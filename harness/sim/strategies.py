@@ -155,12 +155,12 @@ def cluster_configs(nodes: int | st.SearchStrategy[int] = 3,
 
 
 def workloads(time_limit: float | st.SearchStrategy[float] | None = None,
-              retry_in_doubt: bool | None = None) -> st.SearchStrategy[SimWorkload]:
+              retry_indefinite: bool | None = None) -> st.SearchStrategy[SimWorkload]:
     """Register workloads: keys, mix, rate, concurrency, time limit (3 to 8 s by default)."""
     limits = (time_limit if isinstance(time_limit, st.SearchStrategy)
               else st.just(float(time_limit)) if time_limit is not None
               else st.integers(3, 8).map(float))
-    retries = st.just(retry_in_doubt) if retry_in_doubt is not None else st.booleans()
+    retries = st.just(retry_indefinite) if retry_indefinite is not None else st.booleans()
     return st.builds(
         SimWorkload,
         keys=st.integers(1, 4),
@@ -168,7 +168,7 @@ def workloads(time_limit: float | st.SearchStrategy[float] | None = None,
         concurrency=st.integers(2, 5),
         time_limit=limits,
         quiet=st.just(1.5),
-        retry_in_doubt=retries,
+        retry_indefinite=retries,
     )
 
 
