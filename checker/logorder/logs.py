@@ -146,7 +146,6 @@ class LogTracker:
                 self.agreement.add(
                     "index-listed-twice",
                     f"{node.name}'s dump lists index {entry.index} twice with different entries",
-                    node=node.name,
                     index=entry.index,
                     first=earlier.describe(),
                     second=entry.describe(),
