@@ -81,6 +81,41 @@ def test_no_prev_check_bug_accepts_a_divergent_log_and_commits_it() -> None:
     assert [(e.index, e.term) for e in rd.committed_entries][-2:] == [(3, 2), (4, 3)]
 
 
+def _divergent_entry_at_prev(bugs: tuple[str, ...]) -> SimCluster:
+    """A (isolated leader) appends X at i; the majority commits another entry Y at i under
+    a new leader, which then dies; the third node leads and probes A at prev = (i, term(Y))."""
+    cluster = SimCluster(3, seed=12, config=with_bugs(FAST, *bugs))
+    a = cluster.elect()
+    cluster.run(0.2)
+    cluster.isolate(a)
+    index = cluster.propose(b"X", a)
+    cluster.settle()
+    cluster.run_until(lambda: any(i != a for i in cluster.leaders()), timeout=3.0)
+    second = next(i for i in cluster.leaders() if i != a)
+    cluster.run(0.2)
+    third = next(i for i in cluster.ids if i not in (a, second))
+    assert cluster.core(third).term_at(index) != cluster.core(a).term_at(index)
+    cluster.crash(second)
+    cluster.heal()
+    cluster.run_until(lambda: cluster.core(third).role == LEADER, timeout=5.0)
+    cluster.run(0.5)
+    return cluster
+
+
+def test_divergent_entry_at_prev_index_is_replaced() -> None:
+    cluster = _divergent_entry_at_prev(())
+    leader = cluster.leader()
+    assert leader is not None
+    for node_id in cluster.ids:
+        if cluster.nodes[node_id].up:
+            assert cluster.log_terms(node_id) == cluster.log_terms(leader)
+
+
+def test_no_prev_check_bug_applies_a_divergent_entry() -> None:
+    with pytest.raises(SafetyViolation):
+        _divergent_entry_at_prev(("no-prev-check",))
+
+
 # --------------------------------------------------------------------- truncation
 
 
