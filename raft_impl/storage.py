@@ -427,6 +427,7 @@ class Storage:
         #: cache but are never fsynced, so the watermark never moves.
         self.fsync_enabled = fsync
         self._buffer = bytearray()
+        self._must_sync = False
         self._fd: int | None = None
         self._seq = 0
         self._offset = 0
@@ -474,10 +475,25 @@ class Storage:
 
     @property
     def pending(self) -> bool:
+        """Something is staged (it may still not need an fsync of its own)."""
         return bool(self._buffer)
 
+    @property
+    def needs_sync(self) -> bool:
+        """Staged records must be durable before the node acts on them.
+
+        True for entries, snapshot marks and a changed term or vote. A hard
+        state that only moves the commit index does not need its own fsync
+        (as in etcd's ``MustSync``): commit is re-learned from the leader after
+        a crash, and the record rides along with the next synced batch.
+        """
+        return self._must_sync
+
     def stage_hard_state(self, hs: HardState) -> None:
+        old = self._hard_state
         self._buffer += encode_record(REC_HARD_STATE, [hs.term, hs.vote, hs.commit])
+        if hs.term != old.term or hs.vote != old.vote:
+            self._must_sync = True
         self._hard_state = hs
 
     def stage_entries(self, entries: Sequence[Entry]) -> None:
@@ -497,6 +513,7 @@ class Storage:
                 batch, batch_bytes = [], 0
         if batch:
             self._buffer += encode_record(REC_ENTRIES, batch)
+        self._must_sync = True
         self._last_index = entries[-1].index
         seg_max = self._segment_max.get(self._seq, 0)
         self._segment_max[self._seq] = max(seg_max, self._last_index)
@@ -510,6 +527,7 @@ class Storage:
         assert self._fd is not None
         data = bytes(self._buffer)
         self._buffer.clear()
+        self._must_sync = False
         _write_all(self._fd, data)
         self._offset += len(data)
         if self.fsync_enabled:

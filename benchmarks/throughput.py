@@ -1,0 +1,223 @@
+"""Write throughput and latency of a real cluster on loopback, fsync on.
+
+    python benchmarks/throughput.py --nodes 3 --clients 16 --duration 10 [--json]
+
+Starts the cluster, lets ``--clients`` concurrent closed-loop clients write
+random keys through the leader (each one request at a time, with its own
+session ``(client, seq)``), and prints committed writes per second, p50/p99
+latency and the peak RSS of the node processes (sampled with psutil). With
+``--json`` one object with keys ``ops_per_s``, ``p50_ms``, ``p99_ms``,
+``max_rss_mb`` (plus the run's parameters) is printed instead.
+
+Systems are pluggable: a :class:`Target` starts the cluster and opens client
+sessions; ``TARGETS`` maps ``--target`` names to them (raft_impl today; etcd
+and pysyncobj adapters can register here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+import trio
+
+from raft_impl.client import NodeClient, open_client
+from raft_impl.localcluster import LocalCluster, local_cluster
+
+
+class WriteFailed(Exception):
+    """A write got a definite failure or no answer; not counted as committed."""
+
+
+class Session(Protocol):
+    async def write(self, key: str, value: int) -> None:
+        """Write and wait until the system acknowledges it as committed."""
+
+
+class Target(Protocol):
+    name: str
+
+    def cluster(self, nodes: int, workdir: Path) -> AbstractAsyncContextManager[None]:
+        """Start the cluster for the duration of the block; kill everything on exit."""
+
+    def pids(self) -> list[int]:
+        """Process ids of the running nodes, for RSS sampling."""
+
+    def session(self, worker: int) -> AbstractAsyncContextManager[Session]:
+        """A client session for one closed-loop worker."""
+
+
+class RaftImplSession:
+    def __init__(self, target: RaftImplTarget, worker: int) -> None:
+        self.target = target
+        self.client_id = f"bench-{worker}-{random.getrandbits(32):08x}"
+        self.seq = 0
+        self.node_id = target.leader
+        self.connection: NodeClient | None = None
+
+    async def write(self, key: str, value: int) -> None:
+        self.seq += 1
+        request = {"client": self.client_id, "seq": self.seq, "op": "write", "key": key,
+                   "value": value}
+        assert self.connection is not None
+        answer = await self.connection.request(request, within=self.target.timeout)
+        if answer.get("ok"):
+            return
+        if answer.get("error") == "not-leader" and answer.get("leader"):
+            self.target.leader = answer["leader"]
+        raise WriteFailed(str(answer.get("error")))
+
+
+class RaftImplTarget:
+    """raft_impl node processes, started with raft_impl.localcluster."""
+
+    name = "raft_impl"
+
+    def __init__(self, timeout: float = 2.0, extra_args: tuple[str, ...] = ()) -> None:
+        self.timeout = timeout
+        self.extra_args = extra_args
+        self._cluster: LocalCluster | None = None
+        self.leader = ""
+
+    @asynccontextmanager
+    async def cluster(self, nodes: int, workdir: Path) -> AsyncIterator[None]:
+        async with local_cluster(nodes, workdir, self.extra_args) as cluster:
+            self._cluster = cluster
+            self.leader = await cluster.wait_leader(within=10.0)
+            yield
+
+    def pids(self) -> list[int]:
+        assert self._cluster is not None
+        return [n.process.pid for n in self._cluster.nodes.values() if n.process is not None]
+
+    @asynccontextmanager
+    async def session(self, worker: int) -> AsyncIterator[Session]:
+        assert self._cluster is not None
+        session = RaftImplSession(self, worker)
+        node = self._cluster.nodes[self.leader]
+        async with open_client(node.host, node.client_port) as connection:
+            session.connection = connection
+            yield session
+
+
+TARGETS: dict[str, type] = {"raft_impl": RaftImplTarget}
+
+
+@dataclass
+class Measurement:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    max_rss: int = 0
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    position = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[position]
+
+
+async def run_benchmark(args: argparse.Namespace) -> dict:
+    target: Target = TARGETS[args.target]()
+    measurement = Measurement()
+    keys = [f"k{i}" for i in range(args.keys)]
+    with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
+        async with target.cluster(args.nodes, Path(tmp)):
+            start = time.perf_counter()
+            measure_from = start + args.warmup
+            stop_at = measure_from + args.duration
+
+            async def sample_rss() -> None:
+                while True:
+                    for pid in target.pids():
+                        try:
+                            rss = psutil.Process(pid).memory_info().rss
+                        except psutil.Error:
+                            continue
+                        measurement.max_rss = max(measurement.max_rss, rss)
+                    await trio.sleep(0.25)
+
+            async def worker(i: int) -> None:
+                rng = random.Random(i)
+                async with target.session(i) as session:
+                    value = 0
+                    while True:
+                        value += 1
+                        begin = time.perf_counter()
+                        if begin >= stop_at:
+                            return
+                        try:
+                            await session.write(rng.choice(keys), value)
+                        except Exception:  # a failed write is counted, never fatal
+                            if begin >= measure_from:
+                                measurement.errors += 1
+                            continue
+                        end = time.perf_counter()
+                        if begin >= measure_from and end <= stop_at:
+                            measurement.latencies.append(end - begin)
+                        if args.ops and len(measurement.latencies) >= args.ops:
+                            return
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sample_rss)
+                async with trio.open_nursery() as workers:
+                    for i in range(args.clients):
+                        workers.start_soon(worker, i)
+                nursery.cancel_scope.cancel()
+            elapsed = min(time.perf_counter(), stop_at) - measure_from
+    latencies = sorted(measurement.latencies)
+    return {
+        "target": target.name,
+        "nodes": args.nodes,
+        "clients": args.clients,
+        "duration": round(elapsed, 3),
+        "ops": len(latencies),
+        "errors": measurement.errors,
+        "ops_per_s": round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0,
+        "p50_ms": round(percentile(latencies, 0.50) * 1e3, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1e3, 2),
+        "mean_ms": round(statistics.fmean(latencies) * 1e3, 2) if latencies else None,
+        "max_rss_mb": round(measurement.max_rss / 2**20, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", choices=sorted(TARGETS), default="raft_impl")
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    parser.add_argument("--keys", type=int, default=1000, help="distinct keys written")
+    parser.add_argument("--ops", type=int, default=0,
+                        help="stop after this many measured writes (0: run for --duration)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.nodes < 1 or args.clients < 1 or args.duration <= 0 or args.keys < 1:
+        parser.error("--nodes, --clients, --keys must be >= 1 and --duration > 0")
+    result = trio.run(run_benchmark, args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['target']}: {args.nodes} nodes, {args.clients} clients, "
+              f"{result['duration']} s measured, fsync on")
+        print(f"committed writes/s: {result['ops_per_s']:.1f}  "
+              f"({result['ops']} ok, {result['errors']} failed)")
+        print(f"latency p50: {result['p50_ms']:.2f} ms   p99: {result['p99_ms']:.2f} ms")
+        print(f"peak node RSS: {result['max_rss_mb']:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

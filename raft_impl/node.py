@@ -1,0 +1,681 @@
+"""The raft_impl node process: drives a sans-IO RaftCore with Trio, a WAL and a KV store.
+
+Tasks of one node (all in one nursery, so a signal or a fatal error ends them
+together):
+
+- **ready loop** — the only task that persists, sends and applies. It takes a
+  ``Ready`` from the core, stages its hard state and entries in the WAL, runs
+  one ``write`` + ``fsync`` in a worker thread, then sends the messages and
+  applies committed entries. While the fsync is in flight the other tasks keep
+  stepping the core (messages, proposals, ticks), so everything that arrives
+  meanwhile lands in the next Ready and shares the next fsync: group commit.
+  A leader's append/heartbeat messages go out *before* its own fsync (Raft
+  thesis §10.2.1) when its term and vote are already durable: the leader's
+  own entries only count once the loop moves past this fsync, because commit
+  decisions are acted on (applied, acknowledged, sent) only in a later Ready.
+- **ticker** — ``core.tick(now)`` every ~10 ms with the node clock.
+- **peer links** — one task per peer dialing its ``--peer`` address: a hello
+  frame, then the frames of a bounded queue (dropped when full or while the
+  peer is unreachable; Raft retransmits). Reconnects with exponential backoff
+  and jitter. Messages from peers arrive on connections accepted at
+  ``--peer-listen`` (links are directed, so the harness can fault each one).
+- **client server** — requests from ``--client-listen`` connections; answers
+  leave through a per-connection writer task, so a slow client never blocks
+  the node.
+
+Client answers are never wrong and definite: a proposal is answered from the
+state machine when its own entry (same index and term) is applied; if the
+node loses leadership first, or another entry is applied at that index, the
+answer is ``definite: false``.
+
+Node clock: ``clock = real + offset + (rate - 1) * (real - t_set)`` where
+``real`` is the monotonic clock and ``t_set`` is when the ``clock`` admin op
+was last received. So ``offset`` is a bump relative to real time and ``rate``
+the speed from then on, without a jump; ``offset 0, rate 1`` is normal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import heapq
+import itertools
+import json
+import logging
+import math
+import random
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .core import LEADER, RaftConfig, RaftCore, Ready
+from .kv import Command, CommandError, KVStateMachine
+from .messages import AppendEntries, Heartbeat, Message, MessageError
+from .storage import Storage
+from .types import Entry, EntryKind, HardState, Snapshot, SnapshotMeta
+from .wire import FrameDecoder, FrameError, encode_frame
+
+log = logging.getLogger("raft_impl.node")
+
+TICK_INTERVAL = 0.01
+#: Frames queued per peer before new ones are dropped (a down or paused peer).
+PEER_QUEUE = 2048
+BACKOFF_MIN = 0.02
+BACKOFF_MAX = 1.0
+#: Entries returned by one ``log`` admin answer at most (use ``from`` to page).
+MAX_LOG_ENTRIES = 100_000
+ADMIN_OPS = frozenset({"status", "log", "state-digest", "clock"})
+
+
+@dataclass
+class NodeConfig:
+    node_id: str
+    data_dir: Path
+    peer_listen: tuple[str, int]
+    client_listen: tuple[str, int]
+    peers: dict[str, tuple[str, int]]
+    read_mode: str = "read-index"
+    bugs: frozenset[str] = frozenset()
+    election_timeout: tuple[float, float] = (0.30, 0.60)
+    snapshot_threshold: int = 10_000
+    seed: int | None = None
+
+
+def emit(event: dict[str, Any]) -> None:
+    """One JSON event a line on stdout, for the harness."""
+    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+class NodeClock:
+    """The node's (fault-injectable) clock; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.rate = 1.0
+        self._set_at = trio.current_time()
+
+    def now(self) -> float:
+        real = trio.current_time()
+        return real + self.offset + (self.rate - 1.0) * (real - self._set_at)
+
+    def set(self, offset: float, rate: float) -> None:
+        self.offset = offset
+        self.rate = rate
+        self._set_at = trio.current_time()
+
+
+@dataclass
+class _Pending:
+    """A client proposal waiting for its entry to be applied."""
+
+    term: int
+    reply: Callable[[dict[str, Any]], None]
+    request_id: Any
+
+
+@dataclass(order=True)
+class _WaitingRead:
+    index: int
+    seq: int
+    key: Any = field(compare=False)
+    reply: Callable[[dict[str, Any]], None] = field(compare=False)
+    request_id: Any = field(compare=False)
+
+
+class PeerLink:
+    """The directed link from this node to one peer: bounded queue + dialing task."""
+
+    def __init__(self, node_id: str, peer_id: str, address: tuple[str, int], rng: random.Random):
+        self.node_id = node_id
+        self.peer_id = peer_id
+        self.address = address
+        self._rng = rng
+        self._send, self._receive = trio.open_memory_channel[bytes](PEER_QUEUE)
+        self.connected = False
+        self.dropped = 0
+
+    def send(self, frame: bytes) -> None:
+        try:
+            self._send.send_nowait(frame)
+        except trio.WouldBlock:
+            self.dropped += 1
+
+    def _drop_queued(self) -> None:
+        while True:
+            try:
+                self._receive.receive_nowait()
+            except trio.WouldBlock:
+                return
+            self.dropped += 1
+
+    async def run(self) -> None:
+        backoff = BACKOFF_MIN
+        hello = encode_frame({"type": "hello", "from": self.node_id, "to": self.peer_id})
+        while True:
+            try:
+                stream = await trio.open_tcp_stream(*self.address)
+            except OSError:
+                # Peer (or its relay) unreachable: what is queued is stale by the time it
+                # comes back, and Raft resends what still matters.
+                self._drop_queued()
+                await trio.sleep(backoff * self._rng.uniform(0.5, 1.5))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            backoff = BACKOFF_MIN
+            self.connected = True
+            try:
+                async with stream, trio.open_nursery() as nursery:
+                    nursery.start_soon(self._watch_close, stream, nursery.cancel_scope)
+                    await stream.send_all(hello)
+                    await self._pump(stream)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                log.debug("link %s->%s lost: %s", self.node_id, self.peer_id, exc)
+            finally:
+                self.connected = False
+            await trio.sleep(backoff * self._rng.uniform(0.5, 1.5))
+
+    async def _pump(self, stream: trio.SocketStream) -> None:
+        while True:
+            frames = [await self._receive.receive()]
+            while len(frames) < 256:
+                try:
+                    frames.append(self._receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await stream.send_all(b"".join(frames))
+
+    async def _watch_close(self, stream: trio.SocketStream, scope: trio.CancelScope) -> None:
+        """The peer never talks on our dialed connection: any EOF means it went away."""
+        try:
+            while await stream.receive_some(4096):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        scope.cancel()
+
+
+class Node:
+    """One raft_impl node. ``await Node(config).run()`` serves until cancelled."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.id = config.node_id
+        self.bugs = config.bugs
+        self.rng = random.Random(config.seed)
+        self.storage = Storage(config.data_dir, fsync="ack-before-fsync" not in self.bugs)
+        self.kv = KVStateMachine(dedup="no-dedup" not in self.bugs)
+        self.clock: NodeClock | None = None
+        self.core: RaftCore | None = None
+        self.links: dict[str, PeerLink] = {}
+        self._wake = trio.Event()
+        self._pending: dict[int, _Pending] = {}
+        self._reads: dict[int, tuple[Any, Callable[[dict[str, Any]], None], Any]] = {}
+        self._waiting_reads: list[_WaitingRead] = []
+        self._read_ctx = itertools.count(1)
+        self._read_seq = itertools.count()
+        self._durable_term_vote: tuple[int, str | None] = (0, None)
+        self.peer_address: tuple[str, int] | None = None
+        self.client_address: tuple[str, int] | None = None
+
+    # ------------------------------------------------------------------ startup
+
+    def _recover(self) -> None:
+        recovered = self.storage.open()
+        if recovered.torn_tail is not None:
+            torn = recovered.torn_tail
+            log.warning(
+                "WAL torn tail: cut %d bytes at offset %d of %s (%s)",
+                torn.dropped_bytes, torn.offset, torn.path, torn.reason,
+            )
+        for warning in recovered.warnings:
+            log.warning("WAL: %s", warning)
+        hs = recovered.hard_state
+        self._durable_term_vote = (hs.term, hs.vote)
+        if recovered.snapshot is not None:
+            self.kv.restore(recovered.snapshot.data)
+        cfg = RaftConfig(
+            election_timeout_min=self.config.election_timeout[0],
+            election_timeout_max=self.config.election_timeout[1],
+            heartbeat_interval=min(0.05, self.config.election_timeout[0] / 4),
+            snapshot_threshold=self.config.snapshot_threshold,
+            read_mode=self.config.read_mode,
+            bugs=self.bugs,
+        )
+        assert self.clock is not None
+        self.core = RaftCore(
+            self.id,
+            [self.id, *self.config.peers],
+            cfg,
+            self.rng,
+            hs,
+            recovered.snapshot,
+            recovered.entries,
+            self.clock.now(),
+            applied=self.kv.applied,
+        )
+        log.info(
+            "%s recovered: term %d vote %s commit %d, snapshot %d, %d entries",
+            self.id, hs.term, hs.vote, hs.commit,
+            recovered.snapshot.meta.index if recovered.snapshot else 0, len(recovered.entries),
+        )
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.clock = NodeClock()
+        self._recover()
+        try:
+            async with trio.open_nursery() as nursery:
+                peer_host, peer_port = self.config.peer_listen
+                client_host, client_port = self.config.client_listen
+                peer_listeners = await nursery.start(
+                    functools.partial(trio.serve_tcp, host=peer_host),
+                    self._serve_peer, peer_port,
+                )
+                client_listeners = await nursery.start(
+                    functools.partial(trio.serve_tcp, host=client_host),
+                    self._serve_client, client_port,
+                )
+                self.peer_address = peer_listeners[0].socket.getsockname()[:2]
+                self.client_address = client_listeners[0].socket.getsockname()[:2]
+                for peer_id, address in self.config.peers.items():
+                    link = PeerLink(self.id, peer_id, address, self.rng)
+                    self.links[peer_id] = link
+                    nursery.start_soon(link.run)
+                nursery.start_soon(self._ready_loop)
+                nursery.start_soon(self._ticker)
+                emit({
+                    "event": "ready",
+                    "id": self.id,
+                    "peer": "{}:{}".format(*self.peer_address),
+                    "client": "{}:{}".format(*self.client_address),
+                })
+                task_status.started()
+        finally:
+            self.storage.close()
+
+    # ------------------------------------------------------------------ core driving
+
+    def _kick(self) -> None:
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        assert self.core is not None and self.clock is not None
+        while True:
+            await trio.sleep(TICK_INTERVAL)
+            self.core.tick(self.clock.now())
+            self._kick()
+
+    async def _ready_loop(self) -> None:
+        core = self.core
+        assert core is not None
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            while core.has_ready():
+                await self._handle_ready(core.ready())
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        core = self.core
+        assert core is not None
+        storage = self.storage
+        if rd.snapshot is not None:
+            # A leader's snapshot replaces state machine and log: durable before the
+            # snapshot-resp in rd.messages goes out.
+            self.kv.restore(rd.snapshot.data)
+            await trio.to_thread.run_sync(self._save_snapshot, rd.snapshot, True)
+            for index in [i for i in self._pending if i <= rd.snapshot.meta.index]:
+                waiter = self._pending.pop(index)
+                waiter.reply(_unknown(waiter.request_id, "entry-compacted"))
+        if rd.hard_state is not None:
+            hs = rd.hard_state
+            if "forget-vote" in self.bugs:
+                hs = HardState(hs.term, None, hs.commit)
+            storage.stage_hard_state(hs)
+        if rd.entries:
+            storage.stage_entries(rd.entries)
+        ack_first = "ack-before-fsync" in self.bugs
+        sent_early = 0
+        if ack_first:
+            self._send_all(rd.messages)
+            sent_early = len(rd.messages)
+        elif self._may_send_early(rd):
+            # Leader-to-follower messages first (they ack nothing); the rest after fsync.
+            early = [m for m in rd.messages if isinstance(m, AppendEntries | Heartbeat)]
+            if len(early) == len(rd.messages):
+                self._send_all(early)
+                sent_early = len(early)
+        if storage.needs_sync:
+            await trio.to_thread.run_sync(storage.sync)
+        if rd.hard_state is not None:
+            self._durable_term_vote = (rd.hard_state.term, rd.hard_state.vote)
+        if sent_early < len(rd.messages):
+            self._send_all(rd.messages)
+        if rd.committed_entries:
+            self._apply(rd.committed_entries)
+        for read_state in rd.read_states:
+            self._read_ready(read_state.ctx, read_state.index)
+        for ctx in rd.rejected_reads:
+            self._read_rejected(ctx)
+        if rd.role_changed is not None:
+            role, term = rd.role_changed
+            emit({"event": "role", "term": term, "role": role, "leader": core.leader_id})
+            if role != LEADER:
+                self._fail_pending("leadership-lost")
+        core.advance(rd)
+        self._serve_waiting_reads()
+        if self.kv.applied - core.snapshot_index >= self.config.snapshot_threshold:
+            await self._take_snapshot()
+
+    def _may_send_early(self, rd: Ready) -> bool:
+        if rd.snapshot is not None:
+            return False
+        hs = rd.hard_state
+        return hs is None or (hs.term, hs.vote) == self._durable_term_vote
+
+    def _send_all(self, messages: list[Message]) -> None:
+        for m in messages:
+            link = self.links.get(m.to)
+            if link is not None:
+                link.send(encode_frame(m.to_wire()))
+
+    def _save_snapshot(self, snapshot: Snapshot, reset: bool) -> None:
+        self.storage.save_snapshot(snapshot, reset=reset)
+
+    async def _take_snapshot(self) -> None:
+        core = self.core
+        assert core is not None
+        index = self.kv.applied
+        term = core.term_at(index)
+        if term is None:
+            return
+        snapshot = Snapshot(SnapshotMeta(index, term), self.kv.snapshot())
+        await trio.to_thread.run_sync(self._save_snapshot, snapshot, False)
+        core.compact(snapshot)
+
+    def _apply(self, entries: list[Entry]) -> None:
+        kv = self.kv
+        pending = self._pending
+        for entry in entries:
+            if entry.index <= kv.applied:
+                continue
+            _, result = kv.apply_entry(entry)
+            waiter = pending.pop(entry.index, None)
+            if waiter is None:
+                continue
+            if waiter.term != entry.term or result is None:
+                # Our entry was overwritten by another leader's: outcome unknown.
+                waiter.reply(_unknown(waiter.request_id, "entry-overwritten"))
+            else:
+                waiter.reply({"id": waiter.request_id, **result.reply_fields()})
+
+    def _fail_pending(self, reason: str) -> None:
+        pending, self._pending = self._pending, {}
+        for waiter in pending.values():
+            waiter.reply(_unknown(waiter.request_id, reason))
+        reads, self._reads = self._reads, {}
+        for _key, reply, request_id in reads.values():
+            reply(self._not_leader(request_id))
+        waiting, self._waiting_reads = self._waiting_reads, []
+        for read in waiting:
+            read.reply(self._not_leader(read.request_id))
+
+    # ------------------------------------------------------------------ reads
+
+    def _read_ready(self, ctx: int, index: int) -> None:
+        read = self._reads.pop(ctx, None)
+        if read is None:
+            return
+        key, reply, request_id = read
+        heapq.heappush(
+            self._waiting_reads, _WaitingRead(index, next(self._read_seq), key, reply, request_id)
+        )
+
+    def _read_rejected(self, ctx: int) -> None:
+        read = self._reads.pop(ctx, None)
+        if read is not None:
+            _key, reply, request_id = read
+            reply(self._not_leader(request_id))
+
+    def _serve_waiting_reads(self) -> None:
+        waiting = self._waiting_reads
+        applied = self.kv.applied
+        while waiting and waiting[0].index <= applied:
+            read = heapq.heappop(waiting)
+            read.reply(_read_answer(read.request_id, self.kv.read(read.key)))
+
+    # ------------------------------------------------------------------ peers
+
+    async def _serve_peer(self, stream: trio.SocketStream) -> None:
+        core = self.core
+        assert core is not None and self.clock is not None
+        decoder = FrameDecoder()
+        sender: str | None = None
+        try:
+            async with stream:
+                while True:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    decoder.feed(data)
+                    for wire in decoder.messages():
+                        if sender is None:
+                            sender = self._check_hello(wire)
+                            continue
+                        message = Message.from_wire(wire)
+                        core.step(message, self.clock.now())
+                    self._kick()
+        except (FrameError, MessageError, _BadHello) as exc:
+            log.warning("closing peer connection from %s: %s", sender or "?", exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+    def _check_hello(self, wire: dict[str, Any]) -> str:
+        if wire.get("type") != "hello":
+            raise _BadHello(f"expected a hello frame first, got type {wire.get('type')!r}")
+        sender = wire.get("from")
+        if sender not in self.config.peers:
+            raise _BadHello(f"hello from unknown node {sender!r}")
+        if wire.get("to") != self.id:
+            raise _BadHello(f"hello addressed to {wire.get('to')!r}, I am {self.id}")
+        return sender
+
+    # ------------------------------------------------------------------ clients
+
+    async def _serve_client(self, stream: trio.SocketStream) -> None:
+        send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
+        peer = _peer_name(stream)
+
+        def reply(answer: dict[str, Any]) -> None:
+            # A client that went away leaves its answers nowhere to go.
+            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                send.send_nowait(answer)
+
+        async with stream, trio.open_nursery() as nursery:
+            nursery.start_soon(self._client_writer, stream, receive, nursery.cancel_scope)
+            decoder = FrameDecoder()
+            try:
+                while True:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        break
+                    decoder.feed(data)
+                    for request in decoder.messages():
+                        self._handle_request(request, reply)
+                    self._kick()
+            except FrameError as exc:
+                log.warning("closing client connection %s: %s", peer, exc)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+            finally:
+                send.close()
+                nursery.cancel_scope.cancel()
+
+    async def _client_writer(
+        self,
+        stream: trio.SocketStream,
+        receive: trio.MemoryReceiveChannel[dict[str, Any]],
+        scope: trio.CancelScope,
+    ) -> None:
+        try:
+            async for answer in receive:
+                frames = [_encode_answer(answer)]
+                while True:
+                    try:
+                        frames.append(_encode_answer(receive.receive_nowait()))
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await stream.send_all(b"".join(frames))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            scope.cancel()
+
+    def _handle_request(self, request: dict[str, Any], reply: Callable[[dict], None]) -> None:
+        core = self.core
+        assert core is not None and self.clock is not None
+        request_id = request.get("id")
+        op = request.get("op")
+        if op in ADMIN_OPS:
+            reply(self._admin(request_id, op, request))
+            return
+        try:
+            command = Command.from_request(request)
+        except CommandError as exc:
+            reply({"id": request_id, "ok": False, "error": "bad-request", "message": str(exc),
+                   "definite": True})
+            return
+        mode = self.config.read_mode
+        if op == "read" and mode == "stale":
+            reply(_read_answer(request_id, self.kv.read(command.key)))
+            return
+        if core.role != LEADER:
+            reply(self._not_leader(request_id))
+            return
+        if op == "read" and mode in ("read-index", "lease"):
+            ctx = next(self._read_ctx)
+            self._reads[ctx] = (command.key, reply, request_id)
+            core.request_read(ctx, self.clock.now())
+            return
+        index = core.propose(command.encode())
+        if index is None:  # cannot happen after the role check, but never hang a client
+            reply(self._not_leader(request_id))
+            return
+        self._pending[index] = _Pending(core.term, reply, request_id)
+
+    def _not_leader(self, request_id: Any) -> dict[str, Any]:
+        assert self.core is not None
+        return {
+            "id": request_id, "ok": False, "error": "not-leader",
+            "leader": self.core.leader_id, "definite": True,
+        }
+
+    def _admin(self, request_id: Any, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        core = self.core
+        assert core is not None and self.clock is not None
+        if op == "status":
+            value: Any = {
+                "id": self.id,
+                "role": core.role,
+                "term": core.term,
+                "leader": core.leader_id,
+                "commit": core.commit_index,
+                "applied": self.kv.applied,
+                "last_index": core.last_index,
+            }
+        elif op == "log":
+            start = request.get("from", 1)
+            if isinstance(start, bool) or not isinstance(start, int):
+                return _bad_request(request_id, "from must be an integer")
+            lo = max(start, core.first_index)
+            hi = min(core.last_index + 1, lo + MAX_LOG_ENTRIES)
+            value = {
+                "commit": core.commit_index,
+                "snapshot_index": core.snapshot_index,
+                "snapshot_term": core.snapshot_term,
+                "entries": [_log_entry(e) for e in core.entries(lo, hi)],
+            }
+        elif op == "state-digest":
+            value = {"applied": self.kv.applied, "digest": self.kv.digest()}
+        else:  # clock
+            if "offset" in request or "rate" in request:
+                offset = request.get("offset", self.clock.offset)
+                rate = request.get("rate", self.clock.rate)
+                if not _is_number(offset) or not _is_number(rate) or rate <= 0:
+                    return _bad_request(request_id, "clock needs numeric offset and rate > 0")
+                self.clock.set(float(offset), float(rate))
+            value = {"offset": self.clock.offset, "rate": self.clock.rate,
+                     "clock": self.clock.now()}
+        return {"id": request_id, "ok": True, "value": value}
+
+
+class _BadHello(Exception):
+    pass
+
+
+def _unknown(request_id: Any, reason: str) -> dict[str, Any]:
+    return {"id": request_id, "ok": False, "error": reason, "definite": False}
+
+
+def _bad_request(request_id: Any, message: str) -> dict[str, Any]:
+    return {"id": request_id, "ok": False, "error": "bad-request", "message": message,
+            "definite": True}
+
+
+def _read_answer(request_id: Any, value: Any) -> dict[str, Any]:
+    return {"id": request_id, "ok": True, "value": value, "definite": True}
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _log_entry(entry: Entry) -> dict[str, Any]:
+    client = seq = key = None
+    op = "noop"
+    if entry.kind is EntryKind.COMMAND:
+        try:
+            command = Command.decode(entry.data)
+            client, seq, op, key = command.client, command.seq, command.op, command.key
+        except Exception:  # an entry the state machine cannot read is still listed
+            op = "undecodable"
+    return {"index": entry.index, "term": entry.term, "client": client, "seq": seq,
+            "digest": entry.digest(), "op": op, "key": key}
+
+
+def _encode_answer(answer: dict[str, Any]) -> bytes:
+    try:
+        return encode_frame(answer)
+    except (FrameError, TypeError, ValueError) as exc:
+        return encode_frame({"id": answer.get("id"), "ok": False, "error": "answer-too-large",
+                             "message": str(exc), "definite": True})
+
+
+def _peer_name(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "?"
+
+
+async def run_node(config: NodeConfig) -> int:
+    """Run a node until SIGTERM/SIGINT; returns the process exit code."""
+    node = Node(config)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    log.info("%s: signal %d, shutting down", config.node_id, signum)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(watch_signals)
+            await node.run()
+    return 0
+
+
+__all__ = ["Node", "NodeConfig", "PeerLink", "emit", "run_node"]
