@@ -56,9 +56,6 @@ from harness.net.base import Grudge, Link, NodeAddress, link_name
 from raft_impl.wire import FrameDecoder, FrameError, body_of, decode_body
 
 RECEIVE_SIZE = 65536
-#: Frames (or batches of frames) queued towards one destination before the
-#: relay stops reading from the source: backpressure, not unbounded memory.
-QUEUE_DEPTH = 512
 COUNTER_NAMES = ("connections", "refused", "frames", "bytes", "delivered", "dropped",
                  "duplicated", "delayed", "reordered", "bad_frames", "reverse_bytes")
 
@@ -107,18 +104,38 @@ class _Link:
 class _Connection:
     """One relayed connection src -> relay -> dst: decides the fate of each frame."""
 
-    def __init__(self, proxy: ProxyNetwork, link: _Link, out: trio.MemorySendChannel[bytes],
-                 timers: trio.Nursery) -> None:
-        self.proxy, self.link, self.out, self.timers = proxy, link, out, timers
+    def __init__(self, proxy: ProxyNetwork, link: _Link, destination: trio.SocketStream,
+                 done: trio.CancelScope, timers: trio.Nursery) -> None:
+        self.proxy, self.link, self.destination = proxy, link, destination
+        self.done, self.timers = done, timers
+        # The reader and delayed-delivery tasks share one stream, which takes one
+        # sender at a time; a FIFO lock keeps their order. No writer task and no
+        # queue: the uncontended path costs no extra task switch (latency matters
+        # more than anything for Raft round trips).
+        self.lock = trio.StrictFIFOLock()
         self.held: bytes | None = None
         self.held_generation = 0
 
+    async def send(self, data: bytes) -> None:
+        try:
+            try:
+                self.lock.acquire_nowait()
+            except trio.WouldBlock:
+                await self.lock.acquire()
+            try:
+                await self.destination.send_all(data)
+            finally:
+                self.lock.release()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.done.cancel()  # the destination went away: end the relayed connection
+
     async def deliver(self, frame: bytes) -> None:
-        await self.out.send(frame)
-        self.link.counters["delivered"] += 1
         if self.held is not None:  # a frame held for reordering goes right after this one
             held, self.held = self.held, None
-            await self.out.send(held)
+            await self.send(frame + held)
+            self.link.counters["delivered"] += 2
+        else:
+            await self.send(frame)
             self.link.counters["delivered"] += 1
 
     async def frame(self, frame: bytes) -> None:
@@ -165,14 +182,14 @@ class _Connection:
         await trio.sleep(self.proxy.reorder_hold)
         if self.held is not None and self.held_generation == generation:
             held, self.held = self.held, None
-            await self.out.send(held)
+            await self.send(held)
             self.link.counters["delivered"] += 1
             self.link.notify()
 
     async def flush(self) -> None:
         if self.held is not None:
             held, self.held = self.held, None
-            await self.out.send(held)
+            await self.send(held)
             self.link.counters["delivered"] += 1
 
 
@@ -283,19 +300,15 @@ class ProxyNetwork:
             except OSError:
                 link.counters["refused"] += 1
                 return
-            async with destination:
-                send, receive = trio.open_memory_channel[bytes](QUEUE_DEPTH)
-                async with trio.open_nursery() as connection:
-                    connection.start_soon(self._write, receive, destination,
-                                          connection.cancel_scope)
-                    connection.start_soon(self._discard_reverse, link, destination,
-                                          connection.cancel_scope)
-                    async with send:
-                        async with trio.open_nursery() as timers:
-                            relayed = _Connection(self, link, send, timers)
-                            await self._read(link, source, relayed)
-                        await relayed.flush()
-                    # The writer drains the queue, then ends the connection.
+            async with destination, trio.open_nursery() as connection:
+                connection.start_soon(self._discard_reverse, link, destination,
+                                      connection.cancel_scope)
+                async with trio.open_nursery() as timers:
+                    relayed = _Connection(self, link, destination, connection.cancel_scope,
+                                          timers)
+                    await self._read(link, source, relayed)
+                await relayed.flush()  # delayed frames went out as the timers ended
+                connection.cancel_scope.cancel()
 
     async def _read(self, link: _Link, source: trio.SocketStream,
                     relayed: _Connection) -> None:
@@ -330,35 +343,16 @@ class ProxyNetwork:
         if first:
             hello = frames.pop(0)
             self.trace(link, hello, "deliver")
-            await relayed.out.send(hello)
+            await relayed.send(hello)
             if not frames:
                 return
         if link.faults.clean and self._trace_file is None and relayed.held is None:
             counters["frames"] += len(frames)
             counters["delivered"] += len(frames)
-            await relayed.out.send(b"".join(frames) if len(frames) > 1 else frames[0])
+            await relayed.send(b"".join(frames) if len(frames) > 1 else frames[0])
         else:
             for frame in frames:
                 await relayed.frame(frame)
-
-    @staticmethod
-    async def _write(receive: trio.MemoryReceiveChannel[bytes],
-                     destination: trio.SocketStream, done: trio.CancelScope) -> None:
-        """Single writer per connection (a stream takes one sender); batches what is queued."""
-        try:
-            async with receive:
-                async for chunk in receive:
-                    parts = [chunk]
-                    while True:
-                        try:
-                            parts.append(receive.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                    await destination.send_all(parts[0] if len(parts) == 1 else b"".join(parts))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            done.cancel()
 
     @staticmethod
     async def _discard_reverse(link: _Link, destination: trio.SocketStream,
