@@ -22,7 +22,9 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +35,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness.run import RunConfig, run_test
 
 
+def isolate_leader_schedule(time_limit: float, *, pause: bool, period: float = 3.0,
+                            ) -> list[dict[str, Any]]:
+    """Cycles of: cut the leader off, (pause it,) resume, heal.
+
+    Check-quorum makes an isolated leader step down within about one
+    election timeout, about when the others elect a new one, so the window
+    in which two nodes both act as leader is tiny. Pausing the old leader
+    right after cutting it off stretches that window: while it is stopped
+    the majority elects a new leader and commits writes; when it resumes,
+    the requests queued in its sockets meet a node that still believes it
+    leads. A correct node confirms leadership (or its lease) first; a buggy
+    one answers from stale state.
+    """
+    schedule: list[dict[str, Any]] = []
+    at = 1.0
+    while at + period <= time_limit + 0.01:
+        schedule.append({"at": at, "f": "partition", "value": {"shape": "isolate-leader"}})
+        if pause:
+            schedule.append({"at": at + 0.05, "f": "pause", "value": "leader"})
+            schedule.append({"at": at + period * 0.55, "f": "resume", "value": "all"})
+        schedule.append({"at": at + period * 0.75, "f": "heal", "value": None})
+        at += period
+    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
+
+
 @dataclass(frozen=True)
 class Plan:
     """How to expose one bug: faults, read mode, workload."""
 
     nemesis: tuple[str, ...] = ()
+    #: An explicit schedule (from the time limit) instead of generated packages.
+    schedule: Callable[[float], list[dict[str, Any]]] | None = None
     interval: float = 3.0
     read_mode: str = "read-index"
     mix: dict[str, float] = field(default_factory=lambda: {"read": 0.5, "write": 0.3, "cas": 0.2})
@@ -68,11 +97,11 @@ PLANS: dict[str, Plan] = {
         why="Figure 8 needs leaders that change while older-term entries are half replicated",
     ),
     "commit-without-quorum": Plan(
-        ("partition",), 2.5,
+        schedule=lambda t: isolate_leader_schedule(t, pause=False), nodes=3,
         why="a leader cut off from the majority commits alone; its acked writes vanish",
     ),
     "stale-leader-read": Plan(
-        ("partition",), 2.5, mix=READ_HEAVY,
+        schedule=lambda t: isolate_leader_schedule(t, pause=True), mix=READ_HEAVY,
         why="a deposed leader behind a partition keeps serving read-index reads",
     ),
     "no-noop": Plan(
@@ -80,7 +109,8 @@ PLANS: dict[str, Plan] = {
         why="a fresh leader serves reads before it knows what is committed",
     ),
     "lease-too-long": Plan(
-        ("partition", "pause"), 2.5, read_mode="lease", mix=READ_HEAVY,
+        schedule=lambda t: isolate_leader_schedule(t, pause=True), read_mode="lease",
+        mix=READ_HEAVY,
         why="an oversized lease outlives leadership under partitions and pauses",
     ),
     "ack-before-fsync": Plan(
@@ -147,6 +177,10 @@ def _history_times(path: Path) -> dict[int, int]:
 def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str) -> dict[str, Any]:
     plan = PLANS.get(bug, DEFAULT_PLAN)
     detected, seconds, caught_by, verdicts = 0, [], set(), []
+    schedule_file = None
+    if plan.schedule is not None:
+        schedule_file = Path(tempfile.mkdtemp(prefix="sb-detect-")) / f"{bug}.json"
+        schedule_file.write_text(json.dumps(plan.schedule(time_limit), indent=1))
     for i in range(runs):
         config = RunConfig(
             nodes=plan.nodes,
@@ -155,7 +189,8 @@ def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str) -> di
             concurrency=plan.concurrency,
             keys=plan.keys,
             mix=dict(plan.mix),
-            nemesis=list(plan.nemesis),
+            nemesis=[] if schedule_file else list(plan.nemesis),
+            nemesis_schedule=str(schedule_file) if schedule_file else None,
             nemesis_interval=plan.interval,
             read_mode=plan.read_mode,
             bugs=[bug],
@@ -185,7 +220,7 @@ def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str) -> di
         "median_seconds_to_anomaly": round(statistics.median(seconds), 2) if seconds else None,
         "caught_by": sorted(caught_by),
         "plan": {
-            "nemesis": list(plan.nemesis),
+            "nemesis": "schedule" if schedule_file else list(plan.nemesis),
             "interval": plan.interval,
             "read_mode": plan.read_mode,
             "mix": plan.mix,

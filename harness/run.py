@@ -423,7 +423,14 @@ def run_test(config: RunConfig) -> RunOutcome:
         return outcome
     if config.run_checkers:
         checked = time.monotonic()
-        results = check_run(run_dir)
+        try:
+            results = check_run(run_dir)
+        except Exception as exc:  # a checker bug must not cost the run its store
+            results = {
+                "valid": "unknown",
+                "checkers": {},
+                "error": f"checkers failed: {type(exc).__name__}: {exc}",
+            }
         outcome.timings["check_seconds"] = round(time.monotonic() - checked, 3)
         outcome.results = results
         store.write_json(run_dir / store.RESULTS, results)

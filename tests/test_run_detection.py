@@ -1,0 +1,60 @@
+"""The suite's short detection matrix: planted bugs must be caught by short real runs.
+
+The full matrix (every bug, 5 runs each) is ``benchmarks/detection.py``;
+here a few bugs, one short run each, with schedules that isolate the leader
+(see ``isolate_leader_schedule`` there for why a pause stretches the window).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main as cli_main
+
+
+def isolate_leader(pause: bool) -> list[dict]:
+    schedule = []
+    for start in (1.0, 4.0):
+        schedule.append({"at": start, "f": "partition", "value": {"shape": "isolate-leader"}})
+        if pause:
+            schedule.append({"at": start + 0.05, "f": "pause", "value": "leader"})
+            schedule.append({"at": start + 1.6, "f": "resume", "value": "all"})
+        schedule.append({"at": start + 2.2, "f": "heal", "value": None})
+    return schedule
+
+
+def run(tmp_path: Path, bug: str, schedule: list[dict], *extra: str) -> tuple[int, dict]:
+    schedule_file = tmp_path / "schedule.json"
+    schedule_file.write_text(json.dumps(schedule))
+    code = cli_main([
+        "run", "--nodes", "3", "--time-limit", "6.5", "--nemesis-schedule", str(schedule_file),
+        "--bug", bug, "--keys", "2", "--rate", "200", "--concurrency", "6",
+        "--store", str(tmp_path / "store"), "--seed", "7", "--no-display", "--no-report",
+        "--quiet-period", "1", *extra,
+    ])
+    results = json.loads((tmp_path / "store" / "latest" / "results.json").read_text())
+    return code, results
+
+
+def test_stale_leader_read_is_detected(tmp_path: Path):
+    code, results = run(tmp_path, "stale-leader-read", isolate_leader(pause=True),
+                        "--mix", "read=6,write=4")
+    assert code == 1, results
+    linearizable = results["checkers"]["linearizable"]
+    assert linearizable["valid"] is False
+    assert "read" in json.dumps(linearizable), "the evidence names the stale read"
+
+
+@pytest.mark.parametrize(
+    "bug, pause, extra",
+    [
+        ("commit-without-quorum", False, ("--mix", "read=3,write=5,cas=2")),
+        ("lease-too-long", True, ("--mix", "read=6,write=4", "--read-mode", "lease")),
+    ],
+)
+def test_more_planted_bugs_are_detected(tmp_path: Path, bug, pause, extra):
+    code, results = run(tmp_path, bug, isolate_leader(pause), *extra)
+    assert code == 1, results
