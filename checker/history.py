@@ -1,0 +1,600 @@
+"""Operation histories: types, readers for every supported format, writers.
+
+A history is what clients observed, in real-time order. Each client operation
+is an *invocation* followed (maybe) by a *completion* of the same process:
+
+- ``ok``   it happened, and the completion carries what it returned;
+- ``fail`` it certainly did not happen (for Porcupine's etcd logs a failed
+  ``cas`` is an observation too: the compare did not match — the model decides);
+- ``info`` the outcome is unknown: it may take effect at any point after the
+  invocation, or never. An invocation that never completes is the same.
+
+Formats (``load_history(path, format="auto")``):
+
+- ``jsonl``: splitbrain's own, one JSON object a line (DESIGN.md, "History"),
+  written by :class:`HistoryWriter`, which flushes every event so a crashed run
+  keeps everything up to the crash;
+- ``edn``: Jepsen histories, either one map a line or one vector of maps,
+  parsed with the ``edn-format`` package (a strict fast path handles the plain
+  flat maps Jepsen writes one a line, and anything else goes to the library);
+- ``porcupine-kv``: Porcupine's key/value logs, which are EDN maps one a line;
+- ``porcupine-etcd``: the Jepsen etcd logs of Porcupine's test data
+  (``INFO  jepsen.util - <process> <type> <f> <value>``).
+
+Real-time order is the order of events in the file (that is how every
+supported format is written), so two operations are concurrent exactly when
+each is invoked before the other completes. Nemesis events are not operations:
+they are kept in :attr:`History.nemesis` for reports.
+
+:func:`write_edn` writes a history as Jepsen EDN, one map a line, so it can be
+handed to Knossos or Elle.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import edn_format
+
+from checker.errors import InputError
+
+FORMATS = ("auto", "jsonl", "edn", "porcupine-kv", "porcupine-etcd")
+EVENT_TYPES = ("invoke", "ok", "fail", "info")
+COMPLETION_TYPES = ("ok", "fail", "info")
+NEMESIS = "nemesis"
+
+# Event fields that have a meaning of their own; anything else an event carries
+# (node, client, seq, error, ...) is kept in Op.invoke_extra / Op.complete_extra.
+_CORE_FIELDS = frozenset(("index", "time", "process", "type", "f", "key", "value"))
+
+
+@dataclass(slots=True)
+class Op:
+    """One client operation: its invocation paired with its completion (if any).
+
+    ``call`` and ``complete`` are positions in the history's event sequence
+    (real-time order); ``complete`` is None when the operation never completed.
+    ``value`` is what the invocation carried (the value to write, ``[expected,
+    new]`` for a cas), ``output`` what the completion carried (the value read).
+    """
+
+    id: int
+    process: Any
+    f: str
+    key: Any
+    value: Any
+    type: str  # "ok" | "fail" | "info" (never completed counts as "info")
+    output: Any
+    call: int
+    complete: int | None
+    call_time: int | None = None
+    complete_time: int | None = None
+    invoke_extra: dict[str, Any] = field(default_factory=dict)
+    complete_extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unknown(self) -> bool:
+        """True when the outcome is unknown (``info`` or never completed)."""
+        return self.type == "info"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly description, for results and reports."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "process": self.process,
+            "f": self.f,
+            "type": self.type,
+            "value": self.value,
+            "output": self.output,
+            "invoke": self.call,
+            "complete": self.complete,
+        }
+        if self.key is not None:
+            out["key"] = self.key
+        if self.call_time is not None:
+            out["invoke_time"] = self.call_time
+        if self.complete_time is not None:
+            out["complete_time"] = self.complete_time
+        for name in ("node", "client", "seq"):
+            if name in self.invoke_extra:
+                out[name] = self.invoke_extra[name]
+        if "error" in self.complete_extra:
+            out["error"] = self.complete_extra["error"]
+        return out
+
+
+@dataclass
+class History:
+    """Paired client operations (in invocation order) plus the non-operation events."""
+
+    ops: list[Op]
+    nemesis: list[dict[str, Any]] = field(default_factory=list)
+    format: str = "jsonl"
+    source: str | None = None
+    #: the model a history of this format is normally checked with
+    default_model: str = "raft-kv"
+
+    def events(self) -> list[dict[str, Any]]:
+        """The history as normalized events in real-time order (for writers and reports)."""
+        positioned: list[tuple[int, dict[str, Any]]] = []
+        for op in self.ops:
+            invoke = {"process": op.process, "type": "invoke", "f": op.f}
+            if op.key is not None:
+                invoke["key"] = op.key
+            invoke["value"] = op.value
+            if op.call_time is not None:
+                invoke["time"] = op.call_time
+            invoke.update(op.invoke_extra)
+            positioned.append((op.call, invoke))
+            if op.complete is not None:
+                done = {"process": op.process, "type": op.type, "f": op.f}
+                if op.key is not None:
+                    done["key"] = op.key
+                done["value"] = op.output
+                if op.complete_time is not None:
+                    done["time"] = op.complete_time
+                done.update(op.complete_extra)
+                positioned.append((op.complete, done))
+        positioned.extend((int(event.get("_position", 0)), event) for event in self.nemesis)
+        positioned.sort(key=lambda item: item[0])
+        out = []
+        for index, (_, event) in enumerate(positioned):
+            clean = {k: v for k, v in event.items() if k != "_position"}
+            clean["index"] = index
+            out.append(clean)
+        return out
+
+
+class _Pairer:
+    """Pairs invocations with completions the Jepsen way.
+
+    Each process runs one operation at a time: a completion closes the pending
+    invocation of its process. An invocation while one is pending means the
+    earlier one never returned (a crashed client): it stays of unknown outcome.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.ops: list[Op] = []
+        self.nemesis: list[dict[str, Any]] = []
+        self.pending: dict[Any, Op] = {}
+        self.position = 0
+
+    def add(self, event: dict[str, Any], line: int | None) -> None:
+        position = self.position
+        self.position += 1
+        process = event.get("process")
+        etype = event.get("type")
+        if etype not in EVENT_TYPES:
+            raise InputError(
+                self.path, line, f"event type must be one of {', '.join(EVENT_TYPES)}, "
+                f"got {etype!r}")
+        if process is None:
+            raise InputError(self.path, line, "event has no process")
+        if process == NEMESIS or (etype == "info" and process not in self.pending):
+            # Nemesis events and notes are not client operations.
+            note = dict(event)
+            note["_position"] = position
+            self.nemesis.append(note)
+            return
+        f = event.get("f")
+        if not isinstance(f, str) or not f:
+            raise InputError(self.path, line, "operation has no function name (field f)")
+        extra = {k: v for k, v in event.items() if k not in _CORE_FIELDS}
+        if etype == "invoke":
+            previous = self.pending.pop(process, None)
+            if previous is not None:
+                previous.type = "info"  # never returned: unknown outcome
+            op = Op(
+                id=len(self.ops), process=process, f=f, key=event.get("key"),
+                value=event.get("value"), type="info", output=None, call=position,
+                complete=None, call_time=_int_or_none(event.get("time")), invoke_extra=extra,
+            )
+            self.ops.append(op)
+            self.pending[process] = op
+            return
+        op = self.pending.pop(process, None)
+        if op is None:
+            raise InputError(
+                self.path, line,
+                f"{etype} completion of process {process!r} without a pending invocation")
+        if f != op.f:
+            raise InputError(
+                self.path, line,
+                f"completion f {f!r} does not match the invocation's f {op.f!r} "
+                f"(process {process!r})")
+        op.type = etype
+        op.output = event.get("value")
+        op.complete = position
+        op.complete_time = _int_or_none(event.get("time"))
+        op.complete_extra = extra
+
+    def history(self, fmt: str, default_model: str) -> History:
+        # Whatever is still pending never completed: its outcome stays unknown.
+        return History(self.ops, self.nemesis, fmt, self.path, default_model)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# ---------------------------------------------------------------------------
+# JSONL (splitbrain's own format)
+
+
+def read_jsonl(path: str | Path) -> History:
+    """Read splitbrain's JSONL history (one event a line; blank lines are skipped)."""
+    pairer = _Pairer(str(path))
+    with _open_text(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            text = raw.strip()
+            if not text:
+                continue
+            try:
+                event = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(path, number, f"not valid JSON: {exc.msg}") from None
+            if not isinstance(event, dict):
+                raise InputError(path, number, "each line must be a JSON object (an event)")
+            pairer.add(event, number)
+    return pairer.history("jsonl", "raft-kv")
+
+
+class HistoryWriter:
+    """Appends events to a JSONL history, flushing each one as it happens.
+
+    A crashed or interrupted run therefore keeps every event up to the crash.
+    ``index`` is filled in (a running counter) unless the event has one.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._next_index = 0
+
+    def write(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Write one event (a dict of DESIGN.md's fields) and flush; returns what was written."""
+        if self._file is None:
+            raise ValueError(f"history writer for {self.path} is closed")
+        if event.get("type") not in EVENT_TYPES:
+            raise ValueError(f"event type must be one of {EVENT_TYPES}: {event!r}")
+        if "index" not in event:
+            event = {"index": self._next_index, **event}
+        self._next_index = max(self._next_index, int(event["index"])) + 1
+        self._file.write(json.dumps(event, separators=(",", ":"), default=str) + "\n")
+        self._file.flush()
+        return event
+
+    append = write
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> HistoryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------
+# EDN (Jepsen histories, Porcupine kv logs)
+
+# A strict tokenizer for the flat maps Jepsen prints one a line. Anything it is
+# not sure about (escapes, floats, nesting, tags, namespaced keywords) makes
+# the fast path give up, and the edn-format library parses that line instead.
+_EDN_TOKEN = re.compile(
+    r'[\s,]*(?:(?P<open>\[)|(?P<close>\])|(?P<str>"[^"\\]*")|(?P<int>-?\d+)(?![\w.])'
+    r"|(?P<kw>:[A-Za-z_*+!?<>=-][\w*+!?<>=.-]*)(?![/\w])|(?P<sym>nil|true|false)(?![\w-]))"
+)
+_EDN_SYMBOLS = {"nil": None, "true": True, "false": False}
+
+
+def _fast_edn_map(text: str) -> dict[str, Any] | None:
+    """Parse ``{:k v, ...}`` with flat scalar/vector values, or None if unsure."""
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    body = text[1:-1]
+    pos, end = 0, len(body)
+    items: list[Any] = []
+    stack: list[list[Any]] = []
+    match = _EDN_TOKEN.match
+    while True:
+        # skip trailing separators
+        while pos < end and body[pos] in " \t,\n\r":
+            pos += 1
+        if pos >= end:
+            break
+        token = match(body, pos)
+        if token is None:
+            return None
+        pos = token.end()
+        kind = token.lastgroup
+        text_value = token.group(kind)
+        if kind == "open":
+            stack.append([])
+            continue
+        if kind == "close":
+            if not stack or len(stack) > 1:
+                return None  # unbalanced, or nested vectors: let the library do it
+            value: Any = stack.pop()
+        elif kind == "str":
+            value = text_value[1:-1]
+        elif kind == "int":
+            value = int(text_value)
+        elif kind == "kw":
+            value = _Kw(text_value[1:])
+        else:
+            value = _EDN_SYMBOLS[text_value]
+        if stack:
+            stack[-1].append(str(value) if isinstance(value, _Kw) else value)
+        else:
+            items.append(value)
+    if stack or len(items) % 2:
+        return None
+    out: dict[str, Any] = {}
+    for i in range(0, len(items), 2):
+        k, v = items[i], items[i + 1]
+        if not isinstance(k, _Kw):
+            return None
+        out[str(k)] = str(v) if isinstance(v, _Kw) else v
+    return out
+
+
+class _Kw(str):
+    """A keyword seen by the fast path (so map keys can be told from strings)."""
+
+    __slots__ = ()
+
+
+def edn_to_python(value: Any) -> Any:
+    """Turn edn-format values into plain Python: keywords and symbols become their names."""
+    if isinstance(value, edn_format.Keyword | edn_format.Symbol):
+        return value.name
+    if isinstance(value, dict):
+        return {edn_to_python(k): edn_to_python(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | frozenset | set):
+        return [edn_to_python(v) for v in value]
+    if isinstance(value, edn_format.Char):
+        return str(value)
+    return value
+
+
+def _edn_event(value: Any, path: str | Path, line: int | None) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InputError(path, line, "each history element must be an EDN map")
+    return edn_to_python(value)
+
+
+def read_edn(path: str | Path, fmt: str = "edn") -> History:
+    """Read a Jepsen EDN history: one map a line, or a single vector/list of maps."""
+    with _open_text(path) as handle:
+        text = handle.read()
+    pairer = _Pairer(str(path))
+    stripped = text.lstrip()
+    if stripped.startswith(("[", "(")):
+        try:
+            data = edn_format.loads(text)
+        except Exception as exc:  # the library raises several types for bad syntax
+            raise InputError(path, None, f"not valid EDN: {exc}") from None
+        if not isinstance(data, list | tuple):
+            raise InputError(path, None, "an EDN history must be a vector or list of maps")
+        for element in data:
+            pairer.add(_edn_event(element, path, None), None)
+    else:
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith(";"):
+                continue
+            event = _fast_edn_map(line)
+            if event is None:
+                try:
+                    parsed = edn_format.loads(line)
+                except Exception as exc:
+                    raise InputError(path, number, f"not valid EDN: {exc}") from None
+                event = _edn_event(parsed, path, number)
+            pairer.add(event, number)
+    return pairer.history(fmt, _guess_edn_model(pairer.ops))
+
+
+def _guess_edn_model(ops: Iterable[Op]) -> str:
+    fs = {op.f for op in ops}
+    if fs and fs <= {"get", "put", "append"}:
+        return "kv"
+    if "txn" in fs:
+        return "multi-register"
+    if fs and fs <= {"acquire", "release"}:
+        return "mutex"
+    return "cas-register"
+
+
+def _edn_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_edn_key(k): _edn_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_edn_value(v) for v in value]
+    return value
+
+
+def _edn_key(key: Any) -> Any:
+    return edn_format.Keyword(key) if isinstance(key, str) else key
+
+
+_KEYWORD_FIELDS = frozenset(("type", "f"))
+
+
+def write_edn(history: History, out: str | Path | IO[str]) -> None:
+    """Write the history as Jepsen EDN, one map a line, for Knossos or Elle.
+
+    ``type`` and ``f`` become keywords, as Jepsen writes them; the nemesis
+    process becomes ``:nemesis``.
+    """
+    lines = []
+    for event in history.events():
+        mapped: dict[Any, Any] = {}
+        for name, value in event.items():
+            if name in _KEYWORD_FIELDS and isinstance(value, str):
+                value = edn_format.Keyword(value)
+            elif name == "process" and value == NEMESIS:
+                value = edn_format.Keyword(NEMESIS)
+            else:
+                value = _edn_value(value)
+            mapped[edn_format.Keyword(name)] = value
+        lines.append(edn_format.dumps(mapped))
+    text = "\n".join(lines) + ("\n" if lines else "")
+    if isinstance(out, str | Path):
+        Path(out).write_text(text, encoding="utf-8")
+    else:
+        out.write(text)
+
+
+# ---------------------------------------------------------------------------
+# Porcupine's Jepsen etcd logs
+
+_ETCD_LINE = re.compile(
+    r"^INFO\s+jepsen\.util\s+-\s+(?P<process>\d+)\s+:(?P<type>[\w-]+)\s+:(?P<f>[\w-]+)"
+    r"\s+(?P<value>.*?)\s*$"
+)
+_ETCD_VECTOR = re.compile(r"^\[\s*(-?\d+)\s+(-?\d+)\s*\]$")
+
+
+def _etcd_value(text: str, path: str | Path, line: int) -> Any:
+    if text == "nil":
+        return None
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if text.startswith(":"):
+        return text[1:]
+    vector = _ETCD_VECTOR.match(text)
+    if vector:
+        return [int(vector.group(1)), int(vector.group(2))]
+    raise InputError(path, line, f"cannot read the value {text!r}")
+
+
+def read_porcupine_etcd(path: str | Path) -> History:
+    """Read one of Porcupine's Jepsen etcd logs (a single CAS register, model ``etcd``).
+
+    Every completion keeps its type as written: ``:fail :read :timed-out``
+    closes a read with an unknown result, which the ``etcd`` model ignores.
+    """
+    pairer = _Pairer(str(path))
+    with _open_text(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            text = raw.strip()
+            if not text:
+                continue
+            match = _ETCD_LINE.match(text)
+            if match is None:
+                raise InputError(
+                    path, number,
+                    "not a Jepsen log line (expected 'INFO jepsen.util - PROCESS :TYPE :F VALUE')")
+            value = _etcd_value(match.group("value"), path, number)
+            event = {"process": int(match.group("process")), "type": match.group("type"),
+                     "f": match.group("f"), "value": value}
+            pairer.add(event, number)
+    return pairer.history("porcupine-etcd", "etcd")
+
+
+# ---------------------------------------------------------------------------
+# Entry points
+
+
+def detect_format(path: str | Path) -> str:
+    """Guess a file's format from its first non-blank line."""
+    with _open_text(path) as handle:
+        for raw in handle:
+            text = raw.strip()
+            if not text:
+                continue
+            if text.startswith("INFO") and "jepsen.util" in text:
+                return "porcupine-etcd"
+            if re.match(r'^\{\s*"', text):
+                return "jsonl"
+            if text.startswith(("{", "[", "(", ";")):
+                return "edn"
+            raise InputError(path, None, "cannot tell the history format from its first line; "
+                             "pass --format")
+    return "jsonl"  # an empty file is an empty history in any format
+
+
+def load_history(path: str | Path, format: str = "auto") -> History:
+    """Load a history file in any supported format; ops come paired, in invocation order."""
+    if format not in FORMATS:
+        raise InputError(path, None, f"unknown format {format!r} (one of {', '.join(FORMATS)})")
+    fmt = detect_format(path) if format == "auto" else format
+    if fmt == "jsonl":
+        return read_jsonl(path)
+    if fmt in ("edn", "porcupine-kv"):
+        history = read_edn(path, fmt)
+        if fmt == "porcupine-kv":
+            history.default_model = "kv"
+        return history
+    return read_porcupine_etcd(path)
+
+
+def iter_ops(history: History, keys: Iterable[Any] | None = None) -> Iterator[Op]:
+    """The history's operations, optionally only those on the given keys."""
+    wanted = None if keys is None else set(keys)
+    for op in history.ops:
+        if wanted is None or op.key in wanted:
+            yield op
+
+
+class _TextFile:
+    """Open a file for reading with errors turned into InputError (missing, binary, ...)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self.handle: IO[str] | None = None
+
+    def __enter__(self) -> IO[str]:
+        try:
+            self.handle = open(self.path, encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(self.path, None, "no such file") from None
+        except IsADirectoryError:
+            raise InputError(self.path, None, "is a directory, not a history file") from None
+        except OSError as exc:
+            raise InputError(self.path, None, f"cannot open: {exc.strerror}") from None
+        return _DecodeGuard(self.handle, self.path)  # type: ignore[return-value]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+class _DecodeGuard:
+    """Wraps a text handle so an undecodable byte becomes an InputError with a line number."""
+
+    def __init__(self, handle: IO[str], path: str | Path) -> None:
+        self._handle = handle
+        self._path = path
+        self._line = 0
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            try:
+                raw = self._handle.readline()
+            except UnicodeDecodeError:
+                raise InputError(self._path, self._line + 1, "not UTF-8 text") from None
+            if not raw:
+                return
+            self._line += 1
+            yield raw
+
+    def read(self) -> str:
+        try:
+            return self._handle.read()
+        except UnicodeDecodeError:
+            raise InputError(self._path, None, "not UTF-8 text") from None
+
+
+def _open_text(path: str | Path) -> _TextFile:
+    return _TextFile(path)

@@ -1,0 +1,398 @@
+"""Linearizability checking: the Wing–Gong–Lowe search, as in Porcupine.
+
+The history is first split into independent partitions by the model
+(P-compositionality: a history is linearizable iff each partition is). Each
+partition is searched on its own:
+
+- Every operation gives a *call* entry and (unless its outcome is unknown) a
+  *return* entry; entries sit in a doubly linked list in real-time order.
+- Walking the list from the front, a call entry may be *linearized* next if
+  the model accepts it in the current state: it and its return are unlinked
+  ("lifted"), pushed on a stack with the state before it, and the walk starts
+  again from the front. Reaching a return entry means the operation it closes
+  had to be linearized already: backtrack (pop, relink, try the next entry).
+- A set of (linearized operations, state) pairs already explored prunes the
+  search (Lowe's memoization): the same set in the same state has the same
+  future. The set is a Python int used as a bitset, states are hashable.
+- An operation of unknown outcome has no return entry (its return is at
+  +infinity): it may be linearized at any point after its call, or never.
+  The partition is linearizable once every operation with a return entry is.
+
+A budget (``timeout`` seconds, shared by all partitions) bounds the search:
+past it the verdict is ``"unknown"`` with the deepest linearization found.
+
+On failure the result carries evidence: the operation that cannot be
+linearized (the one whose return blocked the deepest linearization found),
+that longest linearizable prefix of its partition with the model state after
+each step, and the operations concurrent with it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import Any
+
+from checker.history import History, Op
+from checker.models import ANY, UNKNOWN, Model, get_model
+
+#: search steps between two looks at the clock (and turns between partitions)
+_SLICE = 4096
+_INF = float("inf")
+
+
+class _Budget:
+    def __init__(self, timeout: float | None) -> None:
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+
+    def exceeded(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+
+class _Outcome:
+    """What searching one partition found."""
+
+    __slots__ = ("blocked", "final_state", "prefix", "states", "steps", "verdict")
+
+    def __init__(self, verdict: Any, prefix: list[int], states: list[Any], blocked: int | None,
+                 final_state: Any, steps: int) -> None:
+        self.verdict = verdict  # True, False or "unknown"
+        self.prefix = prefix  # local op indexes, in linearization order
+        self.states = states  # model state after each op of prefix
+        self.blocked = blocked  # local op index that could not be linearized (or None)
+        self.final_state = final_state
+        self.steps = steps
+
+
+def _search(model: Model, init_state: Any, inputs: list[Any], outputs: list[Any],
+            calls: list[float], returns: list[float], budget: _Budget,
+            ) -> Generator[None, None, _Outcome]:
+    """WGL search over one partition. Ops are 0..n-1; returns[i] is +inf when unknown.
+
+    A generator: it yields every ``_SLICE`` steps so several partitions can be
+    searched in turns (the first one that fails ends the check, as Porcupine's
+    parallel search does), and returns the :class:`_Outcome`.
+
+    Each node of the search (a set of linearized operations and a state) is
+    expanded in two phases. Phase A looks for an available read-only operation
+    that is legal now; if there is one it is linearized *instead of* trying
+    alternatives (a legal no-op can always be moved to the front of any valid
+    completion), so backtracking passes over such "forced" steps. Phase B tries
+    the other available operations one by one, as in plain WGL.
+    """
+    n = len(inputs)
+    # Entries: 0..n-1 are calls (entry i is op i's call), n.. are the returns that exist.
+    timeline: list[tuple[float, int, int]] = []  # (time, kind: 0 call / 1 return, entry)
+    match = [-1] * n
+    entry_op: list[int] = list(range(n))
+    for i in range(n):
+        timeline.append((calls[i], 0, i))
+        if returns[i] != _INF:
+            entry = len(entry_op)
+            entry_op.append(i)
+            match[i] = entry
+            timeline.append((returns[i], 1, entry))
+    timeline.sort()
+    total = len(entry_op)
+    head, tail = total, total + 1
+    nxt = [0] * (total + 2)
+    prv = [0] * (total + 2)
+    previous = head
+    for _, _, entry in timeline:
+        nxt[previous] = entry
+        prv[entry] = previous
+        previous = entry
+    nxt[previous] = tail
+    prv[tail] = previous
+    nxt[tail] = tail  # never walked past: the loop stops before reaching it
+
+    # kind of each entry: 0 read-only call whose legality is "state == expected"
+    # (compared inline, no model call), 3 other read-only call, 1 other call,
+    # 4 other call of unknown outcome, 2 return (and the head/tail sentinels).
+    read_only = model.read_only
+    expects = model.expects
+    expected: list[Any] = [None] * n
+    kind = []
+    for i in range(n):
+        if read_only(inputs[i], outputs[i]):
+            want = expects(inputs[i], outputs[i])
+            if want is ANY:
+                kind.append(3)
+            else:
+                kind.append(0)
+                expected[i] = want
+        else:
+            kind.append(1 if match[i] >= 0 else 4)
+    kind += [2] * (total - n + 2)
+    step = model.step
+    bits = [1 << i for i in range(n)]
+    remaining = sum(1 for m in match if m >= 0)
+    state = init_state
+    linearized = 0
+    # frames: (call entry, state before it, the node's candidates, index in them);
+    # candidates is None for a forced (read-only) step, which is never revisited.
+    stack: list[tuple[int, Any, list[int] | None, int]] = []
+    cache: set[tuple[int, Any]] = set()
+    best_len = -1
+    best_stack: list[tuple[int, Any, Any, int]] = []
+    best_state = init_state
+    blocked: int | None = None
+    visits = 0
+    countdown = _SLICE
+    verdict: Any = True
+    cands: list[int] = []
+    index = 0
+    expand = True
+    while True:
+        countdown -= 1
+        if not countdown:
+            visits += _SLICE
+            countdown = _SLICE
+            if budget.exceeded():
+                verdict = "unknown"
+                break
+            yield
+        if expand:
+            if not remaining:
+                verdict = True
+                break
+            # Phase A: a legal read-only operation is taken without alternatives;
+            # meanwhile collect the other available calls (phase B candidates).
+            cands = []
+            late = []
+            dead = False
+            entry = nxt[head]
+            while True:
+                k = kind[entry]
+                if k == 2:
+                    break
+                if k == 0 or k == 3:
+                    if k == 0:
+                        ok = state == expected[entry]
+                        new_state = state
+                    else:
+                        ok, new_state = step(state, inputs[entry], outputs[entry])
+                    if ok:
+                        new_linearized = linearized | bits[entry]
+                        size = len(cache)
+                        cache.add((new_linearized, new_state))
+                        if len(cache) == size:
+                            dead = True  # explored before and failed: so does this node
+                            break
+                        stack.append((entry, state, None, 0))
+                        state = new_state
+                        linearized = new_linearized
+                        a, b = prv[entry], nxt[entry]
+                        nxt[a] = b
+                        prv[b] = a
+                        ret = match[entry]
+                        if ret >= 0:
+                            a, b = prv[ret], nxt[ret]
+                            nxt[a] = b
+                            prv[b] = a
+                            remaining -= 1
+                        break
+                elif k == 1:
+                    cands.append(entry)
+                else:
+                    late.append(entry)  # unknown outcomes are tried last
+                entry = nxt[entry]
+            if k != 2 and not dead:
+                continue  # forced step taken: expand the new node
+            if not dead:
+                if late:
+                    cands += late
+                index = 0
+        else:
+            dead = False
+        if not dead:
+            # Phase B: try the candidates from `index` on.
+            count = len(cands)
+            while index < count:
+                entry = cands[index]
+                ok, new_state = step(state, inputs[entry], outputs[entry])
+                if ok:
+                    new_linearized = linearized | bits[entry]
+                    size = len(cache)
+                    cache.add((new_linearized, new_state))
+                    if len(cache) != size:
+                        stack.append((entry, state, cands, index))
+                        state = new_state
+                        linearized = new_linearized
+                        a, b = prv[entry], nxt[entry]
+                        nxt[a] = b
+                        prv[b] = a
+                        ret = match[entry]
+                        if ret >= 0:
+                            a, b = prv[ret], nxt[ret]
+                            nxt[a] = b
+                            prv[b] = a
+                            remaining -= 1
+                        break
+                index += 1
+            if index < count:
+                expand = True
+                continue
+        # Dead end: the first pending return cannot be reached. Backtrack.
+        if len(stack) > best_len:
+            best_len = len(stack)
+            best_stack = stack.copy()
+            best_state = state
+            first = nxt[head]
+            while kind[first] != 2:
+                first = nxt[first]
+            blocked = entry_op[first] if first != tail else None
+        while stack:
+            entry, state, frame_cands, index = stack.pop()
+            linearized ^= bits[entry]
+            ret = match[entry]
+            if ret >= 0:
+                prv[nxt[ret]] = ret
+                nxt[prv[ret]] = ret
+                remaining += 1
+            prv[nxt[entry]] = entry
+            nxt[prv[entry]] = entry
+            if frame_cands is not None:
+                cands = frame_cands
+                index += 1
+                break
+        else:
+            verdict = False
+            break
+        expand = False
+    steps = visits + _SLICE - countdown
+    if verdict is True:
+        best_stack, best_state, blocked = stack, state, None
+    elif verdict == "unknown" and len(stack) > best_len:
+        best_stack, best_state = stack.copy(), state
+    prefix = [frame[0] for frame in best_stack]
+    states = [frame[1] for frame in best_stack[1:]] + ([best_state] if best_stack else [])
+    return _Outcome(verdict, prefix, states, blocked, best_state, steps)
+
+
+def _op_view(model: Model, op: Op, prepared: tuple[Any, Any]) -> dict[str, Any]:
+    view = op.to_dict()
+    view["description"] = model.describe_op(*prepared)
+    return view
+
+
+def _evidence(model: Model, key: Any, ops: list[Op], prepared: list[tuple[Any, Any]],
+              outcome: _Outcome, init_state: Any) -> dict[str, Any]:
+    evidence: dict[str, Any] = {"partition": key, "initial_state": model.describe(init_state)}
+    evidence["prefix"] = [
+        {"op": _op_view(model, ops[i], prepared[i]), "state": model.describe(state)}
+        for i, state in zip(outcome.prefix, outcome.states, strict=True)
+    ]
+    evidence["state"] = model.describe(outcome.final_state)
+    if outcome.blocked is None:
+        return evidence
+    culprit = ops[outcome.blocked]
+    evidence["op"] = _op_view(model, culprit, prepared[outcome.blocked])
+    ok, _ = model.step(outcome.final_state, *prepared[outcome.blocked])
+    evidence["explanation"] = (
+        f"{model.describe_op(*prepared[outcome.blocked])} "
+        f"({'would be legal' if ok else 'is not legal'} in state "
+        f"{model.describe(outcome.final_state)!r} after the longest linearizable prefix, "
+        f"and no other order of the operations before its completion works)")
+    end = _INF if culprit.unknown or culprit.complete is None else culprit.complete
+    in_prefix = set(outcome.prefix)
+    concurrent = []
+    for i, other in enumerate(ops):
+        if i == outcome.blocked:
+            continue
+        other_end = _INF if other.unknown or other.complete is None else other.complete
+        if other.call < end and other_end > culprit.call:
+            view = _op_view(model, other, prepared[i])
+            view["linearized_in_prefix"] = i in in_prefix
+            if i not in in_prefix:
+                legal, _ = model.step(outcome.final_state, *prepared[i])
+                view["legal_after_prefix"] = legal
+            concurrent.append(view)
+    evidence["concurrent"] = concurrent
+    return evidence
+
+
+def check_ops(ops: list[Op], model: Model, timeout: float | None = None) -> dict[str, Any]:
+    """Check operations (paired, as in :class:`History`) against ``model``.
+
+    Partitions are searched in turns, a slice of steps each, so one that fails
+    quickly is found even when another one is slow to search.
+    """
+    started = time.monotonic()
+    budget = _Budget(timeout)
+    partitions = model.partition(ops)
+    keys = sorted(partitions, key=lambda k: (k is not None, repr(k)))
+    result: dict[str, Any] = {"valid": True, "model": model.name,
+                              "partitions": len(partitions), "ops": 0, "evidence": {}}
+    running: list[tuple[Any, Any, list[Op], list[tuple[Any, Any]], Generator]] = []
+    for key in keys:
+        part_ops: list[Op] = []
+        prepared: list[tuple[Any, Any]] = []
+        for op in partitions[key]:
+            encoded = model.prepare(op)
+            if encoded is not None:
+                part_ops.append(op)
+                prepared.append(encoded)
+        result["ops"] += len(part_ops)
+        init_state = model.init(key)
+        search = _search(
+            model, init_state,
+            [p[0] for p in prepared], [p[1] for p in prepared],
+            [op.call for op in part_ops],
+            [_INF if op.unknown or op.complete is None else op.complete for op in part_ops],
+            budget)
+        running.append((key, init_state, part_ops, prepared, search))
+    checked = 0
+    steps = 0
+    unknown: tuple[Any, Any, list[Op], list[tuple[Any, Any]], _Outcome] | None = None
+    failed = None
+    while running and failed is None:
+        still = []
+        for item in running:
+            try:
+                next(item[4])
+            except StopIteration as done:
+                outcome: _Outcome = done.value
+                steps += outcome.steps
+                if outcome.verdict is True:
+                    checked += 1
+                elif outcome.verdict is False:
+                    failed = (*item[:4], outcome)
+                    break
+                elif unknown is None:
+                    unknown = (*item[:4], outcome)
+                continue
+            still.append(item)
+        running = still
+    for item in running:
+        item[4].close()
+    chosen = failed or unknown
+    if chosen is not None:
+        key, init_state, part_ops, prepared, outcome = chosen
+        result["valid"] = outcome.verdict
+        result["evidence"] = _evidence(model, key, part_ops, prepared, outcome, init_state)
+        if failed is None:
+            result["reason"] = (
+                f"time budget of {timeout} s exceeded (partition {key!r} among others); "
+                f"{checked} of {len(partitions)} partitions were checked linearizable")
+    result["checked_partitions"] = checked
+    result["search_steps"] = steps
+    result["elapsed_s"] = round(time.monotonic() - started, 6)
+    return result
+
+
+def check_history(history: History, model: Model | str | None = None, initial: Any = None,
+                  timeout: float | None = None) -> dict[str, Any]:
+    """Check a loaded history; ``model`` defaults to the one its format implies.
+
+    Returns ``{"valid": True|False|"unknown", "model", "partitions", "ops",
+    "evidence", ...}`` (and ``"reason"`` when unknown).
+    """
+    if model is None:
+        model = history.default_model
+    if isinstance(model, str):
+        model = get_model(model, initial)
+    return check_ops(history.ops, model, timeout)
+
+
+__all__ = ["UNKNOWN", "check_history", "check_ops"]
