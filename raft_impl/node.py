@@ -174,7 +174,8 @@ class PeerLink:
                     nursery.start_soon(self._watch_close, stream, nursery.cancel_scope)
                     await stream.send_all(hello)
                     await self._pump(stream)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                # except*: the nursery wraps a broken send in an ExceptionGroup.
                 log.debug("link %s->%s lost: %s", self.node_id, self.peer_id, exc)
             finally:
                 self.connected = False
