@@ -104,7 +104,7 @@ class LocalCluster:
                 start_new_session=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        self._nursery.start_soon(self._pump, node, node.process)
+        self._nursery.start_soon(self._pump, node, node.process, node.ready, node.exited)
         with trio.fail_after(READY_TIMEOUT):
             async with trio.open_nursery() as race:
 
@@ -122,7 +122,10 @@ class LocalCluster:
             return ""
         return "\n".join(node.stderr_path.read_text(errors="replace").splitlines()[-lines:])
 
-    async def _pump(self, node: LocalNode, process: trio.Process) -> None:
+    async def _pump(
+        self, node: LocalNode, process: trio.Process, ready: trio.Event, exited: trio.Event
+    ) -> None:
+        """Collect one incarnation's stdout events; its own ready/exited events are set."""
         assert process.stdout is not None
         buffer = b""
         try:
@@ -142,10 +145,10 @@ class LocalCluster:
                         continue
                     node.events.append(event)
                     if event.get("event") == "ready":
-                        node.ready.set()
+                        ready.set()
         finally:
             await process.wait()
-            node.exited.set()
+            exited.set()
 
     async def kill(self, node_id: str, sig: int = signal.SIGKILL) -> int | None:
         """Send ``sig`` (default SIGKILL) and wait for the process to exit."""
