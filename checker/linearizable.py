@@ -289,11 +289,17 @@ def _evidence(model: Model, key: Any, ops: list[Op], prepared: list[tuple[Any, A
     culprit = ops[outcome.blocked]
     evidence["op"] = _op_view(model, culprit, prepared[outcome.blocked])
     ok, _ = model.step(outcome.final_state, *prepared[outcome.blocked])
-    evidence["explanation"] = (
-        f"{model.describe_op(*prepared[outcome.blocked])} "
-        f"({'would be legal' if ok else 'is not legal'} in state "
-        f"{model.describe(outcome.final_state)!r} after the longest linearizable prefix, "
-        f"and no other order of the operations before its completion works)")
+    legality = "would be legal" if ok else "is not legal"
+    after = (f"in state {model.describe(outcome.final_state)!r} "
+             "after the longest linearizable prefix")
+    if outcome.verdict is False:
+        evidence["explanation"] = (
+            f"{model.describe_op(*prepared[outcome.blocked])} {legality} {after}, and no "
+            "other order of the operations invoked before it completed works")
+    else:
+        evidence["explanation"] = (
+            f"the search ran out of budget; at its deepest point, "
+            f"{model.describe_op(*prepared[outcome.blocked])} {legality} {after}")
     end = _INF if culprit.unknown or culprit.complete is None else culprit.complete
     in_prefix = set(outcome.prefix)
     concurrent = []

@@ -1,0 +1,188 @@
+"""``splitbrain check``: check a history file, or re-check a run directory of the store.
+
+    splitbrain check PATH [--model M] [--init JSON] [--format F] [--timeout S] [--json]
+
+PATH is a history file (splitbrain JSONL, Jepsen EDN, Porcupine kv or etcd
+logs; the format is detected unless given) or a run directory (it holds
+``history.jsonl``), in which case every checker runs again on what the run
+recorded. Exit code: 0 linearizable / valid, 1 not, 2 unknown or bad input.
+Nothing is written unless asked (``--report``, ``--edn-out``, ``--write-results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from checker.errors import InputError
+from checker.history import FORMATS, History, load_history, write_edn
+from checker.models import MODELS, ModelError, get_model
+from checker.runner import RESULTS_NAME, check_linearizable, is_run_dir, run_all
+
+EXIT_CODES = {True: 0, False: 1, "unknown": 2}
+_SHOWN_PREFIX = 8  # steps of the linearizable prefix shown in text output
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "check",
+        help="check a history file or re-check a run directory",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("path", metavar="PATH", help="history file or store run directory")
+    parser.add_argument("--model", choices=sorted(MODELS),
+                        help="model to check against (default: implied by the format, "
+                             "or test.json's for a run directory; raft-kv otherwise)")
+    parser.add_argument("--init", metavar="JSON",
+                        help="the model's initial state as JSON, e.g. 0 or '{\"x\": 0}'")
+    parser.add_argument("--format", choices=FORMATS, default="auto",
+                        help="history format (default: detect)")
+    parser.add_argument("--timeout", type=float, metavar="S",
+                        help="search budget in seconds; past it the verdict is unknown")
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.add_argument("--report", metavar="PATH",
+                        help="also write a self-contained HTML report to PATH")
+    parser.add_argument("--edn-out", metavar="PATH",
+                        help="also write the history as Jepsen EDN (for Knossos or Elle)")
+    parser.add_argument("--write-results", action="store_true",
+                        help=f"run directory only: write {RESULTS_NAME} there")
+    parser.set_defaults(handler=handle)
+
+
+def _user_error(message: str) -> Exception:
+    from harness.cli import UserError
+
+    return UserError(message)
+
+
+def handle(args: argparse.Namespace) -> int:
+    initial: Any = None
+    if args.init is not None:
+        try:
+            initial = json.loads(args.init)
+        except json.JSONDecodeError as exc:
+            raise _user_error(f"--init is not valid JSON: {exc.msg}") from None
+    if args.timeout is not None and args.timeout <= 0:
+        raise _user_error("--timeout must be positive")
+    path = Path(args.path)
+    try:
+        if path.is_dir():
+            if not is_run_dir(path):
+                raise _user_error(f"{path}: a directory, but not a run directory "
+                                  "(no history.jsonl)")
+            extra = {} if args.init is None else {"initial": initial}
+            result = run_all(path, timeout=args.timeout, model=args.model, **extra)
+            history_source: Any = path / "history.jsonl"
+            history = load_history(history_source, "jsonl") if args.edn_out else None
+            title = f"check {path}"
+        else:
+            if args.write_results:
+                raise _user_error("--write-results needs a run directory")
+            history = load_history(path, args.format)
+            history_source = history
+            model_name = args.model or history.default_model
+            get_model(model_name, initial)  # reject a bad --init before searching
+            result = check_linearizable(history, model_name, initial, args.timeout)
+            title = f"check {path.name}"
+    except InputError as exc:
+        raise _user_error(str(exc)) from None
+    except ModelError as exc:
+        raise _user_error(str(exc)) from None
+
+    if args.edn_out and history is not None:
+        write_edn(history, args.edn_out)
+    if args.write_results:
+        (path / RESULTS_NAME).write_text(json.dumps(result, indent=2, default=str) + "\n",
+                                        encoding="utf-8")
+    if args.report:
+        _write_report(history_source, result, args.report, title)
+
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(format_result(result, name=None if path.is_dir() else "linearizable"))
+    return EXIT_CODES.get(result.get("valid"), 2)
+
+
+def _write_report(history: History | Path, result: dict[str, Any], out: str, title: str) -> None:
+    try:
+        from reports.render import render_history_report
+    except ImportError as exc:
+        raise _user_error(f"--report: the reports package is not available ({exc})") from None
+    composed = result if "checkers" in result else {
+        "valid": result.get("valid"), "checkers": {"linearizable": result}}
+    written = render_history_report(history, composed, out, title)
+    print(f"report: {written}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------
+# Text output
+
+
+def _verdict(value: Any) -> str:
+    return {True: "valid", False: "INVALID"}.get(value, "unknown")
+
+
+def format_result(result: dict[str, Any], name: str | None = None, indent: str = "") -> str:
+    """A human-readable account of a (possibly composed) checker result."""
+    lines: list[str] = []
+    label = f"{name}: " if name else ""
+    lines.append(f"{indent}{label}{_verdict(result.get('valid'))}")
+    if result.get("reason"):
+        lines.append(f"{indent}  reason: {result['reason']}")
+    if "checkers" in result and isinstance(result["checkers"], dict):
+        for sub_name, sub in result["checkers"].items():
+            if isinstance(sub, dict):
+                lines.append(format_result(sub, sub_name, indent + "  "))
+        return "\n".join(lines)
+    if "partitions" in result:
+        lines.append(
+            f"{indent}  model {result.get('model')}, {result.get('ops')} operations in "
+            f"{result.get('partitions')} partition(s), {result.get('elapsed_s', 0):.3f} s")
+        evidence = result.get("evidence") or {}
+        if evidence:
+            lines.extend(_format_evidence(evidence, indent + "  "))
+    elif result.get("valid") is False:
+        shown = {k: v for k, v in result.items() if k not in ("valid",)}
+        text = json.dumps(shown, default=str)
+        lines.append(f"{indent}  {text[:600]}{'…' if len(text) > 600 else ''}")
+    return "\n".join(lines)
+
+
+def _describe(op: dict[str, Any]) -> str:
+    where = f" on {op['key']!r}" if "key" in op else ""
+    end = op.get("complete")
+    span = f"events {op.get('invoke')}..{'∞' if end is None else end}"
+    return (f"op {op.get('id')} (process {op.get('process')}{where}, {op.get('type')}, {span}): "
+            f"{op.get('description')}")
+
+
+def _format_evidence(evidence: dict[str, Any], indent: str) -> list[str]:
+    lines = []
+    if evidence.get("partition") is not None:
+        lines.append(f"{indent}partition: {evidence['partition']!r}")
+    if "op" in evidence:
+        lines.append(f"{indent}cannot linearize {_describe(evidence['op'])}")
+    if evidence.get("explanation"):
+        lines.append(f"{indent}  {evidence['explanation']}")
+    prefix = evidence.get("prefix") or []
+    lines.append(f"{indent}longest linearizable prefix: {len(prefix)} operation(s) "
+                 f"from state {evidence.get('initial_state')!r}")
+    if len(prefix) > _SHOWN_PREFIX:
+        lines.append(f"{indent}  … {len(prefix) - _SHOWN_PREFIX} earlier step(s)")
+    for stepped in prefix[-_SHOWN_PREFIX:]:
+        lines.append(f"{indent}  {_describe(stepped['op'])}  => {stepped['state']!r}")
+    concurrent = evidence.get("concurrent") or []
+    if concurrent:
+        lines.append(f"{indent}concurrent with it: {len(concurrent)} operation(s)")
+        for op in concurrent[:_SHOWN_PREFIX * 2]:
+            mark = "in prefix" if op.get("linearized_in_prefix") else (
+                "legal next" if op.get("legal_after_prefix") else "not legal next")
+            lines.append(f"{indent}  {_describe(op)} [{mark}]")
+        if len(concurrent) > _SHOWN_PREFIX * 2:
+            lines.append(f"{indent}  … {len(concurrent) - _SHOWN_PREFIX * 2} more")
+    return lines

@@ -1,0 +1,110 @@
+"""Re-run every checker on what a run recorded in its store directory.
+
+A run directory (DESIGN.md, "Store") holds ``history.jsonl``, ``test.json`` and,
+when the harness could observe the nodes, ``observations.jsonl``. This module
+is the one place that knows every checker: linearizability of the history
+(with the model named in ``test.json``, ``raft-kv`` by default) and, when
+observations were recorded, log-order agreement and the Raft invariants.
+Nothing is written: callers decide what to do with the composed result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from checker.errors import InputError
+from checker.history import History, load_history
+from checker.linearizable import check_history
+from checker.models import ModelError, get_model
+
+HISTORY = "history.jsonl"
+TEST_JSON = "test.json"
+OBSERVATIONS = "observations.jsonl"
+RESULTS_NAME = "results.json"
+DEFAULT_MODEL = "raft-kv"
+_ABSENT = object()
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """True if ``path`` is a directory holding a recorded history."""
+    path = Path(path)
+    return path.is_dir() and (path / HISTORY).is_file()
+
+
+def read_test_config(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``test.json`` (an empty dict when the run did not get to write it)."""
+    path = Path(run_dir) / TEST_JSON
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(path, exc.lineno, f"not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise InputError(path, None, "not UTF-8 text") from None
+    if not isinstance(data, dict):
+        raise InputError(path, None, "test.json must hold a JSON object")
+    return data
+
+
+def model_from_config(config: Mapping[str, Any]) -> tuple[str, Any]:
+    """(model name, initial value) a run asks for; ``raft-kv`` and None by default.
+
+    Looked up as ``model``/``init`` at the top level, then under ``checker``
+    and ``workload`` (a workload's ``name`` is not a model name).
+    """
+    for section in (config, config.get("checker"), config.get("workload")):
+        if isinstance(section, Mapping) and isinstance(section.get("model"), str):
+            return section["model"], section.get("init", section.get("model_init"))
+    return DEFAULT_MODEL, None
+
+
+def _compose(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from checker.results import compose
+
+    return compose(results)
+
+
+def check_linearizable(history: History, model: str, initial: Any,
+                       timeout: float | None) -> dict[str, Any]:
+    """Linearizability as a checker result; a model that cannot read the ops is ``unknown``."""
+    try:
+        return check_history(history, get_model(model, initial), timeout=timeout)
+    except ModelError as exc:
+        return {"valid": "unknown", "model": model,
+                "reason": f"the {model} model cannot check this history: {exc}"}
+
+
+def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None = None,
+            initial: Any = _ABSENT) -> dict[str, Any]:
+    """Every checker on a store run directory, composed (see checker/results.py).
+
+    ``model`` / ``initial`` override what ``test.json`` says. Raises
+    :class:`checker.errors.InputError` for a missing or malformed input file.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(run_dir, None, "not a directory")
+    if not (run_dir / HISTORY).is_file():
+        raise InputError(run_dir, None, f"not a run directory: no {HISTORY}")
+    config = read_test_config(run_dir)
+    configured_model, configured_init = model_from_config(config)
+    model_name = model or configured_model
+    init = configured_init if initial is _ABSENT else initial
+    if model is not None and initial is _ABSENT and model != configured_model:
+        init = None  # another model's initial value would not fit
+    history = load_history(run_dir / HISTORY, format="jsonl")
+    results: dict[str, dict[str, Any]] = {
+        "linearizable": check_linearizable(history, model_name, init, timeout),
+    }
+    observations_path = run_dir / OBSERVATIONS
+    if observations_path.is_file():
+        from checker.logorder import check_log_order, load_observations
+
+        results["log-order"] = check_log_order(load_observations(observations_path), history)
+    composed = _compose(results)
+    composed["run_dir"] = str(run_dir)
+    return composed
