@@ -1,7 +1,7 @@
 """What the proxy network costs, against direct loopback connections.
 
     python benchmarks/proxy_overhead.py [--frames 200000] [--pings 3000]
-                                        [--cluster-seconds 10] [--json]
+                                        [--cluster-seconds 10] [--rounds 3] [--json]
 
 Three measurements, each direct and through ``harness.net.proxy`` relays:
 
@@ -14,7 +14,9 @@ Three measurements, each direct and through ``harness.net.proxy`` relays:
    ``raft_impl`` cluster, 16 closed-loop clients writing through the leader
    for the given seconds; committed writes per second.
 
-The relays run in a separate process from the endpoints in (1) and (2), as in
+Each is measured ``--rounds`` times, direct and proxy interleaved, and the
+medians are compared: on a shared machine single runs swing by 2x. The relays
+run in a separate process from the endpoints in (1) and (2), as in
 a real run (relays live in the harness, nodes in their own processes); in (3)
 they run in this process next to the clients, exactly as ``splitbrain run``
 places them. The issue's target: the proxy costs at most 20 % of cluster
@@ -237,20 +239,28 @@ async def cluster_rate(seconds: float, via_relay: bool, clients: int = 16) -> fl
 
 # -- main -------------------------------------------------------------------------------------
 
+async def interleaved(rounds: int, measure) -> tuple[float, float]:
+    """Median of direct and of proxy over rounds run ABAB, so load from other processes
+    on a shared machine hits both sides alike."""
+    direct, relayed = [], []
+    for _ in range(rounds):
+        direct.append(await measure(False))
+        relayed.append(await measure(True))
+    return statistics.median(direct), statistics.median(relayed)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    direct = await stream_rate(args.frames, via_relay=False)
-    relayed = await stream_rate(args.frames, via_relay=True)
+    results: dict[str, Any] = {"rounds": args.rounds}
+    direct, relayed = await interleaved(args.rounds, lambda via: stream_rate(args.frames, via))
     results["stream_frames_per_s"] = {"direct": round(direct), "proxy": round(relayed),
                                       "ratio": round(relayed / direct, 3)}
-    direct = await ping_pong(args.pings, via_relay=False)
-    relayed = await ping_pong(args.pings, via_relay=True)
+    direct, relayed = await interleaved(args.rounds, lambda via: ping_pong(args.pings, via))
     results["ping_pong_median_us"] = {"direct": round(direct * 1e6, 1),
                                       "proxy": round(relayed * 1e6, 1),
                                       "added_us": round((relayed - direct) * 1e6, 1)}
     if args.cluster_seconds > 0:
-        direct = await cluster_rate(args.cluster_seconds, via_relay=False)
-        relayed = await cluster_rate(args.cluster_seconds, via_relay=True)
+        direct, relayed = await interleaved(
+            args.rounds, lambda via: cluster_rate(args.cluster_seconds, via))
         results["cluster_writes_per_s"] = {"direct": round(direct, 1),
                                            "proxy": round(relayed, 1),
                                            "ratio": round(relayed / direct, 3)}
@@ -262,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=200_000)
     parser.add_argument("--pings", type=int, default=3000)
     parser.add_argument("--cluster-seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="direct/proxy rounds, interleaved; medians are reported")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--serve-relays", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
