@@ -280,3 +280,41 @@ async def test_cancellation_closes_every_relay_and_connection() -> None:
             with pytest.raises(OSError):
                 await trio.open_tcp_stream(HOST, port)
         outer.cancel_scope.cancel()
+
+
+async def test_the_nemesis_executor_drives_the_relays() -> None:
+    """Schedule -> executor -> proxy: the right directed links get the faults, then heal."""
+    from nemesis.executor import run_schedule
+
+    class Control:
+        def __init__(self, network: ProxyNetwork) -> None:
+            self.nodes = ["a", "b", "c"]
+            self.network = network
+
+        async def leader(self) -> str | None:
+            return "c"
+
+        async def start(self, node: str) -> None:
+            pass
+
+        resume = start
+
+    snapshots: dict[str, dict] = {}
+
+    def record(event: dict) -> None:
+        snapshots[event["f"]] = {name: (f.blocked, f.loss) for name, f in proxy.faults().items()}
+
+    async with trio.open_nursery() as nursery:
+        proxy = ProxyNetwork()
+        await proxy.start(nursery, {n: NodeAddress(HOST, 1, 2) for n in ("a", "b", "c")})
+        schedule = [{"at": 0, "f": "partition", "value": {"shape": "isolate-leader"}},
+                    {"at": 0, "f": "loss", "value": {"p": 0.5, "links": [["a", "b"]]}}]
+        await run_schedule(schedule, Control(proxy), record, lambda: 0)
+        after = {name: (f.blocked, f.loss) for name, f in proxy.faults().items()}
+        nursery.cancel_scope.cancel()
+    assert snapshots["start-partition"] == {
+        "a->b": (False, 0), "a->c": (True, 0), "b->a": (False, 0), "b->c": (True, 0),
+        "c->a": (True, 0), "c->b": (True, 0)}
+    assert snapshots["start-loss"]["a->b"] == (False, 0.5)
+    assert snapshots["start-loss"]["b->a"] == (False, 0)
+    assert all(value == (False, 0) for value in after.values())
