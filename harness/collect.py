@@ -75,6 +75,7 @@ class Collector:
         self.latest_status: dict[str, dict[str, Any]] = {}
         self.rounds = 0
         self.unsupported: set[str] = set()
+        self.unexpected_exits: list[str] = []
         self._commit_seen: dict[str, int] = {}
         self._needs_full: set[str] = set(nodes)
 
@@ -87,6 +88,11 @@ class Collector:
             if "leader" in event:
                 fields["leader"] = event.get("leader")
             self.writer.write("role", node, **fields)
+        elif event.get("event") == "exited":
+            # The node died by itself: as much a crash as a nemesis kill.
+            self.unexpected_exits.append(node)
+            self.writer.write("crash", node, unexpected=True, returncode=event.get("returncode"))
+            self.latest_status.pop(node, None)
 
     def mark(self, kind: str, node: str) -> None:
         """Lifecycle marks from the cluster: crash, restart, lose-unfsynced."""

@@ -41,3 +41,73 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+# -- fixtures: Jepsen-style tests in a few lines (see docs/pytest-plugin.md) --------------
+
+_RESULTS_KEY = pytest.StashKey[list]()
+
+
+def _test_name(request: pytest.FixtureRequest) -> str:
+    """A store-safe name for the requesting test (module + function + params)."""
+    return "pytest-" + request.node.nodeid.replace("::", "-").replace("/", "-")
+
+
+@pytest.fixture(scope="session")
+def splitbrain_store(request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory):
+    """The store directory runs of this session go to (``--splitbrain-store``, or a temp dir)."""
+    from pathlib import Path
+
+    chosen = request.config.getoption("--splitbrain-store")
+    if chosen:
+        path = Path(chosen)
+        path.mkdir(parents=True, exist_ok=True)
+        return path.resolve()
+    return tmp_path_factory.mktemp("splitbrain-store")
+
+
+@pytest.fixture
+def splitbrain_seed(request: pytest.FixtureRequest) -> int:
+    """``--splitbrain-seed``, or a seed derived from the test's id (stable across reruns)."""
+    import zlib
+
+    chosen = request.config.getoption("--splitbrain-seed")
+    if chosen is not None:
+        return int(chosen)
+    return zlib.crc32(request.node.nodeid.encode()) % (2**31)
+
+
+def _recorder(request: pytest.FixtureRequest):
+    results = request.node.stash.setdefault(_RESULTS_KEY, [])
+    return results.append
+
+
+@pytest.fixture
+def sim_cluster(request: pytest.FixtureRequest, splitbrain_store, splitbrain_seed):
+    """Simulated raft_impl clusters (deterministic, in-process): ``.run(...)``, ``.fuzz(...)``."""
+    from harness.pytest_fixtures import SimClusterFixture
+
+    return SimClusterFixture(splitbrain_store, splitbrain_seed, _test_name(request),
+                             _recorder(request))
+
+
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest, splitbrain_store, splitbrain_seed):
+    """Real raft_impl clusters (node processes on loopback) through ``harness.run``."""
+    from harness.pytest_fixtures import RealClusterFixture
+
+    return RealClusterFixture(splitbrain_store, splitbrain_seed, _test_name(request),
+                              _recorder(request))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """On a failed test, list every splitbrain run it made: verdict, run dir, report."""
+    report = yield
+    if report.when == "call" and report.failed:
+        results = item.stash.get(_RESULTS_KEY, [])
+        if results:
+            text = "\n".join(result.describe() for result in results)
+            report.sections.append(("splitbrain runs", text))
+    return report

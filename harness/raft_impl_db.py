@@ -89,6 +89,10 @@ class _Node:
         self.paused = False
         self.incarnation = 0
         self.pump_done = trio.Event()
+        #: Set while the harness itself kills the process (an expected exit).
+        self.killing = False
+        #: Exits nobody asked for (the node crashed by itself).
+        self.unexpected_exits = 0
 
     @property
     def running(self) -> bool:
@@ -186,8 +190,10 @@ class RaftImplDB(DB):
             )
         _LIVE_PIDS.add(process.pid)
         node.process = process
+        node.killing = False
         node.pump_done = trio.Event()
         self._nursery.start_soon(self._pump_stdout, node, process)
+        self._nursery.start_soon(self._watch_exit, node, process)
         try:
             with trio.fail_after(READY_TIMEOUT):
                 async with trio.open_nursery() as waiters:
@@ -246,6 +252,16 @@ class RaftImplDB(DB):
         finally:
             node.pump_done.set()
 
+    async def _watch_exit(self, node: _Node, process: trio.Process) -> None:
+        """Report a node that exits by itself: a crash of the system under test."""
+        returncode = await process.wait()
+        _LIVE_PIDS.discard(process.pid)
+        if node.killing or node.process is not process:
+            return
+        node.unexpected_exits += 1
+        if self._on_event is not None:
+            self._on_event(node.id, {"event": "exited", "returncode": returncode})
+
     def _route(self, node: _Node, line: bytes) -> None:
         try:
             event = json.loads(line)
@@ -263,6 +279,7 @@ class RaftImplDB(DB):
         process = node.process
         if process is None:
             return
+        node.killing = True
         with trio.CancelScope(shield=True):
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):

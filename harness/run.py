@@ -105,6 +105,7 @@ class RunOutcome:
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    unexpected_exits: list[str] = field(default_factory=list)
 
 
 def build_schedule(config: RunConfig, nodes: list[str]) -> list[dict[str, Any]]:
@@ -169,6 +170,7 @@ class RunState:
         self.collector: Collector | None = None
         self.faults_started_at: float | None = None
         self.leader: str | None = None
+        self.heal_errors: list[str] = []
 
     def observe(self, event: dict[str, Any]) -> None:
         self.stats.observe(event)
@@ -194,11 +196,12 @@ class RunState:
         return max(0.0, self.faults_started_at + self.config.time_limit - trio.current_time())
 
 
-async def execute(config: RunConfig, run_dir: Path, state: RunState) -> dict[str, Any]:
+async def execute(
+    config: RunConfig, run_dir: Path, state: RunState, schedule: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The live part of a run; returns timing and count facts for test.json."""
     nodes = node_names(config.nodes)
     seed = config.resolved_seed()
-    schedule = build_schedule(config, nodes)
     workload = config.workload()
     facts: dict[str, Any] = {}
     clock = state.clock
@@ -217,36 +220,64 @@ async def execute(config: RunConfig, run_dir: Path, state: RunState) -> dict[str
     collector = Collector(db, nodes, observations, interval=config.collect_interval)
     state.collector = collector
     network = make_network(config.net, run_dir, seed, config.trace_messages, clock)
+    # A safety net, far above what a healthy run needs: a run never hangs forever.
+    deadline = (
+        2 * config.leader_timeout + config.time_limit + config.quiet_period
+        + config.final_read_timeout + 180.0
+    )
     try:
-        async with trio.open_nursery() as outer:
-            outer.start_soon(_terminate_on_sigterm)
-            if config.display:
-                from harness.display import live_display
-
-                outer.start_soon(live_display, state)
-            state.phase = "starting"
-            started = trio.current_time()
-            async with open_cluster(
-                db,
-                network,
-                nodes,
-                run_dir,
-                on_event=collector.on_node_event,
-                on_mark=collector.mark,
-                leader_timeout=config.leader_timeout,
-            ) as cluster:
-                state.cluster = cluster
-                facts["startup_seconds"] = round(trio.current_time() - started, 3)
-                facts["first_leader"] = cluster.last_leader
-                await _drive(config, cluster, db, recorder, collector, state, schedule, workload)
-            state.phase = "done"
-            outer.cancel_scope.cancel()
+        with trio.fail_after(deadline):
+            await _execute_inside(config, run_dir, state, db, network, collector, recorder,
+                                  schedule, workload, facts)
+    except trio.TooSlowError:
+        message = f"the run did not finish within its {deadline:.0f} s deadline"
+        raise RuntimeError(message) from None
     finally:
         recorder.close()
         observations.close()
         facts["stats"] = state.stats.to_json()
         facts["observations"] = observations.count
+        facts["unexpected_node_exits"] = list(collector.unexpected_exits)
+        facts["heal_errors"] = state.heal_errors
     return facts
+
+
+async def _execute_inside(
+    config: RunConfig,
+    run_dir: Path,
+    state: RunState,
+    db: Any,
+    network: Any,
+    collector: Collector,
+    recorder: HistoryRecorder,
+    schedule: list[dict[str, Any]],
+    workload: RegisterWorkload,
+    facts: dict[str, Any],
+) -> None:
+    nodes = node_names(config.nodes)
+    async with trio.open_nursery() as outer:
+        outer.start_soon(_terminate_on_sigterm)
+        if config.display:
+            from harness.display import live_display
+
+            outer.start_soon(live_display, state)
+        state.phase = "starting"
+        started = trio.current_time()
+        async with open_cluster(
+            db,
+            network,
+            nodes,
+            run_dir,
+            on_event=collector.on_node_event,
+            on_mark=collector.mark,
+            leader_timeout=config.leader_timeout,
+        ) as cluster:
+            state.cluster = cluster
+            facts["startup_seconds"] = round(trio.current_time() - started, 3)
+            facts["first_leader"] = cluster.last_leader
+            await _drive(config, cluster, db, recorder, collector, state, schedule, workload)
+        state.phase = "done"
+        outer.cancel_scope.cancel()
 
 
 async def _drive(
@@ -259,7 +290,7 @@ async def _drive(
     schedule: list[dict[str, Any]],
     workload: RegisterWorkload,
 ) -> None:
-    from nemesis.executor import run_schedule
+    from nemesis.executor import HealError, run_schedule
 
     nodes = cluster.nodes
     pool = ProcessPool(
@@ -289,12 +320,18 @@ async def _drive(
         stop_clients = trio.Event()
         async with trio.open_nursery() as phase:
             phase.start_soon(pool.run_workers, operations(), workload.rate, stop_clients)
-            phase.start_soon(
-                lambda: run_schedule(
-                    schedule, cluster, recorder.write, state.clock,
-                    rng=random.Random(seed ^ 0xFA17),
-                )
-            )
+            async def nemesis() -> None:
+                try:
+                    await run_schedule(
+                        schedule, cluster, recorder.write, state.clock,
+                        rng=random.Random(seed ^ 0xFA17),
+                    )
+                except HealError as exc:
+                    # Recorded in the history by the executor; the harness
+                    # heals again below, and the checkers judge what happened.
+                    state.heal_errors.append(str(exc))
+
+            phase.start_soon(nemesis)
             await trio.sleep(config.time_limit)
             stop_clients.set()
 
@@ -403,8 +440,9 @@ def run_test(config: RunConfig) -> RunOutcome:
     outcome = RunOutcome(run_dir, EXIT_UNKNOWN)
     began = time.monotonic()
     try:
-        facts = trio.run(execute, config, run_dir, state)
+        facts = trio.run(execute, config, run_dir, state, schedule)
         test.update(facts)
+        outcome.unexpected_exits = facts.get("unexpected_node_exits", [])
     except BaseException as exc:
         if _contains(exc, KeyboardInterrupt):
             outcome.interrupted = True
@@ -482,6 +520,11 @@ def summary(outcome: RunOutcome) -> str:
         lines.append(f"verdict: {json.dumps(verdict)}")
         for name, result in (outcome.results.get("checkers") or {}).items():
             lines.append(f"  {name}: {json.dumps(result.get('valid'))}")
+    if outcome.unexpected_exits:
+        lines.append(
+            "warning: nodes exited by themselves (see nodes/*/stderr.log): "
+            + ", ".join(outcome.unexpected_exits)
+        )
     if outcome.error:
         lines.append(f"error: {outcome.error}")
     return "\n".join(lines)
