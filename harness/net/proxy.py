@@ -182,8 +182,12 @@ class _Connection:
         await trio.sleep(self.proxy.reorder_hold)
         if self.held is not None and self.held_generation == generation:
             held, self.held = self.held, None
-            await self.send(held)
-            self.link.counters["delivered"] += 1
+            if self.link.faults.blocked:  # cut while it waited: lost like any frame in flight
+                self.link.counters["dropped"] += 1
+                self.proxy.trace(self.link, held, "drop")
+            else:
+                await self.send(held)
+                self.link.counters["delivered"] += 1
             self.link.notify()
 
     async def flush(self) -> None:
