@@ -293,3 +293,32 @@ def test_exit_code_priority():
     assert worst_exit_code([0, 0]) == 0
     assert worst_exit_code([0, 2]) == 2
     assert worst_exit_code([2, 1, 0]) == 1
+
+
+# -- live display ------------------------------------------------------------------------
+
+
+def test_display_renders_the_run_state(tmp_path: Path):
+    from rich.console import Console
+
+    from harness.display import display_wanted, render
+    from harness.run import RunConfig, RunState
+
+    state = RunState(RunConfig(nemesis=["partition"]), RunClock())
+    state.phase = "faults"
+    for event in (
+        {"process": 0, "type": "invoke", "f": "read", "time": 1},
+        {"process": 0, "type": "ok", "f": "read", "time": 2},
+        {"process": 1, "type": "invoke", "f": "write", "time": 3},
+        {"process": 1, "type": "info", "f": "write", "time": 4},
+        {"process": "nemesis", "type": "info", "f": "start-partition", "value": {}, "time": 5},
+    ):
+        state.observe(event)
+    console = Console(record=True, width=100, force_terminal=False)
+    console.print(render(state))
+    text = console.export_text()
+    assert "1 ok" in text and "1 info" in text and "partition" in text
+    assert "faults" in text and "none known" in text
+    state.observe({"process": "nemesis", "type": "info", "f": "stop-partition", "time": 6})
+    assert state.current_faults() == []
+    assert display_wanted(no_display=True) is False
