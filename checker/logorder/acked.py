@@ -145,7 +145,7 @@ class _AckedWrites:
         if self._uncommitted is None:
             self._uncommitted = {}
             for name, log in sorted(self.logs.nodes.items()):
-                for entry in log.last_by_index.values():
+                for entry in log.last_view.values():
                     if entry.client is not None and entry.seq is not None:
                         key = session_key(entry.client, entry.seq)
                         if key not in self.indexes:

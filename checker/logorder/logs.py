@@ -34,12 +34,73 @@ The invariants, with why each one is a real violation and never a false alarm:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from checker.logorder.evidence import Violations, ranges
 from checker.logorder.records import LogEntry, LogRecord, Where
 from checker.results import invalid_result, unknown_result, valid_result
+
+
+class DumpView:
+    """Index access to one dump's entries: by arithmetic when they are contiguous
+    and in order (what nodes send), through a dict otherwise."""
+
+    __slots__ = ("by_index", "conflicts", "entries", "first", "last")
+
+    def __init__(self, entries: list[LogEntry]) -> None:
+        self.entries = entries
+        self.by_index: dict[int, LogEntry] | None = None
+        #: (earlier, later) pairs of entries listed twice at one index with different content.
+        self.conflicts: list[tuple[LogEntry, LogEntry]] = []
+        self.first: int | None = None
+        self.last: int | None = None
+        if not entries:
+            return
+        first = entries[0].index
+        count = len(entries)
+        if entries[-1].index == first + count - 1 and [e[0] for e in entries] == list(
+            range(first, first + count)
+        ):
+            self.first, self.last = first, first + count - 1
+            return
+        by_index: dict[int, LogEntry] = {}
+        for entry in entries:
+            earlier = by_index.get(entry.index)
+            if earlier is not None and earlier[1:3] != entry[1:3]:
+                self.conflicts.append((earlier, entry))
+            by_index[entry.index] = entry
+        self.by_index = by_index
+        self.first, self.last = min(by_index), max(by_index)
+
+    @property
+    def contiguous(self) -> bool:
+        return self.by_index is None
+
+    def get(self, index: int) -> LogEntry | None:
+        if self.by_index is not None:
+            return self.by_index.get(index)
+        if self.first is not None and self.first <= index <= self.last:  # type: ignore[operator]
+            return self.entries[index - self.first]
+        return None
+
+    def span(self, low: int, high: int) -> list[LogEntry]:
+        """Entries ``low..high`` of a contiguous view (both within it)."""
+        assert self.first is not None
+        return self.entries[low - self.first : high - self.first + 1]
+
+    def outside(self, low: int, high: int) -> list[LogEntry]:
+        """The entries whose index is not in ``low..high`` (all of them if that is empty)."""
+        if low > high or self.by_index is not None or self.first is None:
+            return list(self.values())
+        return self.entries[: max(0, low - self.first)] + self.entries[high - self.first + 1 :]
+
+    def values(self) -> Iterable[LogEntry]:
+        return self.entries if self.by_index is None else self.by_index.values()
+
+
+EMPTY_VIEW = DumpView([])
 
 
 @dataclass
@@ -56,7 +117,7 @@ class NodeLog:
     lost_unsynced_since_dump: bool = False
     dumps: int = 0
     last: LogRecord | None = None
-    last_by_index: dict[int, LogEntry] = field(default_factory=dict)
+    last_view: DumpView = EMPTY_VIEW
     checked_snapshot: tuple[int, int] = (0, 0)
 
 
@@ -138,26 +199,22 @@ class LogTracker:
         if record.from_index is not None:
             floor = max(floor, record.from_index - 1)
 
-        by_index: dict[int, LogEntry] = {}
-        last_index = floor
-        for entry in record.entries:
-            earlier = by_index.get(entry.index)
-            if earlier is not None and (earlier.term, earlier.digest) != (entry.term, entry.digest):
-                self.agreement.add(
-                    "index-listed-twice",
-                    f"{node.name}'s dump lists index {entry.index} twice with different entries",
-                    index=entry.index,
-                    first=earlier.describe(),
-                    second=entry.describe(),
-                    **where.describe(),
-                )
-            by_index[entry.index] = entry
-            if entry.index > last_index:
-                last_index = entry.index
+        view = DumpView(record.entries)
+        for earlier, later in view.conflicts:
+            self.agreement.add(
+                "index-listed-twice",
+                f"{node.name}'s dump lists index {later.index} twice with different entries",
+                index=later.index,
+                first=earlier.describe(),
+                second=later.describe(),
+                **where.describe(),
+            )
+        last_index = max(floor, view.last or 0)
 
         self._check_snapshot(node, record)
-        self._compare_entries(node, record, by_index)
-        self._check_missing(node, record, by_index, floor, last_index)
+        self._note_duplicates(record)
+        self._compare_entries(node, record, view)
+        self._check_missing(node, record, view, floor, last_index)
 
         if commit > node.committed_max:
             node.committed_max = commit
@@ -177,7 +234,16 @@ class LogTracker:
         node.crashed_since_dump = False
         node.lost_unsynced_since_dump = False
         node.last = record
-        node.last_by_index = by_index
+        node.last_view = view
+
+    def _note_duplicates(self, record: LogRecord) -> None:
+        flags = self.duplicate_flags
+        for index, flag in record.duplicates.items():
+            if index <= record.commit:
+                current = flags.get(index)
+                # "applied with effect" (false) wins over "skipped as a retry" (true).
+                if current is None or (current and not flag):
+                    flags[index] = flag
 
     def _check_snapshot(self, node: NodeLog, record: LogRecord) -> None:
         position = (record.snapshot_index, record.snapshot_term)
@@ -196,22 +262,30 @@ class LogTracker:
                 committed=_entry_evidence(known[0], known[1]),
             )
 
-    def _compare_entries(
-        self, node: NodeLog, record: LogRecord, by_index: dict[int, LogEntry]
-    ) -> None:
+    def _compare_entries(self, node: NodeLog, record: LogRecord, view: DumpView) -> None:
         commit = record.commit
         where = record.where
         own = node.committed
         committed = self.committed
-        flags = self.duplicate_flags
         own_max = node.committed_max
-        for index, entry in by_index.items():
+        # Fast path: the committed entries this node already showed in its previous dump,
+        # unchanged, were compared then. One C-level list comparison skips them all.
+        skip_low, skip_high = 1, 0
+        previous, previous_view = node.last, node.last_view
+        if (
+            previous is not None
+            and view.contiguous
+            and previous_view.contiguous
+            and view.first is not None
+            and previous_view.first is not None
+        ):
+            low = max(view.first, previous_view.first)
+            high = min(commit, previous.commit, view.last, previous_view.last)  # type: ignore[type-var]
+            if low <= high and view.span(low, high) == previous_view.span(low, high):
+                skip_low, skip_high = low, high
+        for entry in view.outside(skip_low, skip_high):
+            index = entry.index
             if index <= commit:
-                if entry.duplicate is not None:
-                    current = flags.get(index)
-                    # "applied with effect" (false) wins over "skipped as a retry" (true).
-                    if current is None or (current and not entry.duplicate):
-                        flags[index] = entry.duplicate
                 mine = own.get(index)
                 if mine is not None and mine[0] == entry.term and mine[1] == entry.digest:
                     continue  # unchanged since this node committed it: already compared
@@ -262,7 +336,7 @@ class LogTracker:
         self,
         node: NodeLog,
         record: LogRecord,
-        by_index: dict[int, LogEntry],
+        view: DumpView,
         floor: int,
         last_index: int,
     ) -> None:
@@ -270,8 +344,12 @@ class LogTracker:
         upper = max(commit, node.committed_max)
         if upper <= floor:
             return
-        missing = [i for i in range(floor + 1, min(last_index, upper) + 1) if i not in by_index]
-        holes = ranges(missing)
+        top = min(last_index, upper)
+        if view.contiguous:
+            start = view.first if view.first is not None else last_index + 1
+            holes = [[floor + 1, min(start - 1, top)]] if start > floor + 1 <= top else []
+        else:
+            holes = ranges([i for i in range(floor + 1, top + 1) if view.get(i) is None])
         tail = [max(last_index, floor) + 1, upper] if upper > max(last_index, floor) else None
         dump = _dump_evidence(record, last_index)
         for first, last in holes + ([tail] if tail else []):
@@ -376,7 +454,7 @@ class LogTracker:
                     break
                 if last.from_index is not None and index < last.from_index:
                     continue  # an incremental dump that does not show this index: no word
-                mine = log.last_by_index.get(index)
+                mine = log.last_view.get(index)
                 if mine is not None and mine.term == entry.term and mine.digest == entry.digest:
                     held = True
                     break
@@ -400,7 +478,7 @@ class LogTracker:
         summary = {}
         for name, log in sorted(self.nodes.items()):
             if log.last is not None:
-                last = max(log.last_by_index, default=log.last.snapshot_index)
+                last = log.last_view.last or log.last.snapshot_index
                 summary[name] = _dump_evidence(log.last, last)
         return summary
 
