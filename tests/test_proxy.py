@@ -318,3 +318,47 @@ async def test_the_nemesis_executor_drives_the_relays() -> None:
     assert snapshots["start-loss"]["a->b"] == (False, 0.5)
     assert snapshots["start-loss"]["b->a"] == (False, 0)
     assert all(value == (False, 0) for value in after.values())
+
+
+async def test_a_real_cluster_through_the_relays_replaces_an_isolated_leader(tmp_path) -> None:
+    """Real raft_impl nodes whose every peer link runs through the proxy."""
+    import random
+
+    from nemesis.shapes import shape_grudge
+    from raft_impl.localcluster import local_cluster
+
+    trace = tmp_path / "messages.jsonl"
+    async with trio.open_nursery() as nursery, \
+            local_cluster(3, tmp_path / "nodes", start=False) as cluster:
+        proxy = ProxyNetwork(seed=3, trace_path=trace)
+        peers = await proxy.start(nursery, {
+            node.id: NodeAddress(node.host, node.peer_port, node.client_port)
+            for node in cluster.nodes.values()})
+        direct_command = cluster.command
+
+        def command(node) -> list[str]:
+            argv = direct_command(node)
+            for i, arg in enumerate(argv[:-1]):
+                if arg == "--peer":
+                    peer = argv[i + 1].split("=", 1)[0]
+                    argv[i + 1] = f"{peer}={peers[node.id][peer]}"
+            return argv
+
+        cluster.command = command
+        async with trio.open_nursery() as starters:
+            for node_id in cluster.nodes:
+                starters.start_soon(cluster.start, node_id)
+        leader = await cluster.wait_leader(within=10.0)
+        nodes = sorted(cluster.nodes)
+        await proxy.partition(shape_grudge("isolate-leader", nodes, random.Random(0),
+                                           leader=leader))
+        successor = await cluster.wait_leader(within=10.0, exclude=[leader])
+        assert successor != leader
+        await proxy.heal()
+        await cluster.wait_leader(within=10.0)  # one leader of the top term again
+        counters = proxy.counters()
+        assert all(counters[f"{leader}->{other}"]["dropped"] > 0
+                   for other in nodes if other != leader)
+        nursery.cancel_scope.cancel()
+    types = {json.loads(line)["type"] for line in trace.read_text().splitlines()}
+    assert {"hello", "append"} <= types and types & {"vote", "pre-vote"}
