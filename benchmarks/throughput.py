@@ -119,6 +119,20 @@ class Measurement:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     max_rss: int = 0
+    #: CPU seconds (user + system) the nodes and this client process spent measuring.
+    node_cpu: float = 0.0
+    client_cpu: float = 0.0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -169,8 +183,17 @@ async def run_benchmark(args: argparse.Namespace) -> dict:
                         if args.ops and len(measurement.latencies) >= args.ops:
                             return
 
+            async def measure_cpu() -> None:
+                await trio.sleep_until(trio.current_time() + (measure_from - time.perf_counter()))
+                node_before = cpu_seconds(target.pids())
+                client_before = time.process_time()
+                await trio.sleep_until(trio.current_time() + (stop_at - time.perf_counter()))
+                measurement.node_cpu = cpu_seconds(target.pids()) - node_before
+                measurement.client_cpu = time.process_time() - client_before
+
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(sample_rss)
+                nursery.start_soon(measure_cpu)
                 async with trio.open_nursery() as workers:
                     for i in range(args.clients):
                         workers.start_soon(worker, i)
@@ -189,6 +212,12 @@ async def run_benchmark(args: argparse.Namespace) -> dict:
         "p99_ms": round(percentile(latencies, 0.99) * 1e3, 2),
         "mean_ms": round(statistics.fmean(latencies) * 1e3, 2) if latencies else None,
         "max_rss_mb": round(measurement.max_rss / 2**20, 1),
+        # CPU cost per committed write, to compare runs on a machine shared with others.
+        "node_cpu_ms_per_op": round(measurement.node_cpu * 1e3 / len(latencies), 3)
+        if latencies else None,
+        "client_cpu_ms_per_op": round(measurement.client_cpu * 1e3 / len(latencies), 3)
+        if latencies else None,
+        "load_avg_1m": round(psutil.getloadavg()[0], 2),
     }
 
 
@@ -216,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
               f"({result['ops']} ok, {result['errors']} failed)")
         print(f"latency p50: {result['p50_ms']:.2f} ms   p99: {result['p99_ms']:.2f} ms")
         print(f"peak node RSS: {result['max_rss_mb']:.1f} MB")
+        print(f"CPU per write: nodes {result['node_cpu_ms_per_op']} ms, "
+              f"client {result['client_cpu_ms_per_op']} ms "
+              f"(1-min load average {result['load_avg_1m']})")
     return 0
 
 
