@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,6 +13,9 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.net.base import NodeAddress
 from harness.net.proxy import ProxyNetwork
@@ -322,8 +326,6 @@ async def test_the_nemesis_executor_drives_the_relays() -> None:
 
 async def test_a_real_cluster_through_the_relays_replaces_an_isolated_leader(tmp_path) -> None:
     """Real raft_impl nodes whose every peer link runs through the proxy."""
-    import random
-
     from nemesis.shapes import shape_grudge
     from raft_impl.localcluster import local_cluster
 
@@ -362,3 +364,60 @@ async def test_a_real_cluster_through_the_relays_replaces_an_isolated_leader(tmp
         nursery.cancel_scope.cancel()
     types = {json.loads(line)["type"] for line in trace.read_text().splitlines()}
     assert {"hello", "append"} <= types and types & {"vote", "pre-vote"}
+
+
+class ListStream:
+    """Stands in for the destination socket: keeps what the relay sends, frame by frame."""
+
+    def __init__(self) -> None:
+        self.frames: list[int] = []
+
+    async def send_all(self, data: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        decoder = FrameDecoder()
+        decoder.feed(data)
+        self.frames += [message["n"] for message in decoder.messages()]
+
+
+fault_settings = st.fixed_dictionaries({
+    "loss": st.sampled_from([0.0, 0.2, 1.0]),
+    "duplicate": st.sampled_from([0.0, 0.3, 1.0]),
+    "reorder": st.sampled_from([0.0, 0.5, 1.0]),
+    "delay_mean": st.sampled_from([0.0, 0.01]),
+    "delay_jitter": st.sampled_from([0.0, 0.005]),
+    "blocked": st.booleans(),
+})
+
+
+@settings(max_examples=60, deadline=None)
+@given(fault_settings, st.integers(min_value=1, max_value=40), st.integers(0, 2**32))
+def test_every_frame_is_delivered_once_twice_or_dropped_and_counted(faults, count, seed):
+    """Whatever the faults, the relay never invents or corrupts a frame, never delivers
+    one more than twice, and its counters add up."""
+    from harness.net.proxy import LinkFaults, _Connection, _Link
+
+    async def relay() -> tuple[list[int], dict[str, int]]:
+        proxy = ProxyNetwork(reorder_hold=0.05)
+        link = _Link("a", "b", NodeAddress(HOST, 1, 2), random.Random(seed),
+                     faults=LinkFaults(**faults))
+        destination = ListStream()
+        with trio.CancelScope() as done:
+            async with trio.open_nursery() as timers:
+                connection = _Connection(proxy, link, destination, done, timers)
+                for n in range(count):
+                    await connection.frame(append(n))
+            await connection.flush()
+        return destination.frames, link.counters
+
+    delivered, counters = trio.run(relay, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert counters["frames"] == count
+    assert counters["delivered"] == len(delivered)
+    assert counters["delivered"] + counters["dropped"] == count + counters["duplicated"]
+    assert set(delivered) <= set(range(count))
+    assert all(delivered.count(n) <= 2 for n in delivered)
+    if faults["blocked"] or faults["loss"] == 1.0:
+        assert delivered == []
+    if not any(faults.values()):
+        assert delivered == list(range(count))
+    if not (faults["delay_mean"] or faults["delay_jitter"] or faults["reorder"]):
+        assert delivered == sorted(delivered)  # only delay and reorder change the order
