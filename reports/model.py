@@ -36,6 +36,7 @@ _FAULT_STARTS = {
     "clock": "clock",
     "start-clock": "clock",
     "strobe-clock": "clock",
+    "start-clock-strobe": "clock",
     "bump-clock": "clock",
 }
 _FAULT_STOPS = {
@@ -73,6 +74,7 @@ class Op:
     error: Any = None
     index: int | None = None  # history index of the invocation
     end_index: int | None = None
+    position: int = -1  # position of the invocation among all events (checker's "invoke")
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -171,7 +173,9 @@ def events_from(history: Any) -> list[dict[str, Any]]:
         return read_jsonl(Path(history))
     for attribute in ("events", "raw_events"):
         events = getattr(history, attribute, None)
-        if events is not None and not callable(events):
+        if callable(events):  # checker.history.History.events(): normalized, in order
+            events = events()
+        if events is not None:
             return [_as_dict(e) for e in events]
     if isinstance(history, Mapping) and "events" in history:
         return [_as_dict(e) for e in history["events"]]
@@ -237,7 +241,7 @@ def build_history(events: Sequence[Mapping[str, Any]]) -> History:
             op = Op(
                 id=len(ops), process=process, f=str(event.get("f")), key=event.get("key"),
                 value=event.get("value"), result="pending", out=None, start=time, end=None,
-                node=event.get("node"), index=event.get("index", position),
+                node=event.get("node"), index=event.get("index", position), position=position,
                 extra={k: event[k] for k in ("client", "seq") if k in event},
             )
             ops.append(op)
@@ -400,15 +404,21 @@ def find_op(history: History, ref: Any) -> Op | None:
         )
     if not isinstance(ref, Mapping):
         return None
+    if isinstance(ref.get("id"), int) and 0 <= ref["id"] < len(history.ops):
+        # checker.history numbers ops in invocation order, as build_history does
+        candidate = history.ops[ref["id"]]
+        if candidate.process == ref.get("process", candidate.process) and candidate.f == ref.get(
+            "f", candidate.f) and ref.get("invoke_time", candidate.start) == candidate.start:
+            return candidate
+    if isinstance(ref.get("invoke"), int):
+        for op in history.ops:
+            if op.position == ref["invoke"] and op.process == ref.get("process", op.process):
+                return op
     for key in ("index", "invoke_index", "history_index"):
         if isinstance(ref.get(key), int):
             found = _by_index(history).get(ref[key])
             if found is not None:
                 return found
-    if isinstance(ref.get("id"), int) and 0 <= ref["id"] < len(history.ops):
-        candidate = history.ops[ref["id"]]
-        if candidate.process == ref.get("process", candidate.process):
-            return candidate
     start = ref.get("invoke_time", ref.get("start", ref.get("call", ref.get("time"))))
     for op in history.ops:
         if op.process == ref.get("process") and op.f == ref.get("f", op.f) and (
@@ -482,7 +492,8 @@ def lin_evidence(history: History, checker_result: Mapping[str, Any]) -> LinEvid
     return LinEvidence(
         key=_first(evidence, "key", "partition") or (failed.key if failed else None),
         failed=failed, prefix=steps, concurrent=concurrent, final_state=final_state,
-        model=checker_result.get("model"), message=_first(evidence, "message", "reason"),
+        model=checker_result.get("model"),
+        message=_first(evidence, "explanation", "message", "reason"),
     )
 
 
@@ -730,7 +741,9 @@ def timeline_data(history: History, lanes: Sequence[Any]) -> dict[str, Any]:
 
     def code(table: list[Any], value: Any) -> int:
         lookup = tables.setdefault(id(table), {})
-        marker = json.dumps(value, sort_keys=True, default=str)
+        # plain scalars are their own dict key (1 and True and "1" kept apart by type)
+        marker = (type(value), value) if isinstance(value, str | int | float | None) else (
+            json.dumps(value, sort_keys=True, default=str))
         if marker not in lookup:
             lookup[marker] = len(table)
             table.append(value)

@@ -93,32 +93,69 @@ def _lin_result(result: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | No
     return None
 
 
-def _generic_focus(history: History, result: Mapping[str, Any],
-                   logs: model.LogView | None) -> Focus | None:
-    """A failure without linearizability evidence: name the checker and its message."""
+def failing_leaves(result: Mapping[str, Any], prefix: str = "") -> list[tuple[str, dict]]:
+    """Failed checkers, descending into composed ones (log-order nests five sub-checkers)."""
+    found: list[tuple[str, dict]] = []
     for name, checker in (result.get("checkers") or {}).items():
         if not isinstance(checker, Mapping) or checker.get("valid") is not False:
             continue
-        evidence = checker.get("evidence") if isinstance(checker.get("evidence"), Mapping) else {}
-        message = (evidence.get("message") or evidence.get("reason") or checker.get("message")
-                   or checker.get("error") or "see its evidence below")
-        time = evidence.get("time")
-        if not isinstance(time, int):
-            time = logs.time if logs and logs.differing else None
-        details = []
-        if logs and logs.diverging_index is not None:
-            nodes = sorted({node for node, _ in logs.differing})
-            details.append(f"Node logs first disagree at index {logs.diverging_index} "
-                           f"(differing: {', '.join(nodes)}); see the log comparison below.")
-        focus = Focus(checker=name, headline=f"{name} failed: {message}", details=details)
-        if time is not None:
-            focus.faults = [f for f in history.faults if f.overlaps(time - NS_PER_S // 10, time)]
-            focus.window = (max(time - 2 * NS_PER_S, 0), time + NS_PER_S // 2)
-        if not focus.faults:  # e.g. divergence seen after healing: name what came before
-            focus.faults = list(history.faults)[:6]
-            focus.fault_title = "Faults earlier in the run (none active when it was seen)"
-        return focus
+        path = f"{prefix}{name}"
+        nested = failing_leaves(checker, path + " / ")
+        found.extend(nested or [(path, dict(checker))])
+    return found
+
+
+def _first_violation(checker: Mapping[str, Any]) -> dict[str, Any]:
+    """The evidence of a failed checker as one flat dict (first violation if it lists many)."""
+    evidence = checker.get("evidence")
+    evidence = dict(evidence) if isinstance(evidence, Mapping) else {}
+    violations = checker.get("violations") or evidence.get("violations")
+    if isinstance(violations, list) and violations and isinstance(violations[0], Mapping):
+        evidence = {**evidence, **violations[0]}
+    return evidence
+
+
+def _violation_index(evidence: Mapping[str, Any]) -> int | None:
+    index = evidence.get("index")
+    if isinstance(index, int):
+        return index
+    indexes = evidence.get("indexes")
+    if isinstance(indexes, list) and indexes and isinstance(indexes[0], int):
+        return indexes[0]
     return None
+
+
+def _generic_focus(history: History, result: Mapping[str, Any],
+                   logs: model.LogView | None) -> Focus | None:
+    """A failure without linearizability evidence: name the checker and its message."""
+    leaves = failing_leaves(result)
+    if not leaves:
+        return None
+    name, checker = leaves[0]
+    evidence = _first_violation(checker)
+    message = (evidence.get("message") or evidence.get("reason") or checker.get("message")
+               or checker.get("error") or "see its evidence below")
+    time = evidence.get("time")
+    if not isinstance(time, int):
+        time = logs.time if logs and logs.differing else None
+    details = []
+    total = checker.get("violations_total")
+    if isinstance(total, int) and total > 1:
+        details.append(f"{total} violations in all; the first is shown.")
+    if len(leaves) > 1:
+        details.append("Also failed: " + ", ".join(n for n, _ in leaves[1:]) + ".")
+    if logs and logs.diverging_index is not None:
+        nodes = sorted({node for node, _ in logs.differing})
+        details.append(f"Node logs first disagree at index {logs.diverging_index} "
+                       f"(differing: {', '.join(nodes)}).")
+    focus = Focus(checker=name, headline=f"{name} failed: {message}", details=details)
+    if time is not None:
+        focus.faults = [f for f in history.faults if f.overlaps(time - NS_PER_S // 10, time)]
+        focus.window = (max(time - 2 * NS_PER_S, 0), time + NS_PER_S // 2)
+    if not focus.faults:  # e.g. divergence seen after healing: name what came before
+        focus.faults = list(history.faults)[:6]
+        focus.fault_title = "Faults earlier in the run (none active when it was seen)"
+    return focus
 
 
 def _window_ops(history: History, focus: Focus, ev: LinEvidence | None,
@@ -176,7 +213,7 @@ def _op_card(op: Op | None) -> dict[str, Any] | None:
 
 
 def _schedule(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    schedule = config.get("schedule")
+    schedule = config.get("schedule") or config.get("nemesis_schedule")
     nemesis = config.get("nemesis")
     if schedule is None and isinstance(nemesis, Mapping):
         schedule = nemesis.get("schedule")
@@ -186,7 +223,7 @@ def _schedule(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def reproduce_command(config: Mapping[str, Any]) -> str | None:
-    command = config.get("command") or config.get("reproduce")
+    command = config.get("command") or config.get("command_line") or config.get("reproduce")
     if isinstance(command, list):
         return shlex.join(str(c) for c in command)
     return str(command) if command else None
@@ -205,10 +242,11 @@ def build_context(
     lin = _lin_result(result)
     evidence = model.lin_evidence(history, lin[1]) if lin else None
     log_focus_index = None
-    for checker in (result.get("checkers") or {}).values():
-        ev = checker.get("evidence") if isinstance(checker, Mapping) else None
-        if isinstance(ev, Mapping) and isinstance(ev.get("index"), int) and not lin:
-            log_focus_index = ev["index"]
+    if not lin:
+        for _, checker in failing_leaves(result):
+            log_focus_index = _violation_index(_first_violation(checker))
+            if log_focus_index is not None:
+                break
     logs = model.log_view(observations, log_focus_index) if observations else None
 
     focus: Focus | None = None
@@ -343,7 +381,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def run_title(run_dir: Path, config: Mapping[str, Any]) -> str:
-    name = config.get("name") or config.get("test") or run_dir.parent.name
+    name = (config.get("test_name") or config.get("name") or config.get("test")
+            or run_dir.parent.name)
     return f"{name} · {run_dir.name}"
 
 
@@ -379,18 +418,20 @@ def _run_summary(store_dir: Path, run_dir: Path) -> dict[str, Any]:
     except InputError:
         pass  # a run still being written: list it with what is known
     faults = sorted({str(s.get("f")) for s in _schedule(config)} - {"None"})
+    if not faults and isinstance(config.get("nemesis"), list):
+        faults = sorted(str(f) for f in config["nemesis"])
     report = run_dir / "report.html"
     target = report if report.is_file() else run_dir / "history.jsonl"
     return {
-        "test": config.get("name") or config.get("test") or run_dir.parent.name,
+        "test": (config.get("test_name") or config.get("name") or config.get("test")
+                 or run_dir.parent.name),
         "time": run_dir.name,
         "verdict": result.get("valid", "unknown") if result else "unknown",
         "faults": faults,
         "seed": config.get("seed"),
         "link": target.relative_to(store_dir).as_posix(),
         "has_report": report.is_file(),
-        "failed_checkers": [n for n, c in (result.get("checkers") or {}).items()
-                            if isinstance(c, Mapping) and c.get("valid") is False],
+        "failed_checkers": [name for name, _ in failing_leaves(result)],
     }
 
 

@@ -1,0 +1,88 @@
+"""Subcommands ``report`` and ``serve`` (``check --report`` lives in checker/cli.py).
+
+    splitbrain report RUN_DIR            re-render RUN_DIR/report.html (and the store index)
+    splitbrain serve [--store DIR] [--port P]   browse the store on http://127.0.0.1:P/
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+
+import trio
+
+from checker.errors import InputError
+from harness.cli import EXIT_VALID, UserError
+from reports.render import render_run_report, update_store_index
+
+DEFAULT_PORT = 8080
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    report = subparsers.add_parser(
+        "report", help="re-render the HTML report of a run directory",
+        description="Write RUN_DIR/report.html from the run's files (history, results, "
+                    "observations, message trace, node logs) and refresh the store index.")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. store/latest")
+    report.set_defaults(handler=run_report)
+
+    serve = subparsers.add_parser(
+        "serve", help="serve the store's reports on 127.0.0.1 with an index of runs",
+        description="Serve the store over HTTP on 127.0.0.1 (never other interfaces). "
+                    "/ lists every run (test, time, verdict, faults) with a link to its report.")
+    serve.add_argument("--store", default="store", help="store directory (default: store)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
+    serve.set_defaults(handler=run_serve)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run directory")
+    try:
+        path = render_run_report(run_dir)
+    except InputError as exc:
+        raise UserError(str(exc)) from None
+    store = _store_of(run_dir)
+    if store is not None:
+        update_store_index(store)
+    print(path)
+    return EXIT_VALID
+
+
+def _store_of(run_dir: Path) -> Path | None:
+    """The store holding ``store/<test>/<timestamp>/``, if run_dir sits in one."""
+    store = run_dir.resolve().parent.parent
+    return store if (store / "index.html").is_file() or (store / "latest").exists() else None
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from reports.server import serve
+
+    store = Path(args.store)
+    if not store.is_dir():
+        raise UserError(f"{store}: no such store directory (run `splitbrain run` first)")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: not a TCP port")
+
+    problems: list[str] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            try:
+                port = await nursery.start(functools.partial(serve, store, args.port))
+            except OSError as exc:  # port taken: say so after the nursery closed
+                problems.append(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}")
+                return
+            print(f"serving {store} on http://127.0.0.1:{port}/ (Ctrl-C to stop)", flush=True)
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    if problems:
+        raise UserError(problems[0])
+    return EXIT_VALID
