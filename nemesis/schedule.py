@@ -45,7 +45,9 @@ def _seed(rng: random.Random) -> int:
 
 
 def _partition(rng: random.Random, nodes: Sequence[str], at: float, until: float):
-    shapes = ["halves", "isolate-one", "isolate-leader", "random"]
+    shapes = ["halves", "isolate-one", "isolate-leader"]
+    if len(nodes) >= 2:
+        shapes.append("random")
     if len(nodes) >= 3:
         shapes += ["majorities-ring", "bridge"]
     shape = rng.choice(shapes)

@@ -171,3 +171,16 @@ def test_loading_a_bad_file_says_where_the_problem_is(tmp_path):
     wrong.write_text(json.dumps([{"at": 1, "f": "heal"}, {"at": 2, "f": "kill", "value": "n7"}]))
     with pytest.raises(ScheduleError, match=r"wrong\.json: schedule entry 1 .*'n7' is not"):
         schedules.load(wrong, NODES)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7])
+def test_every_generated_partition_shape_fits_the_cluster(n):
+    from nemesis.shapes import connectivity_graph
+
+    nodes = [f"n{i}" for i in range(1, n + 1)]
+    schedule = schedules.generate(["partition"], nodes, 300, 2, random.Random(n))
+    shapes = [entry for entry in schedule if entry["f"] == "partition"]
+    assert len(shapes) > 50
+    for entry in shapes:
+        connectivity_graph(entry["value"]["shape"], nodes, random.Random(entry["seed"]),
+                           leader=nodes[0])
