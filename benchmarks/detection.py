@@ -65,8 +65,6 @@ class Plan:
     """How to expose one bug: faults, read mode, workload."""
 
     nemesis: tuple[str, ...] = ()
-    #: An explicit schedule (from the time limit) instead of generated packages.
-    schedule: Callable[[float], list[dict[str, Any]]] | None = None
     interval: float = 3.0
     read_mode: str = "read-index"
     mix: dict[str, float] = field(default_factory=lambda: {"read": 0.5, "write": 0.3, "cas": 0.2})
@@ -77,6 +75,8 @@ class Plan:
     retry_indefinite: bool = False
     op_timeout: float = 1.0
     why: str = ""
+    #: An explicit schedule (from the time limit) instead of generated packages.
+    schedule: Callable[[float], list[dict[str, Any]]] | None = None
 
 
 READ_HEAVY = {"read": 0.7, "write": 0.2, "cas": 0.1}

@@ -164,6 +164,10 @@ def test_ctrl_c_keeps_history_and_kills_nodes(tmp_path: Path):
     from checker.history import load_history
 
     assert load_history(history).ops, "the interrupted history loads for checking"
+    checked = subprocess.run([sys.executable, "-m", "harness", "check", str(history.parent)],
+                             capture_output=True, timeout=60)
+    assert checked.returncode in (0, 1, 2), checked.stderr.decode()
+    assert b"Traceback" not in checked.stderr, checked.stderr.decode()
 
 
 @pytest.mark.parametrize(
