@@ -9,6 +9,7 @@ so the list is always current without a background job.
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import urllib.parse
 from pathlib import Path
@@ -55,10 +56,25 @@ class StoreServer:
                     if conn.our_state is h11.MUST_CLOSE:
                         return
                     conn.start_next_cycle()
-        except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.TooSlowError):
-            return  # a bad or vanished client: drop the connection, keep serving others
+        except h11.RemoteProtocolError as exc:
+            await self._bad_request(conn, stream, exc)
+        except (trio.BrokenResourceError, trio.TooSlowError):
+            return  # a vanished or stalled client: drop it, keep serving others
         finally:
             await stream.aclose()
+
+    async def _bad_request(self, conn: h11.Connection, stream: trio.abc.Stream,
+                           exc: h11.RemoteProtocolError) -> None:
+        """Answer unparseable HTTP with its status (400, 431 …) when h11 still lets us."""
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = f"bad request: {exc}\n".encode()
+        headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
+                   ("Connection", "close")]
+        with contextlib.suppress(h11.LocalProtocolError, trio.BrokenResourceError):
+            await stream.send_all(conn.send(h11.Response(
+                status_code=exc.error_status_hint, headers=headers)) + conn.send(
+                h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
 
     async def _next_event(self, conn: h11.Connection, stream: trio.abc.Stream) -> h11.Event | None:
         while True:
