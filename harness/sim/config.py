@@ -31,6 +31,8 @@ class SimClusterConfig:
     snapshot_threshold: int = 10_000
     pre_vote: bool = True
     check_quorum: bool = True
+    max_entries_per_append: int = 256
+    max_inflight_appends: int = 64
     #: How often a node's core is ticked (a real node runs a timer like this).
     tick_interval: float = 0.01
     #: One-way peer message latency, uniform in [lo, hi] seconds (before link faults).
@@ -69,6 +71,8 @@ class SimClusterConfig:
             snapshot_threshold=self.snapshot_threshold,
             pre_vote=self.pre_vote,
             check_quorum=self.check_quorum,
+            max_entries_per_append=self.max_entries_per_append,
+            max_inflight_appends=self.max_inflight_appends,
             read_mode=self.read_mode,
             bugs=frozenset(self.bugs),
         )

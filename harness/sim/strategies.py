@@ -23,6 +23,7 @@ Example, in a user's suite::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
@@ -37,6 +38,54 @@ PACKAGES = ("partition", "kill", "pause", "loss", "delay", "duplicate", "reorder
             "lose-unfsynced")
 #: Entries that undo a fault rather than start one (not counted as faults).
 _UNDO = ("heal", "start", "resume")
+
+
+@dataclass(frozen=True)
+class Suits:
+    """The conditions under which a planted bug can show at all (Jepsen picks "a nemesis
+    that suits" each bug the same way): fault packages, and cluster/workload settings
+    that a fuzz for that bug draws from. None leaves a setting to the generic draw."""
+
+    packages: tuple[str, ...]
+    read_modes: tuple[str, ...] | None = None
+    retry_indefinite: bool | None = None
+    max_entries: tuple[int, ...] | None = None
+    check_quorum: bool | None = None
+
+
+#: Planted bug -> what exposes it. A bug's effect needs a particular situation: a stale
+#: read needs a deposed leader that still serves; a lost acknowledged write needs a
+#: crash that drops unsynced data; a duplicated command needs a client that retries.
+SUITS: dict[str, Suits] = {
+    # Check-quorum deposes a cut-off leader within an election timeout, which hides
+    # these two bugs almost always: they need a leader that keeps serving.
+    "stale-leader-read": Suits(("partition", "pause"), ("read-index", "lease"),
+                               check_quorum=False),
+    "lease-too-long": Suits(("partition", "pause", "clock"), ("lease",), check_quorum=False),
+    "no-noop": Suits(("partition", "kill", "pause"), ("read-index", "lease")),
+    "commit-without-quorum": Suits(("partition", "kill", "pause")),
+    "commit-old-term": Suits(("partition", "kill", "loss"), max_entries=(1, 2)),
+    "no-prev-check": Suits(("partition", "loss", "reorder", "duplicate", "delay", "kill")),
+    "truncate-on-append": Suits(("reorder", "duplicate", "delay", "loss", "partition")),
+    "ack-before-fsync": Suits(("lose-unfsynced", "kill")),
+    "forget-vote": Suits(("kill", "lose-unfsynced", "partition")),
+    "no-dedup": Suits(("delay", "loss", "partition"), retry_indefinite=True),
+}
+
+
+def suits(bugs: Sequence[str]) -> Suits | None:
+    """The union of what exposes each of ``bugs`` (None: no bug has a preference)."""
+    chosen = [SUITS[bug] for bug in bugs if bug in SUITS]
+    if not chosen:
+        return None
+    packages = tuple(p for p in PACKAGES if any(p in s.packages for s in chosen))
+    modes = [s.read_modes for s in chosen if s.read_modes is not None]
+    read_modes = tuple(m for m in READ_MODES if all(m in ms for ms in modes)) if modes else None
+    retry = True if any(s.retry_indefinite for s in chosen) else None
+    entries = sorted({n for s in chosen for n in (s.max_entries or ())}) or None
+    quorum = False if any(s.check_quorum is False for s in chosen) else None
+    return Suits(packages, read_modes or None, retry, tuple(entries) if entries else None,
+                 quorum)
 
 
 def count_faults(schedule: Sequence[dict[str, Any]]) -> int:
@@ -137,12 +186,17 @@ def schedules(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
 
 def cluster_configs(nodes: int | st.SearchStrategy[int] = 3,
                     bugs: Sequence[str] = (),
-                    read_modes: Sequence[str] | None = None) -> st.SearchStrategy[SimClusterConfig]:
+                    read_modes: Sequence[str] | None = None,
+                    max_entries: Sequence[int] | None = None,
+                    check_quorum: bool | None = None,
+                    ) -> st.SearchStrategy[SimClusterConfig]:
     """Cluster configurations: size, read mode, snapshot threshold (small, to exercise
-    InstallSnapshot), pre-vote and check-quorum; the given planted bugs are always on."""
+    InstallSnapshot), pre-vote, check-quorum and append batch size; the given planted
+    bugs are always on."""
     sizes = nodes if isinstance(nodes, st.SearchStrategy) else st.just(nodes)
     modes = st.sampled_from(list(read_modes)) if read_modes else st.sampled_from(
         [m for m in READ_MODES if m != "stale"])
+    batches = st.sampled_from(list(max_entries) if max_entries else [256, 1, 4])
     return st.builds(
         SimClusterConfig,
         nodes=sizes,
@@ -150,7 +204,9 @@ def cluster_configs(nodes: int | st.SearchStrategy[int] = 3,
         bugs=st.just(tuple(bugs)),
         snapshot_threshold=st.sampled_from([10_000, 200, 50]),
         pre_vote=st.booleans().map(lambda b: not b),
-        check_quorum=st.booleans().map(lambda b: not b),
+        check_quorum=(st.just(check_quorum) if check_quorum is not None
+                      else st.booleans().map(lambda b: not b)),
+        max_entries_per_append=batches,
     )
 
 
@@ -175,11 +231,23 @@ def workloads(time_limit: float | st.SearchStrategy[float] | None = None,
 @st.composite
 def sim_tests(draw: st.DrawFn, nodes: int | st.SearchStrategy[int] = 3,
               bugs: Sequence[str] = (), read_modes: Sequence[str] | None = None,
-              packages: Sequence[str] = PACKAGES, time_limit: float | None = None,
-              max_faults: int = 8, name: str = "sim") -> SimTest:
-    """A whole simulated test: cluster, workload, schedule and seed."""
-    cluster = draw(cluster_configs(nodes, bugs, read_modes))
-    workload = draw(workloads(time_limit))
+              packages: Sequence[str] | None = None, time_limit: float | None = None,
+              max_faults: int = 8, name: str = "sim", suited: bool = True) -> SimTest:
+    """A whole simulated test: cluster, workload, schedule and seed.
+
+    With ``suited`` (the default) and planted ``bugs``, packages, read modes and
+    client retries that are not given explicitly follow :data:`SUITS`.
+    """
+    fit = suits(bugs) if suited else None
+    if packages is None:
+        packages = fit.packages if fit is not None else PACKAGES
+    if read_modes is None and fit is not None:
+        read_modes = fit.read_modes
+    retry = fit.retry_indefinite if fit is not None else None
+    cluster = draw(cluster_configs(nodes, bugs, read_modes,
+                                   fit.max_entries if fit is not None else None,
+                                   fit.check_quorum if fit is not None else None))
+    workload = draw(workloads(time_limit, retry))
     schedule = draw(schedules(cluster.node_ids, workload.time_limit, packages, max_faults))
     seed = draw(st.integers(0, 2**32 - 1))
     return SimTest(cluster=cluster, workload=workload, schedule=tuple(schedule), seed=seed,

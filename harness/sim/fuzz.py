@@ -1,0 +1,175 @@
+"""Property-based fuzzing in the simulator: search, shrink, save a reproduction.
+
+The property is the project's whole promise: *every checker says valid* for a
+simulated test drawn by :func:`harness.sim.strategies.sim_tests`. Hypothesis
+searches; when a test fails, it shrinks it (fewer faults, shorter schedule,
+simpler values) and the minimal case is run once more into a store run
+directory with a message trace and a report, next to ``repro.json``
+(cluster, workload, schedule, seed, and the verdict it must reproduce).
+
+``unknown`` verdicts (a checker could not judge) do not fail the property
+but are counted and reported: they are not evidence of a bug.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import seed as hypothesis_seed
+
+from checker.results import failing_checkers
+from harness import store
+from harness.sim.config import SimTest
+from harness.sim.run import SimResult, simulate
+from harness.sim.strategies import PACKAGES, count_faults, sim_tests
+
+REPRO = "repro.json"
+
+
+class CheckerFailed(AssertionError):
+    """The property failed: some checker said invalid."""
+
+
+@dataclass
+class FuzzOutcome:
+    """What a fuzz campaign found."""
+
+    examples: int
+    elapsed_s: float
+    unknown: int = 0
+    failure: SimTest | None = None
+    run_dir: Path | None = None
+    repro: Path | None = None
+    report: Path | None = None
+    results: dict[str, Any] | None = None
+    faults: int | None = None
+    seconds_to_first_failure: float | None = None
+    failing: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return self.failure is not None
+
+
+def history_digest(run_dir: Path) -> str:
+    return hashlib.sha256((run_dir / store.HISTORY).read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def _shrink_budget(seconds: float | None) -> Iterator[None]:
+    """Bound Hypothesis's shrinking time (its engine stops after MAX_SHRINKING_SECONDS)."""
+    from hypothesis.internal.conjecture import engine
+
+    if seconds is None or not hasattr(engine, "MAX_SHRINKING_SECONDS"):
+        yield
+        return
+    saved = engine.MAX_SHRINKING_SECONDS
+    engine.MAX_SHRINKING_SECONDS = max(1, int(seconds))
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = saved
+
+
+def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = None,
+         nodes: int = 3, store_dir: str | Path = "store", name: str | None = None,
+         read_modes: Sequence[str] | None = None, packages: Sequence[str] = PACKAGES,
+         time_limit: float | None = None, max_faults: int = 8,
+         shrink_seconds: float | None = 120.0,
+         progress: Callable[[int, SimResult], None] | None = None) -> FuzzOutcome:
+    """Run the property on up to ``examples`` drawn tests; shrink and save the first failure."""
+    store_dir = Path(store_dir)
+    name = name or "fuzz-" + ("-".join(bugs) if bugs else "correct")
+    strategy = sim_tests(nodes=nodes, bugs=tuple(bugs), read_modes=read_modes,
+                         packages=packages, time_limit=time_limit, max_faults=max_faults,
+                         name=name)
+    scratch = Path(tempfile.mkdtemp(prefix="splitbrain-fuzz-"))
+    counter = itertools.count(1)
+    state: dict[str, Any] = {"failing": None, "first": None, "unknown": 0, "calls": 0}
+    started = time.perf_counter()
+
+    def check_one(test: SimTest) -> None:
+        number = next(counter)
+        state["calls"] = number
+        run_dir = scratch / f"example-{number}"
+        try:
+            result = simulate(test, run_dir)
+            if progress is not None:
+                progress(number, result)
+            if result.valid is False:
+                state["failing"] = test
+                if state["first"] is None:
+                    state["first"] = time.perf_counter() - started
+                raise CheckerFailed(", ".join(failing_checkers(result.results)) or "invalid")
+            if result.valid != True:  # noqa: E712 - "unknown" is truthy
+                state["unknown"] += 1
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    runner = given(strategy)(check_one)
+    runner = settings(
+        max_examples=examples, deadline=None, database=None, derandomize=False,
+        suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+        verbosity=Verbosity.quiet,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    )(runner)
+    if seed is not None:
+        runner = hypothesis_seed(seed)(runner)
+    try:
+        with _shrink_budget(shrink_seconds):
+            runner()
+    except CheckerFailed:
+        pass
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    outcome = FuzzOutcome(examples=state["calls"], elapsed_s=time.perf_counter() - started,
+                          unknown=state["unknown"])
+    failing: SimTest | None = state["failing"]
+    if failing is None:
+        return outcome
+    outcome.seconds_to_first_failure = state["first"]
+    save_failure(outcome, failing, store_dir)
+    return outcome
+
+
+def save_failure(outcome: FuzzOutcome, test: SimTest, store_dir: Path) -> None:
+    """Run the minimal failing test once more, traced and reported, and write repro.json."""
+    traced = dataclasses.replace(
+        test, cluster=dataclasses.replace(test.cluster, trace_messages=True))
+    run_dir = store.create_run_dir(store_dir, test.name)
+    result = simulate(traced, run_dir, report=True)
+    outcome.failure = traced
+    outcome.run_dir = run_dir
+    outcome.results = result.results
+    outcome.report = result.report
+    outcome.faults = count_faults(traced.schedule)
+    outcome.failing = failing_checkers(result.results)
+    repro = traced.to_json()
+    repro["expect"] = {
+        "valid": result.valid,
+        "failing_checkers": outcome.failing,
+        "history_sha256": history_digest(run_dir),
+        "faults": outcome.faults,
+    }
+    outcome.repro = run_dir / REPRO
+    outcome.repro.write_text(json.dumps(repro, indent=2) + "\n", encoding="utf-8")
+
+
+def load_repro(path: str | Path) -> tuple[SimTest, dict[str, Any]]:
+    """A repro.json (or a simulated run's test.json) as a SimTest plus its expectations."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "cluster" not in data:
+        raise ValueError(f"{path} is not a repro.json of splitbrain fuzz (no 'cluster')")
+    return SimTest.from_json(data), dict(data.get("expect") or {})

@@ -1,0 +1,210 @@
+"""``splitbrain fuzz`` and ``splitbrain replay``: property-based search in the simulator.
+
+``fuzz`` runs the property "every checker says valid" on simulated tests drawn
+by Hypothesis; on a failure Hypothesis shrinks it and the minimal case is saved
+as ``repro.json`` in a store run directory with its history and report.
+Exit code 1 when a failure was found, 0 when none.
+
+``replay repro.json`` runs the saved case in the simulator again (the history
+must be byte-identical; it says so), or with ``--real`` replays the same
+schedule, workload and cluster settings against real processes through the
+harness's run pipeline (the real world is not deterministic: same plan, maybe
+not the same interleaving).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.cli import UserError
+
+READ_MODES = ("read-index", "lease", "log", "stale")
+
+
+def register(subparsers: Any) -> None:
+    fuzz = subparsers.add_parser(
+        "fuzz",
+        help="search for a failing fault schedule in the simulator (Hypothesis), shrink it",
+        description=(
+            "Run the property 'every checker says valid' on simulated raft_impl tests drawn "
+            "by Hypothesis (cluster settings, workload, nemesis schedule, seed). The first "
+            "failure is shrunk to a minimal case, saved as repro.json with its run directory "
+            "and report. Exit 1 when a failure is found, 0 when none. Long campaigns: "
+            "`splitbrain fuzz --examples 100000`."
+        ),
+    )
+    fuzz.add_argument("--examples", type=int, default=100, metavar="N",
+                      help="how many tests to try (default 100)")
+    fuzz.add_argument("--bug", action="append", default=[], metavar="NAME",
+                      help="switch on a planted bug (repeatable)")
+    fuzz.add_argument("--seed", type=int, default=None,
+                      help="seed of the search itself (same seed, same sequence of tests)")
+    fuzz.add_argument("--nodes", type=int, default=3, help="cluster size (default 3)")
+    fuzz.add_argument("--store", default="store", metavar="DIR",
+                      help="store directory for the failing case (default ./store)")
+    fuzz.add_argument("--read-mode", action="append", default=[], choices=READ_MODES,
+                      help="read modes to draw from (repeatable; default all but stale)")
+    fuzz.add_argument("--time-limit", type=float, default=None, metavar="S",
+                      help="simulated seconds of workload per test (default: drawn, 3-8)")
+    fuzz.add_argument("--max-faults", type=int, default=8, metavar="N",
+                      help="most faults in a drawn schedule (default 8)")
+    fuzz.add_argument("--shrink-seconds", type=float, default=120.0, metavar="S",
+                      help="time budget for shrinking a failure (default 120)")
+    fuzz.add_argument("--quiet", action="store_true", help="no progress output")
+    fuzz.set_defaults(handler=run_fuzz)
+
+    replay = subparsers.add_parser(
+        "replay",
+        help="reproduce a repro.json in the simulator, or against real processes (--real)",
+        description=(
+            "Run the test saved in repro.json again. In the simulator the history is "
+            "byte-identical every time (checked against the digest in repro.json). With "
+            "--real, the same schedule, workload and settings run on real node processes. "
+            "Exit code 0 valid, 1 invalid, 2 unknown."
+        ),
+    )
+    replay.add_argument("repro", help="a repro.json written by splitbrain fuzz")
+    replay.add_argument("--real", action="store_true",
+                        help="replay against real processes through `splitbrain run`")
+    replay.add_argument("--store", default="store", metavar="DIR",
+                        help="store directory (default ./store)")
+    replay.set_defaults(handler=run_replay)
+
+
+def _positive(value: int | float | None, what: str) -> None:
+    if value is not None and value <= 0:
+        raise UserError(f"{what} must be > 0, got {value}")
+
+
+def run_fuzz(args: argparse.Namespace) -> int:
+    from harness.sim.fuzz import fuzz
+    from raft_impl.bugs import validate_bugs
+
+    _positive(args.examples, "--examples")
+    _positive(args.time_limit, "--time-limit")
+    if args.nodes < 1 or args.nodes > 9:
+        raise UserError(f"--nodes must be between 1 and 9, got {args.nodes}")
+    try:
+        bugs = sorted(validate_bugs(args.bug))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    out = sys.stderr
+
+    def progress(number: int, result: Any) -> None:
+        if not args.quiet and (number % 50 == 0 or result.valid is False):
+            mark = "FAIL" if result.valid is False else "ok"
+            print(f"  example {number}: {mark}", file=out, flush=True)
+
+    label = ", ".join(bugs) if bugs else "the correct implementation"
+    print(f"splitbrain fuzz: up to {args.examples} simulated tests of {label}", file=out)
+    outcome = fuzz(examples=args.examples, bugs=bugs, seed=args.seed, nodes=args.nodes,
+                   store_dir=args.store, read_modes=args.read_mode or None,
+                   time_limit=args.time_limit, max_faults=args.max_faults,
+                   shrink_seconds=args.shrink_seconds, progress=progress)
+    if not outcome.found:
+        unknown = f", {outcome.unknown} unknown verdicts" if outcome.unknown else ""
+        print(f"no failure in {outcome.examples} tests ({outcome.elapsed_s:.1f} s{unknown})")
+        return 0
+    print(f"FAILURE found after {outcome.seconds_to_first_failure:.1f} s; shrunk to "
+          f"{outcome.faults} fault(s) in {outcome.elapsed_s:.1f} s total")
+    print(f"  failing checkers: {', '.join(outcome.failing) or '?'}")
+    print(f"  run directory:    {outcome.run_dir}")
+    if outcome.report is not None:
+        print(f"  report:           {outcome.report}")
+    print(f"  reproduction:     {outcome.repro}")
+    print(f"  replay with:      splitbrain replay {outcome.repro}")
+    return 1
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from harness.sim.fuzz import load_repro
+
+    path = Path(args.repro)
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    try:
+        test, expect = load_repro(path)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{path}: {exc}") from None
+    if args.real:
+        return _replay_real(test, Path(args.store))
+    return _replay_sim(test, expect, Path(args.store))
+
+
+def _replay_sim(test: Any, expect: dict[str, Any], store_dir: Path) -> int:
+    from checker.results import exit_code, failing_checkers
+    from harness import store
+    from harness.sim.fuzz import history_digest
+    from harness.sim.run import simulate
+
+    run_dir = store.create_run_dir(store_dir, f"replay-{test.name}")
+    result = simulate(test, run_dir, report=True)
+    verdict = {True: "valid", False: "INVALID"}.get(result.valid, "unknown")
+    print(f"replayed in the simulator: {verdict}")
+    failing = failing_checkers(result.results)
+    if failing:
+        print(f"  failing checkers: {', '.join(failing)}")
+    expected_digest = expect.get("history_sha256")
+    if expected_digest:
+        same = history_digest(run_dir) == expected_digest
+        print(f"  history identical to the recorded one: {'yes' if same else 'NO'}")
+    print(f"  run directory: {run_dir}")
+    if result.report is not None:
+        print(f"  report:        {result.report}")
+    return exit_code(result.results)
+
+
+#: Simulator settings a real run cannot take (the node command line has no flag for them).
+_SIM_ONLY = ("heartbeat_interval", "snapshot_threshold", "pre_vote", "check_quorum",
+             "max_entries_per_append", "max_inflight_appends", "election_timeout")
+
+
+def _warn_not_carried(cluster: Any) -> None:
+    from harness.sim.config import SimClusterConfig
+
+    default = SimClusterConfig()
+    differing = [name for name in _SIM_ONLY
+                 if getattr(cluster, name, None) != getattr(default, name, None)]
+    if differing:
+        print("note: a real run uses raft_impl's defaults for "
+              f"{', '.join(differing)} (the simulated case set them differently)",
+              file=sys.stderr)
+
+
+def _replay_real(test: Any, store_dir: Path) -> int:
+    try:
+        from harness.run import RunConfig, run_test, summary
+    except ImportError as exc:
+        raise UserError(f"the real run pipeline is not available: {exc}") from None
+    from nemesis.schedule import final_heal
+
+    workload = test.workload
+    cluster = test.cluster
+    limit = workload.time_limit
+    _warn_not_carried(cluster)
+    schedule = [entry for entry in test.schedule if entry["at"] <= limit]
+    schedule += final_heal(limit)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="schedule-",
+                                     delete=False) as handle:
+        json.dump(schedule, handle)
+        schedule_file = handle.name
+    config = RunConfig(
+        nodes=cluster.nodes, time_limit=limit, rate=workload.rate,
+        concurrency=workload.concurrency, keys=workload.keys, mix=dict(workload.mix),
+        ops_per_key=workload.ops_per_key, nemesis_schedule=schedule_file,
+        read_mode=cluster.read_mode, bugs=list(cluster.bugs), seed=test.seed,
+        store=str(store_dir), test_name=f"replay-real-{test.name}",
+        quiet_period=workload.quiet, op_timeout=workload.op_timeout,
+        retry_indefinite=workload.retry_indefinite,
+    )
+    try:
+        outcome = run_test(config)
+    finally:
+        Path(schedule_file).unlink(missing_ok=True)
+    print(summary(outcome))
+    return outcome.exit_code
