@@ -323,10 +323,15 @@ def describe_fault(kind: str, value: Any) -> str:
     """Say what a fault did in words, e.g. ``partition n1 | n2 n3 n4 n5``."""
     description = None
     if isinstance(value, Mapping):
-        description = value.get("description")
+        notes = [str(value[k]) for k in ("description", "shape") if value.get(k)]
+        if kind == "partition" and value.get("leader"):
+            notes.append(f"leader was {value['leader']}")
+        description = ", ".join(notes) or None
     text = None
     if kind == "partition" and isinstance(value, Mapping):
         groups = value.get("components") or value.get("groups")
+        if groups is not None and len(groups) < 2:
+            groups = None  # one component (a ring, a bridge): the grudge says more
         grudge = value.get("grudge", value)
         if groups is None and isinstance(grudge, Mapping) and all(
             isinstance(v, list | tuple | set) for v in grudge.values()
@@ -338,17 +343,26 @@ def describe_fault(kind: str, value: Any) -> str:
                     for k, v in sorted(grudge.items()) if v)
         if groups:
             text = "partition " + " | ".join(" ".join(map(str, g)) for g in groups)
+    if text is None and isinstance(value, Mapping) and "nodes" in value:
+        nodes = value["nodes"]
+        shown = " ".join(map(str, nodes)) if isinstance(nodes, list) else str(nodes)
+        target = value.get("target")
+        text = f"{kind} {shown}" + (f" (the {target})" if target in ("leader",) else "")
+        extra = {k: v for k, v in value.items() if k not in ("nodes", "target")}
+        if extra:
+            text += " " + fmt_value(extra)
+        description = None
     if text is None:
         if value is None or value == "" or (isinstance(value, Mapping) and
-                                            set(value) <= {"description"}):
+                                            set(value) <= {"description", "shape"}):
             text = kind
         elif isinstance(value, str):
             text = value if value.startswith(kind) else f"{kind} {value}"
         elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
             text = f"{kind} {' '.join(value)}"
         else:
-            shown = {k: v for k, v in value.items() if k != "description"} if isinstance(
-                value, Mapping) else value
+            shown = {k: v for k, v in value.items() if k not in ("description", "shape")
+                     } if isinstance(value, Mapping) else value
             text = f"{kind} {fmt_value(shown)}"
     return f"{text} ({description})" if description else text
 
@@ -367,7 +381,8 @@ def fault_intervals(nemesis: Sequence[Mapping[str, Any]], end: int) -> list[Faul
             still_open = []
             for fault in open_faults:
                 matches = fault.kind in stopped and (
-                    not targets or not _nodes_of(fault.detail) or _nodes_of(fault.detail) & targets
+                    not targets or "all" in targets or not _nodes_of(fault.detail)
+                    or bool(_nodes_of(fault.detail) & targets)
                 )
                 if matches:
                     fault.end = time
@@ -750,11 +765,12 @@ def timeline_data(history: History, lanes: Sequence[Any]) -> dict[str, Any]:
         return lookup[marker]
 
     cols: dict[str, list[Any]] = {k: [] for k in
-                                  ("id", "l", "f", "k", "n", "e", "r", "t0", "d", "v", "o")}
+                                  ("id", "p", "l", "f", "k", "n", "e", "r", "t0", "d", "v", "o")}
     previous = 0
     for op in sorted(history.ops, key=lambda o: o.start):
         start_us = op.start // 1000
         cols["id"].append(op.id)
+        cols["p"].append(op.process)
         cols["l"].append(lane_of.get(lane_key(op), 0))
         cols["f"].append(code(fs, op.f))
         cols["k"].append(code(keys, op.key))
@@ -766,8 +782,10 @@ def timeline_data(history: History, lanes: Sequence[Any]) -> dict[str, Any]:
         cols["d"].append(-1 if op.end is None else (op.end - op.start) // 1000)
         cols["v"].append(op.value)
         cols["o"].append(op.out if op.out != op.value else None)
+    folded = any(lane_key(op) != op.process for op in history.ops)
     return {"fs": fs, "keys": keys, "nodes": nodes, "errors": errors,
-            "lanes": [str(p) for p in lanes], "ops": cols}
+            "lanes": [str(p) for p in lanes], "lane_word": "thread" if folded else "p",
+            "ops": cols}
 
 
 def lane_key(op: Op) -> Any:

@@ -201,6 +201,22 @@ def _fit_window(focus: Focus, marked: Sequence[Marked], end: int) -> tuple[int, 
     return max(lo - pad, 0), hi + pad
 
 
+def _lin_window(focus: Focus, evidence: LinEvidence) -> tuple[int, int]:
+    """The stretch where the last prefix steps and the failing op happen.
+
+    Long ops (an unknown write, the source write long before) would stretch
+    it to seconds; they are drawn clipped at the edge instead.
+    """
+    assert focus.failed is not None
+    times = [focus.failed.start, focus.failed.end or focus.failed.start]
+    times += [s.point for s in evidence.prefix[-MAX_STEPS_SHOWN:]]
+    if focus.missed is not None:
+        times += [focus.missed.start, focus.missed.end or focus.missed.start]
+    lo, hi = min(times), max(times)
+    pad = max((hi - lo) // 12, 2_000_000)
+    return lo - pad, hi + pad
+
+
 def _op_card(op: Op | None) -> dict[str, Any] | None:
     if op is None:
         return None
@@ -264,7 +280,7 @@ def build_context(
         if evidence is not None:
             wide = _window_ops(history, focus, evidence, wide=True)
             first_step = max(len(evidence.prefix) - MAX_STEPS_SHOWN, 0) + 1
-            lin_picture = window_svg(wide, focus.faults, _fit_window(focus, wide, history.end),
+            lin_picture = window_svg(wide, focus.faults, _lin_window(focus, evidence),
                                      steps=evidence.prefix[-MAX_STEPS_SHOWN:],
                                      first_step=first_step,
                                      run_end=history.end, title="linearization window")
@@ -296,7 +312,8 @@ def build_context(
             messages["header"], messages["svg"] = sequence_svg(messages["shown"], node_names,
                                                                marks)
         stderr = sources.stderr_window(
-            run_dir / "nodes", (max(anomaly[0] - 2 * NS_PER_S, 0), anomaly[1] + NS_PER_S), config)
+            run_dir / "nodes", (max(anomaly[0] - 2 * NS_PER_S, 0), anomaly[1] + NS_PER_S), config,
+            observations)
 
     data = {
         "title": title,
@@ -388,7 +405,7 @@ def run_title(run_dir: Path, config: Mapping[str, Any]) -> str:
 
 def render_run_report(run_dir: str | Path) -> Path:
     """Render ``run_dir/report.html`` from the run's files; returns its path."""
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # store/latest is a link: name the real run
     history_path = run_dir / "history.jsonl"
     if not history_path.is_file():
         raise InputError(run_dir, None, "not a run directory: no history.jsonl")

@@ -70,7 +70,7 @@ def message_window(path: Path, window: tuple[int, int],
 
 def _wall_start(config: Mapping[str, Any]) -> float | None:
     """The run's start as a Unix time, if test.json recorded it."""
-    for key in ("started_at", "start_time", "start_wall", "started"):
+    for key in ("started_at", "start_time", "start_wall", "started", "started_utc"):
         value = config.get(key)
         if isinstance(value, int | float):
             return float(value) / (1e9 if value > 1e12 else 1)
@@ -83,10 +83,17 @@ def _wall_start(config: Mapping[str, Any]) -> float | None:
 
 
 def _parse_iso(text: str) -> float:
-    stamp = dt.datetime.fromisoformat(text.replace(",", ".").replace("Z", "+00:00"))
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return stamp.timestamp()
+    """ISO 8601 (also the store's compact 20261128T044455.505Z) as a Unix time.
+
+    A stamp without zone is local time: what Python's logging ``asctime`` writes.
+    """
+    text = text.replace(",", ".")
+    compact = re.fullmatch(r"(\d{8})T(\d{6})(\.\d+)?(Z?)", text)
+    if compact:
+        day, clock, fraction, zone = compact.groups()
+        text = (f"{day[:4]}-{day[4:6]}-{day[6:]}T{clock[:2]}:{clock[2:4]}:{clock[4:]}"
+                f"{fraction or ''}{zone}")
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def line_time(line: str, wall_start: float | None) -> int | None:
@@ -122,9 +129,25 @@ def line_time(line: str, wall_start: float | None) -> int | None:
     return None
 
 
-def stderr_window(nodes_dir: Path, window: tuple[int, int],
-                  config: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    """Each node's stderr lines inside the window; the last lines when untimed."""
+LIFECYCLE_KINDS = frozenset({"role", "crash", "restart", "lose-unfsynced"})
+
+
+def _event_line(row: Mapping[str, Any]) -> str:
+    """A node event from observations.jsonl, worded like a log line."""
+    if row.get("kind") == "role":
+        leader = f", leader {row['leader']}" if row.get("leader") else ""
+        return f"▸ became {row.get('role')} in term {row.get('term')}{leader}"
+    return f"▸ {row.get('kind')} (harness)"
+
+
+def stderr_window(nodes_dir: Path, window: tuple[int, int], config: Mapping[str, Any],
+                  observations: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]] | None:
+    """Each node's stderr lines inside the window; the last lines when untimed.
+
+    Role changes and crash/restart marks from observations.jsonl (exact run
+    times) are merged in, marked ▸: nodes log little at INFO level, and who
+    led in which term is usually what the moment needs.
+    """
     if not nodes_dir.is_dir():
         return None
     wall_start = _wall_start(config)
@@ -142,6 +165,10 @@ def stderr_window(nodes_dir: Path, window: tuple[int, int],
         for time, line in timed:
             last = time if time is not None else last
             stamped.append((last, line))
+        stamped += [(int(row["time"]), _event_line(row)) for row in observations
+                    if row.get("node") == node_dir.name and row.get("kind") in LIFECYCLE_KINDS
+                    and isinstance(row.get("time"), int | float)]
+        stamped.sort(key=lambda item: -1 if item[0] is None else item[0])
         aligned = any(t is not None for t, _ in stamped)
         if aligned:
             chosen = [(t, line) for t, line in stamped if t is not None and lo <= t <= hi]
@@ -150,7 +177,7 @@ def stderr_window(nodes_dir: Path, window: tuple[int, int],
                 chosen = [(t, line) for t, line in stamped if t is not None and t < lo][-5:]
                 note = "nothing logged in the window; its last lines before it"
         else:
-            chosen = [(None, line) for line in lines[-MAX_LOG_LINES:]]
+            chosen = [(None, line) for _, line in stamped[-MAX_LOG_LINES:]]
             note = "the log lines carry no time: its last lines"
         omitted = max(len(chosen) - MAX_LOG_LINES, 0)
         if omitted:  # keep the lines nearest the window's centre
@@ -160,6 +187,7 @@ def stderr_window(nodes_dir: Path, window: tuple[int, int],
         found.append({
             "node": node_dir.name, "note": note, "omitted": omitted, "total": len(lines),
             "lines": [{"t": None if t is None or _SECONDS.match(line) else
-                       f"{t / NS_PER_S:.3f} s", "text": line[:400]} for t, line in chosen],
+                       f"{t / NS_PER_S:.3f} s", "text": line[:400],
+                       "event": line.startswith("▸")} for t, line in chosen],
         })
     return found or None

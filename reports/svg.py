@@ -106,6 +106,9 @@ def window_svg(
         if marked.role:
             tag = (f'<tspan class="role-tag" fill="{stroke}">{ROLE_TAG[marked.role]}</tspan> ')
         weight = ' font-weight="700"' if marked.role else ""
+        if op.start < lo:  # clipped: say when it really began
+            out.append(f'<text class="tick" x="{left - 2}" y="{y + row - 9}" '
+                       f'text-anchor="end">◂ {op.start / NS_PER_S:.3f} s</text>')
         out.append(
             f'<g class="op{role_class}" data-op="{op.id}"><title>{escape(tip)}</title>'
             f'<text x="6" y="{y + row - 9}"{weight}>{tag}p{escape(str(op.process))} '

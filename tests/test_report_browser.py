@@ -98,9 +98,10 @@ def test_stale_read_first_screen_shows_read_missed_write_and_partition(browser, 
     canvas = page.locator("#timeline-canvas")
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
+    first_lane = page.evaluate("(t => t.top + t.laneH / 2)(window.splitbrainReport.timeline)")
     found = False
     for fraction in [i / 40 for i in range(4, 40)]:  # find some bar under the pointer
-        page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + 36 + 9)
+        page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + first_lane)
         if page.locator("#tooltip").is_visible():
             found = True
             break

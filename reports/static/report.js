@@ -60,7 +60,7 @@
   function describe(k) {
     var f = T.fs[C.f[k]], key = T.keys[C.k[k]], r = RESULT_NAMES[C.r[k]];
     var lines = [
-      "process " + T.lanes[C.l[k]] + " · op #" + C.id[k],
+      "process " + C.p[k] + " · op #" + C.id[k],
       f + (key === null ? "" : " " + show(key)) + (f === "read" || f === "get" ? "" : " " + show(C.v[k])),
       "result: " + r + (C.o[k] !== null && C.o[k] !== undefined ? " → " + show(C.o[k]) : (r === "ok" && (f === "read" || f === "get") ? " → " + show(C.v[k]) : "")),
       "node: " + show(T.nodes[C.n[k]]),
@@ -77,7 +77,7 @@
     this.tip = document.getElementById("tooltip");
     this.status = document.getElementById("timeline-status");
     this.gutter = 78;
-    this.top = 36;
+    this.top = 46;
     var lanes = Math.max(T.lanes.length, 1);
     this.laneH = lanes <= 30 ? 18 : Math.max(4, Math.floor(540 / lanes));
     this.lo = 0;
@@ -110,7 +110,9 @@
     var lo = this.lo, hi = this.hi, self = this, plotRight = s.width - 8;
     ctx.clearRect(0, 0, s.width, height);
     ctx.font = "11px system-ui, sans-serif";
-    /* faults: shaded across every lane, labelled in the top band */
+    /* faults: shaded across every lane, labelled in the top band (two rows, so
+       faults starting together, e.g. a partition and a pause, both stay readable) */
+    var labelEnds = [-1, -1];
     DATA.faults.forEach(function (f) {
       var fe = f.e < 0 ? END : f.e;
       if (fe < lo || f.s > hi) return;
@@ -119,14 +121,18 @@
       ctx.globalAlpha = 0.45;
       ctx.fillRect(x0, 18, Math.max(x1 - x0, 1), height - 18);
       ctx.globalAlpha = 1;
+      var row = labelEnds[0] <= x0 ? 0 : labelEnds[1] <= x0 ? 1 : -1;
+      if (row < 0) return;
+      var room = Math.max(x1 - x0, 80), text = f.label.slice(0, Math.floor(room / 6));
       ctx.fillStyle = "#3d2b72";
-      if (x1 - x0 > 30) ctx.fillText(f.label.slice(0, Math.floor((x1 - x0) / 6)), x0 + 3, 31);
+      ctx.fillText(text, x0 + 3, 29 + row * 13);
+      labelEnds[row] = x0 + ctx.measureText(text).width + 10;
     });
     /* lanes */
     for (var lane = 0; lane < T.lanes.length; lane++) {
       var y = this.top + lane * this.laneH;
       if (lane % 2) { ctx.fillStyle = "rgba(0,0,0,0.035)"; ctx.fillRect(0, y, s.width, this.laneH); }
-      if (this.laneH >= 10) { ctx.fillStyle = "#333"; ctx.fillText("p " + T.lanes[lane], 4, y + this.laneH - 5); }
+      if (this.laneH >= 10) { ctx.fillStyle = "#333"; ctx.fillText(T.lane_word + " " + T.lanes[lane], 4, y + this.laneH - 5); }
     }
     /* ops in the window only */
     var drawn = 0, barH = Math.max(this.laneH - 4, 2);
@@ -159,7 +165,7 @@
       ctx.strokeStyle = colour; ctx.lineWidth = 3;
       ctx.strokeRect(x0 - 1, y + 1, x1 - x0 + 2, self.laneH - 2);
       ctx.lineWidth = 1;
-      ctx.beginPath(); ctx.moveTo(x0, 18); ctx.lineTo(x0, height); ctx.globalAlpha = 0.5; ctx.stroke(); ctx.globalAlpha = 1;
+      ctx.beginPath(); ctx.moveTo(x0, self.top); ctx.lineTo(x0, height); ctx.globalAlpha = 0.5; ctx.stroke(); ctx.globalAlpha = 1;
     });
     /* time axis */
     ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, s.width, 17);
