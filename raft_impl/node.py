@@ -37,6 +37,7 @@ the speed from then on, without a jump; ``offset 0, rate 1`` is normal.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -46,6 +47,7 @@ import math
 import random
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +58,7 @@ import trio
 from .core import LEADER, RaftConfig, RaftCore, Ready
 from .kv import Command, CommandError, KVStateMachine
 from .messages import AppendEntries, Heartbeat, Message, MessageError
-from .storage import Storage
+from .storage import Storage, write_snapshot_file
 from .types import Entry, EntryKind, HardState, Snapshot, SnapshotMeta
 from .wire import FrameDecoder, FrameError, encode_frame
 
@@ -220,9 +222,22 @@ class Node:
         self._waiting_reads: list[_WaitingRead] = []
         self._read_ctx = itertools.count(1)
         self._read_seq = itertools.count()
+        self._ack_first = "ack-before-fsync" in self.bugs
+        # Group commit bookkeeping (see _handle_ready and _syncer).
+        self._sync_wanted = trio.Event()
+        self._disk_lock = trio.Lock()
+        self._batches_taken = 0
+        self._batches_durable = 0
+        self._staged_term_vote: tuple[int, str | None] = (0, None)
         self._durable_term_vote: tuple[int, str | None] = (0, None)
         #: Last log index known to be fsynced in this node's WAL.
         self._durable_index = 0
+        #: Lowest index staged for replacement since the last batch was taken.
+        self._cut_since_take: float = math.inf
+        self._held: deque[tuple[int, Message]] = deque()
+        self._to_apply: deque[Entry] = deque()
+        self._snapshotting = False
+        self._nursery: trio.Nursery | None = None
         self.peer_address: tuple[str, int] | None = None
         self.client_address: tuple[str, int] | None = None
 
@@ -239,7 +254,7 @@ class Node:
         for warning in recovered.warnings:
             log.warning("WAL: %s", warning)
         hs = recovered.hard_state
-        self._durable_term_vote = (hs.term, hs.vote)
+        self._durable_term_vote = self._staged_term_vote = (hs.term, hs.vote)
         self._durable_index = self.storage.last_index
         if recovered.snapshot is not None:
             self.kv.restore(recovered.snapshot.data)
@@ -290,7 +305,9 @@ class Node:
                     link = PeerLink(self.id, peer_id, address, self.rng)
                     self.links[peer_id] = link
                     nursery.start_soon(link.run)
+                self._nursery = nursery
                 nursery.start_soon(self._ready_loop)
+                nursery.start_soon(self._syncer)
                 nursery.start_soon(self._ticker)
                 emit({
                     "event": "ready",
@@ -324,59 +341,45 @@ class Node:
                 await self._handle_ready(core.ready())
 
     async def _handle_ready(self, rd: Ready) -> None:
+        """Stage a Ready for the WAL and act on what is already safe; never wait for fsync.
+
+        What needs durability waits in queues released by :meth:`_syncer`:
+        messages (acks, votes) until the batch holding what they acknowledge is
+        fsynced, committed entries until they are durable here.
+        """
         core = self.core
         assert core is not None
         storage = self.storage
         if rd.snapshot is not None:
-            # A leader's snapshot replaces state machine and log: durable before the
-            # snapshot-resp in rd.messages goes out.
-            self.kv.restore(rd.snapshot.data)
-            await trio.to_thread.run_sync(self._save_snapshot, rd.snapshot, True)
-            self._durable_index = rd.snapshot.meta.index
-            for index in [i for i in self._pending if i <= rd.snapshot.meta.index]:
-                waiter = self._pending.pop(index)
-                waiter.reply(_unknown(waiter.request_id, "entry-compacted"))
+            await self._install_snapshot(rd.snapshot)
         if rd.hard_state is not None:
             hs = rd.hard_state
             if "forget-vote" in self.bugs:
                 hs = HardState(hs.term, None, hs.commit)
             storage.stage_hard_state(hs)
+            self._staged_term_vote = (rd.hard_state.term, rd.hard_state.vote)
         if rd.entries:
-            # Entries from this index on are being replaced: not durable until the fsync.
-            self._durable_index = min(self._durable_index, rd.entries[0].index - 1)
+            # Entries from this index on are being replaced: not durable until fsynced.
+            first = rd.entries[0].index
+            self._durable_index = min(self._durable_index, first - 1)
+            self._cut_since_take = min(self._cut_since_take, first)
             storage.stage_entries(rd.entries)
-        ack_first = "ack-before-fsync" in self.bugs
-        sent_early = 0
-        if ack_first:
-            self._send_all(rd.messages)
-            sent_early = len(rd.messages)
-        elif self._may_send_early(rd):
-            # Leader-to-follower messages first (they ack nothing); the rest after fsync.
-            early = [m for m in rd.messages if isinstance(m, AppendEntries | Heartbeat)]
-            if len(early) == len(rd.messages):
-                self._send_all(early)
-                sent_early = len(early)
-        # Committed entries that are already durable here are applied (and their clients
-        # answered) before this Ready's fsync: on a busy leader they were written by an
-        # earlier Ready, so waiting for the new batch's fsync would only add latency.
-        committed = rd.committed_entries
-        durable_now = _count_up_to(committed, self._durable_index)
-        if durable_now:
-            self._apply(committed[:durable_now])
+        if self._ack_first:
+            # Planted bug: everything counts as durable at once (and is never fsynced).
+            self._durable_index = storage.last_index
+            self._durable_term_vote = self._staged_term_vote
+        needed = self._batches_taken + 1 if storage.needs_sync else self._batches_taken
+        for m in rd.messages:
+            if self._ack_first or needed <= self._batches_durable or self._may_send_early(m):
+                self._send(m)
+            else:
+                self._held.append((needed, m))
+        self._to_apply.extend(rd.committed_entries)
+        self._apply_durable()
         for read_state in rd.read_states:
             self._read_ready(read_state.ctx, read_state.index)
         for ctx in rd.rejected_reads:
             self._read_rejected(ctx)
-        self._serve_waiting_reads()
-        if storage.needs_sync:
-            await trio.to_thread.run_sync(storage.sync)
-        self._durable_index = storage.last_index
-        if rd.hard_state is not None:
-            self._durable_term_vote = (rd.hard_state.term, rd.hard_state.vote)
-        if sent_early < len(rd.messages):
-            self._send_all(rd.messages)
-        if durable_now < len(committed):
-            self._apply(committed[durable_now:])
         if rd.role_changed is not None:
             role, term = rd.role_changed
             emit({"event": "role", "term": term, "role": role, "leader": core.leader_id})
@@ -384,34 +387,118 @@ class Node:
                 self._fail_pending("leadership-lost")
         core.advance(rd)
         self._serve_waiting_reads()
-        if self.kv.applied - core.snapshot_index >= self.config.snapshot_threshold:
-            await self._take_snapshot()
+        if storage.needs_sync:
+            self._sync_wanted.set()
+        if (
+            not self._snapshotting
+            and self.kv.applied - core.snapshot_index >= self.config.snapshot_threshold
+        ):
+            self._snapshotting = True
+            assert self._nursery is not None
+            self._nursery.start_soon(self._take_snapshot)
 
-    def _may_send_early(self, rd: Ready) -> bool:
-        if rd.snapshot is not None:
-            return False
-        hs = rd.hard_state
-        return hs is None or (hs.term, hs.vote) == self._durable_term_vote
+    def _may_send_early(self, m: Message) -> bool:
+        """A leader's appends and heartbeats acknowledge nothing: they may leave before the
+        leader's own fsync (Raft thesis §10.2.1) once its term and vote are durable."""
+        return (
+            isinstance(m, AppendEntries | Heartbeat)
+            and self._staged_term_vote == self._durable_term_vote
+        )
 
-    def _send_all(self, messages: list[Message]) -> None:
-        for m in messages:
-            link = self.links.get(m.to)
-            if link is not None:
-                link.send(encode_frame(m.to_wire()))
+    def _send(self, m: Message) -> None:
+        link = self.links.get(m.to)
+        if link is None:
+            return
+        if isinstance(m, AppendEntries | Heartbeat) and m.commit > self._durable_index:
+            # The core counts the leader's own entries before they are fsynced. Followers
+            # must not apply an entry only durable on a minority (a power loss here could
+            # then erase it), so they learn a commit index only up to what is durable here.
+            m = dataclasses.replace(m, commit=self._durable_index)
+        try:
+            link.send(encode_frame(m.to_wire()))
+        except FrameError as exc:
+            # E.g. a snapshot beyond the frame limit: dropping it is safe (the peer
+            # stays behind and the leader retries), crashing the node is not.
+            log.error("cannot send %s to %s: %s", m.wire_type, m.to, exc)
 
-    def _save_snapshot(self, snapshot: Snapshot, reset: bool) -> None:
-        self.storage.save_snapshot(snapshot, reset=reset)
+    async def _syncer(self) -> None:
+        """Group commit: one write + one fsync for everything staged since the last one."""
+        storage = self.storage
+        while True:
+            await self._sync_wanted.wait()
+            self._sync_wanted = trio.Event()
+            batch = storage.take_staged()
+            if batch is None:
+                continue
+            self._batches_taken += 1
+            number = self._batches_taken
+            term_vote = self._staged_term_vote
+            self._cut_since_take = math.inf
+            async with self._disk_lock:
+                await trio.to_thread.run_sync(storage.write_batch, batch)
+            self._batches_durable = number
+            if not self._ack_first:
+                self._durable_term_vote = term_vote
+                self._durable_index = int(min(batch.last_index, self._cut_since_take - 1))
+            held = self._held
+            while held and held[0][0] <= number:
+                self._send(held.popleft()[1])
+            self._apply_durable()
+            self._serve_waiting_reads()
+            if batch.compact:
+                async with self._disk_lock:
+                    await trio.to_thread.run_sync(storage.compact)
+            self._kick()
+
+    def _apply_durable(self) -> None:
+        """Apply committed entries, in order, as far as they are durable on this node."""
+        queue = self._to_apply
+        durable = self._durable_index
+        if not queue or queue[0].index > durable:
+            return
+        ready = []
+        while queue and queue[0].index <= durable:
+            ready.append(queue.popleft())
+        self._apply(ready)
+
+    async def _install_snapshot(self, snapshot: Snapshot) -> None:
+        """A leader's snapshot replaces state machine and log (rare: awaited in the loop)."""
+        index = snapshot.meta.index
+        self.kv.restore(snapshot.data)
+        async with self._disk_lock:
+            await trio.to_thread.run_sync(write_snapshot_file, self.storage.data_dir, snapshot)
+        # The mark is staged only now that the file is durable; the snapshot-resp
+        # in this Ready's messages waits for the mark's fsync.
+        self.storage.stage_snapshot_mark(snapshot.meta, reset=True)
+        self._durable_index = min(self._durable_index, index)
+        self._cut_since_take = min(self._cut_since_take, index + 1)
+        while self._to_apply and self._to_apply[0].index <= index:
+            self._to_apply.popleft()
+        for pending_index in [i for i in self._pending if i <= index]:
+            waiter = self._pending.pop(pending_index)
+            waiter.reply(_unknown(waiter.request_id, "entry-compacted"))
 
     async def _take_snapshot(self) -> None:
+        """Snapshot the state machine in the background; compact WAL and core log after."""
         core = self.core
         assert core is not None
-        index = self.kv.applied
-        term = core.term_at(index)
-        if term is None:
-            return
-        snapshot = Snapshot(SnapshotMeta(index, term), self.kv.snapshot())
-        await trio.to_thread.run_sync(self._save_snapshot, snapshot, False)
-        core.compact(snapshot)
+        try:
+            index = self.kv.applied
+            term = core.term_at(index)
+            if term is None:
+                return
+            snapshot = Snapshot(SnapshotMeta(index, term), self.kv.snapshot())
+            async with self._disk_lock:
+                await trio.to_thread.run_sync(
+                    write_snapshot_file, self.storage.data_dir, snapshot
+                )
+            if core.snapshot_index >= index:
+                return  # a leader's snapshot overtook ours meanwhile
+            self.storage.stage_snapshot_mark(snapshot.meta, reset=False)
+            self._sync_wanted.set()
+            core.compact(snapshot)
+        finally:
+            self._snapshotting = False
 
     def _apply(self, entries: list[Entry]) -> None:
         kv = self.kv
@@ -629,13 +716,6 @@ class Node:
 
 class _BadHello(Exception):
     pass
-
-
-def _count_up_to(entries: list[Entry], index: int) -> int:
-    """How many of the consecutive ``entries`` have an index <= ``index``."""
-    if not entries:
-        return 0
-    return max(0, min(len(entries), index - entries[0].index + 1))
 
 
 def _unknown(request_id: Any, reason: str) -> dict[str, Any]:

@@ -16,10 +16,12 @@ now starts after a snapshot at index i; with ``reset`` the snapshot came from
 the leader and replaces the whole log). Each new segment starts with the current
 hard state and snapshot position, so dropping old segments never loses them.
 
-**Group commit.** The node stages everything a Ready asks for (``stage_*``),
-then ``sync()`` writes it with one ``write`` and one ``fsync`` in a worker
-thread, so the Trio loop keeps receiving messages and proposals meanwhile; all
-of that lands in the next batch.
+**Group commit.** The node's event loop stages what each Ready asks for
+(``stage_*``, cheap). A writer task takes everything staged so far
+(``take_staged``) and runs ``write_batch`` — one ``write`` and one ``fsync`` —
+in a worker thread; meanwhile the loop keeps staging, and all of that goes
+into the next batch. ``sync()``/``save_snapshot()`` are the blocking
+one-call versions.
 
 **Torn tails vs corruption.** A crash can tear only bytes that were not yet
 fsynced. After every fsync the node records the synced length in the small
@@ -38,9 +40,10 @@ fsync completed), which keeps both uses safe. This was chosen over a separate
 "durable length" log because it costs one small syscall per group commit and
 needs no extra fsync.
 
-**Compaction.** ``save_snapshot`` writes the snapshot file atomically (tmp,
-fsync, rename, fsync of the directory), logs a ``SNAPSHOT`` mark, then deletes
-WAL segments whose entries are all covered and older snapshot files.
+**Compaction.** A snapshot file is written atomically (tmp, fsync, rename,
+fsync of the directory: ``write_snapshot_file``); only then is its ``SNAPSHOT``
+mark staged, and once the batch with the mark is durable ``compact()`` deletes
+WAL segments whose entries are all covered, and older snapshot files.
 """
 
 from __future__ import annotations
@@ -409,6 +412,22 @@ def _load_newest_snapshot(data_dir: Path, replay: _Replay) -> Snapshot | None:
 # --------------------------------------------------------------------------- writer
 
 
+@dataclass(frozen=True, slots=True)
+class StagedBatch:
+    """Records staged by the event loop, handed to the writer thread as one unit."""
+
+    data: bytes
+    #: The log's last index once this batch is durable.
+    last_index: int
+    #: Highest entry index written by this batch (0: none), for compaction.
+    max_entry_index: int
+    #: Entries, a snapshot mark or a new term/vote: the batch must be fsynced before
+    #: anything depending on it is acknowledged.
+    must_sync: bool
+    #: Carries a snapshot mark: compact once it is durable.
+    compact: bool
+
+
 class Storage:
     """The node's WAL writer. Not thread-safe: one task stages and syncs."""
 
@@ -428,6 +447,8 @@ class Storage:
         self.fsync_enabled = fsync
         self._buffer = bytearray()
         self._must_sync = False
+        self._staged_max_entry = 0
+        self._staged_compact = False
         self._fd: int | None = None
         self._seq = 0
         self._offset = 0
@@ -515,55 +536,90 @@ class Storage:
             self._buffer += encode_record(REC_ENTRIES, batch)
         self._must_sync = True
         self._last_index = entries[-1].index
-        seg_max = self._segment_max.get(self._seq, 0)
-        self._segment_max[self._seq] = max(seg_max, self._last_index)
+        self._staged_max_entry = max(self._staged_max_entry, self._last_index)
 
-    # ---- durable operations (blocking; the node runs them via trio.to_thread)
+    def stage_snapshot_mark(self, meta: SnapshotMeta, *, reset: bool) -> None:
+        """Log that the log now starts after ``meta`` (its snapshot file is already durable).
 
-    def sync(self) -> int:
-        """Write everything staged with one write and one fsync. Returns bytes written."""
+        ``reset``: the snapshot came from the leader and replaces the whole log.
+        The batch carrying the mark asks for compaction once it is durable.
+        A local mark older than the current base (overtaken by a leader's
+        snapshot) is ignored.
+        """
+        if not reset and meta.index <= self._base.index:
+            return
+        self._buffer += encode_record(REC_SNAPSHOT, [meta.index, meta.term, reset])
+        self._base = meta
+        if reset or self._last_index < meta.index:
+            self._last_index = meta.index
+        self._must_sync = True
+        self._staged_compact = True
+
+    def take_staged(self) -> StagedBatch | None:
+        """Hand everything staged so far to a writer (event loop side of group commit)."""
         if not self._buffer:
-            return 0
-        assert self._fd is not None
-        data = bytes(self._buffer)
+            return None
+        batch = StagedBatch(
+            bytes(self._buffer), self._last_index, self._staged_max_entry, self._must_sync,
+            self._staged_compact,
+        )
         self._buffer.clear()
         self._must_sync = False
-        _write_all(self._fd, data)
-        self._offset += len(data)
+        self._staged_max_entry = 0
+        self._staged_compact = False
+        return batch
+
+    # ---- durable operations (blocking; the node runs them via trio.to_thread, one at a time)
+
+    def write_batch(self, batch: StagedBatch) -> None:
+        """One write and one fsync for a whole batch; then the watermark; maybe a new segment."""
+        assert self._fd is not None
+        _write_all(self._fd, batch.data)
+        self._offset += len(batch.data)
+        if batch.max_entry_index:
+            seg_max = self._segment_max.get(self._seq, 0)
+            self._segment_max[self._seq] = max(seg_max, batch.max_entry_index)
         if self.fsync_enabled:
             os.fdatasync(self._fd)
             self.syncs += 1
             self._write_watermark()
         if self._offset >= self.segment_bytes:
             self._roll()
-        return len(data)
+
+    def sync(self) -> int:
+        """Write and fsync everything staged (blocking convenience). Returns bytes written."""
+        batch = self.take_staged()
+        if batch is None:
+            return 0
+        self.write_batch(batch)
+        if batch.compact:
+            self.compact()
+        return len(batch.data)
 
     def save_snapshot(self, snapshot: Snapshot, *, reset: bool) -> None:
-        """Make ``snapshot`` the log's base, durably, then compact.
+        """Make ``snapshot`` the log's base, durably, then compact (blocking convenience).
 
         ``reset`` is for a snapshot sent by the leader: it replaces the whole
         log. Without it (a local snapshot of applied state) entries past the
-        snapshot index are kept. Anything staged is synced first.
+        snapshot index are kept. Anything staged is synced too.
         """
         write_snapshot_file(self.data_dir, snapshot, sync=True)
-        self._buffer += encode_record(
-            REC_SNAPSHOT, [snapshot.meta.index, snapshot.meta.term, reset]
-        )
-        self._base = snapshot.meta
-        if reset or self._last_index < snapshot.meta.index:
-            self._last_index = snapshot.meta.index
+        self.stage_snapshot_mark(snapshot.meta, reset=reset)
         self.sync()
-        self._compact()
 
-    def _compact(self) -> None:
-        """Delete segments whose entries are all inside the snapshot, and older snapshots."""
+    def compact(self) -> None:
+        """Delete segments whose entries are all inside the snapshot, and older snapshots.
+
+        Call only after the snapshot mark is durable.
+        """
+        base = self._base.index
         for seq in sorted(self._segment_max):
-            if seq == self._seq or self._segment_max[seq] > self._base.index:
+            if seq == self._seq or self._segment_max[seq] > base:
                 break
             (self.wal_dir / _segment_name(seq)).unlink(missing_ok=True)
             del self._segment_max[seq]
         for index, path in _list_snapshots(self.data_dir):
-            if index < self._base.index:
+            if index < base:
                 path.unlink(missing_ok=True)
 
     def _roll(self) -> None:
