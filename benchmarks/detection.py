@@ -60,6 +60,42 @@ def isolate_leader_schedule(time_limit: float, *, pause: bool, period: float = 3
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
+def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float = 0.8,
+                          reorder: float = 0.0, target: str = "leader",
+                          ) -> list[dict[str, Any]]:
+    """Kill the leader (or another target) every ``period`` s, restart it ``down`` s later.
+
+    Optionally with message reordering on every link for the whole run, so
+    faults that need both (a leader dying while followers' logs are in
+    flux) meet — generated schedules run one fault at a time.
+    """
+    schedule: list[dict[str, Any]] = []
+    if reorder:
+        schedule.append({"at": 0.5, "f": "reorder", "value": {"p": reorder, "links": None}})
+    at = 1.0
+    while at + down <= time_limit:
+        schedule.append({"at": at, "f": "kill", "value": target})
+        schedule.append({"at": at + down, "f": "start", "value": "all"})
+        at += period
+    if reorder:
+        schedule.append({"at": time_limit, "f": "reorder", "value": {"p": 0.0, "links": None}})
+    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
+
+
+def delay_schedule(time_limit: float, *, mean: float = 0.2, jitter: float = 0.05,
+                   period: float = 4.0) -> list[dict[str, Any]]:
+    """Slow links on and off: commits take longer than a client's attempt timeout."""
+    schedule: list[dict[str, Any]] = []
+    at = 1.0
+    while at + period / 2 <= time_limit:
+        schedule.append({"at": at, "f": "delay",
+                         "value": {"mean": mean, "jitter": jitter, "links": None}})
+        schedule.append({"at": at + period * 0.6, "f": "delay",
+                         "value": {"mean": 0.0, "jitter": 0.0, "links": None}})
+        at += period
+    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
+
+
 @dataclass(frozen=True)
 class Plan:
     """How to expose one bug: faults, read mode, workload."""
@@ -74,6 +110,7 @@ class Plan:
     nodes: int = 5
     retry_indefinite: bool = False
     op_timeout: float = 1.0
+    attempt_timeout: float | None = None
     why: str = ""
     #: An explicit schedule (from the time limit) instead of generated packages.
     schedule: Callable[[float], list[dict[str, Any]]] | None = None
@@ -81,19 +118,23 @@ class Plan:
 
 READ_HEAVY = {"read": 0.7, "write": 0.2, "cas": 0.1}
 CAS_HEAVY = {"read": 0.4, "write": 0.1, "cas": 0.5}
+WRITE_HEAVY = {"read": 0.3, "write": 0.5, "cas": 0.2}
 
 #: bug -> the plan that suits it. A bug missing here gets DEFAULT_PLAN.
 PLANS: dict[str, Plan] = {
     "no-prev-check": Plan(
-        ("partition", "kill", "reorder"), 2.5,
-        why="divergent logs after leader changes are appended without the matching check",
+        schedule=lambda t: isolate_leader_schedule(t, pause=False, period=2.5), mix=WRITE_HEAVY,
+        why="a cut-off leader keeps appending; after healing its divergent suffix is kept "
+            "under the new leader's entries instead of being replaced",
     ),
     "truncate-on-append": Plan(
-        ("reorder", "duplicate", "delay"), 2.0, rate=250,
-        why="a delayed, shorter append arrives after a longer one and truncates acked entries",
+        schedule=lambda t: leader_churn_schedule(t, reorder=0.5), nodes=3, rate=250,
+        mix=WRITE_HEAVY,
+        why="reordered appends make followers drop acked entries; killing the leader then "
+            "loses committed writes",
     ),
     "commit-old-term": Plan(
-        ("partition", "kill"), 2.0,
+        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.6), mix=WRITE_HEAVY,
         why="Figure 8 needs leaders that change while older-term entries are half replicated",
     ),
     "commit-without-quorum": Plan(
@@ -105,8 +146,10 @@ PLANS: dict[str, Plan] = {
         why="a deposed leader behind a partition keeps serving read-index reads",
     ),
     "no-noop": Plan(
-        ("partition", "kill"), 2.5, mix=READ_HEAVY,
-        why="a fresh leader serves reads before it knows what is committed",
+        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.6), mix=READ_HEAVY,
+        rate=250,
+        why="a fresh leader serves reads at the commit index it inherited, before it knows "
+            "what its predecessor committed",
     ),
     "lease-too-long": Plan(
         schedule=lambda t: isolate_leader_schedule(t, pause=True), read_mode="lease",
@@ -118,60 +161,60 @@ PLANS: dict[str, Plan] = {
         why="acked writes that were never fsynced disappear in a lose-unfsynced crash",
     ),
     "forget-vote": Plan(
-        ("kill", "partition"), 2.0,
+        schedule=lambda t: leader_churn_schedule(t, period=0.9, down=0.3, target="minority"),
         why="a restarted node votes twice in one term: two leaders in a term",
     ),
     "no-dedup": Plan(
-        ("kill", "partition"), 2.0, mix=CAS_HEAVY, keys=2, retry_indefinite=True, op_timeout=3.0,
-        why="clients retry an in-doubt command with its session; without dedup it applies twice",
+        schedule=lambda t: delay_schedule(t), mix=CAS_HEAVY, keys=2, retry_indefinite=True,
+        op_timeout=4.0, attempt_timeout=0.3,
+        why="slow commits make clients retry with their session; without dedup the "
+            "retried command applies twice",
     ),
 }
 DEFAULT_PLAN = Plan(("partition", "kill"), 3.0)
 
 
-def first_anomaly_seconds(results: dict[str, Any], run_dir: Path) -> float | None:
-    """Seconds from run start to the earliest anomaly the failing checkers point at.
+def first_anomaly_seconds(results: dict[str, Any]) -> float | None:
+    """Seconds from run start until the first anomaly the checkers report was observable.
 
-    Checkers name anomalies by history ``index`` or by ``time`` (ns since the
-    run began); both are searched in the evidence of every invalid checker,
-    indexes mapped to times through the history.
+    Linearizability: the completion time of the operation that could not be
+    linearized. Log order and the other violation-listing checkers: for each
+    violation, the latest ``time`` among its pieces of evidence (the moment
+    both conflicting observations were in hand); the earliest violation wins.
     """
-    times: list[int] = []
-    indexes: list[int] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if key == "time" and isinstance(item, int) and item >= 0:
-                    times.append(item)
-                elif key == "index" and isinstance(item, int) and item >= 0:
-                    indexes.append(item)
-                else:
-                    walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    for result in (results.get("checkers") or {}).values():
-        if isinstance(result, dict) and result.get("valid") is False:
-            walk({k: v for k, v in result.items() if k != "valid"})
-    if indexes:
-        history_times = _history_times(run_dir / "history.jsonl")
-        times += [history_times[i] for i in indexes if i in history_times]
+    times = _anomaly_times(results)
     return min(times) / 1e9 if times else None
 
 
-def _history_times(path: Path) -> dict[int, int]:
-    found: dict[int, int] = {}
-    try:
-        with path.open() as lines:
-            for line in lines:
-                event = json.loads(line)
-                if isinstance(event.get("index"), int) and isinstance(event.get("time"), int):
-                    found[event["index"]] = event["time"]
-    except (OSError, ValueError):
-        pass
-    return found
+def _anomaly_times(result: Any) -> list[int]:
+    if not isinstance(result, dict) or result.get("valid") is not False:
+        return []
+    times: list[int] = []
+    evidence = result.get("evidence")
+    op = evidence.get("op") if isinstance(evidence, dict) else None
+    if isinstance(op, dict):
+        when = op.get("complete_time") or op.get("invoke_time")
+        if isinstance(when, int):
+            times.append(when)
+    for violation in result.get("violations") or []:
+        found = list(_times_in(violation))
+        if found:
+            times.append(max(found))
+    for sub in (result.get("checkers") or {}).values():
+        times += _anomaly_times(sub)
+    return times
+
+
+def _times_in(value: Any) -> Any:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "time" and isinstance(item, int):
+                yield item
+            else:
+                yield from _times_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _times_in(item)
 
 
 def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str) -> dict[str, Any]:
@@ -198,6 +241,7 @@ def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str) -> di
             store=store,
             retry_indefinite=plan.retry_indefinite,
             op_timeout=plan.op_timeout,
+            attempt_timeout=plan.attempt_timeout,
             render_report=False,
             command_line=[*sys.argv],
         )
@@ -210,7 +254,7 @@ def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str) -> di
             for name, result in outcome.results.get("checkers", {}).items():
                 if isinstance(result, dict) and result.get("valid") is False:
                     caught_by.add(name)
-            at = first_anomaly_seconds(outcome.results, outcome.run_dir)
+            at = first_anomaly_seconds(outcome.results)
             if at is not None:
                 seconds.append(at)
     return {

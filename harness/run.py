@@ -60,6 +60,7 @@ class RunConfig:
     quiet_period: float = 2.0
     op_timeout: float = 1.0
     retry_indefinite: bool = False
+    attempt_timeout: float | None = None  # retry mode: default min(0.5, op_timeout / 2)
     leader_timeout: float = 10.0
     final_read_timeout: float = 15.0
     collect_interval: float = 1.0
@@ -214,7 +215,7 @@ async def execute(
             read_mode=config.read_mode,
             bugs=tuple(config.bugs),
             retry_indefinite=config.retry_indefinite,
-            attempt_timeout=min(0.5, config.op_timeout / 2),
+            attempt_timeout=config.attempt_timeout or min(0.5, config.op_timeout / 2),
         ),
     )
     collector = Collector(db, nodes, observations, interval=config.collect_interval)
