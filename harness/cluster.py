@@ -88,10 +88,12 @@ class Cluster:
         return leader
 
     async def kill(self, node: str) -> None:
+        was_running = self.db.is_running(node)
         await self.db.kill(node)
         self.down.add(node)
         self.paused.discard(node)
-        self._mark("crash", node)
+        if was_running:
+            self._mark("crash", node)
 
     async def start(self, node: str) -> None:
         if self.db.is_running(node):

@@ -372,7 +372,7 @@ async def _dump_final_logs(db: Any, nodes: list[str], run_dir: Path) -> None:
             store.write_json(run_dir / store.NODES / node / "final-log.json", dump)
 
 
-def test_json(config: RunConfig, schedule: list[dict[str, Any]] | None) -> dict[str, Any]:
+def describe_test(config: RunConfig, schedule: list[dict[str, Any]] | None) -> dict[str, Any]:
     data = asdict(config)
     data["test_name"] = config.name()
     data["workload"] = config.workload().to_json()
@@ -435,7 +435,7 @@ def run_test(config: RunConfig) -> RunOutcome:
     run_dir = store.create_run_dir(Path(config.store), config.name())
     nodes = node_names(config.nodes)
     schedule = build_schedule(config, nodes)
-    test = test_json(config, schedule)
+    test = describe_test(config, schedule)
     store.write_json(run_dir / store.TEST_JSON, test)
     state = RunState(config, RunClock())
     outcome = RunOutcome(run_dir, EXIT_UNKNOWN)
