@@ -223,6 +223,17 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def history_from_events(events: Iterable[dict[str, Any]], source: str | None = None,
+                        default_model: str = "raft-kv") -> History:
+    """Pair a sequence of event dicts (in real-time order) into a History."""
+    pairer = _Pairer(source)
+    for number, event in enumerate(events, start=1):
+        if not isinstance(event, dict):
+            raise InputError(source, number, "each event must be a dict")
+        pairer.add(event, number)
+    return pairer.history("events", default_model)
+
+
 # ---------------------------------------------------------------------------
 # JSONL (splitbrain's own format)
 

@@ -38,6 +38,9 @@ from checker.models import ANY, UNKNOWN, Model, get_model
 
 #: search steps between two looks at the clock (and turns between partitions)
 _SLICE = 4096
+#: how far past the first pending return the search looks for reads to prune with
+_LOOKAHEAD_READS = 2
+_LOOKAHEAD_ENTRIES = 64
 _INF = float("inf")
 
 
@@ -125,13 +128,14 @@ def _search(model: Model, init_state: Any, inputs: list[Any], outputs: list[Any]
             kind.append(1 if match[i] >= 0 else 4)
     kind += [2] * (total - n + 2)
     step = model.step
+    reach = model.reachability(inputs, outputs)
     bits = [1 << i for i in range(n)]
     remaining = sum(1 for m in match if m >= 0)
     state = init_state
     linearized = 0
     # frames: (call entry, state before it, the node's candidates, index in them);
     # candidates is None for a forced (read-only) step, which is never revisited.
-    stack: list[tuple[int, Any, list[int] | None, int]] = []
+    stack: list[tuple[int, Any, list[tuple[int, Any]] | None, int]] = []
     cache: set[tuple[int, Any]] = set()
     best_len = -1
     best_stack: list[tuple[int, Any, Any, int]] = []
@@ -140,7 +144,7 @@ def _search(model: Model, init_state: Any, inputs: list[Any], outputs: list[Any]
     visits = 0
     countdown = _SLICE
     verdict: Any = True
-    cands: list[int] = []
+    cands: list[tuple[int, Any]] = []  # (call entry, state after it), legal ones only
     index = 0
     expand = True
     while True:
@@ -152,83 +156,124 @@ def _search(model: Model, init_state: Any, inputs: list[Any], outputs: list[Any]
                 verdict = "unknown"
                 break
             yield
+        dead = False
         if expand:
             if not remaining:
                 verdict = True
                 break
-            # Phase A: a legal read-only operation is taken without alternatives;
-            # meanwhile collect the other available calls (phase B candidates).
-            cands = []
-            late = []
-            dead = False
+            # Phase A: a legal read-only operation is taken without alternatives.
+            # Meanwhile collect the other available calls, and the states that
+            # the waiting (not yet legal) reads expect.
+            normal: list[int] = []
+            late: list[int] = []
+            wanted: set[Any] | None = None
+            forced = False
             entry = nxt[head]
             while True:
                 k = kind[entry]
                 if k == 2:
                     break
-                if k == 0 or k == 3:
-                    if k == 0:
-                        ok = state == expected[entry]
-                        new_state = state
-                    else:
-                        ok, new_state = step(state, inputs[entry], outputs[entry])
-                    if ok:
-                        new_linearized = linearized | bits[entry]
-                        size = len(cache)
-                        cache.add((new_linearized, new_state))
-                        if len(cache) == size:
-                            dead = True  # explored before and failed: so does this node
+                if k == 0:
+                    want = expected[entry]
+                    if state != want:
+                        if (reach is not None and match[entry] >= 0
+                                and not reach(state, want, linearized)):
+                            dead = True  # this read can never become legal any more
                             break
-                        stack.append((entry, state, None, 0))
-                        state = new_state
-                        linearized = new_linearized
-                        a, b = prv[entry], nxt[entry]
-                        nxt[a] = b
-                        prv[b] = a
-                        ret = match[entry]
-                        if ret >= 0:
-                            a, b = prv[ret], nxt[ret]
-                            nxt[a] = b
-                            prv[b] = a
-                            remaining -= 1
-                        break
-                elif k == 1:
-                    cands.append(entry)
+                        if wanted is None:
+                            wanted = set()
+                        wanted.add(want)
+                        entry = nxt[entry]
+                        continue
+                    new_state = state
+                elif k == 3:
+                    ok, new_state = step(state, inputs[entry], outputs[entry])
+                    if not ok:
+                        entry = nxt[entry]
+                        continue
                 else:
-                    late.append(entry)  # unknown outcomes are tried last
-                entry = nxt[entry]
-            if k != 2 and not dead:
-                continue  # forced step taken: expand the new node
+                    if k == 1:
+                        normal.append(entry)
+                    else:
+                        late.append(entry)  # unknown outcomes are tried last
+                    entry = nxt[entry]
+                    continue
+                # a legal read-only operation: take it
+                new_linearized = linearized | bits[entry]
+                size = len(cache)
+                cache.add((new_linearized, new_state))
+                if len(cache) == size:
+                    dead = True  # explored before and failed: so does this node
+                    break
+                stack.append((entry, state, None, 0))
+                state = new_state
+                linearized = new_linearized
+                a, b = prv[entry], nxt[entry]
+                nxt[a] = b
+                prv[b] = a
+                ret = match[entry]
+                if ret >= 0:
+                    a, b = prv[ret], nxt[ret]
+                    nxt[a] = b
+                    prv[b] = a
+                    remaining -= 1
+                forced = True
+                break
+            if forced:
+                continue
+            if not dead and reach is not None:
+                # Reads not invoked yet must also be satisfiable from here: the
+                # state at their linearization point is reached from this one.
+                # Checking the next few catches a wrong order as soon as it is made.
+                look = nxt[entry]
+                found = 0
+                budget_entries = _LOOKAHEAD_ENTRIES
+                while found < _LOOKAHEAD_READS and budget_entries and look != tail:
+                    if kind[look] == 0 and match[look] >= 0:
+                        found += 1
+                        if not reach(state, expected[look], linearized):
+                            dead = True
+                            break
+                    look = nxt[look]
+                    budget_entries -= 1
             if not dead:
-                if late:
-                    cands += late
+                # Phase B candidates: the legal ones, those that make a waiting
+                # read legal first (a heuristic: every candidate is still tried).
+                cands = []
+                first: list[tuple[int, Any]] = []
+                for group in (normal, late):
+                    for entry in group:
+                        ok, new_state = step(state, inputs[entry], outputs[entry])
+                        if ok:
+                            if wanted is not None and new_state in wanted:
+                                first.append((entry, new_state))
+                            else:
+                                cands.append((entry, new_state))
+                if first:
+                    cands = first + cands
                 index = 0
-        else:
-            dead = False
         if not dead:
             # Phase B: try the candidates from `index` on.
             count = len(cands)
             while index < count:
-                entry = cands[index]
-                ok, new_state = step(state, inputs[entry], outputs[entry])
-                if ok:
-                    new_linearized = linearized | bits[entry]
-                    size = len(cache)
-                    cache.add((new_linearized, new_state))
-                    if len(cache) != size:
-                        stack.append((entry, state, cands, index))
-                        state = new_state
-                        linearized = new_linearized
-                        a, b = prv[entry], nxt[entry]
+                entry, new_state = cands[index]
+                new_linearized = linearized | bits[entry]
+                size = len(cache)
+                cache.add((new_linearized, new_state))
+                if len(cache) != size:
+                    stack.append((entry, state, cands, index))
+                    state = new_state
+                    linearized = new_linearized
+                    a, b = prv[entry], nxt[entry]
+                    nxt[a] = b
+                    prv[b] = a
+                    ret = match[entry]
+                    if ret >= 0:
+                        a, b = prv[ret], nxt[ret]
                         nxt[a] = b
                         prv[b] = a
-                        ret = match[entry]
-                        if ret >= 0:
-                            a, b = prv[ret], nxt[ret]
-                            nxt[a] = b
-                            prv[b] = a
-                            remaining -= 1
-                        break
+                        remaining -= 1
+                    break
                 index += 1
             if index < count:
                 expand = True
@@ -238,10 +283,10 @@ def _search(model: Model, init_state: Any, inputs: list[Any], outputs: list[Any]
             best_len = len(stack)
             best_stack = stack.copy()
             best_state = state
-            first = nxt[head]
-            while kind[first] != 2:
-                first = nxt[first]
-            blocked = entry_op[first] if first != tail else None
+            pending = nxt[head]
+            while kind[pending] != 2:
+                pending = nxt[pending]
+            blocked = entry_op[pending] if pending != tail else None
         while stack:
             entry, state, frame_cands, index = stack.pop()
             linearized ^= bits[entry]

@@ -29,6 +29,14 @@ A model is a small object with five methods. To add your own, subclass
     For a read-only operation that is legal exactly when ``state == X``,
     return X (the search then compares inline instead of calling ``step``);
     otherwise :data:`ANY`. The default suits models whose READ code reads.
+``reachability(inputs, outputs) -> predicate | None`` (optional)
+    Given the inputs and outputs of a partition's operations (operation i is
+    bit ``1 << i`` of a linearized set), return ``reach(state, target,
+    linearized)`` that is False only when no sequence of the operations not in
+    ``linearized`` can lead from ``state`` to ``target`` (a register can only
+    come to hold a value some remaining write sets). The search then abandons
+    a branch as soon as a waiting read can no longer be satisfied. None (the
+    default) disables this pruning.
 ``partition(ops) -> {key: [op, ...]}``
     Split a history into independent sub-histories (P-compositionality: a
     history is linearizable iff every partition is). The default keeps one
@@ -133,6 +141,10 @@ class Model:
         """For a read-only op legal exactly when ``state == X``: X; otherwise ANY."""
         return output if input[0] == READ else ANY
 
+    def reachability(self, inputs: list[Any],
+                     outputs: list[Any]) -> Callable[[Any, Any, int], bool] | None:
+        return None
+
     def partition(self, ops: Iterable[Op]) -> dict[Any, list[Op]]:
         return {None: list(ops)}
 
@@ -175,6 +187,76 @@ def _cas_pair(op: Op) -> tuple[Any, Any]:
     return freeze(value[0]), freeze(value[1])
 
 
+Reach = Callable[[Any, Any, int], bool]
+
+
+def _setters(inputs: list[Any], outputs: list[Any]) -> dict[Any, int]:
+    """value -> bitset of the operations that may set the state to exactly that value."""
+    masks: dict[Any, int] = {}
+    for i, (inp, out) in enumerate(zip(inputs, outputs, strict=True)):
+        if inp[0] in (WRITE, PUT):
+            value = inp[1]
+        elif inp[0] == CAS and out is not False:
+            value = inp[2]
+        else:
+            continue
+        masks[value] = masks.get(value, 0) | (1 << i)
+    return masks
+
+
+def _register_reach(inputs: list[Any], outputs: list[Any]) -> Reach:
+    """For registers: a value can only appear if it is current or a remaining op sets it."""
+    setters = _setters(inputs, outputs).get
+
+    def reach(state: Any, target: Any, linearized: int) -> bool:
+        return state == target or bool(setters(target, 0) & ~linearized)
+
+    return reach
+
+
+def _sequence_reach(inputs: list[Any], outputs: list[Any], empty: Any) -> Reach:
+    """For lists and strings grown by appends and reset by writes/puts.
+
+    ``target`` is reachable if it is current, set whole by a remaining op, or
+    extends the current value (or a value a remaining op sets, or ``empty``
+    when something may start a fresh one) and a remaining append exists.
+    """
+    setters = _setters(inputs, outputs)
+    exact = setters.get
+    append_mask = 0
+    for i, inp in enumerate(inputs):
+        if inp[0] == APPEND:
+            append_mask |= 1 << i
+    sequence = type(empty)
+    prefix_masks: dict[Any, int] = {}
+
+    def prefix_mask(target: Any) -> int:
+        mask = 0
+        for value, bits in setters.items():
+            if value is None or value == empty or (
+                    type(value) is sequence and target[: len(value)] == value):
+                mask |= bits
+        prefix_masks[target] = mask
+        return mask
+
+    def reach(state: Any, target: Any, linearized: int) -> bool:
+        if state == target:
+            return True
+        remaining = ~linearized
+        if exact(target, 0) & remaining:
+            return True
+        if type(target) is not sequence or not append_mask & remaining:
+            return False
+        if state is None or (type(state) is sequence and target[: len(state)] == state):
+            return True
+        mask = prefix_masks.get(target)
+        if mask is None:
+            mask = prefix_mask(target)
+        return bool(mask & remaining)
+
+    return reach
+
+
 class KeyedModel(Model):
     """A model whose keys are independent: partitions by ``op.key``.
 
@@ -214,6 +296,9 @@ class Register(KeyedModel):
         if input[0] == READ:
             return output == state, state
         return True, input[1]
+
+    def reachability(self, inputs: list[Any], outputs: list[Any]) -> Reach | None:
+        return _register_reach(inputs, outputs)
 
 
 class CasRegister(Register):
@@ -289,6 +374,10 @@ class RaftKV(KeyedModel):
         return False, state  # appending to a non-list value is refused by the store
 
 
+    def reachability(self, inputs: list[Any], outputs: list[Any]) -> Reach | None:
+        return _sequence_reach(inputs, outputs, ())
+
+
 class PorcupineKV(KeyedModel):
     """Porcupine's key/value model: per key a string, ``get``/``put``/``append``.
 
@@ -320,6 +409,9 @@ class PorcupineKV(KeyedModel):
         if code == PUT:
             return True, input[1]
         return True, state + input[1]
+
+    def reachability(self, inputs: list[Any], outputs: list[Any]) -> Reach | None:
+        return _sequence_reach(inputs, outputs, "")
 
 
 class Etcd(KeyedModel):
@@ -363,6 +455,9 @@ class Etcd(KeyedModel):
 
     def read_only(self, input: Any, output: Any) -> bool:
         return input[0] == READ or (input[0] == CAS and output is False)
+
+    def reachability(self, inputs: list[Any], outputs: list[Any]) -> Reach | None:
+        return _register_reach(inputs, outputs)  # nothing makes the register absent again
 
     def describe(self, state: Any) -> Any:
         return "absent" if state is None else thaw(state)
