@@ -561,3 +561,17 @@ def test_from_records_reports_the_record_number():
     with pytest.raises(InputError) as caught:
         Observations.from_records([{"time": 1, "kind": "healed"}, {"time": 2, "kind": "x"}])
     assert caught.value.line == 2
+
+
+def test_after_lose_unfsynced_a_lost_committed_entry_may_not_come_back_different():
+    obs = Obs()
+    for node in NODES:
+        obs.log(node, log_of([1] * 5), commit=5)
+    obs.mark("n3", "lose-unfsynced")
+    obs.mark("n3", "restart")
+    obs.log("n3", log_of([1] * 3), commit=3)  # lost 4..5: excused for n3 alone
+    obs.log("n3", [*log_of([1] * 3), entry(4, 7)], commit=3)  # ... but never a different 4
+    durability = sub(obs.check(), "committed-durability")
+    assert kinds(durability) == ["committed-entry-changed"]
+    assert (durability["violations"][0]["node"], durability["violations"][0]["index"]) == (
+        "n3", 4)

@@ -110,7 +110,9 @@ class NodeLog:
     name: str
     #: index -> (term, digest, where first committed on this node); pruned below the snapshot.
     committed: dict[int, tuple[int, str, Where]] = field(default_factory=dict)
-    #: highest index this node has had committed (its own entries above are remembered).
+    #: highest index the node must still hold: its commit index, lowered only after it
+    #: lost entries (reported, or excused by lose-unfsynced). ``committed`` keeps remembering
+    #: the lost entries: if one comes back different, that is a violation.
     committed_max: int = 0
     pruned_upto: int = 0
     crashed_since_dump: bool = False
@@ -267,7 +269,6 @@ class LogTracker:
         where = record.where
         own = node.committed
         committed = self.committed
-        own_max = node.committed_max
         # Fast path: the committed entries this node already showed in its previous dump,
         # unchanged, were compared then. One C-level list comparison skips them all.
         skip_low, skip_high = 1, 0
@@ -305,7 +306,7 @@ class LogTracker:
                         second=_entry_evidence(entry, where),
                     )
                 own[index] = (entry.term, entry.digest, where)
-            elif index <= own_max:
+            else:
                 mine = own.get(index)
                 if mine is not None and (mine[0] != entry.term or mine[1] != entry.digest):
                     self._changed(node, index, mine, entry, where, still_committed=False)
@@ -384,9 +385,6 @@ class LogTracker:
                     first_lost=None if lost is None else _entry_evidence(lost[:2], lost[2]),
                     dump=dump,
                 )
-            # Either way the node no longer holds them: compare from scratch if they return.
-            for index in range(low, high + 1):
-                node.committed.pop(index, None)
         if tail is not None and node.committed_max > max(commit, tail[0] - 1):
             node.committed_max = max(commit, tail[0] - 1)
 
