@@ -57,7 +57,7 @@ import trio
 
 from .core import LEADER, RaftConfig, RaftCore, Ready
 from .kv import Command, CommandError, KVStateMachine
-from .messages import AppendEntries, Heartbeat, Message, MessageError
+from .messages import AppendEntries, Heartbeat, HeartbeatResponse, Message, MessageError
 from .storage import Storage, write_snapshot_file
 from .types import Entry, EntryKind, HardState, Snapshot, SnapshotMeta
 from .wire import FrameDecoder, FrameError, encode_frame
@@ -398,10 +398,12 @@ class Node:
             self._nursery.start_soon(self._take_snapshot)
 
     def _may_send_early(self, m: Message) -> bool:
-        """A leader's appends and heartbeats acknowledge nothing: they may leave before the
-        leader's own fsync (Raft thesis §10.2.1) once its term and vote are durable."""
+        """Messages that acknowledge no log data may leave before the pending fsync, once
+        this node's term and vote are durable: a leader's appends and heartbeats (Raft
+        thesis §10.2.1: the leader writes its log in parallel with replicating it), and a
+        follower's heartbeat answers (so a slow disk does not look like a dead follower)."""
         return (
-            isinstance(m, AppendEntries | Heartbeat)
+            isinstance(m, AppendEntries | Heartbeat | HeartbeatResponse)
             and self._staged_term_vote == self._durable_term_vote
         )
 
