@@ -141,14 +141,22 @@ def parse_packages(text: str | Sequence[str]) -> list[str]:
     return [name for name in PACKAGES if name in names]
 
 
-def final_heal(at: float) -> list[Entry]:
-    """The entries that make the cluster whole: every schedule ends with these."""
+def final_heal(at: float, packages: Sequence[str] = PACKAGES) -> list[Entry]:
+    """The entries that make the cluster whole: every schedule ends with these.
+
+    Heal, resume, start and the clock reset are always there; the message-fault
+    stops only for the packages in use, so the history does not show stops of
+    faults that never started.
+    """
+    entries: list[Entry] = [{"at": at, "f": "heal", "value": None}]
+    for f in ("loss", "duplicate", "reorder"):
+        if f in packages:
+            entries.append({"at": at, "f": f, "value": {"p": 0.0, "links": None}})
+    if "delay" in packages:
+        entries.append({"at": at, "f": "delay",
+                        "value": {"mean": 0.0, "jitter": 0.0, "links": None}})
     return [
-        {"at": at, "f": "heal", "value": None},
-        {"at": at, "f": "loss", "value": {"p": 0.0, "links": None}},
-        {"at": at, "f": "duplicate", "value": {"p": 0.0, "links": None}},
-        {"at": at, "f": "reorder", "value": {"p": 0.0, "links": None}},
-        {"at": at, "f": "delay", "value": {"mean": 0.0, "jitter": 0.0, "links": None}},
+        *entries,
         {"at": at, "f": "resume", "value": "all"},
         {"at": at, "f": "start", "value": "all"},
         {"at": at, "f": "clock", "value": {"reset": True}},
@@ -181,7 +189,7 @@ def generate(packages: Sequence[str], nodes: Sequence[str], time_limit: float,
             break  # no room left for a fault before the end
         start, stop = MAKERS[rng.choice(chosen)](rng, nodes, at, until)
         schedule += start + stop
-    schedule += final_heal(end)
+    schedule += final_heal(end, chosen)
     return validate_schedule(schedule, list(nodes))
 
 
