@@ -530,7 +530,7 @@ def test_unknown_never_hides_a_violation():
          '"entries": [{"index": 0, "term": 1, "digest": "d"}]}', "entries[0]"),
         ('{"time": 1, "node": "n1", "kind": "log", "commit": 1, '
          '"entries": [{"index": 1, "term": 1, "digest": 7}]}', "'digest'"),
-        ('{"time": 1, "node": "n1", "kind": "status", "role": "leader"}', "'term'"),
+        ('{"time": 1, "node": "n1", "kind": "status", "role": "leader", "term": "2"}', "'term'"),
         ('{"time": 1, "node": "n1", "kind": "digest", "applied": "3", "digest": "x"}',
          "'applied'"),
     ],
@@ -575,3 +575,11 @@ def test_after_lose_unfsynced_a_lost_committed_entry_may_not_come_back_different
     assert kinds(durability) == ["committed-entry-changed"]
     assert (durability["violations"][0]["node"], durability["violations"][0]["index"]) == (
         "n3", 4)
+
+
+def test_logs_without_client_sessions_cannot_judge_acked_writes(tmp_path):
+    obs = Obs()
+    for node in NODES:
+        obs.log(node, log_of([1, 1, 1]), commit=3)  # entries carry no client/seq
+    acked = sub(obs.check(acked_history(tmp_path, writes=2)), "acked-writes")
+    assert acked["valid"] == "unknown" and "client session" in acked["reason"]

@@ -251,6 +251,12 @@ def acked_writes_result(history: Any, logs: LogTracker, known_nodes: set[str]) -
     if not logs.dumps:
         return unknown_result("no log dumps were observed: acknowledged writes not checked")
     check = _AckedWrites(getattr(history, "ops", history), logs, known_nodes)
+    if not check.indexes:
+        return unknown_result(
+            "no committed log entry names a client session (client, seq): acknowledged "
+            "writes cannot be matched to log entries",
+            committed_indexes=len(logs.committed),
+        )
     acked = 0
     without_session = 0
     ops_by_session: dict[Hashable, Any] = {}

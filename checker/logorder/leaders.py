@@ -26,6 +26,8 @@ class LeaderTracker:
 
     def on_role(self, record: RoleRecord | StatusRecord, incarnation: int) -> None:
         """Feed a role event or a status answer; ``incarnation`` counts the node's restarts."""
+        if record.term is None or record.role is None:
+            return  # a status answer that does not say: no evidence either way
         self.records += 1
         where = record.where
         node = where.node

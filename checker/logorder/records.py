@@ -55,9 +55,11 @@ class Where:
 
 @dataclass(frozen=True, slots=True)
 class StatusRecord:
+    """A status answer. ``role`` and ``term`` may be absent (a system that does not say)."""
+
     where: Where
-    role: str
-    term: int
+    role: str | None
+    term: int | None
     leader: str | None
     commit: int | None
     applied: int | None
@@ -172,8 +174,8 @@ def parse_record(raw: object, path: str | None = None, line: int | None = None) 
     if kind == "status":
         return StatusRecord(
             where,
-            role=fields.string("role"),  # type: ignore[arg-type]
-            term=fields.integer("term"),  # type: ignore[arg-type]
+            role=fields.string("role", required=False),
+            term=fields.integer("term", required=False),
             leader=fields.string("leader", required=False),
             commit=fields.integer("commit", required=False),
             applied=fields.integer("applied", required=False),
