@@ -294,7 +294,8 @@ def test_acked_write_found_in_an_earlier_dump_before_compaction(tmp_path):
 def test_acked_write_hidden_under_a_snapshot_nobody_showed_is_unknown(tmp_path):
     obs = Obs()
     for node in NODES:  # every dump already compacted: indexes 1..6 were never seen
-        obs.log(node, [entry(7, 1)], commit=7, snapshot_index=6, snapshot_term=1)
+        obs.log(node, [entry(7, 1, client="c9", seq=1)], commit=7, snapshot_index=6,
+                snapshot_term=1)
     acked = sub(obs.check(acked_history(tmp_path)), "acked-writes")
     assert acked["valid"] == "unknown"
     assert acked["undecided_total"] == 5
