@@ -57,6 +57,7 @@ from raft_impl.messages import (
 )
 from raft_impl.progress import PROBE, REPLICATE, SNAPSHOT, Progress
 from raft_impl.types import Entry, EntryKind, HardState, Snapshot
+from raft_impl.wire import MAX_FRAME
 
 __all__ = [
     "CANDIDATE",
@@ -94,6 +95,7 @@ class RaftConfig:
     heartbeat_interval: float = 0.05
     max_entries_per_append: int = 256  # batching
     max_inflight_appends: int = 64  # pipelining window per follower
+    max_append_bytes: int = 1 << 20  # an append stops growing past this many bytes of data
     snapshot_threshold: int = 10_000  # node compacts when applied - snapshot_index exceeds this
     pre_vote: bool = True
     check_quorum: bool = True
@@ -109,8 +111,12 @@ class RaftConfig:
             )
         if not 0 < self.heartbeat_interval < self.election_timeout_min:
             raise ValueError("need 0 < heartbeat_interval < election_timeout_min")
-        if self.max_entries_per_append < 1 or self.max_inflight_appends < 1:
-            raise ValueError("max_entries_per_append and max_inflight_appends must be >= 1")
+        if min(self.max_entries_per_append, self.max_inflight_appends, self.max_append_bytes) < 1:
+            raise ValueError(
+                "max_entries_per_append, max_inflight_appends and max_append_bytes must be >= 1"
+            )
+        if self.max_append_bytes > MAX_FRAME // 2:
+            raise ValueError(f"max_append_bytes must leave room below the frame limit {MAX_FRAME}")
         if self.read_mode not in READ_MODES:
             raise ValueError(f"read_mode must be one of {', '.join(READ_MODES)}")
         if not 0 < self.lease_fraction < 1:
@@ -202,6 +208,11 @@ class RaftCore:
         self._role = FOLLOWER
         self._leader: str | None = None
         self._last_leader_contact = float("-inf")
+        # A restarted node may have acked a leader's heartbeat just before it went down, and
+        # that leader may still hold a read lease counting on that ack. So a fresh node does
+        # not help elect anyone for one minimum election timeout (only with check-quorum,
+        # which is what makes leases sound). Costs at most that much extra election delay.
+        self._vote_embargo_until = now + config.election_timeout_min if config.check_quorum else now
         self._election_timeout = 0.0
         self._election_deadline = 0.0
         self._votes: dict[str, bool] = {}
@@ -374,10 +385,13 @@ class RaftCore:
             return
         if m.term > self._term:
             if isinstance(m, RequestVote):
-                in_lease = self._leader is not None and (
-                    self._role == LEADER
-                    or now - self._last_leader_contact < self._cfg.election_timeout_min
-                )
+                in_lease = (
+                    self._leader is not None
+                    and (
+                        self._role == LEADER
+                        or now - self._last_leader_contact < self._cfg.election_timeout_min
+                    )
+                ) or now < self._vote_embargo_until
                 if in_lease and (self._cfg.check_quorum or m.pre):
                     # Leader stickiness: we heard from a live leader recently, so this
                     # candidate is partitioned or slow. Do not let it depose the leader.
@@ -453,7 +467,7 @@ class RaftCore:
             or self._pending_snapshot is not None
             or self._unstable_from <= self._log.last_index
             or (self._commit > self._applied and self._applied < self._log.last_index)
-            or self._hard_state() != self._persisted_hs
+            or self._hard_state_changed()
         )
 
     def ready(self) -> Ready:
@@ -497,6 +511,11 @@ class RaftCore:
 
     def _hard_state(self) -> HardState:
         return HardState(self._term, self._vote, self._commit)
+
+    def _hard_state_changed(self) -> bool:
+        # Field by field: has_ready() runs on every wake-up of the driver, keep it cheap.
+        hs = self._persisted_hs
+        return self._commit != hs.commit or self._term != hs.term or self._vote != hs.vote
 
     def _reset_election_timer(self, now: float) -> None:
         cfg = self._cfg
@@ -684,6 +703,8 @@ class RaftCore:
                     if pr.state == REPLICATE:
                         pr.become_probe()
                     self._pending_sends[m.from_] = (False, True)
+            elif m.index > self._log.last_index:
+                return  # cannot ack what we never sent; a confused or buggy peer
             elif pr.maybe_update(m.index) or (pr.state == PROBE and m.index == pr.match):
                 # (A probe answered at the match we already knew, e.g. right after a
                 # snapshot, also proves where the follower is.)
@@ -800,6 +821,8 @@ class RaftCore:
         want_empty = force or (commit_only and pr.sent_commit < commit)
         while True:
             entries = log.slice(pr.next, min(last + 1, pr.next + max_entries))
+            if len(entries) > 1:
+                entries = self._trim_to_bytes(entries)
             if not entries and not want_empty:
                 return
             want_empty = False
@@ -816,6 +839,17 @@ class RaftCore:
             pr.inflight.append(prev)
             if len(pr.inflight) >= max_inflight or pr.next > last:
                 return
+
+    def _trim_to_bytes(self, entries: list[Entry]) -> list[Entry]:
+        """Cut a batch at max_append_bytes of payload (at least one entry always goes), so
+        big commands cannot push an append past the frame limit."""
+        budget = self._cfg.max_append_bytes
+        size = 0
+        for i, entry in enumerate(entries):
+            size += len(entry.data) + 16  # + framing of index, term, kind
+            if size > budget and i > 0:
+                return entries[:i]
+        return entries
 
     def _send_snapshot(self, peer: str, pr: Progress) -> None:
         snapshot = self._snapshot

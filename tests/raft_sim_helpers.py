@@ -97,6 +97,8 @@ class SimCluster:
         #: extra drop rule: return True to drop the message
         self.drop_if: Callable[[Message], bool] | None = None
         self.sent: list[Message] = []
+        #: (node, ctx) -> the highest commit index any node knew when the read was asked
+        self.read_floor: dict[tuple[str, int], int] = {}
         self.leaders_by_term: dict[int, str] = {}
         self.committed: dict[int, Entry] = {}
         self.nodes: dict[str, SimNode] = {}
@@ -193,6 +195,13 @@ class SimCluster:
             self._record_snapshot(node, rd.snapshot)
         for entry in rd.committed_entries:
             self._apply(node, entry)
+        for state in rd.read_states:
+            floor = self.read_floor.pop((node.id, state.ctx), None)
+            if floor is not None and state.index < floor:
+                raise SafetyViolation(
+                    f"stale read on {node.id}: read index {state.index} but index {floor} "
+                    "was already committed when the read was asked"
+                )
         node.read_states.extend(rd.read_states)
         node.rejected_reads.extend(rd.rejected_reads)
         if rd.role_changed is not None:
@@ -225,6 +234,13 @@ class SimCluster:
         for index, entry in self.committed.items():
             if index <= snapshot.meta.index:
                 node.applied[index] = entry
+
+    def request_read(self, node_id: str, ctx: int) -> None:
+        """Ask ``node_id`` for a read point; the cluster checks it is not stale: the read
+        index must cover every entry any node knew committed when the read was asked."""
+        floor = max(n.core.commit_index for n in self.nodes.values())
+        self.read_floor[(node_id, ctx)] = floor
+        self.nodes[node_id].core.request_read(ctx, self.now)
 
     def take_snapshot(self, node_id: str) -> Snapshot:
         node = self.nodes[node_id]
