@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -369,9 +370,11 @@ def edn_to_python(value: Any) -> Any:
     """Turn edn-format values into plain Python: keywords and symbols become their names."""
     if isinstance(value, edn_format.Keyword | edn_format.Symbol):
         return value.name
-    if isinstance(value, dict):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
         return {edn_to_python(k): edn_to_python(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | frozenset | set):
+    if isinstance(value, Sequence | AbstractSet):
         return [edn_to_python(v) for v in value]
     if isinstance(value, edn_format.Char):
         return str(value)
@@ -379,7 +382,7 @@ def edn_to_python(value: Any) -> Any:
 
 
 def _edn_event(value: Any, path: str | Path, line: int | None) -> dict[str, Any]:
-    if not isinstance(value, dict):
+    if not isinstance(value, Mapping):
         raise InputError(path, line, "each history element must be an EDN map")
     return edn_to_python(value)
 
@@ -395,7 +398,7 @@ def read_edn(path: str | Path, fmt: str = "edn") -> History:
             data = edn_format.loads(text)
         except Exception as exc:  # the library raises several types for bad syntax
             raise InputError(path, None, f"not valid EDN: {exc}") from None
-        if not isinstance(data, list | tuple):
+        if not isinstance(data, Sequence) or isinstance(data, str):
             raise InputError(path, None, "an EDN history must be a vector or list of maps")
         for element in data:
             pairer.add(_edn_event(element, path, None), None)
