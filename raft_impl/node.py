@@ -301,8 +301,11 @@ class Node:
                 )
                 self.peer_address = peer_listeners[0].socket.getsockname()[:2]
                 self.client_address = client_listeners[0].socket.getsockname()[:2]
+                # Backoff jitter draws from its own RNG so a --seed keeps the core's
+                # election timeouts reproducible.
+                jitter = random.Random()
                 for peer_id, address in self.config.peers.items():
-                    link = PeerLink(self.id, peer_id, address, self.rng)
+                    link = PeerLink(self.id, peer_id, address, jitter)
                     self.links[peer_id] = link
                     nursery.start_soon(link.run)
                 self._nursery = nursery
