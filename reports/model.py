@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,7 @@ class History:
     nemesis: list[dict[str, Any]]  # raw nemesis events, in order
     faults: list[Fault]
     end: int  # ns: last event time
+    timed: bool = True  # False: times are event positions (EVENT_CLOCK)
 
 
 def fmt_value(value: Any) -> str:
@@ -134,10 +136,22 @@ def fmt_value(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+#: True while rendering a history without times (Porcupine, Knossos EDN): its clock is
+#: the event's position, one "second" per event, and times print as "event N".
+EVENT_CLOCK: ContextVar[bool] = ContextVar("event_clock", default=False)
+
+
 def fmt_time(ns: int | float | None) -> str:
     if ns is None:
         return "—"
+    if EVENT_CLOCK.get():
+        return f"event {round(ns / NS_PER_S)}"
     return f"{ns / NS_PER_S:.4f} s"
+
+
+def fmt_tick(seconds: float, digits: int = 3) -> str:
+    """An axis label: seconds, or the event number of an untimed history."""
+    return f"#{round(seconds)}" if EVENT_CLOCK.get() else f"{seconds:.{digits}f} s"
 
 
 # ---------------------------------------------------------------- loading
@@ -227,9 +241,11 @@ def build_history(events: Sequence[Mapping[str, Any]]) -> History:
     open_ops: dict[Any, Op] = {}
     nemesis: list[dict[str, Any]] = []
     last_time = 0
+    timed = any(isinstance(e.get("time"), int | float) for e in events)
     for position, event in enumerate(events):
         time = event.get("time")
-        time = int(time) if isinstance(time, int | float) else position  # untimed formats
+        # untimed formats: the event's position is its time, one "second" an event
+        time = int(time) if timed and isinstance(time, int | float) else position * NS_PER_S
         last_time = max(last_time, time)
         process = event.get("process")
         kind = event.get("type")
@@ -257,7 +273,7 @@ def build_history(events: Sequence[Mapping[str, Any]]) -> History:
             if event.get("node") is not None:
                 op.node = event.get("node")
     return History(ops=ops, nemesis=nemesis, faults=fault_intervals(nemesis, last_time),
-                   end=last_time)
+                   end=last_time, timed=timed)
 
 
 def _fault_kind(f: str) -> str | None:
@@ -548,50 +564,99 @@ def writes_value(op: Op) -> Any:
     return op.value
 
 
+def _value_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def find_stale_read(history: History, key: Any, near: int, limit: int = 300,
+                    only: Op | None = None) -> tuple[Op, Op, Op | None] | None:
+    """A read that provably returned an overwritten value: (read, missed write, source).
+
+    The certificate: every write that could have produced the value read (ok
+    or unknown) had finished before some write W began, and W was
+    acknowledged before the read began. Then real time orders the source
+    before W before the read, so the read must not see the source's value.
+    The checker's culprit need not be that read (it names the op whose return
+    blocked its deepest search), so the reads nearest to it are examined.
+    """
+    writes = [o for o in history.ops if o.key == key and o.is_write and o.result in ("ok", "info")]
+    by_value: dict[str, list[Op]] = {}
+    for write in writes:
+        by_value.setdefault(_value_key(writes_value(write)), []).append(write)
+    acked = sorted((w for w in writes if w.result == "ok" and w.end is not None),
+                   key=lambda w: w.end or 0)
+    reads = [only] if only is not None else sorted(
+        (o for o in history.ops if o.key == key and o.is_read and o.result == "ok"
+         and o.end is not None), key=lambda o: abs(o.start - near))[:limit]
+    for read in reads:
+        read_end = read.end if read.end is not None else history.end
+        sources = [w for w in by_value.get(_value_key(read.out), []) if w.start < read_end]
+        if not sources and read.out is not None:
+            continue  # a value nobody wrote: another anomaly, not staleness
+        if any(w.result == "info" or w.end is None for w in sources):
+            continue  # an unknown write may take effect late: no certain order
+        sources_done = max((w.end or history.end for w in sources), default=-1)
+        missed = None
+        for write in acked:
+            if write.end is None or write.end >= read.start:
+                break
+            if write.start > sources_done and writes_value(write) != read.out:
+                missed = write  # the latest such write: the one most obviously missed
+        if missed is not None:
+            source = max(sources, key=lambda w: w.start) if sources else None
+            return read, missed, source
+    return None
+
+
 def explain_lin_failure(history: History, ev: LinEvidence) -> Focus:
-    """Name the failing op, the write it missed, and the faults active meanwhile."""
-    op = ev.failed
-    if op is None:
+    """Name the failing op, the write it missed, and the faults active meanwhile.
+
+    When the checker's culprit is a read that provably missed a write, that is
+    the story; when the culprit is a write (the checker blocked on its return),
+    the nearest provably stale read on the same key is the story, and the
+    culprit is named in the details.
+    """
+    culprit = ev.failed
+    if culprit is None:
         return Focus(checker="linearizable",
                      headline="Linearizability violated (the evidence names no operation).")
-    end = op.end if op.end is not None else history.end
-    same_key = [o for o in history.ops if o.key == op.key and o.is_write and o.result == "ok"]
-    # The write it missed: the last write acknowledged before this op was invoked, whose
-    # value is not the one the op saw (it must have taken effect already).
-    before = [o for o in same_key if o.end is not None and o.end < op.start]
-    seen = op.out if op.is_read else None
-    missed = None
-    if before:
-        latest = max(before, key=lambda o: o.end or 0)
-        # if the latest acknowledged write left the value read, nothing was missed there
-        if not op.is_read or writes_value(latest) != seen:
-            missed = latest
-    if missed is None:
+    stale = None
+    if culprit.is_read and culprit.result == "ok":
+        stale = find_stale_read(history, culprit.key, culprit.start, only=culprit)
+    if stale is None:
+        stale = find_stale_read(history, culprit.key, culprit.start)
+    details = []
+    if stale is not None:
+        op, missed, source = stale
+        if op is not culprit:
+            details.append(
+                f"The checker's search stopped at {culprit.describe()} "
+                f"({fmt_time(culprit.start)}): with this stale read in the history, no "
+                f"order lets that operation complete. The stale read is the cause.")
+    else:
+        op, missed, source = culprit, None, None
         changing = [s.op for s in ev.prefix if s.op.is_write and s.op is not op]
         missed = changing[-1] if changing else None
-    source = None
-    if op.is_read and seen is not None:
-        sources = [o for o in same_key if writes_value(o) == seen and o.start < end]
-        source = max(sources, key=lambda o: o.start) if sources else None
+    end = op.end if op.end is not None else history.end
     faults = [f for f in history.faults if f.overlaps(op.start, end)]
     during = f" While {faults[0].label} was active." if faults else ""
     node = f" on {op.node}" if op.node is not None else ""
-    if op.is_read and missed is not None:
+    if stale is not None:
         headline = (
-            f"Stale read: process {op.process} read {op.key} → {fmt_value(seen)}{node} "
+            f"Stale read: process {op.process} read {op.key} → {fmt_value(op.out)}{node} "
             f"({fmt_time(op.start)}–{fmt_time(op.end)}), but process {missed.process}'s "
             f"{missed.f} of {fmt_value(writes_value(missed))} had been acknowledged at "
             f"{fmt_time(missed.end)}, before the read began.{during}"
         )
     else:
         headline = f"Cannot linearize {op.describe()}{node} at {fmt_time(op.start)}.{during}"
-    details = []
     if ev.final_state is not None or ev.prefix:
         details.append(
             f"After the longest linearizable prefix ({len(ev.prefix)} operations on key "
             f"{fmt_value(ev.key)}), the model state is {fmt_value(ev.final_state)}; "
-            f"no order of the remaining concurrent operations lets this one return "
-            f"what it did."
+            f"no order of the remaining concurrent operations lets "
+            f"{'the checker' + chr(39) + 's culprit' if op is not culprit else 'this one'} "
+            f"return what it did."
         )
     if ev.message:
         details.append(str(ev.message))

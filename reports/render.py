@@ -24,7 +24,16 @@ from markupsafe import Markup
 
 from checker.errors import InputError
 from reports import model, sources
-from reports.model import NS_PER_S, Focus, History, LinEvidence, Op, fmt_time, fmt_value
+from reports.model import (
+    EVENT_CLOCK,
+    NS_PER_S,
+    Focus,
+    History,
+    LinEvidence,
+    Op,
+    fmt_time,
+    fmt_value,
+)
 from reports.svg import Marked, sequence_svg, window_svg
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -223,7 +232,8 @@ def _op_card(op: Op | None) -> dict[str, Any] | None:
     return {
         "id": op.id, "text": op.describe(), "process": op.process, "node": op.node,
         "start": fmt_time(op.start), "end": fmt_time(op.end), "result": op.result,
-        "latency": None if op.end is None else f"{(op.end - op.start) / 1e6:.1f} ms",
+        "latency": None if op.end is None or EVENT_CLOCK.get()
+        else f"{(op.end - op.start) / 1e6:.1f} ms",
         "error": op.error, "client": op.extra.get("client"), "seq": op.extra.get("seq"),
     }
 
@@ -317,6 +327,7 @@ def build_context(
 
     data = {
         "title": title,
+        "untimed": not history.timed,
         "end_us": history.end // 1000,
         "faults": [{"kind": f.kind, "label": f.label, "s": f.start // 1000,
                     "e": -1 if f.end is None else f.end // 1000} for f in history.faults],
@@ -342,10 +353,18 @@ def build_context(
         "config": config,
         "config_json": json.dumps(config, indent=2, default=str),
         "schedule": _schedule(config),
+        "nemesis_events": [
+            {"time": int(e.get("time") or 0), "f": e.get("f"),
+             "label": model.describe_fault(
+                 str(e.get("f")).removeprefix("start-").removeprefix("stop-"), e.get("value"))
+             if e.get("value") is not None else ""}
+            for e in history.nemesis],
         "command": reproduce_command(config),
         "counts": counts,
         "op_total": len(history.ops),
-        "duration": fmt_time(history.end),
+        "duration": fmt_time(history.end) if history.timed
+        else f"{round(history.end / NS_PER_S) + 1} events, no times recorded",
+        "timed": history.timed,
         "faults": history.faults,
         "focus": focus,
         "failed_card": _op_card(focus.failed) if focus else None,
@@ -383,8 +402,20 @@ def render_history_report(history: Any, result: Mapping[str, Any] | None, out_pa
                           title: str = "history") -> Path:
     """Write a report for a bare history (JSONL path, event list or checker History)."""
     built = model.build_history(model.events_from(history))
-    context = build_context(built, dict(result or {"valid": "unknown", "checkers": {}}), title)
-    return _write(Path(out_path), _environment().get_template("report.html.j2").render(context))
+    return _write(Path(out_path), _render_page(
+        built, dict(result or {"valid": "unknown", "checkers": {}}), title))
+
+
+def _render_page(history: History, result: Mapping[str, Any], title: str,
+                 config: Mapping[str, Any] | None = None,
+                 observations: Sequence[Mapping[str, Any]] = (),
+                 run_dir: Path | None = None) -> str:
+    token = EVENT_CLOCK.set(not history.timed)
+    try:
+        context = build_context(history, result, title, config, observations, run_dir)
+        return _environment().get_template("report.html.j2").render(context)
+    finally:
+        EVENT_CLOCK.reset(token)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -415,9 +446,8 @@ def render_run_report(run_dir: str | Path) -> Path:
     observations = (model.read_jsonl(run_dir / "observations.jsonl")
                     if (run_dir / "observations.jsonl").is_file() else [])
     history = model.build_history(model.read_jsonl(history_path))
-    context = build_context(history, result, run_title(run_dir, config), config,
-                            observations, run_dir)
-    html = _environment().get_template("report.html.j2").render(context)
+    html = _render_page(history, result, run_title(run_dir, config), config, observations,
+                        run_dir)
     return _write(run_dir / "report.html", html)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from reports.model import NS_PER_S, Fault, LinStep, Op, fmt_value, writes_value
+from reports.model import NS_PER_S, Fault, LinStep, Op, fmt_tick, fmt_time, fmt_value, writes_value
 
 RESULT_FILL = {"ok": "#8fd19e", "fail": "#f4a6a6", "info": "#ffd27f", "pending": "#d0d0d0"}
 FAULT_FILL = {"partition": "#c7b8ea", "kill": "#f7b2b2", "pause": "#b2d7f7", "clock": "#f7e3b2"}
@@ -99,8 +99,8 @@ def window_svg(
         stroke = ROLE_STROKE.get(marked.role or "", "#555")
         stroke_width = 3 if marked.role else 1
         node = f" @{op.node}" if op.node is not None else ""
-        tip = (f"{op.describe()}\nnode {op.node}\ninvoked {op.start / NS_PER_S:.3f} s, "
-               f"returned {'—' if op.end is None else f'{op.end / NS_PER_S:.3f} s'}")
+        tip = (f"{op.describe()}\nnode {op.node}\ninvoked {fmt_time(op.start)}, "
+               f"returned {fmt_time(op.end)}")
         role_class = f" role-{marked.role}" if marked.role else ""
         tag = ""
         if marked.role:
@@ -108,7 +108,7 @@ def window_svg(
         weight = ' font-weight="700"' if marked.role else ""
         if op.start < lo:  # clipped: say when it really began
             out.append(f'<text class="tick" x="{left - 2}" y="{y + row - 9}" '
-                       f'text-anchor="end">◂ {op.start / NS_PER_S:.3f} s</text>')
+                       f'text-anchor="end">◂ {fmt_tick(op.start / NS_PER_S)}</text>')
         out.append(
             f'<g class="op{role_class}" data-op="{op.id}"><title>{escape(tip)}</title>'
             f'<text x="6" y="{y + row - 9}"{weight}>{tag}p{escape(str(op.process))} '
@@ -133,7 +133,7 @@ def window_svg(
         x = _x(t * NS_PER_S, lo, hi, left, width)
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{axis_y}" y2="{axis_y + 5}" '
                    f'stroke="#888"/><text class="tick" x="{x:.1f}" y="{axis_y + 18}" '
-                   f'text-anchor="middle">{t:.3f} s</text>')
+                   f'text-anchor="middle">{fmt_tick(t)}</text>')
     out.append("</svg>")
     return Markup("".join(out))
 
@@ -168,7 +168,7 @@ def sequence_svg(messages: Sequence[dict[str, Any]], nodes: Sequence[str],
     header.append("</svg>")
     for number, (time, kind, payload) in enumerate(events):
         y = top + number * row + 8
-        out.append(f'<text class="tick" x="4" y="{y + 4}">{time / NS_PER_S:.3f} s</text>')
+        out.append(f'<text class="tick" x="4" y="{y + 4}">{fmt_tick(time / NS_PER_S)}</text>')
         if kind == "mark":
             label, colour = payload
             out.append(f'<line x1="{left - 10}" x2="{width - 10}" y1="{y}" y2="{y}" '

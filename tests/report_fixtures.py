@@ -324,8 +324,7 @@ def make_run(root: Path, kind: str = "valid", *, nodes: int = 5, duration_s: flo
         {"time": int(duration * 0.88), "process": "nemesis", "type": "info", "f": "start",
          "value": [names[-1]]},
     ]
-    if kind == "stale-read":
-        plant_stale_read(sim, rng, partition)
+    planted = plant_stale_read(sim, rng, partition) if kind == "stale-read" else None
     events = _history_events(sim)
     schedule = [{"at": round(e["time"] / NS, 3), "f": e["f"], "value": e["value"]}
                 for e in sim.nemesis]
@@ -344,6 +343,10 @@ def make_run(root: Path, kind: str = "valid", *, nodes: int = 5, duration_s: flo
     run_dir = root / config["name"] / f"20260101T0000{seed % 60:02d}Z-{kind}"
     run_dir.mkdir(parents=True)
     (run_dir / "test.json").write_text(json.dumps(config, indent=2))
+    if planted is not None:  # for the tests only: what a reader must find in the report
+        (run_dir / PLANTED).write_text(json.dumps({
+            "process": planted.process, "key": planted.key, "value": planted.out,
+            "node": planted.node, "start": planted.start}))
     _write_jsonl(run_dir / "history.jsonl", events)
     _write_jsonl(run_dir / "observations.jsonl",
                  _observations(sim, duration, kind == "log-divergence"))
@@ -363,10 +366,12 @@ def make_run(root: Path, kind: str = "valid", *, nodes: int = 5, duration_s: flo
     return run_dir
 
 
-def lin_evidence(run_dir: Path) -> dict[str, Any]:
-    """The linearizability checker's evidence stored in the run's results.json."""
-    results = json.loads((run_dir / "results.json").read_text())
-    return results["checkers"]["linearizable"]["evidence"]
+PLANTED = "planted-stale-read.json"
+
+
+def planted_read(run_dir: Path) -> dict[str, Any]:
+    """The stale read a ``stale-read`` fixture planted: process, key, value, node, start."""
+    return json.loads((run_dir / PLANTED).read_text())
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from report_fixtures import lin_evidence, make_run
+from report_fixtures import make_run, planted_read
 
 from reports.render import render_run_report, update_store_index
 
@@ -44,7 +44,7 @@ def browser():
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("store")
     for kind in ("valid", "stale-read", "log-divergence"):
-        render_run_report(make_run(root, kind, duration_s=6.0))
+        render_run_report(make_run(root, kind, duration_s=4.0))
     update_store_index(root)
     return root
 
@@ -76,10 +76,10 @@ def test_stale_read_first_screen_shows_read_missed_write_and_partition(browser, 
     page, errors, _ = open_page(browser, run_dir / "report.html")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report-stale-read-first-screen.png"))
-    op = lin_evidence(run_dir)["op"]
+    op = planted_read(run_dir)
     viewport_height = page.viewport_size["height"]
     for selector, text in (
-        ("#card-failed", f"process {op['process']}: read {op['key']} → {op['output']}"),
+        ("#card-failed", f"process {op['process']}: read {op['key']} → {op['value']}"),
         ("#card-missed", "The write it missed"),
         ("#card-fault", "partition n1 | n2 n3 n4 n5"),
         ("#failure svg.window", ""),
@@ -139,8 +139,12 @@ def test_store_index_links_to_reports(browser, store) -> None:
     assert errors == []
 
 
+@pytest.mark.slow  # ~30 s to build and check the run; a timing target needs an idle machine
 def test_sixty_second_five_node_report_loads_fast_and_small(browser, tmp_path: Path) -> None:
-    """The issue's target: a 60 s, 5-node run report is <= 5 MB and opens in <= 2 s."""
+    """The issue's target: a 60 s, 5-node run report is <= 5 MB and opens in <= 2 s.
+
+    benchmarks/report_size.py prints the same figures (and a 100,000-op history's).
+    """
     run_dir = make_run(tmp_path, "stale-read", duration_s=60.0, nodes=5, concurrency=10,
                        rate=200.0)  # twice the harness's default rate
     report = render_run_report(run_dir)

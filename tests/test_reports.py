@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from report_fixtures import lin_evidence, make_run
+from report_fixtures import make_run, planted_read
 
 from harness.cli import main
 from reports import model
@@ -94,6 +94,35 @@ def test_fault_intervals_are_ordered_and_inside_the_run(events) -> None:
         assert 0 <= fault.start <= (fault.end if fault.end is not None else 10_000) <= 10_000
 
 
+def _ops(*spec) -> model.History:
+    """History from (process, f, value, start, end, result, out) tuples on key "k"."""
+    events = []
+    for process, f, value, start, end, result, out in spec:
+        events.append(_ev(start, process, "invoke", f, key="k", value=value))
+        events.append(_ev(end, process, result, f, key="k", value=out if f == "read" else value))
+    return model.build_history(sorted(events, key=lambda e: e["time"]))
+
+
+def test_stale_read_certificate_needs_a_certain_real_time_order() -> None:
+    stale = _ops((0, "write", 1, 0, 10, "ok", None), (1, "write", 2, 20, 30, "ok", None),
+                 (2, "read", None, 40, 50, "ok", 1))
+    found = model.find_stale_read(stale, "k", near=40)
+    assert found is not None
+    read, missed, source = found
+    assert (read.out, missed.value, source.value) == (1, 2, 1)
+    # the write of 1 overlaps the write of 2: 2 may come first, reading 1 is fine
+    overlapping = _ops((0, "write", 1, 0, 25, "ok", None), (1, "write", 2, 20, 30, "ok", None),
+                       (2, "read", None, 40, 50, "ok", 1))
+    assert model.find_stale_read(overlapping, "k", near=40) is None
+    # an unknown write of 1 may take effect at any time after its invocation
+    unknown = _ops((0, "write", 1, 0, 10, "info", None), (1, "write", 2, 20, 30, "ok", None),
+                   (2, "read", None, 40, 50, "ok", 1))
+    assert model.find_stale_read(unknown, "k", near=40) is None
+    # reading nil after an acknowledged write: the initial state was overwritten
+    initial = _ops((1, "write", 2, 20, 30, "ok", None), (2, "read", None, 40, 50, "ok", None))
+    assert model.find_stale_read(initial, "k", near=40)[2] is None
+
+
 def test_linearization_points_respect_order_and_intervals(runs) -> None:
     history = model.build_history(model.read_jsonl(runs["stale-read"] / "history.jsonl"))
     result = json.loads((runs["stale-read"] / "results.json").read_text())
@@ -112,10 +141,10 @@ def test_stale_read_is_explained_with_the_write_it_missed(runs) -> None:
     result = json.loads((runs["stale-read"] / "results.json").read_text())
     evidence = model.lin_evidence(history, result["checkers"]["linearizable"])
     focus = model.explain_lin_failure(history, evidence)
-    raw = lin_evidence(runs["stale-read"])
+    planted = planted_read(runs["stale-read"])
     failed = focus.failed
-    assert (failed.process, failed.key, failed.out) == (
-        raw["op"]["process"], raw["op"]["key"], raw["op"]["output"])
+    assert (failed.process, failed.key, failed.out, failed.start) == (
+        planted["process"], planted["key"], planted["value"], planted["start"])
     assert focus.missed is not None and focus.missed.end < failed.start
     assert model.writes_value(focus.missed) != failed.out
     assert [f.kind for f in focus.faults] == ["partition"]
@@ -149,9 +178,8 @@ def test_stale_read_report_names_op_missed_write_and_partition_first(runs) -> No
     html = path.read_text()
     assert_self_contained(html)
     failure = _text(html.split('id="failure"', 1)[1].split('id="verdicts"', 1)[0])
-    raw = lin_evidence(runs["stale-read"])
-    op = raw["op"]
-    assert f"process {op['process']}: read {op['key']} → {op['output']}" in failure
+    op = planted_read(runs["stale-read"])
+    assert f"process {op['process']}: read {op['key']} → {op['value']}" in failure
     assert "The write it missed" in failure and "acknowledged" in failure
     assert "partition n1 | n2 n3 n4 n5" in failure
     assert html.index('id="failure"') < html.index('id="timeline"')  # first screen

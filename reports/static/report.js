@@ -11,7 +11,9 @@
   var END = Math.max(DATA.end_us, 1);
 
   function faultColour(kind) { return FAULT_COLOURS[kind] || "#dddddd"; }
-  function secs(us) { return (us / 1e6).toFixed(3) + " s"; }
+  /* untimed histories (Porcupine, Knossos) use the event position as clock: 1 "s" an event */
+  function secs(us) { return DATA.untimed ? "event " + Math.round(us / 1e6) : (us / 1e6).toFixed(3) + " s"; }
+  function tick(s, digits) { return DATA.untimed ? "#" + Math.round(s) : s.toFixed(digits) + " s"; }
   function show(value) { return value === null || value === undefined ? "nil" : typeof value === "string" ? value : JSON.stringify(value); }
 
   function niceStep(span, count) {
@@ -64,7 +66,7 @@
       f + (key === null ? "" : " " + show(key)) + (f === "read" || f === "get" ? "" : " " + show(C.v[k])),
       "result: " + r + (C.o[k] !== null && C.o[k] !== undefined ? " → " + show(C.o[k]) : (r === "ok" && (f === "read" || f === "get") ? " → " + show(C.v[k]) : "")),
       "node: " + show(T.nodes[C.n[k]]),
-      "invoked " + secs(start[k]) + (C.d[k] < 0 ? ", never returned" : ", returned " + secs(end[k]) + " (" + (C.d[k] / 1000).toFixed(1) + " ms)")
+      "invoked " + secs(start[k]) + (C.d[k] < 0 ? ", never returned" : ", returned " + secs(end[k]) + (DATA.untimed ? "" : " (" + (C.d[k] / 1000).toFixed(1) + " ms)"))
     ];
     if (T.errors[C.e[k]] !== null) lines.push("error: " + show(T.errors[C.e[k]]));
     return lines.join("\n");
@@ -174,7 +176,7 @@
     for (var t = Math.ceil(lo / 1e6 / step) * step; t * 1e6 <= hi; t += step) {
       var x = this.x(t * 1e6);
       ctx.beginPath(); ctx.moveTo(x, 12); ctx.lineTo(x, 17); ctx.stroke();
-      ctx.fillText(t.toFixed(step < 0.01 ? 3 : step < 1 ? 2 : 0) + " s", x + 2, 11);
+      ctx.fillText(tick(t, step < 0.01 ? 3 : step < 1 ? 2 : 0), x + 2, 11);
     }
     this.status.textContent = "showing " + secs(Math.max(lo, 0)) + " – " + secs(Math.min(hi, END)) + " of " + secs(END) +
       " · " + N + " operations on " + T.lanes.length + " client lanes · " + drawn + " bars drawn";
@@ -244,7 +246,7 @@
     for (var t = 0; t <= endS + 1e-9; t += step) {
       var x = xOf(t);
       ctx.beginPath(); ctx.moveTo(x, bottom); ctx.lineTo(x, bottom + 4); ctx.stroke();
-      ctx.fillText(t.toFixed(step < 1 ? 2 : 0) + " s", x - 10, bottom + 15);
+      ctx.fillText(tick(t, step < 1 ? 2 : 0), x - 10, bottom + 15);
     }
   }
 
@@ -281,7 +283,13 @@
       }
       legend.push('<span class="dot" style="background:' + colour + '"></span>' + sr.f + " " + sr.result + " (" + sr.count + ")");
     });
-    document.getElementById("latency-legend").innerHTML = legend.join(" ") + " · ■ ok ✕ failed ○ unknown";
+    var kinds = {};
+    DATA.faults.forEach(function (f) { kinds[f.kind] = true; });
+    var faultKeys = Object.keys(kinds).map(function (k) {
+      return '<span class="dot" style="border-radius:0;background:' + faultColour(k) + '"></span>' + k;
+    });
+    document.getElementById("latency-legend").innerHTML = legend.join(" ") + " · ■ ok ✕ failed ○ unknown" +
+      (faultKeys.length ? " · shaded: " + faultKeys.join(" ") : "");
   }
 
   function throughputPlot() {
