@@ -584,3 +584,16 @@ def test_logs_without_client_sessions_cannot_judge_acked_writes(tmp_path):
         obs.log(node, log_of([1, 1, 1]), commit=3)  # entries carry no client/seq
     acked = sub(obs.check(acked_history(tmp_path, writes=2)), "acked-writes")
     assert acked["valid"] == "unknown" and "client session" in acked["reason"]
+
+
+def test_a_size_capped_dump_that_says_its_last_index_is_not_a_loss():
+    obs = Obs()
+    for node in NODES:
+        obs.log(node, log_of([1] * 6), commit=6)
+    capped = obs.log("n1", log_of([1] * 4), commit=6)
+    capped["last_index"] = 6  # the answer showed 1..4 of a log that ends at 6
+    result = obs.check()
+    assert sub(result, "committed-durability")["valid"] is True, result
+    del capped["last_index"]  # the same dump without saying so: 5..6 look missing
+    durability = sub(obs.check(), "committed-durability")
+    assert [v["indexes"] for v in durability["violations"]] == [[5, 6]]

@@ -114,6 +114,7 @@ class _AckedWrites:
             for name, log in sorted(self.logs.nodes.items())
             if log.last is not None
             and (log.last.from_index or 1) <= 1
+            and (log.last.last_index or 0) <= (log.last_view.last or 0)
             and log.last.where.time > ack_time
         ]
         majority = len(self.known_nodes) // 2 + 1

@@ -211,12 +211,14 @@ class LogTracker:
                 second=later.describe(),
                 **where.describe(),
             )
-        last_index = max(floor, view.last or 0)
+        shown_last = max(floor, view.last or 0)
+        # A size-capped answer shows a prefix of the log: what it cut off is not missing.
+        last_index = max(shown_last, record.last_index or 0)
 
         self._check_snapshot(node, record)
         self._note_duplicates(record)
         self._compare_entries(node, record, view)
-        self._check_missing(node, record, view, floor, last_index)
+        self._check_missing(node, record, view, floor, shown_last, last_index)
 
         if commit > node.committed_max:
             node.committed_max = commit
@@ -339,15 +341,16 @@ class LogTracker:
         record: LogRecord,
         view: DumpView,
         floor: int,
+        shown_last: int,
         last_index: int,
     ) -> None:
         commit = record.commit
         upper = max(commit, node.committed_max)
         if upper <= floor:
             return
-        top = min(last_index, upper)
+        top = min(shown_last, upper)
         if view.contiguous:
-            start = view.first if view.first is not None else last_index + 1
+            start = view.first if view.first is not None else shown_last + 1
             holes = [[floor + 1, min(start - 1, top)]] if start > floor + 1 <= top else []
         else:
             holes = ranges([i for i in range(floor + 1, top + 1) if view.get(i) is None])
@@ -452,6 +455,8 @@ class LogTracker:
                     break
                 if last.from_index is not None and index < last.from_index:
                     continue  # an incremental dump that does not show this index: no word
+                if (log.last_view.last or 0) < index <= (last.last_index or 0):
+                    continue  # cut off by a size-capped answer: no word either
                 mine = log.last_view.get(index)
                 if mine is not None and mine.term == entry.term and mine.digest == entry.digest:
                     held = True

@@ -75,6 +75,9 @@ class LogRecord:
     from_index: int | None
     applied: int | None
     entries: list[LogEntry]
+    #: the node's last log index, when the dump says it: entries above the last one shown
+    #: and up to this were cut off (a size-capped answer), not lost.
+    last_index: int | None = None
     #: index -> the entry's ``duplicate`` flag, for the entries that carry one.
     duplicates: dict[int, bool] = field(default_factory=dict)
 
@@ -229,6 +232,7 @@ def _parse_log(fields: _Fields, where: Where) -> LogRecord:
         from_index=fields.integer("from", required=False, minimum=1),
         applied=fields.integer("applied", required=False),
         entries=entries,
+        last_index=fields.integer("last_index", required=False),
         duplicates=duplicates,
     )
 
