@@ -36,7 +36,7 @@ from harness.run import RunConfig, run_test
 
 
 def isolate_leader_schedule(time_limit: float, *, pause: bool, period: float = 3.0,
-                            ) -> list[dict[str, Any]]:
+                            heal_after: float | None = None) -> list[dict[str, Any]]:
     """Cycles of: cut the leader off, (pause it,) resume, heal.
 
     Check-quorum makes an isolated leader step down within about one
@@ -46,7 +46,9 @@ def isolate_leader_schedule(time_limit: float, *, pause: bool, period: float = 3
     the majority elects a new leader and commits writes; when it resumes,
     the requests queued in its sockets meet a node that still believes it
     leads. A correct node confirms leadership (or its lease) first; a buggy
-    one answers from stale state.
+    one answers from stale state. ``heal_after`` (seconds) heals early: just
+    after the majority elected a new leader, while the cut-off one still
+    holds a longer log of its own.
     """
     schedule: list[dict[str, Any]] = []
     at = 1.0
@@ -55,23 +57,30 @@ def isolate_leader_schedule(time_limit: float, *, pause: bool, period: float = 3
         if pause:
             schedule.append({"at": at + 0.05, "f": "pause", "value": "leader"})
             schedule.append({"at": at + period * 0.55, "f": "resume", "value": "all"})
-        schedule.append({"at": at + period * 0.75, "f": "heal", "value": None})
+        heal = at + (heal_after if heal_after is not None else period * 0.75)
+        schedule.append({"at": heal, "f": "heal", "value": None})
         at += period
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
 def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float = 0.8,
-                          reorder: float = 0.0, target: str = "leader",
-                          ) -> list[dict[str, Any]]:
+                          reorder: float = 0.0, delay: float = 0.0, loss: float = 0.0,
+                          target: str = "leader") -> list[dict[str, Any]]:
     """Kill the leader (or another target) every ``period`` s, restart it ``down`` s later.
 
-    Optionally with message reordering on every link for the whole run, so
-    faults that need both (a leader dying while followers' logs are in
-    flux) meet — generated schedules run one fault at a time.
+    Optionally with message reordering, delay or loss on every link for the
+    whole run, so faults that need both (a leader dying while followers'
+    logs or commit indexes are in flux) meet — generated schedules run one
+    fault at a time.
     """
     schedule: list[dict[str, Any]] = []
     if reorder:
         schedule.append({"at": 0.5, "f": "reorder", "value": {"p": reorder, "links": None}})
+    if delay:
+        schedule.append({"at": 0.5, "f": "delay",
+                         "value": {"mean": delay, "jitter": delay / 4, "links": None}})
+    if loss:
+        schedule.append({"at": 0.5, "f": "loss", "value": {"p": loss, "links": None}})
     at = 1.0
     while at + down <= time_limit:
         schedule.append({"at": at, "f": "kill", "value": target})
@@ -79,6 +88,29 @@ def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float
         at += period
     if reorder:
         schedule.append({"at": time_limit, "f": "reorder", "value": {"p": 0.0, "links": None}})
+    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
+
+
+def bridge_vote_schedule(time_limit: float, nodes: int = 5) -> list[dict[str, Any]]:
+    """Cut the cluster into two halves joined only by n3, and keep restarting n3.
+
+    Neither half has a majority without n3, so both campaign for its vote;
+    every restart of n3 forgets the vote it gave in the current term (with
+    the bug), so the other half can win the same term: two leaders in a term.
+    """
+    left = [f"n{i}" for i in range(1, nodes // 2 + 1)]
+    right = [f"n{i}" for i in range(nodes // 2 + 2, nodes + 1)]
+    bridge = f"n{nodes // 2 + 1}"
+    grudge = {**{n: right for n in left}, **{n: left for n in right}}
+    schedule: list[dict[str, Any]] = []
+    at = 1.0
+    while at + 4.0 <= time_limit:
+        schedule.append({"at": at, "f": "partition", "value": {"grudge": grudge}})
+        for k in range(4):
+            schedule.append({"at": at + 0.3 + 0.8 * k, "f": "kill", "value": [bridge]})
+            schedule.append({"at": at + 0.4 + 0.8 * k, "f": "start", "value": [bridge]})
+        schedule.append({"at": at + 3.6, "f": "heal", "value": None})
+        at += 4.5
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
@@ -123,7 +155,8 @@ WRITE_HEAVY = {"read": 0.3, "write": 0.5, "cas": 0.2}
 #: bug -> the plan that suits it. A bug missing here gets DEFAULT_PLAN.
 PLANS: dict[str, Plan] = {
     "no-prev-check": Plan(
-        schedule=lambda t: isolate_leader_schedule(t, pause=False, period=2.5), mix=WRITE_HEAVY,
+        schedule=lambda t: isolate_leader_schedule(t, pause=False, period=2.0, heal_after=0.9),
+        mix=WRITE_HEAVY, rate=300, concurrency=8,
         why="a cut-off leader keeps appending; after healing its divergent suffix is kept "
             "under the new leader's entries instead of being replaced",
     ),
@@ -134,7 +167,8 @@ PLANS: dict[str, Plan] = {
             "loses committed writes",
     ),
     "commit-old-term": Plan(
-        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.6), mix=WRITE_HEAVY,
+        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.6, loss=0.2),
+        mix=WRITE_HEAVY, rate=300,
         why="Figure 8 needs leaders that change while older-term entries are half replicated",
     ),
     "commit-without-quorum": Plan(
@@ -146,8 +180,8 @@ PLANS: dict[str, Plan] = {
         why="a deposed leader behind a partition keeps serving read-index reads",
     ),
     "no-noop": Plan(
-        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.6), mix=READ_HEAVY,
-        rate=250,
+        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.6, delay=0.08),
+        mix=READ_HEAVY, rate=250, keys=2,
         why="a fresh leader serves reads at the commit index it inherited, before it knows "
             "what its predecessor committed",
     ),
@@ -161,7 +195,7 @@ PLANS: dict[str, Plan] = {
         why="acked writes that were never fsynced disappear in a lose-unfsynced crash",
     ),
     "forget-vote": Plan(
-        schedule=lambda t: leader_churn_schedule(t, period=0.9, down=0.3, target="minority"),
+        schedule=bridge_vote_schedule,
         why="a restarted node votes twice in one term: two leaders in a term",
     ),
     "no-dedup": Plan(
