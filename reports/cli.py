@@ -15,7 +15,7 @@ import trio
 
 from checker.errors import InputError
 from harness.cli import EXIT_VALID, UserError
-from reports.render import render_run_report, update_store_index
+from reports.render import render_run_report
 
 DEFAULT_PORT = 8080
 
@@ -46,17 +46,8 @@ def run_report(args: argparse.Namespace) -> int:
         path = render_run_report(run_dir)
     except InputError as exc:
         raise UserError(str(exc)) from None
-    store = _store_of(run_dir)
-    if store is not None:
-        update_store_index(store)
     print(path)
     return EXIT_VALID
-
-
-def _store_of(run_dir: Path) -> Path | None:
-    """The store holding ``store/<test>/<timestamp>/``, if run_dir sits in one."""
-    store = run_dir.resolve().parent.parent
-    return store if (store / "index.html").is_file() or (store / "latest").exists() else None
 
 
 def run_serve(args: argparse.Namespace) -> int:

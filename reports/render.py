@@ -248,6 +248,25 @@ def _schedule(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(s) for s in schedule or [] if isinstance(s, Mapping)]
 
 
+def schedule_faults(schedule: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The kinds of fault a schedule injects; its healing steps (p=0, reset …) are not faults."""
+    kinds = set()
+    for step in schedule:
+        f, value = str(step.get("f")), step.get("value")
+        value = value if isinstance(value, Mapping) else {}
+        injects = {
+            "partition": True, "kill": True, "pause": True, "lose-unfsynced": True,
+            "loss": (value.get("p") or 0) > 0,
+            "duplicate": (value.get("p") or 0) > 0,
+            "reorder": (value.get("p") or 0) > 0,
+            "delay": (value.get("mean") or 0) > 0 or (value.get("jitter") or 0) > 0,
+            "clock": not value.get("reset"),
+        }.get(f, False)
+        if injects:
+            kinds.add(f)
+    return sorted(kinds)
+
+
 def reproduce_command(config: Mapping[str, Any]) -> str | None:
     command = config.get("command") or config.get("command_line") or config.get("reproduce")
     if isinstance(command, list):
@@ -435,7 +454,11 @@ def run_title(run_dir: Path, config: Mapping[str, Any]) -> str:
 
 
 def render_run_report(run_dir: str | Path) -> Path:
-    """Render ``run_dir/report.html`` from the run's files; returns its path."""
+    """Render ``run_dir/report.html`` from the run's files; returns its path.
+
+    When the run sits in a store (``store/<test>/<timestamp>/``, recognised by
+    ``store/latest`` or an existing index), ``store/index.html`` is refreshed too.
+    """
     run_dir = Path(run_dir).resolve()  # store/latest is a link: name the real run
     history_path = run_dir / "history.jsonl"
     if not history_path.is_file():
@@ -448,7 +471,17 @@ def render_run_report(run_dir: str | Path) -> Path:
     history = model.build_history(model.read_jsonl(history_path))
     html = _render_page(history, result, run_title(run_dir, config), config, observations,
                         run_dir)
-    return _write(run_dir / "report.html", html)
+    written = _write(run_dir / "report.html", html)
+    store = store_of(run_dir)
+    if store is not None:  # keep store/index.html current with every report written
+        update_store_index(store)
+    return written
+
+
+def store_of(run_dir: Path) -> Path | None:
+    """The store holding ``store/<test>/<timestamp>/``, if run_dir sits in one."""
+    store = run_dir.resolve().parent.parent
+    return store if (store / "latest").is_symlink() or (store / "index.html").is_file() else None
 
 
 # ---------------------------------------------------------------- store index
@@ -464,7 +497,7 @@ def _run_summary(store_dir: Path, run_dir: Path) -> dict[str, Any]:
             result = _read_json(run_dir / "results.json")
     except InputError:
         pass  # a run still being written: list it with what is known
-    faults = sorted({str(s.get("f")) for s in _schedule(config)} - {"None"})
+    faults = schedule_faults(_schedule(config))
     if not faults and isinstance(config.get("nemesis"), list):
         faults = sorted(str(f) for f in config["nemesis"])
     report = run_dir / "report.html"

@@ -326,8 +326,9 @@ def make_run(root: Path, kind: str = "valid", *, nodes: int = 5, duration_s: flo
     ]
     planted = plant_stale_read(sim, rng, partition) if kind == "stale-read" else None
     events = _history_events(sim)
-    schedule = [{"at": round(e["time"] / NS, 3), "f": e["f"], "value": e["value"]}
-                for e in sim.nemesis]
+    schedule_f = {"start-partition": "partition", "stop-partition": "heal"}
+    schedule = [{"at": round(e["time"] / NS, 3), "f": schedule_f.get(e["f"], e["f"]),
+                 "value": e["value"]} for e in sim.nemesis]
     bugs = {"stale-read": ["stale-leader-read"], "log-divergence": ["truncate-on-append"]}
     command = ["splitbrain", "run", "--nodes", str(nodes), "--time-limit", str(duration_s),
                "--concurrency", str(concurrency), "--seed", str(seed),

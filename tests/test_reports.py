@@ -235,7 +235,7 @@ def test_store_index_lists_runs_with_verdicts_and_links(runs) -> None:
         assert f"raft-kv-{kind}" in index
         assert (run_dir.relative_to(store) / "report.html").as_posix() in index
     assert index.count(">INVALID<") == 2 and index.count(">valid<") == 1
-    assert "start-partition" in index
+    assert "<td>partition, kill</td>" not in index and "<td>kill, partition</td>" in index
 
 
 def test_cli_report_renders_and_refuses_bad_input(runs, tmp_path: Path, capsys) -> None:
