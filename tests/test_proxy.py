@@ -421,3 +421,26 @@ def test_every_frame_is_delivered_once_twice_or_dropped_and_counted(faults, coun
         assert delivered == list(range(count))
     if not (faults["delay_mean"] or faults["delay_jitter"] or faults["reorder"]):
         assert delivered == sorted(delivered)  # only delay and reorder change the order
+
+
+@pytest.mark.parametrize("entries", [0, 1, 200])
+def test_trace_headers_of_small_and_large_frames(entries):
+    from harness.net.proxy import HEADER_PEEK_FROM, message_header
+
+    frame = encode_frame({"from": "n1", "entries": [[i, 2, "command", b"x" * 50]
+                                                    for i in range(entries)],
+                          "term": 7, "to": "n2", "type": "append"})
+    assert (len(frame) >= HEADER_PEEK_FROM) == (entries == 200)
+    assert message_header(frame) == ("append", 7)
+
+
+def test_trace_headers_of_broken_frames():
+    import msgpack
+
+    from harness.net.proxy import message_header
+
+    for body in (msgpack.packb([1] * 600), msgpack.packb([1])):  # large and small, not maps
+        assert message_header(len(body).to_bytes(4, "big") + body) == ("undecodable", None)
+    truncated = encode_frame({"type": "append", "entries": ["y" * 1000], "term": 1})[:-400]
+    assert message_header(truncated) == ("undecodable", None)
+    assert message_header(encode_frame({"type": "hello"})) == ("hello", None)

@@ -50,14 +50,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import msgpack
 import trio
 
 from harness.net.base import Grudge, Link, NodeAddress, link_name
 from raft_impl.wire import FrameDecoder, FrameError, body_of, decode_body
 
 RECEIVE_SIZE = 65536
+#: Frames at least this long get their header peeked at instead of fully decoded.
+HEADER_PEEK_FROM = 512
 COUNTER_NAMES = ("connections", "refused", "frames", "bytes", "delivered", "dropped",
                  "duplicated", "delayed", "reordered", "bad_frames", "reverse_bytes")
+
+
+def message_header(frame: bytes) -> tuple[Any, Any]:
+    """(type, term) of a raw frame, for the trace, without building the whole message.
+
+    Small frames are simply decoded (cheapest for them); large ones (appends
+    carrying many entries, snapshots) are walked with msgpack's Unpacker, which
+    skips the values of other keys in C instead of building them.
+    """
+    try:
+        if len(frame) < HEADER_PEEK_FROM:
+            message = decode_body(body_of(frame))
+            return message.get("type"), message.get("term")
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(frame))
+        unpacker.feed(body_of(frame))
+        found: dict[Any, Any] = {}
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            if key in ("type", "term"):
+                found[key] = unpacker.unpack()
+                if len(found) == 2:
+                    break
+            else:
+                unpacker.skip()
+        return found.get("type"), found.get("term")
+    except (FrameError, ValueError, TypeError, msgpack.UnpackException):
+        return "undecodable", None
 
 
 @dataclass
@@ -374,11 +404,7 @@ class ProxyNetwork:
     def trace(self, link: _Link, frame: bytes, action: str, **extra: Any) -> None:
         if self._trace_file is None:
             return
-        try:
-            message = decode_body(body_of(frame))
-            kind, term = message.get("type"), message.get("term")
-        except FrameError:
-            kind, term = "undecodable", None
+        kind, term = message_header(frame)
         record = {"time": self._clock(), "from": link.src, "to": link.dst, "type": kind,
                   "term": term, "action": action, **extra}
         self._trace_file.write(json.dumps(record) + "\n")
