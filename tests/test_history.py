@@ -7,6 +7,7 @@ from pathlib import Path
 
 import edn_format
 import pytest
+from checker_helpers import CORPUS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,10 +22,6 @@ from checker.history import (
     read_edn,
     write_edn,
 )
-
-CORPUS = Path("/work/shared/corpus/porcupine")
-if not CORPUS.is_dir():  # CI lays shared/ beside the clone
-    CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "porcupine"
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
