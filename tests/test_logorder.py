@@ -77,13 +77,14 @@ def test_from_file_matches_from_records_and_names_lines(tmp_path):
 def test_committed_entries_that_differ_between_nodes_are_named():
     obs = Obs()
     obs.log("n1", log_of([1, 1, 1]), commit=3)
-    obs.log("n2", [*log_of([1, 1]), entry(3, 1, variant="other")], commit=3)
+    seen = obs.log("n2", [*log_of([1, 1]), entry(3, 1, variant="other")], commit=3)
     obs.log("n3", log_of([1, 1]), commit=2)
     agreement = sub(obs.check(), "log-agreement")
     assert agreement["valid"] is False
     [violation] = agreement["violations"]
     assert violation["kind"] == "committed-entries-differ"
     assert violation["index"] == 3
+    assert violation["time"] == seen["time"]  # when the checker could first see it
     assert violation["nodes"] == ["n1", "n2"]
     assert violation["first"]["entry"]["digest"] == "i3t1"
     assert violation["second"]["entry"]["digest"] == "i3t1other"
@@ -314,6 +315,7 @@ def test_two_leaders_in_one_term_are_named():
     assert leaders["valid"] is False
     [violation] = leaders["violations"]
     assert violation["kind"] == "two-leaders" and violation["term"] == 3
+    assert violation["time"] == violation["leaders"][1]["time"]
     assert [(c["node"], c["source"]) for c in violation["leaders"]] == [
         ("n1", "role"), ("n2", "status")]
 

@@ -138,6 +138,7 @@ class _AckedWrites:
                 f"{op.f} by client {op.invoke_extra.get('client')} seq "
                 f"{op.invoke_extra.get('seq')} was acknowledged but is in no node's log",
                 op=_op_evidence(op),
+                time=ack_time,
                 nodes_dumped_after=witnesses,
                 max_committed_index=max(self.logs.committed, default=0),
             )
@@ -239,6 +240,7 @@ class _AckedWrites:
                     "real-time-order",
                     f"op {earlier.id} completed before op {op.id} was invoked, yet its entry "
                     f"(index {earlier_index}) comes after op {op.id}'s (index {index})",
+                    time=op.call_time,
                     earlier=_op_evidence(earlier, earlier_index),
                     later=_op_evidence(op, index),
                 )

@@ -47,6 +47,7 @@ class DigestTracker:
                     f"their state digests differ",
                     applied=record.applied,
                     nodes=sorted({str(first[1].node), str(where.node)}),
+                    time=where.time,
                     first={"digest": first[0], **first[1].describe()},
                     second={"digest": record.digest, **where.describe()},
                     after_healed=self.healed is not None,

@@ -17,6 +17,8 @@ class Violations:
         self.total = 0
 
     def add(self, kind: str, message: str, **evidence: Any) -> None:
+        """Record one violation. Give ``time`` (ns) when known: the moment the evidence
+        was observed, which reports use to place the violation on the run's timeline."""
         self.total += 1
         if len(self.kept) < self.limit:
             self.kept.append({"kind": kind, "message": message, **evidence})

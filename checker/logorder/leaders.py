@@ -47,6 +47,7 @@ class LeaderTracker:
                 f"{node}'s term went from {previous[0]} back to {record.term} without a restart",
                 node=node,
                 source=kind,
+                time=where.time,
                 before={"term": previous[0], **previous[2].describe()},
                 after={"term": record.term, **where.describe()},
             )
@@ -63,6 +64,7 @@ class LeaderTracker:
                     "two-leaders",
                     f"term {term} had {len(claims)} leaders: {', '.join(names)}",
                     term=term,
+                    time=sorted(where.time for _, where in claims.values())[1],
                     leaders=[
                         {"source": source, **where.describe()}
                         for source, where in sorted(claims.values(), key=lambda c: c[1].time)

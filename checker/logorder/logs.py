@@ -262,6 +262,7 @@ class LogTracker:
                 f"{record.snapshot_term}, but the entry committed there has term {known[0].term}",
                 node=node.name,
                 index=record.snapshot_index,
+                time=record.where.time,
                 snapshot={"term": record.snapshot_term, **record.where.describe()},
                 committed=_entry_evidence(known[0], known[1]),
             )
@@ -304,6 +305,7 @@ class LogTracker:
                         f"{first[1].node} and {node.name}",
                         index=index,
                         nodes=sorted({str(first[1].node), node.name}),
+                        time=where.time,
                         first=_entry_evidence(first[0], first[1]),
                         second=_entry_evidence(entry, where),
                     )
@@ -331,6 +333,7 @@ class LogTracker:
             f"a different entry there (term {entry.term}, {state})",
             node=node.name,
             index=index,
+            time=where.time,
             before=_entry_evidence((mine[0], mine[1]), mine[2]),
             after=_entry_evidence(entry, where),
         )
@@ -367,6 +370,7 @@ class LogTracker:
                     f"indexes {first}..{top} (above its snapshot at {record.snapshot_index})",
                     node=node.name,
                     indexes=[first, top],
+                    time=record.where.time,
                     dump=dump,
                 )
             # The part above this commit but within what the node had committed before.
@@ -384,6 +388,7 @@ class LogTracker:
                     f"log {cause}",
                     node=node.name,
                     indexes=[low, high],
+                    time=record.where.time,
                     crash_between=node.crashed_since_dump,
                     first_lost=None if lost is None else _entry_evidence(lost[:2], lost[2]),
                     dump=dump,
@@ -472,6 +477,7 @@ class LogTracker:
                 "committed-entries-lost-cluster-wide",
                 f"indexes {first}..{last} were committed but no node holds them at the end",
                 indexes=[first, last],
+                time=max(log.last.where.time for log in finals if log.last is not None),
                 first_committed=_entry_evidence(entry, where),
                 final_dumps=self._final_summary(),
             )
