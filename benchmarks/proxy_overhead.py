@@ -1,7 +1,8 @@
 """What the proxy network costs, against direct loopback connections.
 
     python benchmarks/proxy_overhead.py [--frames 200000] [--pings 3000]
-                                        [--cluster-seconds 10] [--rounds 3] [--json]
+                                        [--cluster-seconds 10] [--rounds 3] [--trace]
+                                        [--json]
 
 Three measurements, each direct and through ``harness.net.proxy`` relays:
 
@@ -197,7 +198,8 @@ async def ping_pong(rounds: int, via_relay: bool) -> float:
 
 # -- 3. a real cluster ------------------------------------------------------------------------
 
-async def cluster_rate(seconds: float, via_relay: bool, clients: int = 16) -> float:
+async def cluster_rate(seconds: float, via_relay: bool, clients: int = 16,
+                       trace: bool = False) -> float:
     from raft_impl.client import open_client
     from raft_impl.localcluster import local_cluster
 
@@ -205,7 +207,8 @@ async def cluster_rate(seconds: float, via_relay: bool, clients: int = 16) -> fl
         async with trio.open_nursery() as nursery, \
                 local_cluster(3, Path(tmp), start=False) as cluster:
             if via_relay:
-                proxy = ProxyNetwork(seed=1)
+                proxy = ProxyNetwork(seed=1, trace_path=Path(tmp) / "messages.jsonl"
+                                     if trace else None)
                 peers = await proxy.start(nursery, {
                     node.id: NodeAddress(node.host, node.peer_port, node.client_port)
                     for node in cluster.nodes.values()})
@@ -279,6 +282,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results["cluster_writes_per_s"] = {"direct": round(direct, 1),
                                            "proxy": round(relayed, 1),
                                            "ratio": round(relayed / direct, 3)}
+        if args.trace:
+            direct, traced = await interleaved(
+                args.rounds, lambda via: cluster_rate(args.cluster_seconds, via, trace=via))
+            results["cluster_traced_writes_per_s"] = {"direct": round(direct, 1),
+                                                      "proxy": round(traced, 1),
+                                                      "ratio": round(traced / direct, 3)}
     return results
 
 
@@ -289,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster-seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3,
                         help="direct/proxy rounds, interleaved; medians are reported")
+    parser.add_argument("--trace", action="store_true",
+                        help="also measure the cluster with the message trace on")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--serve-relays", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -315,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cluster    direct {cluster['direct']:>8.1f} writes/s   proxy "
               f"{cluster['proxy']:>8.1f} writes/s   ratio {cluster['ratio']:.2f} "
               f"({verdict} the <= 20 % cost target)")
+    if "cluster_traced_writes_per_s" in results:
+        traced = results["cluster_traced_writes_per_s"]
+        print(f"traced     direct {traced['direct']:>8.1f} writes/s   proxy "
+              f"{traced['proxy']:>8.1f} writes/s   ratio {traced['ratio']:.2f} "
+              "(proxy writing messages.jsonl)")
     return 0
 
 
