@@ -32,9 +32,12 @@ connection is read and discarded: by protocol B never answers on a connection
 it accepted, and forwarding it would open a path that faults do not cover.
 
 The hot path does not decode messages: with no fault on a link and no trace,
-the frames of a read are forwarded in one write. Decoding happens only for the
-trace (``RUN_DIR/messages.jsonl``: time in ns since run start, from, to, type,
-term, action). Random draws come from one RNG per link seeded from the run
+the frames of a read are forwarded in one write, sent by the reading task
+itself (no queue, no writer task: every task switch adds latency to Raft's
+round trips). Decoding happens only for the trace (``RUN_DIR/messages.jsonl``:
+time in ns since run start, from, to, type, term, action — deliver, drop,
+duplicate, delay with ``delay`` seconds, or reorder), and then only of the
+message header for large frames. Random draws come from one RNG per link seeded from the run
 seed and the link name, so a run's fault draws depend only on the seed and the
 order of messages on that link.
 """
