@@ -97,6 +97,7 @@ def bridge_vote_schedule(time_limit: float, nodes: int = 5) -> list[dict[str, An
     Neither half has a majority without n3, so both campaign for its vote;
     every restart of n3 forgets the vote it gave in the current term (with
     the bug), so the other half can win the same term: two leaders in a term.
+    The restarted n3 needs a while up (a start takes 0.5-2 s) to vote.
     """
     left = [f"n{i}" for i in range(1, nodes // 2 + 1)]
     right = [f"n{i}" for i in range(nodes // 2 + 2, nodes + 1)]
@@ -105,12 +106,15 @@ def bridge_vote_schedule(time_limit: float, nodes: int = 5) -> list[dict[str, An
     schedule: list[dict[str, Any]] = []
     at = 1.0
     while at + 4.0 <= time_limit:
+        window = min(10.5, time_limit - at - 0.5)
         schedule.append({"at": at, "f": "partition", "value": {"grudge": grudge}})
-        for k in range(4):
-            schedule.append({"at": at + 0.3 + 0.8 * k, "f": "kill", "value": [bridge]})
-            schedule.append({"at": at + 0.4 + 0.8 * k, "f": "start", "value": [bridge]})
-        schedule.append({"at": at + 3.6, "f": "heal", "value": None})
-        at += 4.5
+        kill_at = at + 1.0
+        while kill_at + 1.0 <= at + window:
+            schedule.append({"at": kill_at, "f": "kill", "value": [bridge]})
+            schedule.append({"at": kill_at + 0.05, "f": "start", "value": [bridge]})
+            kill_at += 2.5
+        schedule.append({"at": at + window, "f": "heal", "value": None})
+        at += window + 1.0
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
@@ -155,7 +159,8 @@ WRITE_HEAVY = {"read": 0.3, "write": 0.5, "cas": 0.2}
 #: bug -> the plan that suits it. A bug missing here gets DEFAULT_PLAN.
 PLANS: dict[str, Plan] = {
     "no-prev-check": Plan(
-        schedule=lambda t: isolate_leader_schedule(t, pause=False, period=2.0, heal_after=0.9),
+        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.5, loss=0.25,
+                                                 reorder=0.3),
         mix=WRITE_HEAVY, rate=300, concurrency=8,
         why="a cut-off leader keeps appending; after healing its divergent suffix is kept "
             "under the new leader's entries instead of being replaced",
@@ -167,8 +172,9 @@ PLANS: dict[str, Plan] = {
             "loses committed writes",
     ),
     "commit-old-term": Plan(
-        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.6, loss=0.2),
-        mix=WRITE_HEAVY, rate=300,
+        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.5, loss=0.25,
+                                                 reorder=0.3),
+        mix=WRITE_HEAVY, rate=300, concurrency=8,
         why="Figure 8 needs leaders that change while older-term entries are half replicated",
     ),
     "commit-without-quorum": Plan(
