@@ -19,8 +19,9 @@ from typing import Any
 
 from checker.errors import InputError
 from checker.history import FORMATS, History, load_history, write_edn
+from checker.linearizable import check_history
 from checker.models import MODELS, ModelError, get_model
-from checker.runner import RESULTS_NAME, check_linearizable, is_run_dir, run_all
+from checker.runner import RESULTS_NAME, is_run_dir, run_all
 
 EXIT_CODES = {True: 0, False: 1, "unknown": 2}
 _SHOWN_PREFIX = 8  # steps of the linearizable prefix shown in text output
@@ -85,8 +86,8 @@ def handle(args: argparse.Namespace) -> int:
             history = load_history(path, args.format)
             history_source = history
             model_name = args.model or history.default_model
-            get_model(model_name, initial)  # reject a bad --init before searching
-            result = check_linearizable(history, model_name, initial, args.timeout)
+            # a history the model cannot read is bad input here: ModelError -> exit 2
+            result = check_history(history, get_model(model_name, initial), timeout=args.timeout)
             title = f"check {path.name}"
     except InputError as exc:
         raise _user_error(str(exc)) from None
