@@ -179,3 +179,43 @@ async def test_cleanup_stale_removes_only_crashed_runs() -> None:
         for name in (f"{dead}-x", f"{alive}-x"):
             await trio.run_process(["ip", "netns", "del", name], check=False)
         await trio.run_process(["ip", "link", "del", dead], check=False, capture_stderr=True)
+
+
+async def test_netem_commands_per_link_without_touching_the_system(monkeypatch):
+    """The tc plan for delay/duplicate/reorder (kernels here may lack sch_netem)."""
+    commands: list[list[str]] = []
+
+    async def fake_run(argv, *, check=True, stdin=b""):
+        commands.append(argv)
+        return ""
+
+    monkeypatch.setattr(netns, "_run", fake_run)
+    network = NetnsNetwork()
+    network._nodes = dict(NODES)
+    network._ips = {"a": "198.18.0.10", "b": "198.18.0.11", "c": "198.18.0.12"}
+    network._namespaces = {node: f"sb-x-{node}" for node in NODES}
+    network._netem_available = True
+
+    await network.set_delay(0.05, 0.01, links=[("a", "b")])
+    await network.set_reorder(0.25, links=[("a", "c")])
+    tc = [argv[4:] for argv in commands if argv[:4] == ["ip", "netns", "exec", "sb-x-a"]]
+    assert tc[-6:] == [  # the rebuild after the second change: one netem band per peer
+        ["tc", "qdisc", "del", "dev", "eth0", "root"],
+        ["tc", "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "prio", "bands", "3",
+         "priomap", *["0"] * 16],
+        ["tc", "qdisc", "add", "dev", "eth0", "parent", "1:2", "netem",
+         "delay", "50.000ms", "10.000ms"],
+        ["tc", "filter", "add", "dev", "eth0", "parent", "1:0", "protocol", "ip", "prio", "1",
+         "u32", "match", "ip", "dst", "198.18.0.11/32", "flowid", "1:2"],
+        ["tc", "qdisc", "add", "dev", "eth0", "parent", "1:3", "netem",
+         "delay", "10.000ms", "0.000ms", "reorder", "25.0000%"],
+        ["tc", "filter", "add", "dev", "eth0", "parent", "1:0", "protocol", "ip", "prio", "1",
+         "u32", "match", "ip", "dst", "198.18.0.12/32", "flowid", "1:3"],
+    ]
+    commands.clear()
+    await network.reset_faults()
+    deleted = {argv[3] for argv in commands if argv[-3:] == ["dev", "eth0", "root"]}
+    assert deleted == {"sb-x-a", "sb-x-b", "sb-x-c"}
+    assert not any("netem" in argv for argv in commands)
+    with pytest.raises(ValueError, match="no link a->zz"):
+        await network.set_duplicate(0.1, links=[("a", "zz")])
