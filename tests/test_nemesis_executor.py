@@ -7,7 +7,11 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from nemesis import schedule as schedules
 from nemesis.api import ClusterControl, Network
 from nemesis.executor import HealError, heal_all, run_schedule
 
@@ -295,3 +299,49 @@ async def test_a_schedule_for_other_nodes_is_refused_before_anything_happens():
         await run_schedule([{"at": 0, "f": "kill", "value": ["n9"]}], cluster, record, clock,
                            rng=random.Random(1))
     assert events == [] and cluster.network.calls == []
+
+
+KNOWN_F = {"start-partition", "stop-partition", "kill", "start", "pause", "resume",
+           "lose-unfsynced", "bump-clock", "start-clock-strobe", "stop-clock-strobe",
+           "reset-clock", "heal-all", *(f"{edge}-{fault}" for edge in ("start", "stop")
+                                         for fault in ("loss", "delay", "duplicate", "reorder"))}
+
+
+@settings(max_examples=40, deadline=None)
+@given(packages=st.lists(st.sampled_from(["all", *schedules.PACKAGES]), min_size=1, max_size=3),
+       n=st.sampled_from([3, 5, 7]), seed=st.integers(0, 2**32),
+       cancel_at=st.one_of(st.none(), st.floats(min_value=0.0, max_value=30.0)))
+def test_any_generated_schedule_runs_cleanly_and_leaves_the_cluster_whole(packages, n, seed,
+                                                                          cancel_at):
+    """Generated schedules never ask the cluster for nonsense (the fake asserts that),
+    record well-formed events in time order, and end whole even when cut short."""
+    nodes = [f"n{i}" for i in range(1, n + 1)]
+    schedule = schedules.generate(packages, nodes, 30, 3, random.Random(seed))
+
+    async def main() -> tuple[FakeCluster, list[dict[str, Any]]]:
+        cluster = FakeCluster(nodes)
+        events, record, clock = recorder()
+
+        async def leader_changes() -> None:
+            rng = random.Random(seed)
+            while True:
+                await trio.sleep(rng.uniform(0.5, 4))
+                alive = [n for n in nodes if n not in cluster.killed | cluster.paused]
+                cluster.current_leader = rng.choice([*alive, None]) if alive else None
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(leader_changes)
+            with trio.move_on_after(cancel_at if cancel_at is not None else 1e9):
+                await run_schedule(schedule, cluster, record, clock,
+                                   rng=random.Random(seed))
+            nursery.cancel_scope.cancel()
+        return cluster, events
+
+    cluster, events = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert cluster.whole()
+    assert all(event["f"] in KNOWN_F and event["process"] == "nemesis" for event in events)
+    assert not any("error" in (event["value"] or {}) for event in events
+                   if isinstance(event["value"], dict))
+    times = [event["time"] for event in events]
+    assert times == sorted(times)
+    assert events[-1]["f"] == "heal-all"
