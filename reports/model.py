@@ -551,6 +551,7 @@ class Focus:
     failed: Op | None = None
     missed: Op | None = None  # the write the failing op should have seen
     source: Op | None = None  # the write whose value the failing op returned instead
+    witness: Op | None = None  # a read that had already seen the newer value
     faults: list[Fault] = field(default_factory=list)
     window: tuple[int, int] = (0, 0)
     details: list[str] = field(default_factory=list)
@@ -568,16 +569,27 @@ def _value_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+@dataclass
+class StaleRead:
+    """A read that provably returned an overwritten value, with the proof's parts."""
+
+    read: Op
+    missed: Op  # the write of a newer value that real time orders before the read
+    source: Op | None  # the (latest) write of the value the read returned; None: initial
+    witness: Op | None = None  # a read that had already returned the newer value
+
+
 def find_stale_read(history: History, key: Any, near: int, limit: int = 300,
-                    only: Op | None = None) -> tuple[Op, Op, Op | None] | None:
-    """A read that provably returned an overwritten value: (read, missed write, source).
+                    only: Op | None = None) -> StaleRead | None:
+    """A read that provably returned an overwritten value, nearest to ``near``.
 
     The certificate: every write that could have produced the value read (ok
-    or unknown) had finished before some write W began, and W was
-    acknowledged before the read began. Then real time orders the source
-    before W before the read, so the read must not see the source's value.
-    The checker's culprit need not be that read (it names the op whose return
-    blocked its deepest search), so the reads nearest to it are examined.
+    or unknown) had finished before a newer write W began, and before the read
+    began W was acknowledged, or another read had already returned W's value.
+    Real time then orders the old value before W before the read. The
+    checker's culprit need not be that read (it names the op whose return
+    blocked its deepest search), so the reads around it are examined, earlier
+    ones first.
     """
     writes = [o for o in history.ops if o.key == key and o.is_write and o.result in ("ok", "info")]
     by_value: dict[str, list[Op]] = {}
@@ -585,26 +597,37 @@ def find_stale_read(history: History, key: Any, near: int, limit: int = 300,
         by_value.setdefault(_value_key(writes_value(write)), []).append(write)
     acked = sorted((w for w in writes if w.result == "ok" and w.end is not None),
                    key=lambda w: w.end or 0)
-    reads = [only] if only is not None else sorted(
-        (o for o in history.ops if o.key == key and o.is_read and o.result == "ok"
-         and o.end is not None), key=lambda o: abs(o.start - near))[:limit]
-    for read in reads:
+    ok_reads = sorted((o for o in history.ops if o.key == key and o.is_read
+                       and o.result == "ok" and o.end is not None), key=lambda o: o.end or 0)
+    candidates = [only] if only is not None else sorted(
+        ok_reads, key=lambda o: (o.start > near, abs(o.start - near)))[:limit]
+
+    def sources_of(value: Any, before: int) -> list[Op]:
+        return [w for w in by_value.get(_value_key(value), []) if w.start < before]
+
+    for read in candidates:
         read_end = read.end if read.end is not None else history.end
-        sources = [w for w in by_value.get(_value_key(read.out), []) if w.start < read_end]
+        sources = sources_of(read.out, read_end)
         if not sources and read.out is not None:
             continue  # a value nobody wrote: another anomaly, not staleness
         if any(w.result == "info" or w.end is None for w in sources):
             continue  # an unknown write may take effect late: no certain order
-        sources_done = max((w.end or history.end for w in sources), default=-1)
+        old_done = max((w.end or history.end for w in sources), default=-1)
+        source = max(sources, key=lambda w: w.start) if sources else None
         missed = None
-        for write in acked:
+        for write in acked:  # the latest acknowledged newer write: most obviously missed
             if write.end is None or write.end >= read.start:
                 break
-            if write.start > sources_done and writes_value(write) != read.out:
-                missed = write  # the latest such write: the one most obviously missed
+            if write.start > old_done and writes_value(write) != read.out:
+                missed = write
         if missed is not None:
-            source = max(sources, key=lambda w: w.start) if sources else None
-            return read, missed, source
+            return StaleRead(read, missed, source)
+        for other in reversed(ok_reads):  # a read that already saw a newer value
+            if other.end is None or other.end >= read.start or other.out == read.out:
+                continue
+            newer = sources_of(other.out, other.end)
+            if newer and min(w.start for w in newer) > old_done:
+                return StaleRead(read, max(newer, key=lambda w: w.start), source, other)
     return None
 
 
@@ -612,9 +635,9 @@ def explain_lin_failure(history: History, ev: LinEvidence) -> Focus:
     """Name the failing op, the write it missed, and the faults active meanwhile.
 
     When the checker's culprit is a read that provably missed a write, that is
-    the story; when the culprit is a write (the checker blocked on its return),
-    the nearest provably stale read on the same key is the story, and the
-    culprit is named in the details.
+    the story. Otherwise (the checker blocked on some op's return) the nearest
+    provably stale read on the same key is the story, and the culprit is
+    named in the details.
     """
     culprit = ev.failed
     if culprit is None:
@@ -626,28 +649,35 @@ def explain_lin_failure(history: History, ev: LinEvidence) -> Focus:
     if stale is None:
         stale = find_stale_read(history, culprit.key, culprit.start)
     details = []
+    witness = None
     if stale is not None:
-        op, missed, source = stale
+        op, missed, source, witness = stale.read, stale.missed, stale.source, stale.witness
         if op is not culprit:
             details.append(
                 f"The checker's search stopped at {culprit.describe()} "
-                f"({fmt_time(culprit.start)}): with this stale read in the history, no "
-                f"order lets that operation complete. The stale read is the cause.")
+                f"({fmt_time(culprit.start)}), which cannot be placed after the longest "
+                f"linearizable prefix; the read above is a stale read on the same key that "
+                f"real time alone proves.")
     else:
-        op, missed, source = culprit, None, None
+        op, source = culprit, None
         changing = [s.op for s in ev.prefix if s.op.is_write and s.op is not op]
         missed = changing[-1] if changing else None
     end = op.end if op.end is not None else history.end
     faults = [f for f in history.faults if f.overlaps(op.start, end)]
     during = f" While {faults[0].label} was active." if faults else ""
     node = f" on {op.node}" if op.node is not None else ""
-    if stale is not None:
+    read_part = (f"Stale read: process {op.process} read {op.key} → {fmt_value(op.out)}{node} "
+                 f"({fmt_time(op.start)}–{fmt_time(op.end)}), but ")
+    if stale is not None and witness is None:
         headline = (
-            f"Stale read: process {op.process} read {op.key} → {fmt_value(op.out)}{node} "
-            f"({fmt_time(op.start)}–{fmt_time(op.end)}), but process {missed.process}'s "
-            f"{missed.f} of {fmt_value(writes_value(missed))} had been acknowledged at "
-            f"{fmt_time(missed.end)}, before the read began.{during}"
-        )
+            f"{read_part}process {missed.process}'s {missed.f} of "
+            f"{fmt_value(writes_value(missed))} had been acknowledged at "
+            f"{fmt_time(missed.end)}, before the read began.{during}")
+    elif stale is not None:
+        headline = (
+            f"{read_part}process {witness.process} had already read the newer value "
+            f"{fmt_value(witness.out)} (written by process {missed.process}) at "
+            f"{fmt_time(witness.end)}, before this read began.{during}")
     else:
         headline = f"Cannot linearize {op.describe()}{node} at {fmt_time(op.start)}.{during}"
     if ev.final_state is not None or ev.prefix:
@@ -660,11 +690,13 @@ def explain_lin_failure(history: History, ev: LinEvidence) -> Focus:
         )
     if ev.message:
         details.append(str(ev.message))
-    lo = min([op.start] + [o.start for o in (missed, source) if o is not None])
-    hi = max([end] + [o.end or o.start for o in (missed, source) if o is not None])
+    shown = [o for o in (missed, source, witness) if o is not None]
+    lo = min([op.start] + [o.start for o in shown])
+    hi = max([end] + [o.end or o.start for o in shown])
     pad = max((hi - lo) // 4, 50_000_000)
     return Focus(checker="linearizable", headline=headline, failed=op, missed=missed,
-                 source=source, faults=faults, window=(lo - pad, hi + pad), details=details)
+                 source=source, witness=witness, faults=faults, window=(lo - pad, hi + pad),
+                 details=details)
 
 
 # ---------------------------------------------------------------- log divergence

@@ -179,7 +179,7 @@ def _window_ops(history: History, focus: Focus, ev: LinEvidence | None,
     assert focus.failed is not None
     roles: dict[int, str] = {}
     for role, op in (("failed", focus.failed), ("missed", focus.missed),
-                     ("source", focus.source)):
+                     ("source", focus.source), ("witness", focus.witness)):
         if op is not None and op.id not in roles:
             roles[op.id] = role
     chosen: dict[int, Marked] = {i: Marked(history.ops[i], r) for i, r in roles.items()}
@@ -329,9 +329,12 @@ def build_context(
         marks = []
         if focus is not None and focus.failed is not None:
             marks = [(focus.failed.start, f"invoke: {focus.failed.describe()}", "#c0002a")]
+            if focus.witness is not None and focus.witness.end is not None:
+                marks.append((focus.witness.end, "newer value already read", "#0057d9"))
             if focus.failed.end is not None:
                 marks.append((focus.failed.end, "it returned", "#c0002a"))
-            if focus.missed is not None and focus.missed.end is not None:
+            if focus.missed is not None and focus.missed.end is not None and (
+                    focus.missed.result == "ok"):
                 marks.append((focus.missed.end, "missed write acknowledged", "#0057d9"))
         marks += [(f.start, f"fault: {f.label}", "#6a4fb3") for f in history.faults
                   if anomaly[0] <= f.start <= anomaly[1]]
@@ -389,6 +392,7 @@ def build_context(
         "failed_card": _op_card(focus.failed) if focus else None,
         "missed_card": _op_card(focus.missed) if focus else None,
         "source_card": _op_card(focus.source) if focus else None,
+        "witness_card": _op_card(focus.witness) if focus else None,
         "window_svg": window_picture,
         "lin": evidence,
         "lin_name": lin[0] if lin else None,

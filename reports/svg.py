@@ -17,7 +17,8 @@ from reports.model import NS_PER_S, Fault, LinStep, Op, fmt_tick, fmt_time, fmt_
 
 RESULT_FILL = {"ok": "#8fd19e", "fail": "#f4a6a6", "info": "#ffd27f", "pending": "#d0d0d0"}
 FAULT_FILL = {"partition": "#c7b8ea", "kill": "#f7b2b2", "pause": "#b2d7f7", "clock": "#f7e3b2"}
-ROLE_STROKE = {"failed": "#c0002a", "missed": "#0057d9", "source": "#c76a00"}
+ROLE_STROKE = {"failed": "#c0002a", "missed": "#0057d9", "source": "#c76a00",
+               "witness": "#0057d9"}
 
 
 def _x(t: float, lo: int, hi: int, left: float, width: float) -> float:
@@ -55,7 +56,8 @@ class Marked:
     role: str | None = None  # failed | missed | source | None
 
 
-ROLE_TAG = {"failed": "✗ FAILING", "missed": "MISSED WRITE", "source": "VALUE'S WRITER"}
+ROLE_TAG = {"failed": "✗ FAILING", "missed": "MISSED WRITE", "source": "VALUE'S WRITER",
+            "witness": "SAW NEWER"}
 
 
 def window_svg(
@@ -70,20 +72,33 @@ def window_svg(
     numbered diamonds at linearization points on their bars.
     """
     lo, hi = window
-    left, width, row, top = 360.0, 620.0, 26, 40
-    height = top + row * len(ops) + 34
-    out = [f'<svg class="window" viewBox="0 0 1000 {height}" width="1000" height="{height}" '
-           f'role="img" aria-label="{escape(title or "operations around the failure")}">']
+    left, width, row = 360.0, 620.0, 26
+    # fault labels go in rows above the ops, a new row when one would overlap the last
+    shaded = []
+    row_ends: list[float] = []
     for fault in faults:
         end = fault.end if fault.end is not None else (run_end or hi)
         x0 = max(_x(fault.start, lo, hi, left, width), left)
         x1 = min(_x(end, lo, hi, left, width), left + width)
         if x1 <= x0:
             continue
+        label_row = next((i for i, e in enumerate(row_ends) if e <= x0), len(row_ends))
+        label_end = x0 + 6.5 * len(fault.label) + 12
+        if label_row == len(row_ends):
+            row_ends.append(label_end)
+        else:
+            row_ends[label_row] = label_end
+        shaded.append((fault, x0, x1, label_row))
+    top = 26 + 14 * max(len(row_ends), 1)
+    height = top + row * len(ops) + 34
+    out = [f'<svg class="window" viewBox="0 0 1000 {height}" width="1000" height="{height}" '
+           f'role="img" aria-label="{escape(title or "operations around the failure")}">']
+    for fault, x0, x1, label_row in shaded:
         fill = FAULT_FILL.get(fault.kind, "#ddd")
-        out.append(f'<rect class="fault" x="{x0:.1f}" y="{top - 22}" width="{x1 - x0:.1f}" '
-                   f'height="{height - top - 12}" fill="{fill}" fill-opacity="0.45"/>')
-        out.append(f'<text class="fault-label" x="{x0 + 4:.1f}" y="{top - 8}">'
+        band_top = 12 + 14 * label_row
+        out.append(f'<rect class="fault" x="{x0:.1f}" y="{band_top}" width="{x1 - x0:.1f}" '
+                   f'height="{height - band_top - 30}" fill="{fill}" fill-opacity="0.45"/>')
+        out.append(f'<text class="fault-label" x="{x0 + 4:.1f}" y="{band_top + 11}">'
                    f'{escape(fault.label)}</text>')
     row_of = {}
     for i, marked in enumerate(ops):

@@ -7,6 +7,7 @@ in test-artifacts/ for a person to look at.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -153,3 +154,43 @@ def test_sixty_second_five_node_report_loads_fast_and_small(browser, tmp_path: P
     _, errors, seconds = open_page(browser, report)
     assert errors == []
     assert seconds <= 2.0, seconds
+
+
+def test_real_stale_leader_read_run_report_first_screen(browser, tmp_path: Path) -> None:
+    """The issue's "done when": a real ``splitbrain run --bug stale-leader-read`` report
+    shows the failing read, the write it missed and the partition on its first screen."""
+    from harness.cli import main as cli_main
+
+    schedule = tmp_path / "isolate-leader.json"
+    steps = []
+    for start in (1.0, 4.0):  # isolate the leader and pause it: it serves a stale read after
+        steps += [{"at": start, "f": "partition", "value": {"shape": "isolate-leader"}},
+                  {"at": start + 0.05, "f": "pause", "value": "leader"},
+                  {"at": start + 1.6, "f": "resume", "value": "all"},
+                  {"at": start + 2.2, "f": "heal", "value": None}]
+    schedule.write_text(json.dumps(steps))
+    store = tmp_path / "store"
+    code = cli_main([
+        "run", "--nodes", "5", "--time-limit", "6.5", "--nemesis-schedule", str(schedule),
+        "--bug", "stale-leader-read", "--keys", "2", "--rate", "200", "--concurrency", "6",
+        "--mix", "read=6,write=4", "--store", str(store), "--seed", "7", "--no-display",
+        "--quiet-period", "1"])
+    run_dir = (store / "latest").resolve()
+    if code != 1:
+        pytest.skip(f"this run did not expose the bug (exit {code}); detection itself is "
+                    "tested in test_run_detection.py")
+    assert (store / "index.html").is_file()  # the run's report refreshed the store index
+    page, errors, _ = open_page(browser, run_dir / "report.html")
+    page.screenshot(path=str(ARTIFACTS / "report-real-stale-leader-read.png"))
+    failure = page.locator("#failure")
+    assert page.locator("#verdict").inner_text() == "INVALID"
+    headline = failure.locator(".headline").inner_text()
+    viewport_height = page.viewport_size["height"]
+    for selector in ("#card-failed", "#card-missed", "#card-fault"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["y"] < viewport_height, selector
+    assert headline.startswith("Stale read"), headline
+    assert "read" in page.locator("#card-failed").inner_text()
+    assert "acknowledged" in page.locator("#card-missed").inner_text()
+    assert "partition" in page.locator("#card-fault").inner_text()
+    assert errors == []

@@ -108,8 +108,8 @@ def test_stale_read_certificate_needs_a_certain_real_time_order() -> None:
                  (2, "read", None, 40, 50, "ok", 1))
     found = model.find_stale_read(stale, "k", near=40)
     assert found is not None
-    read, missed, source = found
-    assert (read.out, missed.value, source.value) == (1, 2, 1)
+    assert (found.read.out, found.missed.value, found.source.value) == (1, 2, 1)
+    assert found.witness is None
     # the write of 1 overlaps the write of 2: 2 may come first, reading 1 is fine
     overlapping = _ops((0, "write", 1, 0, 25, "ok", None), (1, "write", 2, 20, 30, "ok", None),
                        (2, "read", None, 40, 50, "ok", 1))
@@ -120,7 +120,31 @@ def test_stale_read_certificate_needs_a_certain_real_time_order() -> None:
     assert model.find_stale_read(unknown, "k", near=40) is None
     # reading nil after an acknowledged write: the initial state was overwritten
     initial = _ops((1, "write", 2, 20, 30, "ok", None), (2, "read", None, 40, 50, "ok", None))
-    assert model.find_stale_read(initial, "k", near=40)[2] is None
+    assert model.find_stale_read(initial, "k", near=40).source is None
+
+
+def test_stale_read_certified_by_a_read_that_saw_a_newer_unknown_write() -> None:
+    # write 2 never got an answer, but a read returned 2; a later read of 1 is stale
+    history = _ops((0, "write", 1, 0, 10, "ok", None), (1, "write", 2, 20, 30, "info", None),
+                   (2, "read", None, 31, 35, "ok", 2), (3, "read", None, 40, 50, "ok", 1))
+    found = model.find_stale_read(history, "k", near=40)
+    assert found is not None and found.read.out == 1 and found.witness.out == 2
+    assert found.missed.value == 2 and found.source.value == 1
+    evidence = model.LinEvidence(key="k", failed=history.ops[3], prefix=[], concurrent=[],
+                                 final_state=2, model="register", message=None)
+    focus = model.explain_lin_failure(history, evidence)
+    assert "had already read the newer value 2" in focus.headline
+
+
+def test_fault_labels_starting_together_get_their_own_rows() -> None:
+    from reports.svg import Marked, window_svg
+
+    history = _ops((0, "write", 1, 0, 10, "ok", None))
+    faults = [model.Fault("partition", 2, 8, "partition n1 | n2 n3"),
+              model.Fault("pause", 2, 6, "pause n1 (the leader)")]
+    svg = str(window_svg([Marked(history.ops[0], "failed")], faults, (0, 12)))
+    rows = re.findall(r'class="fault-label" x="[\d.]+" y="([\d.]+)"', svg)
+    assert len(rows) == 2 and rows[0] != rows[1]
 
 
 def test_linearization_points_respect_order_and_intervals(runs) -> None:
