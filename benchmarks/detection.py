@@ -201,8 +201,10 @@ PLANS: dict[str, Plan] = {
         why="acked writes that were never fsynced disappear in a lose-unfsynced crash",
     ),
     "forget-vote": Plan(
-        schedule=bridge_vote_schedule,
-        why="a restarted node votes twice in one term: two leaders in a term",
+        schedule=lambda t: leader_churn_schedule(t, period=0.8, down=0.05, delay=0.15,
+                                                 target="minority"),
+        why="slow links leave a voter without the new term's entries for a while; "
+            "restarted then, it forgets its vote and elects a second leader in the term",
     ),
     "no-dedup": Plan(
         schedule=lambda t: delay_schedule(t), mix=CAS_HEAVY, keys=2, retry_indefinite=True,
