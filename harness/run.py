@@ -311,6 +311,17 @@ async def _drive(
                 used_keys.append(op["key"])
             yield op
 
+    async def nemesis() -> None:
+        try:
+            await run_schedule(
+                schedule, cluster, recorder.write, state.clock,
+                rng=random.Random(seed ^ 0xFA17),
+            )
+        except HealError as exc:
+            # Recorded in the history by the executor; the harness heals
+            # again below, and the checkers judge what happened.
+            state.heal_errors.append(str(exc))
+
     stop_collecting = trio.Event()
     async with trio.open_nursery() as background:
         background.start_soon(collector.run, stop_collecting)
@@ -321,17 +332,6 @@ async def _drive(
         stop_clients = trio.Event()
         async with trio.open_nursery() as phase:
             phase.start_soon(pool.run_workers, operations(), workload.rate, stop_clients)
-            async def nemesis() -> None:
-                try:
-                    await run_schedule(
-                        schedule, cluster, recorder.write, state.clock,
-                        rng=random.Random(seed ^ 0xFA17),
-                    )
-                except HealError as exc:
-                    # Recorded in the history by the executor; the harness
-                    # heals again below, and the checkers judge what happened.
-                    state.heal_errors.append(str(exc))
-
             phase.start_soon(nemesis)
             await trio.sleep(config.time_limit)
             stop_clients.set()
@@ -345,7 +345,7 @@ async def _drive(
             await cluster.wait_for_leader(config.leader_timeout)
         state.phase = "final reads"
         await pool.final_reads(used_keys, config.final_read_timeout, leader=cluster.leader)
-        await _await_convergence(cluster, db, within=5.0)
+        await _await_convergence(cluster, db, within=10.0)
         collector.healed()
         state.phase = "final collection"
         stop_collecting.set()
