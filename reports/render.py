@@ -145,6 +145,9 @@ def _generic_focus(history: History, result: Mapping[str, Any],
     message = (evidence.get("message") or evidence.get("reason") or checker.get("message")
                or checker.get("error") or "see its evidence below")
     time = evidence.get("time")
+    for side in ("second", "first"):  # log-order violations say where each side was seen
+        if not isinstance(time, int) and isinstance(evidence.get(side), Mapping):
+            time = evidence[side].get("time")
     if not isinstance(time, int):
         time = logs.time if logs and logs.differing else None
     details = []
