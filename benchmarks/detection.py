@@ -288,6 +288,8 @@ def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str) -> di
             command_line=[*sys.argv],
         )
         outcome = run_test(config)
+        if outcome.interrupted:
+            raise KeyboardInterrupt
         verdict = (outcome.results or {}).get("valid", "unknown")
         verdicts.append({"seed": seed + i, "valid": verdict, "run_dir": str(outcome.run_dir),
                          "error": outcome.error})
@@ -343,14 +345,14 @@ def main(argv: list[str] | None = None) -> int:
     for bug in bugs:
         row = run_bug(bug, args.runs, args.time_limit, args.seed, args.store)
         rows.append(row)
-        if not args.json:
-            median = row["median_seconds_to_anomaly"]
-            print(
-                f"{bug:24} {row['detected']}/{row['runs']}  "
-                f"median {'-' if median is None else f'{median:.1f} s':>8}  "
-                f"{', '.join(row['caught_by']) or '-'}",
-                flush=True,
-            )
+        median = row["median_seconds_to_anomaly"]
+        line = (
+            f"{bug:24} {row['detected']}/{row['runs']}  "
+            f"median {'-' if median is None else f'{median:.1f} s':>8}  "
+            f"{', '.join(row['caught_by']) or '-'}"
+        )
+        # With --json the table rows still show progress, on stderr.
+        print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
     elapsed = round(time.monotonic() - began, 1)
     if args.json:
         print(json.dumps({"time_limit": args.time_limit, "runs": args.runs,
