@@ -881,12 +881,37 @@ def timeline_data(history: History, lanes: Sequence[Any]) -> dict[str, Any]:
         cols["o"].append(op.out if op.out != op.value else None)
     folded = any(lane_key(op) != op.process for op in history.ops)
     return {"fs": fs, "keys": keys, "nodes": nodes, "errors": errors,
-            "lanes": [str(p) for p in lanes], "lane_word": "thread" if folded else "p",
+            "lanes": [str(p) for p in lanes], "lane_word": "lane" if folded else "p",
             "ops": cols}
+
+
+def _pack_processes(history: History) -> None:
+    span: dict[Any, list[int]] = {}
+    for op in history.ops:
+        end = op.end if op.end is not None else history.end
+        if op.process in span:
+            span[op.process][1] = max(span[op.process][1], end)
+        else:
+            span[op.process] = [op.start, end]
+    lane_free_at: list[int] = []  # per lane: when its last process ended
+    lane_of: dict[Any, int] = {}
+    for process, (start, end) in sorted(span.items(), key=lambda item: item[1][0]):
+        lane = next((i for i, free in enumerate(lane_free_at) if free < start), None)
+        if lane is None:
+            lane = len(lane_free_at)
+            lane_free_at.append(end)
+        else:
+            lane_free_at[lane] = end
+        lane_of[process] = lane
+    for op in history.ops:
+        op.extra["lane"] = lane_of[op.process]
 
 
 def lane_key(op: Op) -> Any:
     return op.extra.get("lane", op.process)
+
+
+MAX_PROCESS_LANES = 40
 
 
 def assign_lanes(history: History, concurrency: int | None) -> list[Any]:
@@ -894,8 +919,15 @@ def assign_lanes(history: History, concurrency: int | None) -> list[Any]:
 
     Jepsen retires a process after an indeterminate op and gives its thread a
     new number (p + concurrency); folding them back keeps a 60 s run at a few
-    lanes instead of hundreds, and ops of one thread never overlap.
+    lanes instead of hundreds, and ops of one thread never overlap. A bare
+    history with many processes gets its processes packed into as few lanes
+    as never overlap (greedy interval colouring: as many lanes as processes
+    were ever alive at once).
     """
+    processes = {op.process for op in history.ops}
+    if not concurrency and len(processes) > MAX_PROCESS_LANES:
+        _pack_processes(history)
+        return sorted({lane_key(op) for op in history.ops})
     for op in history.ops:
         if concurrency and isinstance(op.process, int) and not isinstance(op.process, bool):
             op.extra["lane"] = op.process % concurrency

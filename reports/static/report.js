@@ -103,7 +103,12 @@
     span = Math.min(span, END * 1.2);
     lo = Math.max(Math.min(lo, END - span * 0.1), -span * 0.1);
     this.lo = lo; this.hi = lo + span;
-    this.draw();
+    /* one redraw per frame however many wheel/drag events arrive */
+    if (!this.pending) {
+      var self = this;
+      this.pending = true;
+      window.requestAnimationFrame(function () { self.pending = false; self.draw(); });
+    }
   };
   Timeline.prototype.draw = function () {
     var height = this.top + this.laneH * T.lanes.length + 4;
