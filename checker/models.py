@@ -395,11 +395,11 @@ class PorcupineKV(KeyedModel):
         if f == "get":
             if op.unknown:
                 return None
-            return (READ,), op.output
+            return (READ,), freeze(op.output)
         if f == "put":
-            return (PUT, op.value), None
+            return (PUT, freeze(op.value)), None
         if f == "append":
-            return (APPEND, op.value), None
+            return (APPEND, freeze(op.value)), None
         raise ModelError(f"kv: unknown operation {f!r} (op {op.id})")
 
     def step(self, state: Any, input: Any, output: Any) -> tuple[bool, Any]:
@@ -412,6 +412,10 @@ class PorcupineKV(KeyedModel):
 
     def reachability(self, inputs: list[Any], outputs: list[Any]) -> Reach | None:
         return _sequence_reach(inputs, outputs, "")
+
+    def describe_op(self, input: Any, output: Any) -> str:
+        text = super().describe_op(input, output)
+        return "get" + text[len("read"):] if input[0] == READ else text
 
 
 class Etcd(KeyedModel):
@@ -429,11 +433,11 @@ class Etcd(KeyedModel):
         if f == "read":
             if op.type != "ok":
                 return None  # a read that timed out or failed tells nothing
-            return (READ,), op.output
+            return (READ,), freeze(op.output)
         if f == "write":
             if op.type == "fail":
                 return None
-            return (WRITE, op.value), None
+            return (WRITE, freeze(op.value)), None
         if f == "cas":
             expected, new = _cas_pair(op)
             output = UNKNOWN if op.unknown else op.type == "ok"

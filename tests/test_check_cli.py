@@ -94,20 +94,29 @@ def test_timeout_gives_unknown(capsys: pytest.CaptureFixture[str]) -> None:
      '{"process": 0, "type": "ok", "f": "cas", "key": "k", "value": 3}\n', "cas needs", "auto"),
 ])
 def test_malformed_input_is_a_clean_error(tmp_path: Path, name: str, text: str | None,
-                                          where: str, fmt: str) -> None:
+                                          where: str, fmt: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / name
     if text is None:
         path.write_bytes(b"\xff\xfe{garbage\n")
     else:
         path.write_text(text, encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "harness", "check", str(path),
-                           "--format", fmt], capture_output=True, text=True, timeout=60)
+    assert check(str(path), "--format", fmt) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("splitbrain: error: ")
+    assert where in err
+    if where.startswith(":"):
+        assert f"{path}{where}" in err
+
+
+def test_malformed_input_from_the_real_entry_point_has_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"process": 0, "type": "invoke", "f": "read"}\n{"process": 0,\n')
+    proc = subprocess.run([sys.executable, "-m", "harness", "check", str(path)],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("splitbrain: error: ")
-    assert where in proc.stderr
-    if where.startswith(":"):
-        assert f"{path}{where}" in proc.stderr
+    assert proc.stderr.startswith(f"splitbrain: error: {path}:2: not valid JSON")
 
 
 def test_missing_path_and_plain_directory(tmp_path: Path,

@@ -115,9 +115,8 @@ def test_budget_gives_unknown_with_evidence_never_a_wrong_verdict() -> None:
     assert "budget" in result["reason"]
     assert result["evidence"]["prefix"]  # what was found so far
     assert "ran out of budget" in result["evidence"]["explanation"]
-    expected = {"kv/c50-ok.txt": True, "kv/c50-bad.txt": False, "etcd/etcd_099.log": False,
-                "etcd/etcd_057.log": False, "etcd/etcd_002.log": True}
-    for timeout in (0.001, 0.01, 0.05):
+    expected = {"kv/c50-ok.txt": True, "etcd/etcd_099.log": False, "etcd/etcd_002.log": True}
+    for timeout in (0.001, 0.05):
         for name, valid in expected.items():
             history = load_history(CORPUS / name)
             got = check_history(history, history.default_model, timeout=timeout)["valid"]
