@@ -164,10 +164,11 @@ def test_lower_commit_after_restart_with_the_same_entries_is_fine():
     assert sub(result, "log-agreement")["valid"] is True
 
 
-def test_committed_entries_vanishing_across_a_plain_crash():
+def test_applied_entries_vanishing_across_a_plain_crash():
     obs = Obs()
     for node in NODES:
         obs.log(node, log_of([1] * 5), commit=5)
+    obs.status("n2", "follower", 1, commit=5)  # applied 5: entries 1..5 were durable on n2
     obs.mark("n2", "crash")
     obs.mark("n2", "restart")
     obs.log("n2", log_of([1] * 3), commit=3)
@@ -176,8 +177,39 @@ def test_committed_entries_vanishing_across_a_plain_crash():
     violation = durability["violations"][0]
     assert violation["node"] == "n2"
     assert violation["indexes"] == [4, 5]
-    assert violation["crash_between"] is True
+    assert violation["crash_between"] is True and violation["applied_before"] == 5
     assert violation["first_lost"]["entry"]["digest"] == "i4t1"
+
+
+def test_unapplied_committed_entries_may_vanish_across_a_crash():
+    # A follower learns the commit index before it has written the entries; a crash in
+    # that moment loses them on that node only. Nothing it had applied may go.
+    obs = Obs()
+    for node in NODES:
+        obs.log(node, log_of([1] * 5), commit=5)
+    obs.digest("n2", 3, "state-3")
+    obs.mark("n2", "crash")
+    obs.mark("n2", "restart")
+    obs.log("n2", log_of([1] * 3), commit=3)
+    obs.log("n2", log_of([1] * 6), commit=6)
+    for node in ("n1", "n3"):
+        obs.log(node, log_of([1] * 6), commit=6)
+    assert sub(obs.check(), "committed-durability")["valid"] is True
+
+
+def test_lose_unfsynced_may_not_lose_applied_entries():
+    obs = Obs()
+    for node in NODES:
+        obs.log(node, log_of([1] * 6), commit=6)
+    obs.digest("n1", 6, "state-6")  # n1 applied 6, so it had fsynced 1..6
+    obs.mark("n1", "lose-unfsynced")
+    obs.mark("n1", "restart")
+    obs.log("n1", log_of([1] * 4), commit=4)
+    durability = sub(obs.check(), "committed-durability")
+    [violation] = durability["violations"]
+    assert violation["kind"] == "committed-entries-lost"
+    assert (violation["node"], violation["indexes"]) == ("n1", [5, 6])
+    assert violation["lose_unfsynced_between"] is True
 
 
 def test_committed_entries_vanishing_while_running():

@@ -5,8 +5,9 @@ A run is generated the way Raft allows logs to evolve: one agreed sequence of
 entries (the log that ends up committed); a commit point that only advances
 once a majority holds the entries; nodes that lag, hold stale divergent tails
 that get overwritten, crash and restart with a lower commit index, lose an
-unsynced tail (never so much that the majority holding committed entries is
-broken), compact into snapshots, and get dumped in full or incrementally.
+unsynced tail (never what they applied, and never so much that the majority
+holding committed entries is broken), compact into snapshots, report what they
+applied, and get dumped in full or incrementally.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class NodeState:
     snapshot: int = 0
     tail: list[dict] = field(default_factory=list)  # stale, divergent, never committed
     committed_ever: int = 0
+    applied: int = 0  # the highest applied index it reported: durable, survives any crash
 
 
 def agreed_entry(index: int, term: int) -> dict:
@@ -105,6 +107,13 @@ class Evolution:
                      snapshot_index=node.snapshot, snapshot_term=snapshot_term,
                      from_index=start)
 
+    def status(self) -> None:
+        """A status answer: applied up to some committed index, so durable up to there."""
+        name = self.pick()
+        node = self.nodes[name]
+        node.applied = max(node.applied, self.draw(st.integers(0, node.commit)))
+        self.obs.status(name, "follower", max(self.led_terms, default=0), commit=node.applied)
+
     def crash(self) -> None:
         name = self.pick()
         node = self.nodes[name]
@@ -118,6 +127,7 @@ class Evolution:
         others = sum(1 for n, s in self.nodes.items() if n != name and s.held >= self.committed)
         floor = node.snapshot if others >= self.majority else max(node.snapshot,
                                                                   min(node.held, self.committed))
+        floor = max(floor, min(node.applied, node.held))  # what it applied was fsynced
         node.held = self.draw(st.integers(floor, node.held))
         node.tail = []
         node.commit = self.draw(st.integers(node.snapshot, min(node.commit, node.held)))
@@ -144,7 +154,7 @@ class Evolution:
 
     def run(self) -> list[dict]:
         steps = [self.advance, self.replicate, self.stale_tail, self.dump, self.dump,
-                 self.crash, self.lose_unsynced, self.compact]
+                 self.status, self.crash, self.lose_unsynced, self.compact]
         for _ in range(self.draw(st.integers(0, 40), label="steps")):
             self.draw(st.sampled_from(steps))()
         self.finish()

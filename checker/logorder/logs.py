@@ -19,11 +19,13 @@ The invariants, with why each one is a real violation and never a false alarm:
 3. A committed entry never changes on a node that had committed it, also across
    restarts and lose-unfsynced: a node whose term was persisted can only ever
    receive that entry again at that index (Leader Completeness).
-4. A committed entry never disappears from a node while it runs, nor across a
-   plain crash (what a process wrote survives SIGKILL). After lose-unfsynced the
-   node may come back with a shorter log — its own unsynced tail is excused —
-   but the cluster must not lose the entry: (1) checks every later committed
-   prefix that reaches the index, and (5) checks the end state.
+4. A committed entry never disappears from a node while it runs. Across a crash
+   (plain or lose-unfsynced) what the node had *applied* must survive — a node
+   applies an entry only once it is durable in its own log — while entries it
+   had only seen committed may be gone (a follower learns the commit index
+   before it writes the entries; the majority that acknowledged them has them).
+   The cluster must not lose the entry: (1) checks every later committed prefix
+   that reaches the index, and (5) checks the end state.
 5. At the end every committed entry is still held by some node (in its log or
    under its snapshot). It was committed on a majority that had made it durable,
    so any other majority includes a node that must still hold it. A loss is
@@ -114,6 +116,9 @@ class NodeLog:
     #: lost entries (reported, or excused by lose-unfsynced). ``committed`` keeps remembering
     #: the lost entries: if one comes back different, that is a violation.
     committed_max: int = 0
+    #: highest applied index the node reported (status, digest, log): a node applies an
+    #: entry only once it is durable in its own log, so these survive any crash.
+    durable: int = 0
     pruned_upto: int = 0
     crashed_since_dump: bool = False
     lost_unsynced_since_dump: bool = False
@@ -180,6 +185,13 @@ class LogTracker:
             log = self.nodes[name] = NodeLog(name)
         return log
 
+    def on_applied(self, name: str, applied: int | None) -> None:
+        """A node said it applied up to ``applied``: those entries are durable on it."""
+        if applied is not None:
+            log = self.node(name)
+            if applied > log.durable:
+                log.durable = applied
+
     def on_lifecycle(self, name: str, kind: str) -> None:
         log = self.node(name)
         if kind in ("crash", "lose-unfsynced"):
@@ -215,6 +227,7 @@ class LogTracker:
         # A size-capped answer shows a prefix of the log: what it cut off is not missing.
         last_index = max(shown_last, record.last_index or 0)
 
+        self.on_applied(node.name, record.applied)
         self._check_snapshot(node, record)
         self._note_duplicates(record)
         self._compare_entries(node, record, view)
@@ -363,38 +376,49 @@ class LogTracker:
             # The part at or below this dump's own commit index: the node claims it committed
             # entries it does not have.
             if first <= commit:
-                top = min(last, commit)
+                claimed = min(last, commit)
                 self.durability.add(
                     "committed-index-missing",
                     f"{node.name} reports commit index {commit} but its log lacks "
-                    f"indexes {first}..{top} (above its snapshot at {record.snapshot_index})",
+                    f"indexes {first}..{claimed} (above its snapshot at {record.snapshot_index})",
                     node=node.name,
-                    indexes=[first, top],
+                    indexes=[first, claimed],
                     time=record.where.time,
                     dump=dump,
                 )
             # The part above this commit but within what the node had committed before.
             low = max(first, commit + 1)
             high = min(last, node.committed_max)
-            if low > high:
+            if not node.crashed_since_dump:
+                self._lost(node, record, low, high, dump, "while it was running")
                 continue
-            excused = node.lost_unsynced_since_dump and [first, last] == tail
-            if not excused:
-                cause = "across a crash" if node.crashed_since_dump else "while it was running"
-                lost = node.committed.get(low)
-                self.durability.add(
-                    "committed-entries-lost",
-                    f"{node.name} had committed indexes {low}..{high}; they vanished from its "
-                    f"log {cause}",
-                    node=node.name,
-                    indexes=[low, high],
-                    time=record.where.time,
-                    crash_between=node.crashed_since_dump,
-                    first_lost=None if lost is None else _entry_evidence(lost[:2], lost[2]),
-                    dump=dump,
-                )
+            # Across a crash the node may come back without entries it had shown committed
+            # but not yet written; what it had applied, it had made durable first.
+            high = min(high, node.durable)
+            cause = "lose-unfsynced" if node.lost_unsynced_since_dump else "a crash"
+            self._lost(node, record, low, high, dump,
+                       f"across {cause}, though it had applied up to {node.durable}")
         if tail is not None and node.committed_max > max(commit, tail[0] - 1):
             node.committed_max = max(commit, tail[0] - 1)
+
+    def _lost(self, node: NodeLog, record: LogRecord, low: int, high: int,
+              dump: dict[str, Any], cause: str) -> None:
+        if low > high:
+            return
+        lost = node.committed.get(low)
+        self.durability.add(
+            "committed-entries-lost",
+            f"{node.name} had committed indexes {low}..{high}; they vanished from its log "
+            f"{cause}",
+            node=node.name,
+            indexes=[low, high],
+            time=record.where.time,
+            crash_between=node.crashed_since_dump,
+            lose_unfsynced_between=node.lost_unsynced_since_dump,
+            applied_before=node.durable,
+            first_lost=None if lost is None else _entry_evidence(lost[:2], lost[2]),
+            dump=dump,
+        )
 
     # -- results ----------------------------------------------------------------------------
 

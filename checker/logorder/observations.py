@@ -80,8 +80,11 @@ class Observations:
             self.logs.on_log(record)
         elif isinstance(record, (StatusRecord, RoleRecord)):
             self.leaders.on_role(record, self.incarnation[node])
+            if isinstance(record, StatusRecord):
+                self.logs.on_applied(node, record.applied)
         elif isinstance(record, DigestRecord):
             self.digests.on_digest(record)
+            self.logs.on_applied(node, record.applied)
         elif isinstance(record, LifecycleRecord):
             self.incarnation[node] += 1
             self.logs.on_lifecycle(node, record.kind)
