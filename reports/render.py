@@ -78,14 +78,15 @@ def _checker_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     for name, checker in (result.get("checkers") or {}).items():
         if not isinstance(checker, Mapping):
             continue
-        facts = {k: v for k, v in checker.items()
-                 if k not in ("valid", "evidence") and not isinstance(v, dict | list)}
+        facts = {k: v for k, v in checker.items() if k not in ("valid", "evidence", "reason")
+                 and not isinstance(v, dict | list)}
         evidence = checker.get("evidence")
         message = None
         if isinstance(evidence, Mapping):
             message = evidence.get("message") or evidence.get("reason")
         rows.append({"name": name, "valid": checker.get("valid"), "facts": facts,
-                     "message": message or checker.get("message") or checker.get("error")})
+                     "message": message or checker.get("message") or checker.get("error")
+                     or checker.get("reason")})
     return rows
 
 

@@ -232,6 +232,19 @@ def test_log_divergence_report_shows_logs_side_by_side(runs) -> None:
     assert failure.count('class="differs') == 1 and 'class="diverging"' in failure
 
 
+def test_interrupted_run_renders_with_what_it_has(tmp_path: Path) -> None:
+    """A run killed mid-write: torn last history line, no results, no side files."""
+    run_dir = tmp_path / "store" / "t" / "20260101T000000Z"
+    run_dir.mkdir(parents=True)
+    lines = [json.dumps(_ev(0, 0, "invoke", "write", key="a", value=1)),
+             json.dumps(_ev(5, 0, "ok", "write", key="a", value=1)),
+             '{"time": 9, "process": 1, "type": "inv']
+    (run_dir / "history.jsonl").write_text("\n".join(lines))
+    html = render_run_report(run_dir).read_text()
+    assert '<span class="badge" id="verdict">unknown</span>' in html
+    assert "results.json missing" in html and "1 operations" in html
+
+
 def test_history_report_from_a_porcupine_file(tmp_path: Path) -> None:
     source = CORPUS / "etcd" / "etcd_000.log"
     if not source.is_file():
