@@ -269,8 +269,12 @@ class KeyedModel(Model):
 
     def init(self, key: Any = None) -> Hashable:
         if isinstance(self.initial, dict):
-            return freeze(self.initial.get(key, self.initial.get(str(key), self.default_initial)))
-        return freeze(self.default_initial if self.initial is None else self.initial)
+            value = self.initial.get(key, self.initial.get(str(key), self.default_initial))
+        else:
+            value = self.default_initial if self.initial is None else self.initial
+        if type(self.default_initial) is str and not isinstance(value, str):
+            raise ModelError(f"{self.name}: the initial value must be a string, got {value!r}")
+        return freeze(value)
 
     def partition(self, ops: Iterable[Op]) -> dict[Any, list[Op]]:
         return _split_by_key(ops)
@@ -396,10 +400,10 @@ class PorcupineKV(KeyedModel):
             if op.unknown:
                 return None
             return (READ,), freeze(op.output)
-        if f == "put":
-            return (PUT, freeze(op.value)), None
-        if f == "append":
-            return (APPEND, freeze(op.value)), None
+        if f in ("put", "append"):
+            if not isinstance(op.value, str):
+                raise ModelError(f"kv: {f} needs a string value, got {op.value!r} (op {op.id})")
+            return (PUT if f == "put" else APPEND, op.value), None
         raise ModelError(f"kv: unknown operation {f!r} (op {op.id})")
 
     def step(self, state: Any, input: Any, output: Any) -> tuple[bool, Any]:
