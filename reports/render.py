@@ -427,10 +427,17 @@ def _write(out_path: Path, html: str) -> Path:
 
 def render_history_report(history: Any, result: Mapping[str, Any] | None, out_path: str | Path,
                           title: str = "history") -> Path:
-    """Write a report for a bare history (JSONL path, event list or checker History)."""
+    """Write a report for a bare history (JSONL path, event list or checker History).
+
+    A path to a run directory's ``history.jsonl`` gets the full run report
+    (configuration, node logs, messages) with ``result``, written to ``out_path``.
+    """
+    result = dict(result or {"valid": "unknown", "checkers": {}})
+    if isinstance(history, str | Path) and Path(history).name == "history.jsonl" and (
+            Path(history).parent / "test.json").is_file():
+        return _write(Path(out_path), _run_page(Path(history).parent.resolve(), result))
     built = model.build_history(model.events_from(history))
-    return _write(Path(out_path), _render_page(
-        built, dict(result or {"valid": "unknown", "checkers": {}}), title))
+    return _write(Path(out_path), _render_page(built, result, title))
 
 
 def _render_page(history: History, result: Mapping[str, Any], title: str,
@@ -468,22 +475,28 @@ def render_run_report(run_dir: str | Path) -> Path:
     ``store/latest`` or an existing index), ``store/index.html`` is refreshed too.
     """
     run_dir = Path(run_dir).resolve()  # store/latest is a link: name the real run
-    history_path = run_dir / "history.jsonl"
-    if not history_path.is_file():
-        raise InputError(run_dir, None, "not a run directory: no history.jsonl")
-    config = _read_json(run_dir / "test.json") if (run_dir / "test.json").is_file() else {}
-    result = (_read_json(run_dir / "results.json") if (run_dir / "results.json").is_file()
-              else {"valid": "unknown", "checkers": {}})
-    observations = (model.read_jsonl(run_dir / "observations.jsonl")
-                    if (run_dir / "observations.jsonl").is_file() else [])
-    history = model.build_history(model.read_jsonl(history_path))
-    html = _render_page(history, result, run_title(run_dir, config), config, observations,
-                        run_dir)
+    html = _run_page(run_dir)
     written = _write(run_dir / "report.html", html)
     store = store_of(run_dir)
     if store is not None:  # keep store/index.html current with every report written
         update_store_index(store)
     return written
+
+
+def _run_page(run_dir: Path, result: Mapping[str, Any] | None = None) -> str:
+    """The HTML of a run's report; ``result`` overrides the stored results.json."""
+    history_path = run_dir / "history.jsonl"
+    if not history_path.is_file():
+        raise InputError(run_dir, None, "not a run directory: no history.jsonl")
+    config = _read_json(run_dir / "test.json") if (run_dir / "test.json").is_file() else {}
+    if result is None:
+        result = (_read_json(run_dir / "results.json") if (run_dir / "results.json").is_file()
+                  else {"valid": "unknown", "checkers": {}})
+    observations = (model.read_jsonl(run_dir / "observations.jsonl")
+                    if (run_dir / "observations.jsonl").is_file() else [])
+    history = model.build_history(model.read_jsonl(history_path))
+    return _render_page(history, result, run_title(run_dir, config), config, observations,
+                        run_dir)
 
 
 def store_of(run_dir: Path) -> Path | None:

@@ -245,6 +245,14 @@ def test_interrupted_run_renders_with_what_it_has(tmp_path: Path) -> None:
     assert "results.json missing" in html and "1 operations" in html
 
 
+def test_history_report_of_a_run_history_is_the_full_run_report(runs, tmp_path) -> None:
+    result = json.loads((runs["stale-read"] / "results.json").read_text())
+    out = render_history_report(runs["stale-read"] / "history.jsonl", result,
+                                tmp_path / "check.html", title="check")
+    html = out.read_text()
+    assert 'id="messages"' in html and 'id="stderr"' in html and "--bug stale-leader-read" in html
+
+
 def test_history_report_from_a_porcupine_file(tmp_path: Path) -> None:
     source = CORPUS / "etcd" / "etcd_000.log"
     if not source.is_file():
