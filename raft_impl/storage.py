@@ -429,7 +429,15 @@ class StagedBatch:
 
 
 class Storage:
-    """The node's WAL writer. Not thread-safe: one task stages and syncs."""
+    """The node's WAL writer.
+
+    Threading: ``stage_*`` and ``take_staged`` run in the event loop;
+    ``write_batch`` and ``compact`` run in a worker thread, one at a time (the
+    node holds a lock around them). Staging may overlap a ``write_batch``: the
+    two share only the immutable :class:`StagedBatch` handed over, plus the
+    hard state and base that a segment roll copies into the new header (both
+    already durable or about to be).
+    """
 
     def __init__(
         self,
