@@ -16,9 +16,11 @@ The invariants, with why each one is a real violation and never a false alarm:
    Machine Safety); a snapshot's term at its index matches the committed entry.
 2. A node's dump never lacks an index at or below its own commit index that is
    above its snapshot (a node cannot have committed an entry it does not hold).
-3. A committed entry never changes on a node that had committed it, also across
-   restarts and lose-unfsynced: a node whose term was persisted can only ever
-   receive that entry again at that index (Leader Completeness).
+3. A committed entry never changes on a node that had committed it: while the
+   node runs, its term refuses stale leaders and every current leader holds the
+   entry (Leader Completeness). Across a crash this holds for what it had
+   applied (durable, with its term); entries it had only seen committed are
+   forgotten at the crash, as they may not have been written.
 4. A committed entry never disappears from a node while it runs. Across a crash
    (plain or lose-unfsynced) what the node had *applied* must survive — a node
    applies an entry only once it is durable in its own log — while entries it
@@ -137,6 +139,12 @@ class LogTracker:
         if kind in ("crash", "lose-unfsynced"):
             log.crashed_since_dump = True
             self.crashes += 1
+            # Only what the node had applied was surely durable (with the term it was
+            # received in). A committed entry it had not yet written may be gone, and even
+            # come back different from a stale leader it no longer knows to refuse: such
+            # entries are forgotten. The cluster still checks them (invariants 1 and 5).
+            log.committed = {i: v for i, v in log.committed.items() if i <= log.durable}
+            log.committed_max = min(log.committed_max, log.durable)
         if kind == "lose-unfsynced":
             log.lost_unsynced_since_dump = True
 
