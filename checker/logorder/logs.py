@@ -239,6 +239,7 @@ class LogTracker:
         previous, previous_view = node.last, node.last_view
         if (
             previous is not None
+            and not node.crashed_since_dump  # the crash made it forget some: re-learn them
             and view.contiguous
             and previous_view.contiguous
             and view.first is not None
