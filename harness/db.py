@@ -188,7 +188,11 @@ class DB:
 
 DBFactory = Callable[[DBOptions], DB]
 _REGISTRY: dict[str, DBFactory] = {}
-_BUILTIN = {"raft_impl": "harness.raft_impl_db"}
+_BUILTIN = {
+    "raft_impl": "harness.raft_impl_db",
+    "etcd": "harness.adapters.etcd",
+    "pysyncobj": "harness.adapters.pysyncobj",
+}
 
 
 def register_db(name: str, factory: DBFactory) -> None:

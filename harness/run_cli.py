@@ -63,8 +63,9 @@ def register(subparsers: Any) -> None:
                         help="seconds between faults of a generated schedule (default 5)")
     parser.add_argument("--nemesis-schedule", default=None, metavar="FILE",
                         help="a JSON schedule file instead of a generated one")
-    parser.add_argument("--net", default="proxy", choices=NETWORKS,
-                        help="network backend: proxy (default), netns (Linux, root), "
+    parser.add_argument("--net", default=None, choices=NETWORKS,
+                        help="network backend: proxy (default for raft_impl), netns (Linux, "
+                             "root; default for etcd and pysyncobj when root), "
                              "none (direct, no link faults)")
     parser.add_argument("--no-trace", action="store_true",
                         help="do not record every message in messages.jsonl")
@@ -146,6 +147,16 @@ def config_from_args(args: argparse.Namespace) -> Any:
             raise UserError(
                 f"unknown --bug {', '.join(unknown)}; known: {', '.join(sorted(BUGS))}"
             )
+    from harness.adapters import AdapterOptionError, check_read_mode, network_for
+
+    faults = set(packages)
+    if args.nemesis_schedule:
+        faults |= {str(step.get("f")) for step in load(args.nemesis_schedule, nodes)}
+    try:
+        args.net = network_for(args.db, args.net, faults)
+        check_read_mode(args.db, args.read_mode)
+    except AdapterOptionError as exc:
+        raise UserError(str(exc)) from None
     if args.net == "netns" and os.geteuid() != 0:
         raise UserError("--net netns needs root (network namespaces); use --net proxy")
     if args.net == "none" and (packages or args.nemesis_schedule):

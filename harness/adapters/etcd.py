@@ -1,0 +1,345 @@
+"""The ``etcd`` adapter: a real etcd 3.4 cluster, driven through its v3 JSON gateway.
+
+    splitbrain run --db etcd --nodes 5 --nemesis partition,kill
+
+Each member runs ``/usr/bin/etcd`` (or ``$SPLITBRAIN_ETCD``) with its data
+under ``RUN_DIR/nodes/<id>/data`` and its log in ``stderr.log``; a kill is
+SIGKILL (a SIGTERM'd leader may wait seconds to hand over), a restart reuses
+the data directory, so the member rejoins from its own WAL.
+
+Operations (keys as given, values JSON text, both base64 on the wire):
+
+* ``read``  → ``POST /v3/kv/range``; ``--read-mode stale`` sets
+  ``serializable: true``, so the member answers from its local state without
+  asking the leader (fast, and stale: what the checker should catch).
+* ``write`` → ``POST /v3/kv/put``.
+* ``cas``   → ``POST /v3/kv/txn`` comparing the value, putting on success;
+  an absent ``succeeded`` means false (the gateway drops zero values; int64
+  fields come back as strings).
+
+Outcomes: a read that fails or times out is ``fail`` (it changed nothing); a
+write whose request may have reached a member and got no success is ``info``
+unless etcd's error says the request was refused before proposing. A member
+that refuses the connection is skipped for the next one within the same
+operation (nothing was sent).
+
+Network: etcd members name each other by their advertised peer URLs (member
+and cluster ids are hashes of them), so all members must reach a peer at one
+address and per-link relays cannot sit in between. Partitions therefore use
+``--net netns`` (one namespace per member, iptables DROP), which the
+``splitbrain run`` command picks by default for etcd when it runs as root;
+``--net none`` runs without link faults (kill and pause still work).
+
+What etcd does not expose: its Raft log (the log-order checks that need it
+report ``unknown`` with that reason), a per-revision KV hash in the 3.4 JSON
+gateway (no digests), clock control and unfsynced-write loss. ``status``
+(role, term, leader, commit and applied index) comes from
+``/v3/maintenance/status``, so leader-per-term is still checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+from typing import Any
+
+import trio
+
+from harness.adapters.http import HttpConnection, HttpError
+from harness.adapters.process import ProcessDB
+from harness.db import Client, Completion, DBError, DBOptions, Unsupported, register_db
+from harness.wire_client import ConnectionLost
+
+ETCD_ENV = "SPLITBRAIN_ETCD"
+DEFAULT_BINARY = "/usr/bin/etcd"
+#: Admin questions (status) to a healthy member take milliseconds.
+ADMIN_TIMEOUT = 1.0
+READ_MODES = {"read-index": False, "stale": True}  # mode -> serializable
+#: etcd errors returned before anything was proposed: the write certainly did not happen.
+DEFINITE_ERRORS = ("etcdserver: too many requests", "etcdserver: request is too large")
+
+
+def etcd_binary() -> str | None:
+    """The etcd executable to run, or None when it is not installed."""
+    configured = os.environ.get(ETCD_ENV)
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
+    if os.access(DEFAULT_BINARY, os.X_OK):
+        return DEFAULT_BINARY
+    return shutil.which("etcd")
+
+
+def encode(value: Any) -> str:
+    """A key or value as the gateway wants it: base64 of its bytes (values as JSON)."""
+    data = value.encode() if isinstance(value, str) else json.dumps(value).encode()
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode_value(text: str | None) -> Any:
+    """A value from a range answer; an absent value field is the empty byte string."""
+    raw = base64.b64decode(text or "")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")  # written by someone else: show it as text
+
+
+def request_for(op: dict[str, Any], serializable: bool) -> tuple[str, dict[str, Any]]:
+    """(gateway path, JSON body) for one workload operation."""
+    key = encode(str(op["key"]))
+    f = op["f"]
+    if f == "read":
+        body: dict[str, Any] = {"key": key}
+        if serializable:
+            body["serializable"] = True
+        return "/v3/kv/range", body
+    if f == "write":
+        return "/v3/kv/put", {"key": key, "value": encode(op["value"])}
+    if f == "cas":
+        expected, new = op["value"]
+        return "/v3/kv/txn", {
+            "compare": [
+                {"key": key, "target": "VALUE", "result": "EQUAL", "value": encode(expected)}
+            ],
+            "success": [{"request_put": {"key": key, "value": encode(new)}}],
+        }
+    raise ValueError(f"etcd adapter cannot run operation {f!r}")
+
+
+def completion_for(op: dict[str, Any], answer: dict[str, Any], node: str) -> Completion:
+    """The completion of a 200 answer."""
+    f = op["f"]
+    if f == "read":
+        kvs = answer.get("kvs") or []
+        value = decode_value(kvs[0].get("value")) if kvs else None
+        return Completion("ok", value=value, node=node)
+    if f == "cas" and not answer.get("succeeded", False):
+        return Completion("fail", error="cas-mismatch", node=node)
+    return Completion("ok", node=node)
+
+
+def error_text(status: int, answer: Any) -> str:
+    if isinstance(answer, dict):
+        text = answer.get("error") or answer.get("message")
+        if text:
+            return str(text)
+    return f"HTTP {status}"
+
+
+class EtcdDB(ProcessDB):
+    name = "etcd"
+
+    def __init__(self, options: DBOptions | None = None) -> None:
+        super().__init__()
+        self.options = options or DBOptions()
+        if self.options.read_mode not in READ_MODES:
+            raise ValueError(
+                f"etcd supports --read-mode read-index (linearizable reads) or stale "
+                f"(serializable reads), not {self.options.read_mode!r}"
+            )
+        if self.options.bugs:
+            raise ValueError("planted bugs (--bug) exist only in raft_impl")
+        self.serializable = READ_MODES[self.options.read_mode]
+        binary = etcd_binary()
+        if binary is None:
+            raise DBError(
+                f"etcd is not installed (looked for {DEFAULT_BINARY}, $PATH and "
+                f"${ETCD_ENV}); on Debian: apt install etcd-server"
+            )
+        self.binary = binary
+        #: node -> etcd member id, learned from status answers.
+        self.member_ids: dict[str, int] = {}
+
+    # -- processes -----------------------------------------------------------------
+
+    def url(self, address: str) -> str:
+        return f"http://{address}"
+
+    def command(self, node_id: str) -> list[str]:
+        node = self.nodes[node_id]
+        assert self.run_dir is not None
+        members = []
+        for other in self.nodes:
+            peer = node.address.peer if other == node_id else self.peer_addresses[node_id][other]
+            members.append(f"{other}={self.url(peer)}")
+        cmd = [
+            self.binary,
+            "--name", node_id,
+            "--data-dir", str(node.data_dir),
+            "--listen-peer-urls", self.url(node.address.peer),
+            "--initial-advertise-peer-urls", self.url(node.address.peer),
+            "--listen-client-urls", self.url(node.address.client),
+            "--advertise-client-urls", self.url(node.address.client),
+            "--initial-cluster", ",".join(members),
+            "--initial-cluster-state", "new",  # ignored once the data dir holds a WAL
+            "--initial-cluster-token", f"splitbrain-{self.run_dir.name}",
+            "--logger", "zap",
+            "--log-outputs", "stderr",
+        ]
+        if self.options.election_timeout is not None:
+            election_ms = max(10, round(self.options.election_timeout[0] * 1000))
+            heartbeat_ms = max(1, election_ms // 10)
+            cmd += ["--election-timeout", str(election_ms),
+                    "--heartbeat-interval", str(heartbeat_ms)]
+        return cmd
+
+    def environment(self, node_id: str) -> dict[str, str]:
+        # ETCD_* variables of the caller would silently reconfigure every member.
+        return {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+
+    async def probe_ready(self, node_id: str) -> bool:
+        """The client port accepts connections.
+
+        etcd opens its listeners at once but serves requests only after the
+        member published itself through Raft, which needs a quorum; a member
+        restarted inside a minority would never be "ready" by that measure,
+        so a restart counts as done when the listener is up.
+        """
+        address = self.nodes[node_id].address
+        try:
+            with trio.move_on_after(0.5):
+                stream = await trio.open_tcp_stream(address.host, address.client_port)
+                await stream.aclose()
+                return True
+        except OSError:
+            return False
+        return False
+
+    def client(self, node_id: str) -> Client:
+        return EtcdClient(self, node_id)
+
+    # -- admin --------------------------------------------------------------------
+
+    async def post(self, node_id: str, path: str, body: dict[str, Any],
+                   within: float = ADMIN_TIMEOUT) -> dict[str, Any]:
+        """One admin request on a fresh connection; DBError when unanswered or refused."""
+        address = self.reachable(node_id).address
+        connection = HttpConnection(address.host, address.client_port)
+        try:
+            with trio.fail_after(within):
+                status, answer = await connection.post(path, body)
+        except (trio.TooSlowError, ConnectionLost, HttpError) as exc:
+            raise DBError(f"{node_id} did not answer {path}: {exc or 'timeout'}") from exc
+        finally:
+            await connection.aclose()
+        if status != 200 or not isinstance(answer, dict):
+            raise DBError(f"{node_id} refused {path}: {error_text(status, answer)}")
+        return answer
+
+    def node_of(self, member_id: int) -> str | None:
+        for node, known in self.member_ids.items():
+            if known == member_id:
+                return node
+        return None
+
+    async def status(self, node_id: str) -> dict[str, Any]:
+        answer = await self.post(node_id, "/v3/maintenance/status", {})
+        header = answer.get("header") or {}
+        member = int(header.get("member_id") or 0)
+        if member:
+            self.member_ids[node_id] = member
+        leader = int(answer.get("leader") or 0)
+        return {
+            "id": node_id,
+            # The status API names the leader, not the member's own raft state:
+            # a member that is not leader is reported as follower (candidates too).
+            "role": "leader" if leader and leader == member else "follower",
+            "term": int(answer.get("raftTerm") or 0),
+            "leader": self.node_of(leader) if leader else None,
+            "commit": int(answer.get("raftIndex") or 0),
+            "applied": int(answer.get("raftAppliedIndex") or 0),
+            "revision": int(header.get("revision") or 0),
+        }
+
+    async def statuses(self) -> dict[str, dict[str, Any]]:
+        """Status of every member that answers, asked concurrently."""
+        found: dict[str, dict[str, Any]] = {}
+
+        async def ask(node_id: str) -> None:
+            with contextlib.suppress(DBError):
+                found[node_id] = await self.status(node_id)
+
+        async with trio.open_nursery() as nursery:
+            for node_id in self.nodes:
+                nursery.start_soon(ask, node_id)
+        return found
+
+    async def leader(self) -> str | None:
+        statuses = await self.statuses()
+        leaders = [(s["term"], n) for n, s in statuses.items() if s["role"] == "leader"]
+        return max(leaders)[1] if leaders else None
+
+    async def log(self, node_id: str, from_index: int | None = None) -> dict[str, Any]:
+        raise Unsupported(
+            "etcd exposes no dump of its Raft log to clients, so log agreement, durability "
+            "of committed entries and acknowledged writes cannot be checked from the log"
+        )
+
+
+class EtcdClient(Client):
+    """One process's view of etcd: requests go to its member, which forwards to the leader.
+
+    etcd members proxy proposals and linearizable reads to the leader
+    themselves, so there is no leader following here; only a member that
+    refuses connections (killed) is skipped for the next one.
+    """
+
+    BACKOFF = 0.05
+
+    def __init__(self, db: EtcdDB, node_id: str) -> None:
+        self.db = db
+        self.target = node_id
+        self._connections: dict[str, HttpConnection] = {}
+        #: True when the current operation may have taken effect (read by the pool
+        #: when it times the operation out: reads never are).
+        self.in_doubt = False
+
+    def _connection(self, node_id: str) -> HttpConnection:
+        if node_id not in self._connections:
+            address = self.db.nodes[node_id].address
+            self._connections[node_id] = HttpConnection(address.host, address.client_port)
+        return self._connections[node_id]
+
+    def _next_node(self, after: str) -> str:
+        ids = list(self.db.nodes)
+        return ids[(ids.index(after) + 1) % len(ids)]
+
+    async def invoke(self, op: dict[str, Any], *, client_id: str, seq: int) -> Completion:
+        path, body = request_for(op, self.db.serializable)
+        is_read = op["f"] == "read"
+        self.in_doubt = False
+        while True:
+            node = self.target
+            # Set before the await: a timeout that cancels us mid-request sees it.
+            self.in_doubt = not is_read
+            try:
+                status, answer = await self._connection(node).post(path, body)
+            except ConnectionLost as exc:
+                if exc.sent:
+                    kind = "fail" if is_read else "info"
+                    return Completion(kind, error=f"connection lost: {exc}", node=node)
+                self.in_doubt = False  # nothing left: try the next member
+                self.target = self._next_node(node)
+                await trio.sleep(self.BACKOFF)
+                continue
+            except HttpError as exc:
+                return Completion("fail" if is_read else "info", error=str(exc), node=node)
+            if status == 200 and isinstance(answer, dict):
+                self.in_doubt = False
+                return completion_for(op, answer, node)
+            error = error_text(status, answer)
+            if is_read or error.startswith(DEFINITE_ERRORS):
+                self.in_doubt = False
+                return Completion("fail", error=error, node=node)
+            return Completion("info", error=error, node=node)
+
+    async def close(self) -> None:
+        for connection in self._connections.values():
+            await connection.aclose()
+        self._connections.clear()
+
+
+register_db("etcd", EtcdDB)

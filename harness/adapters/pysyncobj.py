@@ -1,0 +1,196 @@
+"""The ``pysyncobj`` adapter: PySyncObj 0.3.17 nodes (``harness.adapters.pysyncobj_node``).
+
+    splitbrain run --db pysyncobj --nodes 3 --nemesis partition,kill
+
+Each node is ``python -m harness.adapters.pysyncobj_node`` with PySyncObj's
+journal and snapshot under ``RUN_DIR/nodes/<id>/data`` (a restart after a
+kill recovers from them). The node speaks raft_impl's client protocol, so
+the client here is raft_impl's minus leader hints: PySyncObj forwards
+commands from followers to its leader itself.
+
+Network: PySyncObj peers identify each other by ``host:port``, so per-link
+relays cannot sit in between; partitions use ``--net netns`` (see
+``harness.adapters``). Not exposed: the Raft log (PySyncObj keeps it
+private; log checks report ``unknown`` with that reason), state digests,
+clock control and unfsynced-write loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from harness.adapters.process import NodeSlot, ProcessDB
+from harness.db import Client, Completion, DBError, DBOptions, Unsupported, register_db
+from harness.wire_client import ConnectionLost, WireClient
+
+ADMIN_TIMEOUT = 1.0
+READ_MODES = ("log", "read-index", "stale")
+
+
+class PySyncObjDB(ProcessDB):
+    name = "pysyncobj"
+
+    def __init__(self, options: DBOptions | None = None) -> None:
+        super().__init__()
+        self.options = options or DBOptions()
+        if self.options.read_mode not in READ_MODES:
+            raise ValueError(
+                f"pysyncobj supports --read-mode log (replicated reads; read-index means the "
+                f"same here) or stale, not {self.options.read_mode!r}"
+            )
+        if self.options.bugs:
+            raise ValueError("planted bugs (--bug) exist only in raft_impl")
+        try:
+            import pysyncobj  # noqa: F401
+        except ImportError as exc:
+            raise DBError(
+                "PySyncObj is not installed: .venv/bin/pip install -e '.[adapters]'"
+            ) from exc
+        #: node -> the incarnation whose ``ready`` event was seen.
+        self._ready: dict[str, int] = {}
+
+    pipes_stdout = True
+
+    def command(self, node_id: str) -> list[str]:
+        node = self.nodes[node_id]
+        cmd = [
+            sys.executable, "-m", "harness.adapters.pysyncobj_node",
+            "--id", node_id,
+            "--data-dir", str(node.data_dir),
+            "--peer-listen", node.address.peer,
+            "--client-listen", node.address.client,
+            "--read-mode", self.options.read_mode,
+        ]
+        for peer, address in sorted(self.peer_addresses.get(node_id, {}).items()):
+            if peer != node_id:
+                cmd += ["--peer", f"{peer}={address}"]
+        if self.options.election_timeout is not None:
+            low, high = self.options.election_timeout
+            cmd += ["--election-timeout", f"{low},{high}"]
+        return cmd
+
+    def environment(self, node_id: str) -> dict[str, str]:
+        env = super().environment(node_id)
+        env["PYTHONUNBUFFERED"] = "1"
+        # The node imports harness.* and raft_impl.*: make the checkout importable
+        # even when splitbrain is not installed (e.g. under `ip netns exec`).
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        return env
+
+    def on_stdout_line(self, node: NodeSlot, line: bytes) -> None:
+        if b'"ready"' in line:
+            self._ready[node.id] = node.incarnation
+        super().on_stdout_line(node, line)
+
+    async def probe_ready(self, node_id: str) -> bool:
+        return self._ready.get(node_id) == self.nodes[node_id].incarnation
+
+    def client(self, node_id: str) -> Client:
+        return PySyncObjClient(self, node_id)
+
+    # -- admin --------------------------------------------------------------------
+
+    async def status(self, node_id: str) -> dict[str, Any]:
+        address = self.reachable(node_id).address
+        client = WireClient(address.host, address.client_port)
+        try:
+            with trio.fail_after(ADMIN_TIMEOUT):
+                answer = await client.request({"op": "status"})
+        except (trio.TooSlowError, ConnectionLost) as exc:
+            raise DBError(f"{node_id} did not answer status: {exc or 'timeout'}") from exc
+        finally:
+            await client.aclose()
+        if not answer.get("ok"):
+            raise DBError(f"{node_id} refused status: {answer.get('error')}")
+        return answer["value"]
+
+    async def statuses(self) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+
+        async def ask(node_id: str) -> None:
+            with contextlib.suppress(DBError):
+                found[node_id] = await self.status(node_id)
+
+        async with trio.open_nursery() as nursery:
+            for node_id in self.nodes:
+                nursery.start_soon(ask, node_id)
+        return found
+
+    async def leader(self) -> str | None:
+        statuses = await self.statuses()
+        leaders = [(s.get("term") or 0, n) for n, s in statuses.items()
+                   if s.get("role") == "leader"]
+        return max(leaders)[1] if leaders else None
+
+    async def log(self, node_id: str, from_index: int | None = None) -> dict[str, Any]:
+        raise Unsupported(
+            "PySyncObj keeps its Raft log private (no client API dumps it), so log "
+            "agreement, durability of committed entries and acknowledged writes cannot be "
+            "checked from the log"
+        )
+
+
+class PySyncObjClient(Client):
+    """Requests to the process's node; a refused connection moves on to the next node."""
+
+    BACKOFF = 0.05
+
+    def __init__(self, db: PySyncObjDB, node_id: str) -> None:
+        self.db = db
+        self.target = node_id
+        self._connections: dict[str, WireClient] = {}
+        self.in_doubt = False
+
+    def _connection(self, node_id: str) -> WireClient:
+        if node_id not in self._connections:
+            address = self.db.nodes[node_id].address
+            self._connections[node_id] = WireClient(address.host, address.client_port)
+        return self._connections[node_id]
+
+    def _next_node(self, after: str) -> str:
+        ids = list(self.db.nodes)
+        return ids[(ids.index(after) + 1) % len(ids)]
+
+    async def invoke(self, op: dict[str, Any], *, client_id: str, seq: int) -> Completion:
+        request: dict[str, Any] = {"client": client_id, "seq": seq, "op": op["f"],
+                                   "key": op["key"]}
+        if op["f"] == "write":
+            request["value"] = op["value"]
+        elif op["f"] == "cas":
+            request["expected"], request["value"] = op["value"]
+        is_read = op["f"] == "read"
+        while True:
+            node = self.target
+            self.in_doubt = not is_read  # before the await: a timeout mid-request sees it
+            try:
+                answer = await self._connection(node).request(request)
+            except ConnectionLost as exc:
+                if exc.sent:
+                    kind = "fail" if is_read else "info"
+                    return Completion(kind, error=f"connection lost: {exc}", node=node)
+                self.in_doubt = False
+                self.target = self._next_node(node)
+                await trio.sleep(self.BACKOFF)
+                continue
+            if answer.get("ok"):
+                self.in_doubt = False
+                return Completion("ok", value=answer.get("value"), node=node)
+            error = answer.get("error") or "unknown-error"
+            if is_read or answer.get("definite", True):
+                self.in_doubt = False
+                return Completion("fail", error=error, node=node)
+            return Completion("info", error=error, node=node)
+
+    async def close(self) -> None:
+        for connection in self._connections.values():
+            await connection.aclose()
+        self._connections.clear()
+
+
+register_db("pysyncobj", PySyncObjDB)

@@ -1,0 +1,280 @@
+"""A PySyncObj node: a replicated key/value map behind splitbrain's client wire protocol.
+
+    python -m harness.adapters.pysyncobj_node --id n1 --data-dir DIR \\
+        --peer-listen 127.0.0.1:7001 --client-listen 127.0.0.1:8001 \\
+        --peer n2=127.0.0.1:7002 --peer n3=127.0.0.1:7003 [--read-mode log|stale]
+
+The command line, the client requests (``{id, client, seq, op, key, value?,
+expected?}`` → ``{id, ok, value?, error?, definite}`` in length-prefixed
+msgpack frames) and the stdout events (``ready``, ``role``) are those of
+``raft_impl`` (DESIGN.md), so the harness drives both alike.
+
+Two worlds meet here. PySyncObj (the system under test) runs Raft on its own
+ticker thread, with its own TCP transport, journal and snapshots (its choice
+of pickle for its own peers and files is part of what is tested). The client
+API is Trio in the main thread. A replicated call is queued with a callback;
+PySyncObj calls it on its thread once the command is applied (or failed),
+and the callback hands the result to Trio through the run's token. Nothing
+else crosses the boundary.
+
+Reads: ``log`` (default; ``read-index`` means the same here, since PySyncObj
+has no read index) replicates the read as a command, which is linearizable
+if PySyncObj is; ``stale`` answers from the node's local copy.
+
+Failure reasons (``FAIL_REASON``) become answers: queue full, no leader,
+not leader and request denied happen before the command enters any log,
+and ``discarded`` means the log slot it got holds another command, so those
+are definite failures; ``leader changed`` (a forwarded command whose answer
+got lost), ``unknown outcome`` and no answer within the node's own deadline
+are indefinite (``definite: false``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+
+from raft_impl.wire import FrameDecoder, FrameError, encode_frame
+
+#: Seconds a command may wait for PySyncObj before the node answers "unknown".
+COMMAND_DEADLINE = 10.0
+ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+DEFINITE_FAILURES = {
+    FAIL_REASON.QUEUE_FULL: "queue-full",
+    FAIL_REASON.MISSING_LEADER: "no-leader",
+    FAIL_REASON.NOT_LEADER: "not-leader",
+    FAIL_REASON.REQUEST_DENIED: "request-denied",
+    FAIL_REASON.DISCARDED: "discarded",
+}
+INDEFINITE_FAILURES = {
+    FAIL_REASON.LEADER_CHANGED: "leader-changed",
+    FAIL_REASON.UNKNOWN_OUTCOME: "unknown-outcome",
+}
+
+
+class ReplicatedKV(SyncObj):
+    """The state machine: a dict of registers, changed only through the log."""
+
+    def __init__(self, self_address: str, partners: list[str], conf: SyncObjConf) -> None:
+        self.data: dict[str, Any] = {}
+        super().__init__(self_address, partners, conf)
+
+    @replicated
+    def write(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    @replicated
+    def cas(self, key: str, expected: Any, value: Any) -> bool:
+        if key in self.data and self.data[key] == expected:
+            self.data[key] = value
+            return True
+        return False
+
+    @replicated
+    def read(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def local_read(self, key: str) -> Any:
+        return self.data.get(key)
+
+
+def emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, not {text!r}")
+    return host, int(port)
+
+
+class Node:
+    """The Trio side: the client listener, and the bridge from PySyncObj's thread."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.id = args.id
+        self.read_mode = "stale" if args.read_mode == "stale" else "log"
+        self.peer_address = args.peer_listen
+        self.names = {address: name for name, address in args.peers.items()}
+        self.names[self.peer_address] = self.id
+        self.token = trio.lowlevel.current_trio_token()
+        data_dir = Path(args.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        low, high = args.election_timeout
+        conf = SyncObjConf(
+            journalFile=str(data_dir / "journal"),
+            fullDumpFile=str(data_dir / "dump"),
+            raftMinTimeout=low,
+            raftMaxTimeout=high,
+            onStateChanged=self._on_state_changed,
+        )
+        self.kv = ReplicatedKV(self.peer_address, sorted(args.peers.values()), conf)
+
+    # -- PySyncObj's thread -> Trio ---------------------------------------------------
+
+    def _on_state_changed(self, old: int, new: int) -> None:
+        """Called on PySyncObj's thread; printing goes through Trio (one writer)."""
+        with contextlib.suppress(trio.RunFinishedError):
+            self.token.run_sync_soon(self._emit_role, new)
+
+    def _emit_role(self, state: int) -> None:
+        status = self.kv.getStatus()
+        leader = status.get("leader")
+        event = {"event": "role", "term": status.get("raft_term"), "role": ROLES.get(state)}
+        if leader is not None:
+            event["leader"] = self.names.get(str(leader))
+        emit(event)
+
+    async def replicate(self, method: Any, *args: Any) -> tuple[Any, int | None]:
+        """Run a replicated command; (result, FAIL_REASON) or (None, None) on timeout."""
+        done = trio.Event()
+        outcome: list[tuple[Any, int]] = []
+
+        def deliver(result: Any, error: int) -> None:
+            outcome.append((result, error))
+            done.set()
+
+        def callback(result: Any, error: int) -> None:  # PySyncObj's thread
+            with contextlib.suppress(trio.RunFinishedError):
+                self.token.run_sync_soon(deliver, result, error)
+
+        method(*args, callback=callback)
+        with trio.move_on_after(COMMAND_DEADLINE):
+            await done.wait()
+        return outcome[0] if outcome else (None, None)
+
+    # -- client API ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        status = self.kv.getStatus()
+        leader = status.get("leader")
+        return {
+            "id": self.id,
+            "role": ROLES.get(status.get("state"), "unknown"),
+            "term": status.get("raft_term"),
+            "leader": self.names.get(str(leader)) if leader is not None else None,
+            "commit": status.get("commit_idx"),
+            "applied": status.get("last_applied"),
+            "last_index": None,  # PySyncObj reports its log length, not its last index
+            "has_quorum": status.get("has_quorum"),
+        }
+
+    async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        key = request.get("key")
+        if op == "status":
+            return {"ok": True, "value": self.status(), "definite": True}
+        if op in ("log", "state-digest", "clock"):
+            return {"ok": False, "error": "unsupported", "definite": True}
+        if op not in ("read", "write", "cas") or not isinstance(key, str):
+            return {"ok": False, "error": "bad-request", "definite": True}
+        if op == "read" and self.read_mode == "stale":
+            return {"ok": True, "value": self.kv.local_read(key), "definite": True}
+        if op == "read":
+            result, error = await self.replicate(self.kv.read, key)
+        elif op == "write":
+            result, error = await self.replicate(self.kv.write, key, request.get("value"))
+        else:
+            result, error = await self.replicate(
+                self.kv.cas, key, request.get("expected"), request.get("value")
+            )
+        if error is None:
+            return {"ok": False, "error": "timeout", "definite": False}
+        if error == FAIL_REASON.SUCCESS:
+            if op == "cas" and not result:
+                return {"ok": False, "error": "cas-mismatch", "definite": True}
+            return {"ok": True, "value": result if op == "read" else None, "definite": True}
+        if error in DEFINITE_FAILURES:
+            return {"ok": False, "error": DEFINITE_FAILURES[error], "definite": True}
+        reason = INDEFINITE_FAILURES.get(error, f"fail-reason-{error}")
+        return {"ok": False, "error": reason, "definite": False}
+
+    async def serve_connection(self, stream: trio.SocketStream) -> None:
+        decoder = FrameDecoder()
+        send_lock = trio.Lock()
+
+        async def handle(request: dict[str, Any]) -> None:
+            reply = await self.answer(request)
+            reply["id"] = request.get("id")
+            async with send_lock:
+                await stream.send_all(encode_frame(reply))
+
+        async with stream, trio.open_nursery() as nursery:
+            try:
+                while data := await stream.receive_some(65536):
+                    decoder.feed(data)
+                    for request in decoder.messages():
+                        nursery.start_soon(handle, request)
+            except (FrameError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                print(f"{self.id}: client connection closed: {exc}", file=sys.stderr)
+            nursery.cancel_scope.cancel()
+
+    async def serve(self, client_listen: str) -> None:
+        host, port = parse_address(client_listen)
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        emit({"event": "ready", "id": self.id, "peer": self.peer_address,
+              "client": client_listen})
+        await trio.serve_listeners(self._serve_safely, listeners)
+
+    async def _serve_safely(self, stream: trio.SocketStream) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.serve_connection(stream)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="pysyncobj_node", description=__doc__.split("\n")[0])
+    parser.add_argument("--id", required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--peer-listen", required=True, help="HOST:PORT PySyncObj binds")
+    parser.add_argument("--client-listen", required=True, help="HOST:PORT of the client API")
+    parser.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT")
+    parser.add_argument("--read-mode", default="log", choices=("log", "read-index", "stale"))
+    parser.add_argument("--election-timeout", default="0.4,1.4", metavar="MIN,MAX",
+                        help="PySyncObj's raftMinTimeout,raftMaxTimeout in seconds")
+    args = parser.parse_args(argv)
+    args.peers = {}
+    for text in args.peer:
+        name, sep, address = text.partition("=")
+        if not sep:
+            parser.error(f"--peer takes ID=HOST:PORT, not {text!r}")
+        parse_address(address)
+        args.peers[name] = address
+    parse_address(args.peer_listen)
+    try:
+        low, high = (float(x) for x in args.election_timeout.split(","))
+    except ValueError:
+        parser.error(f"--election-timeout takes MIN,MAX seconds, not {args.election_timeout!r}")
+    if not 0 < low < high:
+        parser.error("--election-timeout needs 0 < MIN < MAX")
+    args.election_timeout = (low, high)
+    return args
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    node = Node(args)
+    await node.serve(args.client_listen)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        trio.run(main_async, args)
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        emit({"event": "error", "message": str(exc)})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
