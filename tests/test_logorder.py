@@ -648,3 +648,16 @@ def test_a_size_capped_dump_that_says_its_last_index_is_not_a_loss():
     del capped["last_index"]  # the same dump without saying so: 5..6 look missing
     durability = sub(obs.check(), "committed-durability")
     assert [v["indexes"] for v in durability["violations"]] == [[5, 6]]
+
+
+def test_entries_recommitted_after_a_crash_bind_the_node_again():
+    obs = Obs()
+    for node in NODES:
+        obs.log(node, log_of([1] * 5), commit=5)
+    obs.mark("n1", "crash")  # nothing applied: n1 forgets what it had committed
+    obs.mark("n1", "restart")
+    obs.log("n1", log_of([1] * 5), commit=5)  # ... and commits it all again
+    obs.log("n1", [*log_of([1] * 4), entry(5, 3)], commit=4)  # then, running, 5 changes
+    durability = sub(obs.check(), "committed-durability")
+    assert "committed-entry-changed" in kinds(durability)
+    assert any(v.get("index") == 5 and v.get("node") == "n1" for v in durability["violations"])
