@@ -13,6 +13,7 @@ matched by ``id`` as a second guard.
 from __future__ import annotations
 
 import itertools
+import socket
 from typing import Any
 
 import trio
@@ -45,7 +46,34 @@ class WireClient:
         host, _, port = address.rpartition(":")
         return cls(host, int(port))
 
+    def _peer_closed(self) -> bool:
+        """True if the node closed our idle connection (it crashed or restarted).
+
+        Checked before each request, so a request is never written into a
+        connection that is already dead: that would make an operation the
+        node never saw look indefinite.
+        """
+        assert self._stream is not None
+        # A synchronous peek on a duplicate of the descriptor: trio's own recv
+        # would wait for data instead of answering "nothing there" at once.
+        try:
+            probe = socket.fromfd(self._stream.socket.fileno(), socket.AF_INET,
+                                  socket.SOCK_STREAM)
+        except OSError:
+            return True
+        try:
+            data = probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        finally:
+            probe.close()
+        return data == b""
+
     async def _connect(self) -> trio.SocketStream:
+        if self._stream is not None and self._peer_closed():
+            await self._drop()
         if self._stream is None:
             try:
                 self._stream = await trio.open_tcp_stream(self.host, self.port)
@@ -64,11 +92,18 @@ class WireClient:
             finished = False
             sent = False
             try:
+                frame = encode_frame({**message, "id": request_id})
                 try:
-                    frame = encode_frame({**message, "id": request_id})
-                    # Conservative: once bytes may have left, the node may act on them.
-                    sent = True
                     await stream.send_all(frame)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    # A frame this small goes out in one send() call: when that
+                    # call fails, none of it was queued, so the node never saw it.
+                    raise ConnectionLost(f"send failed: {exc}", sent=False) from exc
+                except BaseException:
+                    sent = True  # cancelled mid-send: part of the frame may be out
+                    raise
+                sent = True
+                try:
                     while True:
                         for answer in self._decoder.messages():
                             if answer.get("id") == request_id:

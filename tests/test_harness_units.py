@@ -322,3 +322,40 @@ def test_display_renders_the_run_state(tmp_path: Path):
     state.observe({"process": "nemesis", "type": "info", "f": "stop-partition", "time": 6})
     assert state.current_faults() == []
     assert display_wanted(no_display=True) is False
+
+
+# -- wire client -----------------------------------------------------------------------
+
+
+async def test_wire_client_reconnects_after_the_node_closed_and_knows_unsent():
+    import functools
+
+    from harness.wire_client import ConnectionLost, WireClient
+    from raft_impl.wire import FrameDecoder, encode_frame
+
+    connections = []
+
+    async def answer_once_then_close(stream):
+        connections.append(stream)
+        decoder = FrameDecoder()
+        decoder.feed(await stream.receive_some())
+        for message in decoder.messages():
+            await stream.send_all(encode_frame({"id": message["id"], "ok": True}))
+        await stream.aclose()  # like a node that crashes after answering
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, answer_once_then_close, 0, host="127.0.0.1")
+        )
+        port = listeners[0].socket.getsockname()[1]
+        client = WireClient("127.0.0.1", port)
+        assert (await client.request({"op": "status"}))["ok"] is True
+        await trio.sleep(0.05)  # the close reaches us
+        # The dead connection is noticed before sending: no indefinite request.
+        assert (await client.request({"op": "status"}))["ok"] is True
+        assert len(connections) == 2
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+    with pytest.raises(ConnectionLost) as lost:
+        await WireClient("127.0.0.1", port).request({"op": "status"})
+    assert lost.value.sent is False, "a refused connection certainly did not deliver"
