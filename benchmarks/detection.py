@@ -147,6 +147,9 @@ class Plan:
     retry_indefinite: bool = False
     op_timeout: float = 1.0
     attempt_timeout: float | None = None
+    #: Fresh keys keep per-key histories short: faults make many ops indefinite,
+    #: and every indefinite op multiplies the linearizability search.
+    ops_per_key: int = 60
     why: str = ""
     #: An explicit schedule (from the time limit) instead of generated packages.
     schedule: Callable[[float], list[dict[str, Any]]] | None = None
@@ -273,6 +276,8 @@ def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str) -> di
             rate=plan.rate,
             concurrency=plan.concurrency,
             keys=plan.keys,
+            ops_per_key=plan.ops_per_key,
+            check_timeout=120.0,
             mix=dict(plan.mix),
             nemesis=[] if schedule_file else list(plan.nemesis),
             nemesis_schedule=str(schedule_file) if schedule_file else None,

@@ -66,6 +66,8 @@ class RunConfig:
     collect_interval: float = 1.0
     display: bool = False
     run_checkers: bool = True
+    #: Linearizability search budget (seconds); past it the verdict is "unknown".
+    check_timeout: float | None = 300.0
     render_report: bool = True
     command_line: list[str] = field(default_factory=list)
 
@@ -385,7 +387,7 @@ def describe_test(config: RunConfig, schedule: list[dict[str, Any]] | None) -> d
     return data
 
 
-def check_run(run_dir: Path, budget: float = 60.0) -> dict[str, Any]:
+def check_run(run_dir: Path, budget: float | None = 300.0) -> dict[str, Any]:
     """Run every checker on the stored files (what ``splitbrain check`` does).
 
     ``checker.runner.run_all`` is the one place that knows every checker;
@@ -396,10 +398,10 @@ def check_run(run_dir: Path, budget: float = 60.0) -> dict[str, Any]:
         from checker.runner import run_all
     except ImportError:
         return _check_directly(run_dir, budget)
-    return run_all(run_dir)
+    return run_all(run_dir, timeout=budget)
 
 
-def _check_directly(run_dir: Path, budget: float) -> dict[str, Any]:
+def _check_directly(run_dir: Path, budget: float | None) -> dict[str, Any]:
     from checker.history import load_history
     from checker.linearizable import check_history
     from checker.results import compose
@@ -463,7 +465,7 @@ def run_test(config: RunConfig) -> RunOutcome:
     if config.run_checkers:
         checked = time.monotonic()
         try:
-            results = check_run(run_dir)
+            results = check_run(run_dir, config.check_timeout)
         except Exception as exc:  # a checker bug must not cost the run its store
             results = {
                 "valid": "unknown",
