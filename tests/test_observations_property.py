@@ -166,7 +166,7 @@ def safety_verdicts(records: list[dict]) -> dict:
     return {name: result["checkers"][name] for name in SAFETY_CHECKERS}
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_valid_evolutions_raise_no_alarm(data):
     records = Evolution(data).run()
@@ -184,7 +184,7 @@ def _names_place(violation: dict, node: str, index: int) -> bool:
     return first is not None and first <= index <= last
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_one_corrupted_committed_entry_is_always_found(data):
     records = Evolution(data).run()
