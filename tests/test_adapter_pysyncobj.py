@@ -1,0 +1,71 @@
+"""The PySyncObj adapter: its node program's answers, and one short real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pysyncobj = pytest.importorskip(
+    "pysyncobj", reason="PySyncObj is not installed: pip install -e '.[adapters]'"
+)
+
+from harness.adapters.pysyncobj_node import parse_args  # noqa: E402
+from harness.run import RunConfig, run_test  # noqa: E402
+
+
+def netns_usable() -> bool:
+    from harness.net.netns import NetnsUnavailable, check_available
+
+    try:
+        check_available()
+    except NetnsUnavailable:
+        return False
+    return True
+
+
+def test_node_command_line_is_raft_impl_shaped() -> None:
+    args = parse_args(["--id", "n1", "--data-dir", "/tmp/x", "--peer-listen", "127.0.0.1:1",
+                       "--client-listen", "127.0.0.1:2", "--peer", "n2=127.0.0.1:3",
+                       "--election-timeout", "0.2,0.5"])
+    assert args.peers == {"n2": "127.0.0.1:3"}
+    assert args.election_timeout == (0.2, 0.5)
+    with pytest.raises(SystemExit):
+        parse_args(["--id", "n1", "--data-dir", "d", "--peer-listen", "127.0.0.1:1",
+                    "--client-listen", "127.0.0.1:2", "--peer", "n2"])
+
+
+def test_short_pysyncobj_run_with_faults(tmp_path: Path) -> None:
+    partitions = netns_usable()
+    config = RunConfig(
+        db="pysyncobj",
+        nodes=3,
+        time_limit=6,
+        rate=50,
+        concurrency=3,
+        keys=3,
+        nemesis=["partition", "kill"] if partitions else ["kill"],
+        nemesis_interval=1.5,
+        net="netns" if partitions else "none",
+        seed=11,
+        store=str(tmp_path),
+        quiet_period=1,
+        op_timeout=2.0,
+        render_report=False,
+    )
+    outcome = run_test(config)
+    assert outcome.error is None, outcome.error
+    assert outcome.results is not None
+    checkers = outcome.results["checkers"]
+    # Whatever PySyncObj does, the run must be judged: a verdict, never a crash.
+    assert checkers["linearizable"]["valid"] in (True, False, "unknown")
+    assert checkers["log-order"]["valid"] == "unknown"  # its log is private
+    history = [json.loads(line) for line in (outcome.run_dir / "history.jsonl").open()]
+    assert sum(1 for e in history if e["type"] == "ok" and e["f"] == "write") > 10
+    assert any(e["f"] in ("kill", "start-partition") for e in history
+               if e.get("process") == "nemesis")
+    stdout = (outcome.run_dir / "nodes" / "n1" / "stdout.log").read_text().splitlines()
+    assert json.loads(stdout[0])["event"] == "ready"
+    assert any(json.loads(line).get("event") == "role" for line in stdout)
+    assert (outcome.run_dir / "nodes" / "n1" / "data" / "journal").exists()
