@@ -17,14 +17,16 @@ and pysyncobj adapters can register here).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
+import signal
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,7 +34,7 @@ from typing import Protocol
 import psutil
 import trio
 
-from raft_impl.client import NodeClient, open_client
+from raft_impl.client import ConnectionLost, NodeClient, RequestTimeout, open_client
 from raft_impl.localcluster import LocalCluster, local_cluster
 
 
@@ -59,24 +61,47 @@ class Target(Protocol):
 
 
 class RaftImplSession:
+    """One closed-loop client: one connection to the leader, followed when it moves."""
+
     def __init__(self, target: RaftImplTarget, worker: int) -> None:
         self.target = target
         self.client_id = f"bench-{worker}-{random.getrandbits(32):08x}"
         self.seq = 0
-        self.node_id = target.leader
+        self.node_id = ""
         self.connection: NodeClient | None = None
+        self._stack = AsyncExitStack()
+
+    async def _connect(self) -> NodeClient:
+        if self.connection is None or self.connection.closed or self.node_id != self.target.leader:
+            await self._stack.aclose()
+            self._stack = AsyncExitStack()
+            self.node_id = self.target.leader
+            self.connection = await self._stack.enter_async_context(
+                self.target.open_node(self.node_id)
+            )
+        return self.connection
 
     async def write(self, key: str, value: int) -> None:
         self.seq += 1
         request = {"client": self.client_id, "seq": self.seq, "op": "write", "key": key,
                    "value": value}
-        assert self.connection is not None
-        answer = await self.connection.request(request, within=self.target.timeout)
+        try:
+            connection = await self._connect()
+            answer = await connection.request(request, within=self.target.timeout)
+        except (OSError, ConnectionLost, RequestTimeout, trio.TooSlowError) as exc:
+            await self.target.find_leader()
+            raise WriteFailed(str(exc)) from exc
         if answer.get("ok"):
             return
-        if answer.get("error") == "not-leader" and answer.get("leader"):
-            self.target.leader = answer["leader"]
+        if answer.get("error") == "not-leader":
+            if answer.get("leader"):
+                self.target.leader = answer["leader"]
+            else:
+                await self.target.find_leader()
         raise WriteFailed(str(answer.get("error")))
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
 
 
 class RaftImplTarget:
@@ -97,18 +122,28 @@ class RaftImplTarget:
             self.leader = await cluster.wait_leader(within=10.0)
             yield
 
+    async def find_leader(self) -> None:
+        """After a failure: ask the nodes who leads now (elections take a moment)."""
+        assert self._cluster is not None
+        with contextlib.suppress(trio.TooSlowError):
+            self.leader = await self._cluster.wait_leader(within=self.timeout)
+
+    def open_node(self, node_id: str) -> AbstractAsyncContextManager[NodeClient]:
+        assert self._cluster is not None
+        node = self._cluster.nodes[node_id]
+        return open_client(node.host, node.client_port)
+
     def pids(self) -> list[int]:
         assert self._cluster is not None
         return [n.process.pid for n in self._cluster.nodes.values() if n.process is not None]
 
     @asynccontextmanager
     async def session(self, worker: int) -> AsyncIterator[Session]:
-        assert self._cluster is not None
         session = RaftImplSession(self, worker)
-        node = self._cluster.nodes[self.leader]
-        async with open_client(node.host, node.client_port) as connection:
-            session.connection = connection
+        try:
             yield session
+        finally:
+            await session.aclose()
 
 
 TARGETS: dict[str, type] = {"raft_impl": RaftImplTarget}
@@ -221,6 +256,23 @@ async def run_benchmark(args: argparse.Namespace) -> dict:
     }
 
 
+async def run_interruptible(args: argparse.Namespace) -> dict | None:
+    """Run the benchmark; SIGINT/SIGTERM cancel it cleanly (the cluster is killed)."""
+    result: dict | None = None
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(watch)
+            result = await run_benchmark(args)
+            nursery.cancel_scope.cancel()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", choices=sorted(TARGETS), default="raft_impl")
@@ -235,7 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.clients < 1 or args.duration <= 0 or args.keys < 1:
         parser.error("--nodes, --clients, --keys must be >= 1 and --duration > 0")
-    result = trio.run(run_benchmark, args)
+    result = trio.run(run_interruptible, args)
+    if result is None:
+        print("interrupted", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(result))
     else:
