@@ -147,6 +147,13 @@ class RaftImplTarget:
 
 
 TARGETS: dict[str, type] = {"raft_impl": RaftImplTarget}
+try:  # etcd and pysyncobj, through the harness's DB adapters (benchmarks/adapter_targets.py)
+    from adapter_targets import TARGETS as ADAPTER_TARGETS  # run as a script
+    from adapter_targets import table, with_ratios
+except ImportError:
+    from benchmarks.adapter_targets import TARGETS as ADAPTER_TARGETS
+    from benchmarks.adapter_targets import table, with_ratios
+TARGETS.update(ADAPTER_TARGETS)
 
 
 @dataclass
@@ -275,7 +282,8 @@ async def run_interruptible(args: argparse.Namespace) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", choices=sorted(TARGETS), default="raft_impl")
+    parser.add_argument("--target", choices=[*sorted(TARGETS), "all"], default="raft_impl",
+                        help="system to load; all = each in turn, with ratios to raft_impl")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
@@ -287,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.clients < 1 or args.duration <= 0 or args.keys < 1:
         parser.error("--nodes, --clients, --keys must be >= 1 and --duration > 0")
+    if args.target == "all":
+        return compare_all(args)
     result = trio.run(run_interruptible, args)
     if result is None:
         print("interrupted", file=sys.stderr)
@@ -303,6 +313,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CPU per write: nodes {result['node_cpu_ms_per_op']} ms, "
               f"client {result['client_cpu_ms_per_op']} ms "
               f"(1-min load average {result['load_avg_1m']})")
+    return 0
+
+
+def compare_all(args: argparse.Namespace) -> int:
+    """Every target under the same load, one after the other, with ratios to raft_impl."""
+    results = []
+    for name in TARGETS:
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        result = trio.run(run_interruptible, argparse.Namespace(**{**vars(args), "target": name}))
+        if result is None:
+            print("interrupted", file=sys.stderr)
+            return 130
+        results.append(result)
+    with_ratios(results)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(f"{args.nodes} nodes, {args.clients} closed-loop clients, {args.duration} s "
+              f"measured each; 1-min load average at the end {results[-1]['load_avg_1m']}")
+        print(table(results))
     return 0
 
 
