@@ -113,3 +113,63 @@ def test_short_etcd_run_with_faults_is_linearizable_and_log_checks_say_unknown(t
     assert sum(1 for e in history if e["type"] == "ok" and e["f"] == "write") > 10
     assert (outcome.run_dir / "nodes" / "n1" / "data" / "member").is_dir()
     assert etcd_processes_under(tmp_path) == []
+
+
+async def serve_json_once_per_connection(stream, connections: list[int], closed) -> None:
+    """A tiny h11 server: answers one POST with its body echoed, then closes abruptly.
+
+    It does not announce the close (no ``Connection: close``), as a killed server would not.
+    """
+    import h11
+
+    connections.append(1)
+    protocol = h11.Connection(h11.SERVER)
+    body = b""
+    while True:
+        event = protocol.next_event()
+        if event is h11.NEED_DATA:
+            protocol.receive_data(await stream.receive_some(65536))
+        elif isinstance(event, h11.Data):
+            body += bytes(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            break
+    answer = json.dumps({"echo": json.loads(body), "connection": len(connections)}).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))]
+    data = protocol.send(h11.Response(status_code=200, headers=headers))
+    data += protocol.send(h11.Data(data=answer)) + protocol.send(h11.EndOfMessage())
+    await stream.send_all(data)
+    await stream.aclose()
+    closed.set()
+
+
+async def test_http_client_posts_json_and_reconnects_after_the_server_closed() -> None:
+    import functools
+
+    import trio
+
+    from harness.adapters.http import HttpConnection
+    from harness.wire_client import ConnectionLost
+
+    connections: list[int] = []
+    closed = trio.Event()
+    async with trio.open_nursery() as nursery:
+        handler = functools.partial(serve_json_once_per_connection, connections=connections,
+                                    closed=closed)
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        client = HttpConnection("127.0.0.1", port)
+        with trio.fail_after(10):
+            assert await client.post("/v3/kv/put", {"a": 1}) == (200, {"echo": {"a": 1},
+                                                                       "connection": 1})
+            # The server closed the kept-alive connection while it was idle: the next
+            # request must notice and use a new one, not fail as "sent and lost".
+            await closed.wait()
+            status, answer = await client.post("/x", {"b": 2})
+        assert (status, answer["connection"]) == (200, 2)
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+    refused = HttpConnection("127.0.0.1", port)  # nothing listens any more
+    with pytest.raises(ConnectionLost) as lost:
+        await refused.post("/", {})
+    assert lost.value.sent is False
