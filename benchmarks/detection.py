@@ -118,6 +118,28 @@ def bridge_vote_schedule(time_limit: float, nodes: int = 5) -> list[dict[str, An
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
+def divergent_minority_schedule(time_limit: float, *, period: float = 3.0,
+                                ) -> list[dict[str, Any]]:
+    """Two leader changes on the majority side while a minority holds a longer log.
+
+    Cut the cluster in halves (the leader lands in the minority 2 times in 5
+    and keeps appending until check-quorum stops it), kill the majority's new
+    leader so a third leader takes over with a log that ends inside the
+    minority's divergent suffix, restart, heal. The third leader's first
+    probe then points into that suffix: a follower that does not compare
+    terms at prevIndex keeps entries it must have dropped.
+    """
+    schedule: list[dict[str, Any]] = []
+    at = 1.0
+    while at + period <= time_limit + 0.01:
+        schedule.append({"at": at, "f": "partition", "value": {"shape": "halves"}})
+        schedule.append({"at": at + 1.2, "f": "kill", "value": "leader"})
+        schedule.append({"at": at + 1.5, "f": "start", "value": "all"})
+        schedule.append({"at": at + period * 0.8, "f": "heal", "value": None})
+        at += period
+    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
+
+
 def delay_schedule(time_limit: float, *, mean: float = 0.2, jitter: float = 0.05,
                    period: float = 4.0) -> list[dict[str, Any]]:
     """Slow links on and off: commits take longer than a client's attempt timeout."""
@@ -162,11 +184,9 @@ WRITE_HEAVY = {"read": 0.3, "write": 0.5, "cas": 0.2}
 #: bug -> the plan that suits it. A bug missing here gets DEFAULT_PLAN.
 PLANS: dict[str, Plan] = {
     "no-prev-check": Plan(
-        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.5, loss=0.25,
-                                                 reorder=0.3),
-        mix=WRITE_HEAVY, rate=300, concurrency=8,
-        why="a cut-off leader keeps appending; after healing its divergent suffix is kept "
-            "under the new leader's entries instead of being replaced",
+        schedule=divergent_minority_schedule, mix=WRITE_HEAVY, rate=300, concurrency=8,
+        why="a minority keeps a longer stale suffix while the majority changes leader "
+            "twice; the third leader's probe lands inside that suffix and is accepted",
     ),
     "truncate-on-append": Plan(
         schedule=lambda t: leader_churn_schedule(t, reorder=0.5), nodes=3, rate=250,
@@ -175,9 +195,7 @@ PLANS: dict[str, Plan] = {
             "loses committed writes",
     ),
     "commit-old-term": Plan(
-        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.5, loss=0.25,
-                                                 reorder=0.3),
-        mix=WRITE_HEAVY, rate=300, concurrency=8,
+        schedule=divergent_minority_schedule, mix=WRITE_HEAVY, rate=300, concurrency=8,
         why="Figure 8 needs leaders that change while older-term entries are half replicated",
     ),
     "commit-without-quorum": Plan(
