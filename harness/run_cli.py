@@ -70,7 +70,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-trace", action="store_true",
                         help="do not record every message in messages.jsonl")
     parser.add_argument("--read-mode", default="read-index", choices=READ_MODES,
-                        help="how raft_impl serves reads (default read-index)")
+                        help="how reads are served (default read-index); etcd: read-index "
+                             "or stale (serializable); pysyncobj: log or stale")
     parser.add_argument("--bug", action="append", default=[], metavar="NAME",
                         help="switch on a planted bug (repeatable; see "
                              "`python -m raft_impl --list-bugs`)")

@@ -173,3 +173,15 @@ async def test_http_client_posts_json_and_reconnects_after_the_server_closed() -
     with pytest.raises(ConnectionLost) as lost:
         await refused.post("/", {})
     assert lost.value.sent is False
+
+
+def test_cli_refuses_relays_and_unsupported_read_modes_for_etcd(capsys, tmp_path: Path) -> None:
+    from harness.cli import main
+
+    store = str(tmp_path / "store")
+    assert main(["run", "--db", "etcd", "--net", "proxy", "--store", store]) == 2
+    assert "cannot use --net proxy" in capsys.readouterr().err
+    assert main(["run", "--db", "etcd", "--read-mode", "lease", "--net", "none",
+                 "--store", store]) == 2
+    assert "--read-mode" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()  # refused before any run started
