@@ -42,6 +42,10 @@ class CheckerFailed(AssertionError):
     """The property failed: some checker said invalid."""
 
 
+class _SearchBudgetSpent(BaseException):
+    """Stops Hypothesis's search when the time budget is spent (not a test failure)."""
+
+
 @dataclass
 class FuzzOutcome:
     """What a fuzz campaign found."""
@@ -87,9 +91,13 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
          nodes: int = 3, store_dir: str | Path = "store", name: str | None = None,
          read_modes: Sequence[str] | None = None, packages: Sequence[str] = PACKAGES,
          time_limit: float | None = None, max_faults: int = 8,
-         shrink_seconds: float | None = 120.0,
+         shrink_seconds: float | None = 120.0, search_seconds: float | None = None,
          progress: Callable[[int, SimResult], None] | None = None) -> FuzzOutcome:
-    """Run the property on up to ``examples`` drawn tests; shrink and save the first failure."""
+    """Run the property on up to ``examples`` drawn tests; shrink and save the first failure.
+
+    ``search_seconds`` bounds the search before a first failure (shrinking has its own
+    budget, ``shrink_seconds``).
+    """
     store_dir = Path(store_dir)
     name = name or "fuzz-" + ("-".join(bugs) if bugs else "correct")
     strategy = sim_tests(nodes=nodes, bugs=tuple(bugs), read_modes=read_modes,
@@ -101,6 +109,9 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
     started = time.perf_counter()
 
     def check_one(test: SimTest) -> None:
+        if (search_seconds is not None and state["first"] is None
+                and time.perf_counter() - started > search_seconds):
+            raise _SearchBudgetSpent
         number = next(counter)
         state["calls"] = number
         run_dir = scratch / f"example-{number}"
@@ -130,7 +141,7 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
     try:
         with _shrink_budget(shrink_seconds):
             runner()
-    except CheckerFailed:
+    except (CheckerFailed, _SearchBudgetSpent):
         pass
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
