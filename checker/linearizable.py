@@ -374,7 +374,8 @@ def check_ops(ops: list[Op], model: Model, timeout: float | None = None) -> dict
     partitions = model.partition(ops)
     keys = sorted(partitions, key=lambda k: (k is not None, repr(k)))
     result: dict[str, Any] = {"valid": True, "model": model.name,
-                              "partitions": len(partitions), "ops": 0, "evidence": {}}
+                              "partitions": len(partitions), "ops": 0, "evidence": {},
+                              "unobserved_unknown_ops": 0}
     running: list[tuple[Any, Any, list[Op], list[tuple[Any, Any]], Generator]] = []
     for key in keys:
         part_ops: list[Op] = []
@@ -384,6 +385,12 @@ def check_ops(ops: list[Op], model: Model, timeout: float | None = None) -> dict
             if encoded is not None:
                 part_ops.append(op)
                 prepared.append(encoded)
+        unknown = [op.unknown or op.complete is None for op in part_ops]
+        drop = model.droppable([p[0] for p in prepared], [p[1] for p in prepared], unknown)
+        if drop:
+            part_ops = [op for i, op in enumerate(part_ops) if i not in drop]
+            prepared = [p for i, p in enumerate(prepared) if i not in drop]
+            result["unobserved_unknown_ops"] += len(drop)
         result["ops"] += len(part_ops)
         init_state = model.init(key)
         search = _search(

@@ -37,6 +37,12 @@ A model is a small object with five methods. To add your own, subclass
     come to hold a value some remaining write sets). The search then abandons
     a branch as soon as a waiting read can no longer be satisfied. None (the
     default) disables this pruning.
+``droppable(inputs, outputs, unknown) -> set[int]`` (optional)
+    Indexes of operations of unknown outcome that can be left out of the
+    search because nothing else could ever observe their effect (a write of
+    a value no read returns and no cas expects). Such an operation may as
+    well never have happened, and trying it at every point is the costliest
+    part of a search. The default leaves nothing out.
 ``partition(ops) -> {key: [op, ...]}``
     Split a history into independent sub-histories (P-compositionality: a
     history is linearizable iff every partition is). The default keeps one
@@ -145,6 +151,9 @@ class Model:
                      outputs: list[Any]) -> Callable[[Any, Any, int], bool] | None:
         return None
 
+    def droppable(self, inputs: list[Any], outputs: list[Any], unknown: list[bool]) -> set[int]:
+        return set()
+
     def partition(self, ops: Iterable[Op]) -> dict[Any, list[Op]]:
         return {None: list(ops)}
 
@@ -188,6 +197,44 @@ def _cas_pair(op: Op) -> tuple[Any, Any]:
 
 
 Reach = Callable[[Any, Any, int], bool]
+
+
+def _unobserved_unknowns(inputs: list[Any], outputs: list[Any],
+                         unknown: list[bool]) -> set[int]:
+    """Unknown-outcome writes, cas and appends whose value nothing observes.
+
+    For registers (and raft-kv's lists), such an operation can be removed from
+    any valid linearization: while its value is current no read can sit there
+    (none returns it) and no cas can succeed (none expects it); an append's
+    element would show in every later read of the list until a write resets
+    it, and no read shows it. Values that are None or whole lists are kept
+    (they interact with appends and absence), as is anything mentioned.
+    """
+    mentioned: set[Any] = set()
+    for inp, out in zip(inputs, outputs, strict=True):
+        seen = out if inp[0] == READ else inp[1] if inp[0] == CAS else _NOTHING
+        if seen is _NOTHING:
+            continue
+        mentioned.add(seen)
+        if type(seen) is tuple:
+            mentioned.update(seen)
+    drop = set()
+    for i, inp in enumerate(inputs):
+        if not unknown[i] or inp[0] not in (WRITE, CAS, APPEND):
+            continue
+        value = inp[2] if inp[0] == CAS else inp[1]
+        if value is None or type(value) is tuple:
+            continue
+        try:
+            if value in mentioned:
+                continue
+        except TypeError:
+            continue
+        drop.add(i)
+    return drop
+
+
+_NOTHING = object()
 
 
 def _setters(inputs: list[Any], outputs: list[Any]) -> dict[Any, int]:
@@ -304,6 +351,9 @@ class Register(KeyedModel):
     def reachability(self, inputs: list[Any], outputs: list[Any]) -> Reach | None:
         return _register_reach(inputs, outputs)
 
+    def droppable(self, inputs: list[Any], outputs: list[Any], unknown: list[bool]) -> set[int]:
+        return _unobserved_unknowns(inputs, outputs, unknown)
+
 
 class CasRegister(Register):
     """Knossos's ``cas-register``: read/write/cas ``[expected, new]``.
@@ -380,6 +430,9 @@ class RaftKV(KeyedModel):
 
     def reachability(self, inputs: list[Any], outputs: list[Any]) -> Reach | None:
         return _sequence_reach(inputs, outputs, ())
+
+    def droppable(self, inputs: list[Any], outputs: list[Any], unknown: list[bool]) -> set[int]:
+        return _unobserved_unknowns(inputs, outputs, unknown)
 
 
 class PorcupineKV(KeyedModel):

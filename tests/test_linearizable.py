@@ -57,6 +57,16 @@ def test_unknown_outcomes_may_happen_late_or_never() -> None:
     assert verdict(early) is False
 
 
+def test_unobserved_unknown_writes_are_left_out_but_observed_ones_kept() -> None:
+    events = [ev(0, "invoke", "write", 7), ev(0, "info", "write", 7),      # never seen
+              ev(1, "invoke", "write", 8), ev(1, "info", "write", 8),      # seen below
+              ev(2, "invoke", "append", 9, "l"), ev(2, "info", "append", 9, "l"),
+              ev(3, "invoke", "read"), ev(3, "ok", "read", 8)]
+    result = check_history(history_from_events(events), "raft-kv")
+    assert result["valid"] is True and result["unobserved_unknown_ops"] == 2
+    assert result["ops"] == 2
+
+
 def test_failed_ops_did_not_happen() -> None:
     events = [ev(0, "invoke", "write", 1), ev(0, "fail", "write", 1),
               ev(1, "invoke", "read"), ev(1, "ok", "read", 1)]
@@ -102,6 +112,7 @@ def test_evidence_names_op_prefix_states_and_concurrent_ops() -> None:
     assert evidence["concurrent"] == []  # nothing overlaps the stale read
     # an overlapping op shows up, with whether it was part of the prefix
     events.insert(6, ev(4, "invoke", "write", 3))
+    events.append(ev(4, "ok", "write", 3))
     result = check_history(history_from_events(events), "raft-kv")
     concurrent = result["evidence"]["concurrent"]
     assert [(c["f"], c["value"], c["linearized_in_prefix"], c["legal_after_prefix"])
@@ -230,11 +241,14 @@ def _perturb(events: list[dict], data: st.DataObject) -> list[dict]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), size=st.integers(1, 7), keys=st.integers(1, 2),
-       clients=st.integers(1, 4), info=st.sampled_from([0.0, 0.2, 0.5]), data=st.data())
+       clients=st.integers(1, 4), info=st.sampled_from([0.0, 0.2, 0.5]),
+       values=st.sampled_from([2, 3, None]), data=st.data())
 def test_agrees_with_brute_force_on_real_and_perturbed_executions(
-        seed: int, size: int, keys: int, clients: int, info: float, data: st.DataObject) -> None:
+        seed: int, size: int, keys: int, clients: int, info: float, values: int | None,
+        data: st.DataObject) -> None:
+    # values=None writes distinct values: unobserved unknown writes then get dropped
     events = simulate(random.Random(seed), size, keys=keys, clients=clients, info_rate=info,
-                      values=3)
+                      values=values)
     for e in events:
         e.pop("index")
     real = history_from_events(events)
