@@ -9,6 +9,7 @@ apart from the templates lets the tests check the facts, not the markup.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -160,8 +161,10 @@ def fmt_tick(seconds: float, digits: int = 3) -> str:
 def read_jsonl(path: Path, limit_bytes: int | None = None) -> list[dict[str, Any]]:
     """Read a JSON-lines file; a torn last line (crashed writer) is dropped, not fatal."""
     rows: list[dict[str, Any]] = []
+    # decode once: json.loads on str skips the per-line encoding sniffing bytes need
     with path.open("rb") as fh:
-        lines = fh.read(limit_bytes).splitlines() if limit_bytes else fh.read().splitlines()
+        data = fh.read(limit_bytes) if limit_bytes else fh.read()
+    lines = data.decode("utf-8", errors="replace").splitlines()
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
@@ -595,39 +598,50 @@ def find_stale_read(history: History, key: Any, near: int, limit: int = 300,
     by_value: dict[str, list[Op]] = {}
     for write in writes:
         by_value.setdefault(_value_key(writes_value(write)), []).append(write)
+    first_start = {value: min(w.start for w in ws) for value, ws in by_value.items()}
     acked = sorted((w for w in writes if w.result == "ok" and w.end is not None),
                    key=lambda w: w.end or 0)
+    acked_ends = [w.end or 0 for w in acked]
     ok_reads = sorted((o for o in history.ops if o.key == key and o.is_read
                        and o.result == "ok" and o.end is not None), key=lambda o: o.end or 0)
+    read_ends = [o.end or 0 for o in ok_reads]
+    # for each prefix of reads (by end): the read whose value's first write began latest,
+    # among values some write had begun before that read returned. A read ending before R
+    # that saw a value first written after R's value was done proves R stale.
+    newest: list[tuple[int, Op | None]] = []
+    best: tuple[int, Op | None] = (-1, None)
+    for other in ok_reads:
+        began = first_start.get(_value_key(other.out))
+        if began is not None and began < (other.end or 0) and began > best[0]:
+            best = (began, other)
+        newest.append(best)
     candidates = [only] if only is not None else sorted(
         ok_reads, key=lambda o: (o.start > near, abs(o.start - near)))[:limit]
 
-    def sources_of(value: Any, before: int) -> list[Op]:
-        return [w for w in by_value.get(_value_key(value), []) if w.start < before]
-
     for read in candidates:
         read_end = read.end if read.end is not None else history.end
-        sources = sources_of(read.out, read_end)
+        value = _value_key(read.out)
+        sources = [w for w in by_value.get(value, []) if w.start < read_end]
         if not sources and read.out is not None:
             continue  # a value nobody wrote: another anomaly, not staleness
         if any(w.result == "info" or w.end is None for w in sources):
             continue  # an unknown write may take effect late: no certain order
         old_done = max((w.end or history.end for w in sources), default=-1)
         source = max(sources, key=lambda w: w.start) if sources else None
-        missed = None
-        for write in acked:  # the latest acknowledged newer write: most obviously missed
-            if write.end is None or write.end >= read.start:
-                break
+        # the latest acknowledged newer write: the one most obviously missed
+        for i in range(bisect.bisect_left(acked_ends, read.start) - 1, -1, -1):
+            write = acked[i]
+            if acked_ends[i] <= old_done:
+                break  # it began before the old value was done: no certain order
             if write.start > old_done and writes_value(write) != read.out:
-                missed = write
-        if missed is not None:
-            return StaleRead(read, missed, source)
-        for other in reversed(ok_reads):  # a read that already saw a newer value
-            if other.end is None or other.end >= read.start or other.out == read.out:
-                continue
-            newer = sources_of(other.out, other.end)
-            if newer and min(w.start for w in newer) > old_done:
-                return StaleRead(read, max(newer, key=lambda w: w.start), source, other)
+                return StaleRead(read, write, source)
+        before = bisect.bisect_left(read_ends, read.start)
+        if before:
+            began, witness = newest[before - 1]
+            if witness is not None and began > old_done and witness.out != read.out:
+                newer = [w for w in by_value[_value_key(witness.out)] if w.start < (
+                    witness.end or 0)]
+                return StaleRead(read, max(newer, key=lambda w: w.start), source, witness)
     return None
 
 

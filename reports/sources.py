@@ -35,7 +35,7 @@ def message_window(path: Path, window: tuple[int, int],
     links: dict[tuple[str, str], dict[str, int]] = {}
     inside: list[dict[str, Any]] = []
     seen_nodes = set(nodes)
-    with path.open("rb") as fh:
+    with path.open(encoding="utf-8", errors="replace") as fh:
         for raw in fh:
             try:
                 message = json.loads(raw)
