@@ -91,19 +91,24 @@ def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
-def bridge_vote_schedule(time_limit: float, nodes: int = 5) -> list[dict[str, Any]]:
+def bridge_vote_schedule(time_limit: float, nodes: int = 5, *, slow: float = 0.15,
+                         ) -> list[dict[str, Any]]:
     """Cut the cluster into two halves joined only by n3, and keep restarting n3.
 
-    Neither half has a majority without n3, so both campaign for its vote;
-    every restart of n3 forgets the vote it gave in the current term (with
-    the bug), so the other half can win the same term: two leaders in a term.
-    The restarted n3 needs a while up (a start takes 0.5-2 s) to vote.
+    Neither half has a majority without n3, so both campaign for its vote.
+    Links into n3 are slowed, so after n3 votes it stays for ``slow`` seconds
+    without any entry of the new term; a restart in that window forgets the
+    vote (with the bug) while n3's log still looks old enough to the other
+    half's candidate of the same term: two leaders in one term.
     """
     left = [f"n{i}" for i in range(1, nodes // 2 + 1)]
     right = [f"n{i}" for i in range(nodes // 2 + 2, nodes + 1)]
     bridge = f"n{nodes // 2 + 1}"
     grudge = {**{n: right for n in left}, **{n: left for n in right}}
-    schedule: list[dict[str, Any]] = []
+    into_bridge = [[n, bridge] for n in left + right]
+    schedule: list[dict[str, Any]] = [
+        {"at": 0.8, "f": "delay", "value": {"mean": slow, "jitter": 0.0, "links": into_bridge}},
+    ]
     at = 1.0
     while at + 4.0 <= time_limit:
         window = min(10.5, time_limit - at - 0.5)
@@ -222,10 +227,9 @@ PLANS: dict[str, Plan] = {
         why="acked writes that were never fsynced disappear in a lose-unfsynced crash",
     ),
     "forget-vote": Plan(
-        schedule=lambda t: leader_churn_schedule(t, period=0.8, down=0.05, delay=0.15,
-                                                 target="minority"),
-        why="slow links leave a voter without the new term's entries for a while; "
-            "restarted then, it forgets its vote and elects a second leader in the term",
+        schedule=bridge_vote_schedule,
+        why="both halves need the bridge node's vote; restarted right after voting, it "
+            "forgets the vote and elects a second leader in the same term",
     ),
     "no-dedup": Plan(
         schedule=lambda t: delay_schedule(t), mix=CAS_HEAVY, keys=2, retry_indefinite=True,
