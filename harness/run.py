@@ -109,6 +109,7 @@ class RunOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     unexpected_exits: list[str] = field(default_factory=list)
+    heal_errors: list[str] = field(default_factory=list)
 
 
 def build_schedule(config: RunConfig, nodes: list[str]) -> list[dict[str, Any]]:
@@ -446,6 +447,7 @@ def run_test(config: RunConfig) -> RunOutcome:
         facts = trio.run(execute, config, run_dir, state, schedule)
         test.update(facts)
         outcome.unexpected_exits = facts.get("unexpected_node_exits", [])
+        outcome.heal_errors = facts.get("heal_errors", [])
     except BaseException as exc:
         if _contains(exc, KeyboardInterrupt):
             outcome.interrupted = True
@@ -528,6 +530,8 @@ def summary(outcome: RunOutcome) -> str:
             "warning: nodes exited by themselves (see nodes/*/stderr.log): "
             + ", ".join(outcome.unexpected_exits)
         )
+    for problem in outcome.heal_errors:
+        lines.append(f"warning: {problem}")
     if outcome.error:
         lines.append(f"error: {outcome.error}")
     return "\n".join(lines)
