@@ -14,6 +14,17 @@ from harness.adapters.etcd import completion_for, decode_value, encode, etcd_bin
 from harness.run import RunConfig, run_test
 
 
+def short_schedule(tmp_path: Path, partitions: bool) -> Path:
+    """Isolate one node (with netns), heal, then kill one node and restart it."""
+    steps = [{"at": 3.5, "f": "kill", "value": "one"}, {"at": 5.0, "f": "start", "value": "all"}]
+    if partitions:
+        steps = [{"at": 1.0, "f": "partition", "value": {"shape": "isolate-one"}},
+                 {"at": 2.5, "f": "heal", "value": None}, *steps]
+    path = tmp_path / "schedule.json"
+    path.write_text(json.dumps(steps))
+    return path
+
+
 def netns_usable() -> bool:
     from harness.net.netns import NetnsUnavailable, check_available
 
@@ -86,8 +97,7 @@ def test_short_etcd_run_with_faults_is_linearizable_and_log_checks_say_unknown(t
         rate=60,
         concurrency=3,
         keys=3,
-        nemesis=["partition", "kill"] if partitions else ["kill"],
-        nemesis_interval=1.5,
+        nemesis_schedule=str(short_schedule(tmp_path, partitions)),
         net="netns" if partitions else "none",
         seed=7,
         store=str(tmp_path),
@@ -110,7 +120,7 @@ def test_short_etcd_run_with_faults_is_linearizable_and_log_checks_say_unknown(t
     history = [json.loads(line) for line in (outcome.run_dir / "history.jsonl").open()]
     faults = {e["f"] for e in history if e.get("process") == "nemesis"}
     assert "kill" in faults or "start-partition" in faults, faults
-    assert sum(1 for e in history if e["type"] == "ok" and e["f"] == "write") > 10
+    assert sum(1 for e in history if e["type"] == "ok" and e["f"] == "write") >= 5
     assert (outcome.run_dir / "nodes" / "n1" / "data" / "member").is_dir()
     assert etcd_processes_under(tmp_path) == []
 

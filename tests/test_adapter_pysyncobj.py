@@ -11,8 +11,19 @@ pysyncobj = pytest.importorskip(
     "pysyncobj", reason="PySyncObj is not installed: pip install -e '.[adapters]'"
 )
 
-from harness.adapters.pysyncobj_node import parse_args  # noqa: E402
+from harness.adapters.pysyncobj_node import describe_entry, parse_args  # noqa: E402
 from harness.run import RunConfig, run_test  # noqa: E402
+
+
+def short_schedule(tmp_path: Path, partitions: bool) -> Path:
+    """Isolate one node (with netns), heal, then kill one node and restart it."""
+    steps = [{"at": 3.5, "f": "kill", "value": "one"}, {"at": 5.0, "f": "start", "value": "all"}]
+    if partitions:
+        steps = [{"at": 1.0, "f": "partition", "value": {"shape": "isolate-one"}},
+                 {"at": 2.5, "f": "heal", "value": None}, *steps]
+    path = tmp_path / "schedule.json"
+    path.write_text(json.dumps(steps))
+    return path
 
 
 def netns_usable() -> bool:
@@ -45,8 +56,7 @@ def test_short_pysyncobj_run_with_faults(tmp_path: Path) -> None:
         rate=50,
         concurrency=3,
         keys=3,
-        nemesis=["partition", "kill"] if partitions else ["kill"],
-        nemesis_interval=1.5,
+        nemesis_schedule=str(short_schedule(tmp_path, partitions)),
         net="netns" if partitions else "none",
         seed=11,
         store=str(tmp_path),
@@ -60,12 +70,30 @@ def test_short_pysyncobj_run_with_faults(tmp_path: Path) -> None:
     checkers = outcome.results["checkers"]
     # Whatever PySyncObj does, the run must be judged: a verdict, never a crash.
     assert checkers["linearizable"]["valid"] in (True, False, "unknown")
-    assert checkers["log-order"]["valid"] == "unknown"  # its log is private
+    # The node dumps PySyncObj's log and state digests: the log checks must judge.
+    log_checks = checkers["log-order"]["checkers"]
+    for name in ("log-agreement", "committed-durability", "acked-writes", "digests"):
+        assert log_checks[name]["valid"] in (True, False), (name, log_checks[name])
+    assert log_checks["acked-writes"]["acknowledged_writes"] > 0
     history = [json.loads(line) for line in (outcome.run_dir / "history.jsonl").open()]
-    assert sum(1 for e in history if e["type"] == "ok" and e["f"] == "write") > 10
+    assert sum(1 for e in history if e["type"] == "ok" and e["f"] == "write") > 0
     assert any(e["f"] in ("kill", "start-partition") for e in history
                if e.get("process") == "nemesis")
     stdout = (outcome.run_dir / "nodes" / "n1" / "stdout.log").read_text().splitlines()
     assert json.loads(stdout[0])["event"] == "ready"
     assert any(json.loads(line).get("event") == "role" for line in stdout)
     assert (outcome.run_dir / "nodes" / "n1" / "data" / "journal").exists()
+
+
+def test_log_entries_carry_the_session_of_their_command() -> None:
+    from pysyncobj import pickle
+
+    command = b"\x00" + pickle.dumps((7, ("k1", 42, "c3", 9)))
+    entry = describe_entry(command, 12, 3, applied=12, method_names={7: "write_v0"})
+    assert (entry["index"], entry["term"], entry["op"], entry["key"]) == (12, 3, "write", "k1")
+    assert (entry["client"], entry["seq"], entry["duplicate"]) == ("c3", 9, False)
+    pending = describe_entry(command, 13, 3, applied=12, method_names={7: "write_v0"})
+    assert "duplicate" not in pending  # not applied yet: unknown
+    assert pending["digest"] == entry["digest"]  # same command, same term: same digest
+    noop = describe_entry(b"\x01", 14, 4, applied=0, method_names={})
+    assert (noop["op"], noop["client"], noop["seq"]) == ("no-op", None, None)

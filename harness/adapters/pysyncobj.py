@@ -10,9 +10,12 @@ commands from followers to its leader itself.
 
 Network: PySyncObj peers identify each other by ``host:port``, so per-link
 relays cannot sit in between; partitions use ``--net netns`` (see
-``harness.adapters``). Not exposed: the Raft log (PySyncObj keeps it
-private; log checks report ``unknown`` with that reason), state digests,
-clock control and unfsynced-write loss.
+``harness.adapters``). The node dumps PySyncObj's (private) Raft log with
+each command's session and a digest of its applied state, both taken on
+PySyncObj's own thread, so the log-order checks run as for raft_impl.
+Not available: clock control and unfsynced-write loss (PySyncObj's journal
+is an mmap it does not sync per entry; a process kill keeps it in the page
+cache, and the harness cannot drop pages).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import trio
 
 from harness.adapters.process import NodeSlot, ProcessDB
-from harness.db import Client, Completion, DBError, DBOptions, Unsupported, register_db
+from harness.db import Client, Completion, DBError, DBOptions, register_db
 from harness.wire_client import ConnectionLost, WireClient
 
 ADMIN_TIMEOUT = 1.0
@@ -96,19 +99,35 @@ class PySyncObjDB(ProcessDB):
 
     # -- admin --------------------------------------------------------------------
 
-    async def status(self, node_id: str) -> dict[str, Any]:
+    async def admin(self, node_id: str, request: dict[str, Any],
+                    within: float = ADMIN_TIMEOUT) -> Any:
+        """One admin request on a fresh connection; DBError when unanswered or refused."""
         address = self.reachable(node_id).address
         client = WireClient(address.host, address.client_port)
+        what = request.get("op")
         try:
-            with trio.fail_after(ADMIN_TIMEOUT):
-                answer = await client.request({"op": "status"})
+            with trio.fail_after(within):
+                answer = await client.request(request)
         except (trio.TooSlowError, ConnectionLost) as exc:
-            raise DBError(f"{node_id} did not answer status: {exc or 'timeout'}") from exc
+            raise DBError(f"{node_id} did not answer {what}: {exc or 'timeout'}") from exc
         finally:
             await client.aclose()
         if not answer.get("ok"):
-            raise DBError(f"{node_id} refused status: {answer.get('error')}")
+            raise DBError(f"{node_id} refused {what}: {answer.get('error')}")
         return answer["value"]
+
+    async def status(self, node_id: str) -> dict[str, Any]:
+        return await self.admin(node_id, {"op": "status"})
+
+    async def log(self, node_id: str, from_index: int | None = None) -> dict[str, Any]:
+        """The node's retained log, read on PySyncObj's thread (see pysyncobj_node)."""
+        request: dict[str, Any] = {"op": "log"}
+        if from_index is not None:
+            request["from"] = from_index
+        return await self.admin(node_id, request, within=5.0)
+
+    async def state_digest(self, node_id: str) -> dict[str, Any]:
+        return await self.admin(node_id, {"op": "state-digest"})
 
     async def statuses(self) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -127,13 +146,6 @@ class PySyncObjDB(ProcessDB):
         leaders = [(s.get("term") or 0, n) for n, s in statuses.items()
                    if s.get("role") == "leader"]
         return max(leaders)[1] if leaders else None
-
-    async def log(self, node_id: str, from_index: int | None = None) -> dict[str, Any]:
-        raise Unsupported(
-            "PySyncObj keeps its Raft log private (no client API dumps it), so log "
-            "agreement, durability of committed entries and acknowledged writes cannot be "
-            "checked from the log"
-        )
 
 
 class PySyncObjClient(Client):

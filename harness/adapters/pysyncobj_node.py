@@ -32,19 +32,26 @@ are indefinite (``definite: false``).
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import trio
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj import pickle as pysyncobj_pickle
 
 from raft_impl.wire import FrameDecoder, FrameError, encode_frame
 
 #: Seconds a command may wait for PySyncObj before the node answers "unknown".
 COMMAND_DEADLINE = 10.0
+#: Seconds an admin view may wait for PySyncObj's thread to take it.
+ADMIN_DEADLINE = 2.0
+#: First byte of PySyncObj log entries: a replicated method call, or a leader's no-op.
+REGULAR_COMMAND, NO_OP_COMMAND = b"\x00", b"\x01"
 ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 DEFINITE_FAILURES = {
     FAIL_REASON.QUEUE_FULL: "queue-full",
@@ -66,23 +73,58 @@ class ReplicatedKV(SyncObj):
         self.data: dict[str, Any] = {}
         super().__init__(self_address, partners, conf)
 
+    # Every command carries the client session (client, seq): it is not used to
+    # dedupe (PySyncObj has no sessions), only shown in log dumps so the
+    # log-order checker can find each acknowledged write in the log.
+
     @replicated
-    def write(self, key: str, value: Any) -> None:
+    def write(self, key: str, value: Any, client: str | None, seq: int | None) -> None:
         self.data[key] = value
 
     @replicated
-    def cas(self, key: str, expected: Any, value: Any) -> bool:
+    def cas(self, key: str, expected: Any, value: Any, client: str | None,
+            seq: int | None) -> bool:
         if key in self.data and self.data[key] == expected:
             self.data[key] = value
             return True
         return False
 
     @replicated
-    def read(self, key: str) -> Any:
+    def read(self, key: str, client: str | None, seq: int | None) -> Any:
         return self.data.get(key)
 
     def local_read(self, key: str) -> Any:
         return self.data.get(key)
+
+
+def describe_entry(command: bytes, index: int, term: int, applied: int,
+                   method_names: dict[int, str]) -> dict[str, Any]:
+    """One log entry as the log-order checker reads it (checker/README.md).
+
+    Regular commands are PySyncObj's pickles of ``(method id, args)`` — its
+    own format, read back here on the node that wrote it; the session is the
+    last two arguments. ``duplicate`` is false for applied entries: this state
+    machine applies every command (it has no session table to skip retries).
+    """
+    entry: dict[str, Any] = {
+        "index": index,
+        "term": term,
+        "digest": hashlib.blake2b(command, digest_size=16).hexdigest(),
+        "client": None,
+        "seq": None,
+    }
+    if command[:1] == REGULAR_COMMAND:
+        method, args = pysyncobj_pickle.loads(command[1:])[:2]
+        name = str(method_names.get(method, method))
+        entry["op"] = name.rsplit("_v", 1)[0]
+        if len(args) >= 3:
+            entry["key"] = args[0]
+            entry["client"], entry["seq"] = args[-2], args[-1]
+    else:
+        entry["op"] = "no-op" if command[:1] == NO_OP_COMMAND else "internal"
+    if index <= applied:
+        entry["duplicate"] = False
+    return entry
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -117,7 +159,10 @@ class Node:
             raftMaxTimeout=high,
             onStateChanged=self._on_state_changed,
         )
+        self._raft_calls: collections.deque[Any] = collections.deque()
         self.kv = ReplicatedKV(self.peer_address, sorted(args.peers.values()), conf)
+        self.method_names = {number: name for name, number in self.kv._methodToID.items()}
+        self.kv.addOnTickCallback(self._tick)
 
     # -- PySyncObj's thread -> Trio ---------------------------------------------------
 
@@ -152,6 +197,75 @@ class Node:
             await done.wait()
         return outcome[0] if outcome else (None, None)
 
+    # -- consistent views, taken on PySyncObj's thread ---------------------------------
+
+    def _tick(self) -> None:
+        """PySyncObj's per-tick hook (its thread): run the queued admin views.
+
+        The log, commit index and state change on that thread only, so a view
+        taken here is consistent (a log copy never races an append, a digest
+        always matches the applied index it names).
+        """
+        while self._raft_calls:
+            view, request, deliver = self._raft_calls.popleft()
+            try:
+                outcome: tuple[Any, BaseException | None] = (view(self, request), None)
+            except Exception as exc:  # handed to the Trio side, which re-raises it
+                outcome = (None, exc)
+            with contextlib.suppress(trio.RunFinishedError):
+                self.token.run_sync_soon(deliver, *outcome)
+
+    async def on_raft_thread(self, view: Any, request: dict[str, Any]) -> Any:
+        done = trio.Event()
+        box: list[tuple[Any, BaseException | None]] = []
+
+        def deliver(result: Any, error: BaseException | None) -> None:
+            box.append((result, error))
+            done.set()
+
+        self._raft_calls.append((view, request, deliver))  # deque.append is thread-safe
+        with trio.fail_after(ADMIN_DEADLINE):
+            await done.wait()
+        result, error = box[0]
+        if error is not None:
+            raise error
+        return result
+
+    def log_view(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The retained log; its first entry is the base PySyncObj keeps after compaction."""
+        journal = self.kv._SyncObj__raftLog  # private: PySyncObj has no log API
+        first = request.get("from")
+        entries = [journal[i] for i in range(len(journal))]
+        _, base_index, base_term = entries[0]
+        applied = self.kv.raftLastApplied
+        shown = [
+            describe_entry(command, index, term, applied, self.method_names)
+            for command, index, term in entries[1:]
+            if not isinstance(first, int) or index >= first
+        ]
+        return {
+            "commit": self.kv.raftCommitIndex,
+            "applied": applied,
+            "snapshot_index": base_index,
+            "snapshot_term": base_term,
+            "last_index": entries[-1][1],
+            "entries": shown,
+        }
+
+    def digest_view(self, request: dict[str, Any]) -> dict[str, Any]:
+        state = json.dumps(self.kv.data, sort_keys=True, default=repr).encode()
+        return {"applied": self.kv.raftLastApplied,
+                "digest": hashlib.blake2b(state, digest_size=16).hexdigest()}
+
+    def status_view(self, request: dict[str, Any]) -> dict[str, Any]:
+        status = self.status()
+        status["last_index"] = self.kv._SyncObj__raftLog[-1][1]
+        return status
+
+    ADMIN: ClassVar[dict[str, Any]] = {
+        "log": log_view, "state-digest": digest_view, "status": status_view,
+    }
+
     # -- client API ------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -171,21 +285,27 @@ class Node:
     async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         key = request.get("key")
-        if op == "status":
-            return {"ok": True, "value": self.status(), "definite": True}
-        if op in ("log", "state-digest", "clock"):
+        if op in ("status", "log", "state-digest"):
+            try:
+                value = await self.on_raft_thread(self.ADMIN[op], request)
+            except trio.TooSlowError:
+                return {"ok": False, "error": "timeout", "definite": True}
+            return {"ok": True, "value": value, "definite": True}
+        if op == "clock":
             return {"ok": False, "error": "unsupported", "definite": True}
         if op not in ("read", "write", "cas") or not isinstance(key, str):
             return {"ok": False, "error": "bad-request", "definite": True}
         if op == "read" and self.read_mode == "stale":
             return {"ok": True, "value": self.kv.local_read(key), "definite": True}
+        session = (request.get("client"), request.get("seq"))
         if op == "read":
-            result, error = await self.replicate(self.kv.read, key)
+            result, error = await self.replicate(self.kv.read, key, *session)
         elif op == "write":
-            result, error = await self.replicate(self.kv.write, key, request.get("value"))
+            result, error = await self.replicate(self.kv.write, key, request.get("value"),
+                                                 *session)
         else:
             result, error = await self.replicate(
-                self.kv.cas, key, request.get("expected"), request.get("value")
+                self.kv.cas, key, request.get("expected"), request.get("value"), *session
             )
         if error is None:
             return {"ok": False, "error": "timeout", "definite": False}
