@@ -1,6 +1,7 @@
 """``splitbrain check``: check a history file, or re-check a run directory of the store.
 
-    splitbrain check PATH [--model M] [--init JSON] [--format F] [--timeout S] [--json]
+    splitbrain check PATH [--model M] [--init JSON] [--format F] [--timeout S]
+                          [--memory MB] [--json] [--report HTML] [--edn-out EDN]
 
 PATH is a history file (splitbrain JSONL, Jepsen EDN, Porcupine kv or etcd
 logs; the format is detected unless given) or a run directory (it holds
@@ -19,7 +20,7 @@ from typing import Any
 
 from checker.errors import InputError
 from checker.history import FORMATS, History, load_history, write_edn
-from checker.linearizable import check_history
+from checker.linearizable import DEFAULT_MEMORY_MB, check_history
 from checker.models import MODELS, ModelError, get_model
 from checker.runner import RESULTS_NAME, is_run_dir, run_all
 
@@ -44,6 +45,9 @@ def register(subparsers: Any) -> None:
                         help="history format (default: detect)")
     parser.add_argument("--timeout", type=float, metavar="S",
                         help="search budget in seconds; past it the verdict is unknown")
+    parser.add_argument("--memory", type=float, metavar="MB", default=DEFAULT_MEMORY_MB,
+                        help="search memory budget (growth of resident memory) in MB; past "
+                             f"it the verdict is unknown (default {DEFAULT_MEMORY_MB})")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.add_argument("--report", metavar="PATH",
                         help="also write a self-contained HTML report to PATH")
@@ -69,6 +73,8 @@ def handle(args: argparse.Namespace) -> int:
             raise _user_error(f"--init is not valid JSON: {exc.msg}") from None
     if args.timeout is not None and args.timeout <= 0:
         raise _user_error("--timeout must be positive")
+    if args.memory <= 0:
+        raise _user_error("--memory must be positive")
     path = Path(args.path)
     try:
         if path.is_dir():
@@ -76,7 +82,8 @@ def handle(args: argparse.Namespace) -> int:
                 raise _user_error(f"{path}: a directory, but not a run directory "
                                   "(no history.jsonl)")
             extra = {} if args.init is None else {"initial": initial}
-            result = run_all(path, timeout=args.timeout, model=args.model, **extra)
+            result = run_all(path, timeout=args.timeout, model=args.model,
+                             memory_mb=args.memory, **extra)
             history_source: Any = path / "history.jsonl"
             history = load_history(history_source, "jsonl") if args.edn_out else None
             title = f"check {path}"
@@ -87,7 +94,8 @@ def handle(args: argparse.Namespace) -> int:
             history_source = history
             model_name = args.model or history.default_model
             # a history the model cannot read is bad input here: ModelError -> exit 2
-            result = check_history(history, get_model(model_name, initial), timeout=args.timeout)
+            result = check_history(history, get_model(model_name, initial),
+                                   timeout=args.timeout, memory_mb=args.memory)
             title = f"check {path.name}"
     except InputError as exc:
         raise _user_error(str(exc)) from None

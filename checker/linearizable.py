@@ -18,8 +18,10 @@ partition is searched on its own:
   +infinity): it may be linearized at any point after its call, or never.
   The partition is linearizable once every operation with a return entry is.
 
-A budget (``timeout`` seconds, shared by all partitions) bounds the search:
-past it the verdict is ``"unknown"`` with the deepest linearization found.
+A budget bounds the search: ``timeout`` seconds, shared by all partitions,
+and ``memory_mb`` of growth of the process's resident memory (the cache is
+what grows). Past either, the verdict is ``"unknown"`` with the deepest
+linearization found and the reason.
 
 On failure the result carries evidence: the operation that cannot be
 linearized (the one whose return blocked the deepest linearization found),
@@ -45,11 +47,31 @@ _INF = float("inf")
 
 
 class _Budget:
-    def __init__(self, timeout: float | None) -> None:
+    """Time and memory limits, looked at every ``_SLICE`` steps of any search."""
+
+    def __init__(self, timeout: float | None, memory_mb: float | None) -> None:
+        self.timeout = timeout
+        self.memory_mb = memory_mb
         self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.reason: str | None = None
+        self._process = None
+        self._baseline = 0
+        if memory_mb is not None:
+            import psutil
+
+            self._process = psutil.Process()
+            self._baseline = self._process.memory_info().rss
 
     def exceeded(self) -> bool:
-        return self.deadline is not None and time.monotonic() > self.deadline
+        if self.reason is not None:
+            return True
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.reason = f"time budget of {self.timeout} s exceeded"
+        elif self._process is not None and self.memory_mb is not None:
+            grown = self._process.memory_info().rss - self._baseline
+            if grown > self.memory_mb * 2**20:
+                self.reason = f"memory budget of {self.memory_mb} MB exceeded"
+        return self.reason is not None
 
 
 class _Outcome:
@@ -363,14 +385,19 @@ def _evidence(model: Model, key: Any, ops: list[Op], prepared: list[tuple[Any, A
     return evidence
 
 
-def check_ops(ops: list[Op], model: Model, timeout: float | None = None) -> dict[str, Any]:
+#: default memory budget: growth of resident memory during one check
+DEFAULT_MEMORY_MB = 1024
+
+
+def check_ops(ops: list[Op], model: Model, timeout: float | None = None,
+              memory_mb: float | None = DEFAULT_MEMORY_MB) -> dict[str, Any]:
     """Check operations (paired, as in :class:`History`) against ``model``.
 
     Partitions are searched in turns, a slice of steps each, so one that fails
     quickly is found even when another one is slow to search.
     """
     started = time.monotonic()
-    budget = _Budget(timeout)
+    budget = _Budget(timeout, memory_mb)
     partitions = model.partition(ops)
     keys = sorted(partitions, key=lambda k: (k is not None, repr(k)))
     result: dict[str, Any] = {"valid": True, "model": model.name,
@@ -431,7 +458,7 @@ def check_ops(ops: list[Op], model: Model, timeout: float | None = None) -> dict
         result["evidence"] = _evidence(model, key, part_ops, prepared, outcome, init_state)
         if failed is None:
             result["reason"] = (
-                f"time budget of {timeout} s exceeded (partition {key!r} among others); "
+                f"{budget.reason or 'budget exceeded'} (partition {key!r} among others); "
                 f"{checked} of {len(partitions)} partitions were checked linearizable")
     result["checked_partitions"] = checked
     result["search_steps"] = steps
@@ -440,7 +467,8 @@ def check_ops(ops: list[Op], model: Model, timeout: float | None = None) -> dict
 
 
 def check_history(history: History, model: Model | str | None = None, initial: Any = None,
-                  timeout: float | None = None) -> dict[str, Any]:
+                  timeout: float | None = None,
+                  memory_mb: float | None = DEFAULT_MEMORY_MB) -> dict[str, Any]:
     """Check a loaded history; ``model`` defaults to the one its format implies.
 
     Returns ``{"valid": True|False|"unknown", "model", "partitions", "ops",
@@ -450,7 +478,7 @@ def check_history(history: History, model: Model | str | None = None, initial: A
         model = history.default_model
     if isinstance(model, str):
         model = get_model(model, initial)
-    return check_ops(history.ops, model, timeout)
+    return check_ops(history.ops, model, timeout, memory_mb)
 
 
 __all__ = ["UNKNOWN", "check_history", "check_ops"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from checker.errors import InputError
 from checker.history import History, load_history
-from checker.linearizable import check_history
+from checker.linearizable import DEFAULT_MEMORY_MB, check_history
 from checker.models import ModelError, get_model
 
 HISTORY = "history.jsonl"
@@ -68,21 +68,23 @@ def _compose(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return compose(results)
 
 
-def check_linearizable(history: History, model: str, initial: Any,
-                       timeout: float | None) -> dict[str, Any]:
+def check_linearizable(history: History, model: str, initial: Any, timeout: float | None,
+                       memory_mb: float | None = DEFAULT_MEMORY_MB) -> dict[str, Any]:
     """Linearizability as a checker result; a model that cannot read the ops is ``unknown``."""
     try:
-        return check_history(history, get_model(model, initial), timeout=timeout)
+        return check_history(history, get_model(model, initial), timeout=timeout,
+                             memory_mb=memory_mb)
     except ModelError as exc:
         return {"valid": "unknown", "model": model,
                 "reason": f"the {model} model cannot check this history: {exc}"}
 
 
 def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None = None,
-            initial: Any = _ABSENT) -> dict[str, Any]:
+            initial: Any = _ABSENT, memory_mb: float | None = DEFAULT_MEMORY_MB) -> dict[str, Any]:
     """Every checker on a store run directory, composed (see checker/results.py).
 
-    ``model`` / ``initial`` override what ``test.json`` says. Raises
+    ``model`` / ``initial`` override what ``test.json`` says; ``timeout`` (s)
+    and ``memory_mb`` bound the linearizability search. Raises
     :class:`checker.errors.InputError` for a missing or malformed input file.
     """
     run_dir = Path(run_dir)
@@ -98,7 +100,7 @@ def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None
         init = None  # another model's initial value would not fit
     history = load_history(run_dir / HISTORY, format="jsonl")
     results: dict[str, dict[str, Any]] = {
-        "linearizable": check_linearizable(history, model_name, init, timeout),
+        "linearizable": check_linearizable(history, model_name, init, timeout, memory_mb),
     }
     observations_path = run_dir / OBSERVATIONS
     if observations_path.is_file():

@@ -134,6 +134,14 @@ def test_budget_gives_unknown_with_evidence_never_a_wrong_verdict() -> None:
             assert got in ("unknown", valid)
 
 
+def test_memory_budget_gives_unknown_with_reason() -> None:
+    hard = load_history(CORPUS / "etcd" / "etcd_099.log")
+    result = check_history(hard, "etcd", memory_mb=-1)  # any growth at all is too much
+    assert result["valid"] == "unknown"
+    assert "memory budget of -1 MB exceeded" in result["reason"]
+    assert check_history(hard, "etcd", memory_mb=None)["valid"] is False
+
+
 # ---------------------------------------------------------------------------
 # The oracle: every order consistent with real time, with an independent
 # sequential specification of raft_impl's key/value store.
