@@ -6,6 +6,21 @@ and ``term`` (see INTERFACES.md §1); entries travel as
 ``Message.from_wire`` validates field types, so a corrupt or hostile frame
 raises :class:`MessageError` (which the node turns into "drop the frame")
 instead of planting garbage in the Raft state.
+
+Wire fields besides ``type``, ``from``, ``to``, ``term``:
+
+=================  =============================================================
+``append``         ``prev_index``, ``prev_term``, ``entries``, ``commit``
+``append-resp``    ``index``, ``reject``, ``hint_index``, ``hint_term``
+``vote``           ``last_index``, ``last_term``
+``pre-vote``       ``last_index``, ``last_term`` (``term`` is the sender's term + 1)
+``vote-resp``      ``granted``
+``pre-vote-resp``  ``granted``
+``heartbeat``      ``commit``, ``seq``
+``heartbeat-resp`` ``seq``
+``snapshot``       ``snapshot``: ``[index, term, data]``
+``snapshot-resp``  ``index``, ``reject``
+=================  =============================================================
 """
 
 from __future__ import annotations
