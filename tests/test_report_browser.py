@@ -54,6 +54,11 @@ def _run(store: Path, kind: str) -> Path:
     return next(store.glob(f"raft-kv-{kind}/*"))
 
 
+@pytest.fixture(autouse=True)
+def _artifacts_dir() -> None:
+    ARTIFACTS.mkdir(exist_ok=True)  # tests may run on any xdist worker, in any order
+
+
 def open_page(browser, path: Path):
     """Open a file, collecting console errors and uncaught exceptions; returns (page, errors)."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -75,7 +80,6 @@ def open_page(browser, path: Path):
 def test_stale_read_first_screen_shows_read_missed_write_and_partition(browser, store) -> None:
     run_dir = _run(store, "stale-read")
     page, errors, _ = open_page(browser, run_dir / "report.html")
-    ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report-stale-read-first-screen.png"))
     op = planted_read(run_dir)
     viewport_height = page.viewport_size["height"]

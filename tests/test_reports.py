@@ -275,6 +275,8 @@ def test_history_report_from_a_porcupine_file(tmp_path: Path) -> None:
 
 def test_store_index_lists_runs_with_verdicts_and_links(runs) -> None:
     store = runs["valid"].parent.parent
+    for run_dir in runs.values():
+        render_run_report(run_dir)
     index = update_store_index(store).read_text()
     for kind, run_dir in runs.items():
         assert f"raft-kv-{kind}" in index
