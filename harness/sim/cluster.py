@@ -79,6 +79,10 @@ class SimCluster:
         self.clients = SimClients(self, test.workload.register().operations(seed))
         self.keys: dict[str, None] = {}
         self._observed_commit: dict[str, int] = {}
+        self._leading: set[str] = set()
+        self._leading_since = 0.0
+        self.split_brain_s = 0.0
+        self.leader_changes = 0
         self.workload_start = 0.0
 
     # -- wiring --------------------------------------------------------------------------
@@ -131,7 +135,27 @@ class SimCluster:
         self._history.write({"time": _ns(self.loop.now), "process": "nemesis", "type": "info",
                              "f": f, "value": value})
 
+    def _leadership(self, node_id: str, leads: bool) -> None:
+        """Keep the time during which two or more nodes believed they led (split brain):
+        a score the fuzzer steers toward, since many bugs only show then."""
+        was = len(self._leading)
+        if leads:
+            self._leading.add(node_id)
+        else:
+            self._leading.discard(node_id)
+        now = self.loop.now
+        if was >= 2:
+            self.split_brain_s += now - self._leading_since
+        self._leading_since = now
+        if leads and was < len(self._leading):
+            self.leader_changes += 1
+
     def observe(self, node_id: str | None, kind: str, **fields: Any) -> None:
+        if node_id is not None:
+            if kind == "role":
+                self._leadership(node_id, fields.get("role") == "leader")
+            elif kind in ("crash", "lose-unfsynced"):
+                self._leadership(node_id, False)
         record: dict[str, Any] = {"time": _ns(self.loop.now)}
         if node_id is not None:
             record["node"] = node_id

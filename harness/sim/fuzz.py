@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings, target
 from hypothesis import seed as hypothesis_seed
 
 from checker.results import failing_checkers
@@ -117,6 +117,10 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
         run_dir = scratch / f"example-{number}"
         try:
             result = simulate(test, run_dir)
+            # Steer the search toward tests where leadership is contested: most
+            # planted bugs only show while two nodes believe they lead.
+            target(result.stats["split_brain_s"], label="split-brain seconds")
+            target(float(result.stats["leader_changes"]), label="leader changes")
             if progress is not None:
                 progress(number, result)
             if result.valid is False:
@@ -134,7 +138,7 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
         max_examples=examples, deadline=None, database=None, derandomize=False,
         suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
         verbosity=Verbosity.quiet,
-        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     )(runner)
     if seed is not None:
         runner = hypothesis_seed(seed)(runner)

@@ -125,6 +125,8 @@ def simulate(test: SimTest, run_dir: str | Path, *, check: bool = True,
         "simulated_s": round(cluster.loop.now, 6),
         "ops": dict(cluster.clients.completed),
         "network": dict(cluster.network.counters),
+        "split_brain_s": round(cluster.split_brain_s, 3),
+        "leader_changes": cluster.leader_changes,
         "wall_s": round(simulated, 4),
     }
     results: dict[str, Any] = {"valid": "unknown", "reason": "not checked"}

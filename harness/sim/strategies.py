@@ -224,6 +224,9 @@ def workloads(time_limit: float | st.SearchStrategy[float] | None = None,
         concurrency=st.integers(2, 5),
         time_limit=limits,
         quiet=st.just(1.5),
+        # A shorter timeout retires stuck processes sooner, so clients spread over more
+        # nodes during a fault (a deposed leader keeps getting some of them).
+        op_timeout=st.sampled_from([1.0, 0.5]),
         retry_indefinite=retries,
     )
 
