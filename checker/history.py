@@ -303,16 +303,38 @@ class HistoryWriter:
 # not sure about (escapes, floats, nesting, tags, namespaced keywords) makes
 # the fast path give up, and the edn-format library parses that line instead.
 _EDN_TOKEN = re.compile(
-    r'[\s,]*(?:(?P<open>\[)|(?P<close>\])|(?P<str>"[^"\\]*")|(?P<int>-?\d+)(?![\w.])'
-    r"|(?P<kw>:[A-Za-z_*+!?<>=-][\w*+!?<>=.-]*)(?![/\w])|(?P<sym>nil|true|false)(?![\w-]))"
+    r'[\s,]*(?:(?P<open>\[)|(?P<close>\])|(?P<str>"[^"\\]*")|(?P<int>-?\d+)(?=[\s,\]]|$)'
+    r"|(?P<kw>:[A-Za-z_*+!?<>=-][\w*+!?<>=.-]*)(?=[\s,\]]|$)"
+    r"|(?P<sym>nil|true|false)(?=[\s,\]]|$))"
 )
 _EDN_SYMBOLS = {"nil": None, "true": True, "false": False}
+
+
+_KW = r"[A-Za-z_*+!?<>=-][\w*+!?<>=.-]*"
+_SCALAR = rf'nil|true|false|-?\d+|"[^"\\]*"|:{_KW}'
+_PAIR = rf"[\s,]*:({_KW})[\s,]+({_SCALAR})(?=[\s,}}])"
+# A whole line of keyword -> scalar pairs (the usual Jepsen line): two C-level passes.
+_FLAT_MAP = re.compile(rf"\{{(?:{_PAIR})*[\s,]*\}}")
+_FLAT_PAIR = re.compile(_PAIR)
+
+
+def _flat_scalar(text: str) -> Any:
+    first = text[0]
+    if first == '"':
+        return text[1:-1]
+    if first == ":":
+        return text[1:]
+    if text in _EDN_SYMBOLS:
+        return _EDN_SYMBOLS[text]
+    return int(text)
 
 
 def _fast_edn_map(text: str) -> dict[str, Any] | None:
     """Parse ``{:k v, ...}`` with flat scalar/vector values, or None if unsure."""
     if not (text.startswith("{") and text.endswith("}")):
         return None
+    if _FLAT_MAP.fullmatch(text):
+        return {key: _flat_scalar(value) for key, value in _FLAT_PAIR.findall(text)}
     body = text[1:-1]
     pos, end = 0, len(body)
     items: list[Any] = []
