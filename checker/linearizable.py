@@ -18,6 +18,19 @@ partition is searched on its own:
   +infinity): it may be linearized at any point after its call, or never.
   The partition is linearizable once every operation with a return entry is.
 
+Beyond plain WGL, four refinements keep Python fast enough (all are sound;
+the tests compare the verdicts with a brute-force search over every order):
+
+- a legal *read-only* operation is linearized at once without trying the
+  alternatives (moving a no-op earlier never breaks a valid order);
+- the model may say which states can still be reached (``reachability``): a
+  branch is dropped as soon as a waiting read, or one of the next reads not
+  yet invoked, can no longer be satisfied from the current state;
+- candidates that make a waiting read legal are tried first, and operations
+  of unknown outcome last (only the order of trying changes);
+- the model may leave out operations of unknown outcome whose effect nothing
+  could observe (``droppable``), which otherwise multiply the search.
+
 A budget bounds the search: ``timeout`` seconds, shared by all partitions,
 and ``memory_mb`` of growth of the process's resident memory (the cache is
 what grows). Past either, the verdict is ``"unknown"`` with the deepest
@@ -102,8 +115,11 @@ def _search(model: Model, init_state: Any, inputs: list[Any], outputs: list[Any]
     expanded in two phases. Phase A looks for an available read-only operation
     that is legal now; if there is one it is linearized *instead of* trying
     alternatives (a legal no-op can always be moved to the front of any valid
-    completion), so backtracking passes over such "forced" steps. Phase B tries
-    the other available operations one by one, as in plain WGL.
+    completion), so backtracking passes over such "forced" steps; with the
+    model's reachability predicate it also abandons the node if a waiting
+    read, or one of the next reads not yet invoked, has become unsatisfiable.
+    Phase B tries the other available operations one by one, as in plain WGL,
+    those that satisfy a waiting read first and those of unknown outcome last.
     """
     n = len(inputs)
     # Entries: 0..n-1 are calls (entry i is op i's call), n.. are the returns that exist.
