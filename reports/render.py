@@ -301,6 +301,12 @@ def build_context(
     focus: Focus | None = None
     if evidence is not None:
         focus = model.explain_lin_failure(history, evidence)
+        for name, checker in failing_leaves(result):  # the other failures, one line each
+            if lin is not None and name != lin[0]:
+                violation = _first_violation(checker)
+                message = violation.get("message") or checker.get("message") or ""
+                focus.details.append(f"Also failed: {name}" + (f": {message}" if message
+                                                                 else "") + ".")
     elif result.get("valid") is False:
         focus = _generic_focus(history, result, logs)
 
