@@ -176,15 +176,19 @@ class PySyncObjClient(Client):
             request["value"] = op["value"]
         elif op["f"] == "cas":
             request["expected"], request["value"] = op["value"]
-        is_read = op["f"] == "read"
+        # A read in log mode is a command like any other: once sent it may still
+        # be committed and applied later, and the log-order checker places it in
+        # real time by its log entry, so an unanswered one is info, not fail.
+        # Only stale reads (local, never logged) can safely be called failed.
+        may_take_effect = not (op["f"] == "read" and self.db.options.read_mode == "stale")
         while True:
             node = self.target
-            self.in_doubt = not is_read  # before the await: a timeout mid-request sees it
+            self.in_doubt = may_take_effect  # before the await: a timeout mid-request sees it
             try:
                 answer = await self._connection(node).request(request)
             except ConnectionLost as exc:
                 if exc.sent:
-                    kind = "fail" if is_read else "info"
+                    kind = "info" if may_take_effect else "fail"
                     return Completion(kind, error=f"connection lost: {exc}", node=node)
                 self.in_doubt = False
                 self.target = self._next_node(node)
@@ -194,7 +198,7 @@ class PySyncObjClient(Client):
                 self.in_doubt = False
                 return Completion("ok", value=answer.get("value"), node=node)
             error = answer.get("error") or "unknown-error"
-            if is_read or answer.get("definite", True):
+            if not may_take_effect or answer.get("definite", True):
                 self.in_doubt = False
                 return Completion("fail", error=error, node=node)
             return Completion("info", error=error, node=node)
