@@ -36,6 +36,9 @@ class DiskImage:
             self.hard_state = payload
         elif kind == "entries":
             assert isinstance(payload, list)
+            floor = self.snapshot.meta.index if self.snapshot is not None else 0
+            if payload and payload[0].index <= floor:
+                payload = [e for e in payload if e.index > floor]  # already in the snapshot
             if not payload:
                 return
             first = payload[0].index
@@ -72,6 +75,13 @@ class SimDisk:
         self.fsyncs = 0
 
     def write(self, record: Record) -> None:
+        self.unsynced.append(record)
+
+    def write_durable(self, record: Record) -> None:
+        """A file written whole and fsynced on its own (a snapshot): durable at once,
+        whatever is still unsynced in the log. It is also kept in the unsynced tail so a
+        later replay of that tail keeps the order (snapshot records are idempotent)."""
+        self.durable.apply(record)
         self.unsynced.append(record)
 
     def fsync(self) -> None:

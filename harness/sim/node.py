@@ -9,6 +9,11 @@ modes), and takes snapshots to compact its log. The node-level planted bugs
 are modelled here too: ``ack-before-fsync`` sends and acknowledges before the
 fsync (which then happens lazily), ``forget-vote`` never persists the vote,
 ``no-dedup`` turns off the state machine's session table.
+
+``ack-before-fsync`` follows the real node: its WAL is never fsynced (writes
+reach the page cache only), and it sends and applies at once. A SIGKILL loses
+nothing then; a machine crash (``lose-unfsynced``) loses everything the WAL
+got since the start.
 """
 
 from __future__ import annotations
@@ -28,9 +33,6 @@ if TYPE_CHECKING:
 
 #: A reply callback: the answer map, or None when the connection was lost.
 Reply = Callable[[dict[str, Any] | None], None]
-
-#: How long a node with ``ack-before-fsync`` lets written data sit before its lazy fsync.
-LAZY_FSYNC_INTERVAL = 0.2
 
 
 class SimNode:
@@ -62,7 +64,6 @@ class SimNode:
         self._next_ctx = 0
         self._snapshot_index = 0
         self._applied_term = 0
-        self._lazy_fsync_armed = False
 
     # -- clock ---------------------------------------------------------------------------
 
@@ -113,7 +114,6 @@ class SimNode:
         self._proposals.clear()
         self._reads.clear()
         self._ready_reads.clear()
-        self._lazy_fsync_armed = False
         for reply in self._inflight:
             reply(None)  # the client's connection breaks: outcome unknown
         self._inflight.clear()
@@ -183,8 +183,6 @@ class SimNode:
                 latency = self.cluster.fsync_latency()
                 self.loop.call_later(latency, self._fsynced, self.incarnation, ready)
                 return
-            if wrote:
-                self._arm_lazy_fsync()
             self._finish(ready)
             core = self.core
 
@@ -192,7 +190,8 @@ class SimNode:
         disk = self.disk
         wrote = False
         if ready.snapshot is not None:
-            disk.write(("snapshot", ready.snapshot))
+            # The snapshot file is written and fsynced on its own, as the real node does.
+            disk.write_durable(("snapshot", ready.snapshot))
             wrote = True
         if ready.entries:
             disk.write(("entries", list(ready.entries)))
@@ -215,17 +214,6 @@ class SimNode:
         self._busy = False
         self._finish(ready)
         self._drain()
-
-    def _arm_lazy_fsync(self) -> None:
-        if self._lazy_fsync_armed:
-            return
-        self._lazy_fsync_armed = True
-        self.loop.call_later(LAZY_FSYNC_INTERVAL, self._lazy_fsync, self.incarnation)
-
-    def _lazy_fsync(self, incarnation: int) -> None:
-        if self.up and incarnation == self.incarnation:
-            self._lazy_fsync_armed = False
-            self.disk.fsync()
 
     def _finish(self, ready: Any) -> None:
         """After persistence: send, install, apply, serve reads, then advance the core."""
@@ -298,9 +286,8 @@ class SimNode:
         # collector may miss them between two polls, the simulator need not.
         self.cluster.observe_log(self.id)
         snapshot = Snapshot(SnapshotMeta(applied, self._applied_term), self.kv.snapshot())
-        # A snapshot file is written whole and fsynced before the log is cut.
-        self.disk.write(("compact", snapshot))
-        self.disk.fsync()
+        # A snapshot file is written whole and fsynced on its own before the log is cut.
+        self.disk.write_durable(("compact", snapshot))
         core.compact(snapshot)
         self._snapshot_index = applied
 
@@ -329,11 +316,8 @@ class SimNode:
 
     def _not_leader(self, request: dict[str, Any]) -> dict[str, Any]:
         leader = self.core.leader_id if self.core is not None else None
-        answer: dict[str, Any] = {"id": request.get("id"), "ok": False, "error": "not-leader",
-                                  "definite": True}
-        if leader is not None and leader != self.id:
-            answer["leader"] = leader
-        return answer
+        return {"id": request.get("id"), "ok": False, "error": "not-leader", "leader": leader,
+                "definite": True}
 
     def _local_read(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"id": request.get("id"), "ok": True, "value": self.kv.read(request["key"]),
