@@ -78,3 +78,18 @@ def test_cluster_fixture_is_available(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest("-p", "no:randomly", "-q").assert_outcomes(passed=1)
+
+
+def test_cluster_fixture_runs_real_processes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_real(cluster):
+            result = cluster.run(nodes=3, time_limit=2, rate=20, quiet_period=0.5,
+                                 render_report=False)
+            assert result.kind == "real" and result.run_dir.is_dir()
+            assert (result.run_dir / "history.jsonl").stat().st_size > 0
+            result.assert_valid()
+        """
+    )
+    outcome = pytester.runpytest("-p", "no:randomly", "-q")
+    outcome.assert_outcomes(passed=1)
