@@ -98,7 +98,8 @@ def apply_entry(cluster: SimCluster, entry: dict[str, Any], position: int) -> No
 def _clock(cluster: SimCluster, value: dict[str, Any], rng: random.Random) -> Any:
     if value.get("reset"):
         for node in cluster.nodes.values():
-            node.clock_offset, node.clock_rate, node.strobe = 0.0, 1.0, None
+            node.set_clock(0.0, 1.0)
+            node.strobe = None
         return value
     targets = resolve_target(value["targets"], cluster.node_ids, cluster.leader(), rng)
     for node_id in targets:
@@ -108,7 +109,7 @@ def _clock(cluster: SimCluster, value: dict[str, Any], rng: random.Random) -> An
             node.strobe = (strobe["delta"], strobe["period"])
             cluster.loop.call_later(strobe["duration"], _end_strobe, node, node.strobe)
         else:
-            node.clock_offset, node.clock_rate = value["offset"], value["rate"]
+            node.set_clock(value["offset"], value["rate"])
     return {**value, "nodes": targets}
 
 

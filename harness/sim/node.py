@@ -51,9 +51,11 @@ class SimNode:
         self.incarnation = 0
         self.core: RaftCore | None = None
         self.kv: Any = None
-        # clock := offset + rate * virtual time (+ strobe)
+        # The real node's clock: real + offset + (rate - 1) * (real - set_at), a bump
+        # and a speed from the moment it was set, without a jump (plus a strobe).
         self.clock_offset = 0.0
         self.clock_rate = 1.0
+        self.clock_set_at = 0.0
         self.strobe: tuple[float, float] | None = None  # (delta, period)
         self._busy = False  # a Ready is waiting for its fsync
         self._backlog: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
@@ -69,12 +71,16 @@ class SimNode:
 
     def clock(self) -> float:
         t = self.loop.now
-        value = self.clock_offset + self.clock_rate * t
+        value = t + self.clock_offset + (self.clock_rate - 1.0) * (t - self.clock_set_at)
         if self.strobe is not None:
             delta, period = self.strobe
             if period > 0 and int(t / period) % 2:
                 value += delta
         return value
+
+    def set_clock(self, offset: float, rate: float) -> None:
+        """The ``clock`` admin op of the real node."""
+        self.clock_offset, self.clock_rate, self.clock_set_at = offset, rate, self.loop.now
 
     # -- lifecycle -----------------------------------------------------------------------
 
