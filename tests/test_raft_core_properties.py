@@ -120,7 +120,9 @@ def test_known_malformed_maps_are_rejected() -> None:
 # --------------------------------------------------------------------- safety under chaos
 
 NODES = ["n1", "n2", "n3"]
-TARGETS = [0, 1, 2, "leader"]
+#: a node by number, the leader of the highest term, or the leader of the lowest term (a
+#: deposed leader that has not noticed yet, when there are two)
+TARGETS = [0, 1, 2, "leader", "oldest-leader"]
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,12 @@ def run_chaos(
     proposals = reads = 0
 
     def target(which: int | str) -> str | None:
-        return cluster.leader() if which == "leader" else NODES[int(which)]
+        if which == "leader":
+            return cluster.leader()
+        if which == "oldest-leader":
+            leaders = sorted(cluster.leaders(), key=lambda i: cluster.core(i).term)
+            return leaders[0] if leaders else None
+        return NODES[int(which)]
 
     for kind, arg in schedule:
         if kind == "run":
