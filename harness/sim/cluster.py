@@ -40,6 +40,8 @@ OBSERVE_INTERVAL = 1.0
 ELECTION_WAIT = 5.0
 #: After the final reads: time for followers to apply the last commits.
 SETTLE = 0.5
+#: Longest wait for every node to reach the same applied index before the final digests.
+CONVERGENCE_WAIT = 5.0
 
 
 def _ns(seconds: float) -> int:
@@ -218,7 +220,22 @@ class SimCluster:
         self.clients.final_reads(list(self.keys), self.workload.final_read_timeout)
         self._drain_clients()
         loop.run_until(loop.now + SETTLE)
+        self._await_convergence(CONVERGENCE_WAIT)
         self.finish_observations()
+
+    def _await_convergence(self, within: float) -> bool:
+        """Wait (as the real run does) until every node has applied the same index, so
+        their digests are comparable; give up after ``within`` simulated seconds."""
+        loop = self.loop
+        deadline = loop.now + within
+        while True:
+            nodes = self.nodes.values()
+            applied = {node.kv.applied for node in nodes if node.up and node.kv is not None}
+            if all(node.up for node in nodes) and len(applied) == 1:
+                return True
+            if loop.now >= deadline:
+                return False
+            loop.run_until(loop.now + 0.1)
 
     def _drain_clients(self) -> None:
         loop = self.loop
