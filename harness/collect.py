@@ -75,6 +75,8 @@ class Collector:
         self.latest_status: dict[str, dict[str, Any]] = {}
         self.rounds = 0
         self.unsupported: set[str] = set()
+        #: What the DB said when it could not give something (kept for test.json).
+        self.unsupported_reasons: dict[str, str] = {}
         self.unexpected_exits: list[str] = []
         self._commit_seen: dict[str, int] = {}
         self._needs_full: set[str] = set(nodes)
@@ -145,8 +147,9 @@ class Collector:
             return
         try:
             status = await self.db.status(node)
-        except Unsupported:
+        except Unsupported as exc:
             self.unsupported.add("status")
+            self.unsupported_reasons["status"] = str(exc)
             return
         self.latest_status[node] = status
         self.writer.write(
@@ -167,8 +170,9 @@ class Collector:
         from_index = None if full or seen is None else max(1, seen - OVERLAP)
         try:
             dump = await self.db.log(node, from_index)
-        except Unsupported:
+        except Unsupported as exc:
             self.unsupported.add("log")
+            self.unsupported_reasons["log"] = str(exc)
             return
         fields: dict[str, Any] = {
             "commit": dump.get("commit"),
@@ -188,8 +192,9 @@ class Collector:
             return
         try:
             digest = await self.db.state_digest(node)
-        except Unsupported:
+        except Unsupported as exc:
             self.unsupported.add("digest")
+            self.unsupported_reasons["digest"] = str(exc)
             return
         self.writer.write(
             "digest", node, applied=digest.get("applied"), digest=digest.get("digest")

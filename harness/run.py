@@ -242,6 +242,9 @@ async def execute(
         facts["stats"] = state.stats.to_json()
         facts["observations"] = observations.count
         facts["unexpected_node_exits"] = list(collector.unexpected_exits)
+        # Why some observations are missing (e.g. etcd has no log dump): the
+        # log-order checks then say unknown, and this says why.
+        facts["unobservable"] = dict(collector.unsupported_reasons)
         facts["heal_errors"] = state.heal_errors
     return facts
 
@@ -475,6 +478,9 @@ def run_test(config: RunConfig) -> RunOutcome:
                 "error": f"checkers failed: {type(exc).__name__}: {exc}",
             }
         outcome.timings["check_seconds"] = round(time.monotonic() - checked, 3)
+        log_order = (results.get("checkers") or {}).get("log-order")
+        if test.get("unobservable") and isinstance(log_order, dict):
+            log_order["unobservable"] = test["unobservable"]
         outcome.results = results
         store.write_json(run_dir / store.RESULTS, results)
         outcome.exit_code = exit_code_for(results)

@@ -116,6 +116,7 @@ def test_short_etcd_run_with_faults_is_linearizable_and_log_checks_say_unknown(t
     assert log_order["valid"] == "unknown"
     agreement = log_order["checkers"]["log-agreement"]
     assert agreement["valid"] == "unknown" and "no log dumps" in agreement["reason"]
+    assert "no dump of its Raft log" in log_order["unobservable"]["log"]
     assert outcome.exit_code == 2  # unknown overall, never "valid"
     history = [json.loads(line) for line in (outcome.run_dir / "history.jsonl").open()]
     faults = {e["f"] for e in history if e.get("process") == "nemesis"}

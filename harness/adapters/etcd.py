@@ -272,6 +272,12 @@ class EtcdDB(ProcessDB):
         leaders = [(s["term"], n) for n, s in statuses.items() if s["role"] == "leader"]
         return max(leaders)[1] if leaders else None
 
+    async def state_digest(self, node_id: str) -> dict[str, Any]:
+        raise Unsupported(
+            "etcd 3.4's JSON gateway has no per-revision key/value hash (HashKV), so "
+            "applied-state digests cannot be compared"
+        )
+
     async def log(self, node_id: str, from_index: int | None = None) -> dict[str, Any]:
         raise Unsupported(
             "etcd exposes no dump of its Raft log to clients, so log agreement, durability "
