@@ -209,10 +209,12 @@ class RaftCore:
         self._leader: str | None = None
         self._last_leader_contact = float("-inf")
         # A restarted node may have acked a leader's heartbeat just before it went down, and
-        # that leader may still hold a read lease counting on that ack. So a fresh node does
-        # not help elect anyone for one minimum election timeout (only with check-quorum,
-        # which is what makes leases sound). Costs at most that much extra election delay.
-        self._vote_embargo_until = now + config.election_timeout_min if config.check_quorum else now
+        # that leader may still hold a read lease counting on that ack. So with lease reads
+        # a fresh node does not help elect anyone for one minimum election timeout (only
+        # with check-quorum, which is what makes leases sound). Costs at most that much
+        # extra election delay; other read modes do not need it.
+        lease = config.read_mode == "lease" and config.check_quorum
+        self._vote_embargo_until = now + config.election_timeout_min if lease else now
         self._election_timeout = 0.0
         self._election_deadline = 0.0
         self._votes: dict[str, bool] = {}

@@ -4,12 +4,14 @@ read bugs (stale-leader-read, no-noop, lease-too-long) make stale reads possible
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 from raft_sim_helpers import FAST, SimCluster, with_bugs
 
-from raft_impl.core import LEADER, ReadState
-from raft_impl.messages import AppendEntries, Heartbeat
+from raft_impl.core import LEADER, RaftCore, ReadState
+from raft_impl.messages import AppendEntries, Heartbeat, RequestVote, VoteResponse
+from raft_impl.types import HardState
 
 LEASE = replace(FAST, read_mode="lease")
 
@@ -164,3 +166,17 @@ def test_lease_never_outlives_the_election_of_a_new_leader() -> None:
 def test_lease_too_long_bug_serves_stale_reads_after_a_new_leader() -> None:
     states = _lease_read_after_new_leader(with_bugs(LEASE, "lease-too-long"))
     assert [s.ctx for s in states] == [4]
+
+
+def test_with_leases_a_restarted_node_waits_an_election_timeout_before_voting() -> None:
+    # It may have acked the lease of a leader just before crashing; voting at once could
+    # elect a second leader while that lease still runs.
+    for config, granted_early in ((LEASE, False), (FAST, True)):
+        core = RaftCore("n1", ["n1", "n2", "n3"], config, random.Random(0), HardState(term=2),
+                        None, [], now=10.0)
+        core.step(RequestVote("n2", "n1", 3, 0, 0), 10.1)
+        early = [m.granted for m in core.ready().messages if isinstance(m, VoteResponse)]
+        assert early == ([True] if granted_early else [])
+        core.step(RequestVote("n3", "n1", 4, 0, 0), 10.0 + config.election_timeout_min)
+        late = [m for m in core.ready().messages if isinstance(m, VoteResponse)]
+        assert late[-1].granted and late[-1].to == "n3"
