@@ -167,17 +167,20 @@ class Node:
     # -- PySyncObj's thread -> Trio ---------------------------------------------------
 
     def _on_state_changed(self, old: int, new: int) -> None:
-        """Called on PySyncObj's thread; printing goes through Trio (one writer)."""
-        with contextlib.suppress(trio.RunFinishedError):
-            self.token.run_sync_soon(self._emit_role, new)
+        """Called on PySyncObj's thread, where its state may be read safely.
 
-    def _emit_role(self, state: int) -> None:
-        status = self.kv.getStatus()
-        leader = status.get("leader")
-        event = {"event": "role", "term": status.get("raft_term"), "role": ROLES.get(state)}
-        if leader is not None:
-            event["leader"] = self.names.get(str(leader))
-        emit(event)
+        The event is built here and printed by Trio (one writer of stdout).
+        It may fire while ``SyncObj.__init__`` still runs (its thread starts
+        there), before ``self.kv`` exists: then the term is not known yet.
+        """
+        kv = getattr(self, "kv", None)
+        event: dict[str, Any] = {"event": "role", "role": ROLES.get(new)}
+        if kv is not None:
+            event["term"] = kv.raftCurrentTerm
+            if new == 2:  # a follower's leader is still the old one at this instant
+                event["leader"] = self.id
+        with contextlib.suppress(trio.RunFinishedError):
+            self.token.run_sync_soon(emit, event)
 
     async def replicate(self, method: Any, *args: Any) -> tuple[Any, int | None]:
         """Run a replicated command; (result, FAIL_REASON) or (None, None) on timeout."""
