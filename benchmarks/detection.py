@@ -212,10 +212,10 @@ PLANS: dict[str, Plan] = {
         why="a deposed leader behind a partition keeps serving read-index reads",
     ),
     "no-noop": Plan(
-        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.6, delay=0.08),
+        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.3, loss=0.35),
         mix=READ_HEAVY, rate=250, keys=2,
-        why="a fresh leader serves reads at the commit index it inherited, before it knows "
-            "what its predecessor committed",
+        why="lost messages leave followers behind the leader's commit index; the next "
+            "leader serves reads at that stale index when it has no entry of its own term",
     ),
     "lease-too-long": Plan(
         schedule=lambda t: isolate_leader_schedule(t, pause=True), read_mode="lease",
