@@ -284,7 +284,12 @@ def _times_in(value: Any) -> Any:
             yield from _times_in(item)
 
 
-def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str) -> dict[str, Any]:
+def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str,
+            control: bool = False) -> dict[str, Any]:
+    """``runs`` runs of the bug's plan; with ``control`` the same plan without the bug.
+
+    A control run that comes out invalid is a false alarm of the harness.
+    """
     plan = PLANS.get(bug, DEFAULT_PLAN)
     detected, seconds, caught_by, verdicts = 0, [], set(), []
     schedule_file = None
@@ -305,7 +310,7 @@ def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str) -> di
             nemesis_schedule=str(schedule_file) if schedule_file else None,
             nemesis_interval=plan.interval,
             read_mode=plan.read_mode,
-            bugs=[bug],
+            bugs=[] if control else [bug],
             seed=seed + i,
             store=store,
             retry_indefinite=plan.retry_indefinite,
@@ -358,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1000, help="seed of the first run of a bug")
     parser.add_argument("--store", default="store/detection", help="store directory")
     parser.add_argument("--json", action="store_true", help="print the matrix as JSON")
+    parser.add_argument("--control", action="store_true",
+                        help="run each plan WITHOUT its bug: every detection is a false alarm")
     args = parser.parse_args(argv)
     if not 0 < args.time_limit <= 60:
         parser.error("--time-limit must be in (0, 60]")
@@ -370,13 +377,15 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     rows = []
     for bug in bugs:
-        row = run_bug(bug, args.runs, args.time_limit, args.seed, args.store)
+        row = run_bug(bug, args.runs, args.time_limit, args.seed, args.store, args.control)
+        row["control"] = args.control
         rows.append(row)
         median = row["median_seconds_to_anomaly"]
         line = (
             f"{bug:24} {row['detected']}/{row['runs']}  "
             f"median {'-' if median is None else f'{median:.1f} s':>8}  "
             f"{', '.join(row['caught_by']) or '-'}"
+            + ("   (control: false alarms)" if args.control else "")
         )
         # With --json the table rows still show progress, on stderr.
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -386,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
                           "elapsed_seconds": elapsed, "bugs": rows}, indent=2))
     else:
         print(f"({elapsed} s in all)")
+    if args.control:
+        return 0 if all(row["detected"] == 0 for row in rows) else 1
     return 0 if all(row["detected"] * 5 >= row["runs"] * 4 for row in rows) else 1
 
 
