@@ -225,20 +225,21 @@ async def run_benchmark(args: argparse.Namespace) -> dict:
                         if args.ops and len(measurement.latencies) >= args.ops:
                             return
 
-            async def measure_cpu() -> None:
-                await trio.sleep_until(trio.current_time() + (measure_from - time.perf_counter()))
-                node_before = cpu_seconds(target.pids())
-                client_before = time.process_time()
-                await trio.sleep_until(trio.current_time() + (stop_at - time.perf_counter()))
-                measurement.node_cpu = cpu_seconds(target.pids()) - node_before
-                measurement.client_cpu = time.process_time() - client_before
+            cpu_start: list[float] = []
+
+            async def start_cpu_clock() -> None:
+                await trio.sleep(max(0.0, measure_from - time.perf_counter()))
+                cpu_start[:] = [cpu_seconds(target.pids()), time.process_time()]
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(sample_rss)
-                nursery.start_soon(measure_cpu)
+                nursery.start_soon(start_cpu_clock)
                 async with trio.open_nursery() as workers:
                     for i in range(args.clients):
                         workers.start_soon(worker, i)
+                if cpu_start:
+                    measurement.node_cpu = cpu_seconds(target.pids()) - cpu_start[0]
+                    measurement.client_cpu = time.process_time() - cpu_start[1]
                 nursery.cancel_scope.cancel()
             elapsed = min(time.perf_counter(), stop_at) - measure_from
     latencies = sorted(measurement.latencies)
