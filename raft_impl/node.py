@@ -339,6 +339,10 @@ class Node:
         assert core is not None
         while True:
             await self._wake.wait()
+            # One scheduling round first: every task that became runnable with the same
+            # network poll (other clients' requests, peers' acks) gets to step the core,
+            # so all of it lands in one Ready instead of one Ready each.
+            await trio.lowlevel.checkpoint()
             self._wake = trio.Event()
             while core.has_ready():
                 await self._handle_ready(core.ready())
