@@ -37,7 +37,7 @@ def test_correct_implementation_passes_a_short_fuzz(tmp_path) -> None:
 
 @pytest.mark.parametrize(("bug", "replays"), [("no-dedup", 2), ("commit-without-quorum", 1)])
 def test_planted_bug_is_found_shrunk_and_replayed(tmp_path, capsys, bug, replays) -> None:
-    outcome = fuzz(examples=400, bugs=[bug], seed=1, store_dir=tmp_path, shrink_seconds=20)
+    outcome = fuzz(examples=400, bugs=[bug], seed=1, store_dir=tmp_path, shrink_seconds=60)
     assert outcome.found, f"{bug} not found in {outcome.examples} examples"
     assert outcome.faults is not None and outcome.faults <= 5, outcome.failure
     assert outcome.repro is not None and outcome.repro.is_file()

@@ -66,6 +66,7 @@ class SimNode:
         self._next_ctx = 0
         self._snapshot_index = 0
         self._applied_term = 0
+        self._duplicates: dict[int, bool] = {}
 
     # -- clock ---------------------------------------------------------------------------
 
@@ -89,6 +90,7 @@ class SimNode:
             return
         image = self.disk.image()
         self.kv = statemachine.new_state_machine(self.bugs)
+        self._duplicates = {}
         applied = 0
         if image.snapshot is not None:
             self.kv.restore(image.snapshot.data)
@@ -105,6 +107,7 @@ class SimNode:
         self.incarnation += 1
         if self.incarnation > 1:
             self.cluster.observe(self.id, "restart")
+            self.cluster.observe_log(self.id, full_log=True)  # what survived on disk
         self._schedule_tick(self.incarnation)
 
     def crash(self, lose_unfsynced: bool = False, torn: bool = False) -> None:
@@ -236,6 +239,7 @@ class SimNode:
         if ready.snapshot is not None:
             self.kv = statemachine.new_state_machine(self.bugs)
             self.kv.restore(ready.snapshot.data)
+            self._duplicates = {}
             self._snapshot_index = ready.snapshot.meta.index
             self._applied_term = ready.snapshot.meta.term
         for entry in ready.committed_entries:
@@ -253,8 +257,11 @@ class SimNode:
     def _apply(self, entry: Any) -> None:
         if entry.index <= self.kv.applied:
             return
+        duplicate = self._is_retry(entry)
         command, result = self.kv.apply_entry(entry)
         self._applied_term = entry.term
+        if duplicate is not None:
+            self._duplicates[entry.index] = duplicate
         pending = self._proposals.pop(entry.index, None)
         if pending is None:
             return
@@ -265,6 +272,17 @@ class SimNode:
             # Another leader's entry took this index: ours was never committed here.
             self._answer(reply, {"id": request.get("id"), "ok": False,
                                  "error": "leadership-lost", "definite": False})
+
+    def _is_retry(self, entry: Any) -> bool | None:
+        """Will the state machine skip this command as a retry of its session? (The
+        log-order checker's ``duplicate`` flag; None for entries without a session.)"""
+        command = statemachine.entry_command(entry)
+        if command is None or command.client is None or command.seq is None:
+            return None
+        if not self.kv.dedup:
+            return False
+        session = self.kv.sessions.get(command.client)
+        return session is not None and command.seq <= session[0]
 
     def _serve_reads(self) -> None:
         if not self._ready_reads:
@@ -296,6 +314,7 @@ class SimNode:
         self.disk.write_durable(("compact", snapshot))
         core.compact(snapshot)
         self._snapshot_index = applied
+        self._duplicates = {i: d for i, d in self._duplicates.items() if i > applied}
 
     def _lost_leadership(self) -> None:
         """Proposals of a deposed leader may or may not commit: their outcome is unknown."""
@@ -370,10 +389,14 @@ class SimNode:
         entries = []
         for entry in core.entries(lo, core.last_index + 1):
             command = statemachine.entry_command(entry)
-            entries.append({"index": entry.index, "term": entry.term,
-                            "client": None if command is None else command.client,
-                            "seq": None if command is None else command.seq,
-                            "digest": entry.digest()})
+            described = {"index": entry.index, "term": entry.term,
+                         "client": None if command is None else command.client,
+                         "seq": None if command is None else command.seq,
+                         "digest": entry.digest()}
+            duplicate = self._duplicates.get(entry.index)
+            if duplicate is not None and entry.index <= self.kv.applied:
+                described["duplicate"] = duplicate
+            entries.append(described)
         snapshot_index = core.first_index - 1
         dump: dict[str, Any] = {
             "commit": core.commit_index, "snapshot_index": snapshot_index,
