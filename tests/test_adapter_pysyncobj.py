@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-pysyncobj = pytest.importorskip(
+pytest.importorskip(
     "pysyncobj", reason="PySyncObj is not installed: pip install -e '.[adapters]'"
 )
 
-from harness.adapters.pysyncobj_node import describe_entry, parse_args  # noqa: E402
-from harness.run import RunConfig, run_test  # noqa: E402
+# Imported after PySyncObj on purpose: this module repairs socket.inet_ntop, which
+# importing PySyncObj breaks for the whole process (and so for the other tests here).
+from harness.adapters.pysyncobj_node import describe_entry, parse_args
+from harness.run import RunConfig, run_test
 
 
 def short_schedule(tmp_path: Path, partitions: bool) -> Path:
@@ -97,3 +99,9 @@ def test_log_entries_carry_the_session_of_their_command() -> None:
     assert pending["digest"] == entry["digest"]  # same command, same term: same digest
     noop = describe_entry(b"\x01", 14, 4, applied=0, method_names={})
     assert (noop["op"], noop["client"], noop["seq"]) == ("no-op", None, None)
+
+
+def test_importing_the_node_leaves_socket_inet_ntop_working() -> None:
+    import socket
+
+    assert socket.inet_ntop(socket.AF_INET, bytes([127, 0, 0, 1])) == "127.0.0.1"

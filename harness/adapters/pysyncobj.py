@@ -21,6 +21,7 @@ cache, and the harness cannot drop pages).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,10 @@ class PySyncObjDB(ProcessDB):
             )
         if self.options.bugs:
             raise ValueError("planted bugs (--bug) exist only in raft_impl")
-        try:
-            import pysyncobj  # noqa: F401
-        except ImportError as exc:
-            raise DBError(
-                "PySyncObj is not installed: .venv/bin/pip install -e '.[adapters]'"
-            ) from exc
+        # Looked up, not imported: importing PySyncObj breaks socket.inet_ntop in the
+        # importing process (see pysyncobj_node), and only the nodes need it.
+        if importlib.util.find_spec("pysyncobj") is None:
+            raise DBError("PySyncObj is not installed: .venv/bin/pip install -e '.[adapters]'")
         #: node -> the incarnation whose ``ready`` event was seen.
         self._ready: dict[str, int] = {}
 

@@ -31,11 +31,13 @@ are indefinite (``definite: false``).
 
 from __future__ import annotations
 
+import _socket
 import argparse
 import collections
 import contextlib
 import hashlib
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,6 +47,12 @@ from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj import pickle as pysyncobj_pickle
 
 from raft_impl.wire import FrameDecoder, FrameError, encode_frame
+
+# PySyncObj 0.3.17 (pysyncobj/win_inet_pton.py, imported by its TCP transport)
+# replaces socket.inet_ntop with a Windows-only version on every OS, which then
+# raises TypeError for anyone in the process (psutil, for one). Put back the
+# real one, which the C module still has.
+socket.inet_ntop = _socket.inet_ntop
 
 #: Seconds a command may wait for PySyncObj before the node answers "unknown".
 COMMAND_DEADLINE = 10.0
