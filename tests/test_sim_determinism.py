@@ -108,3 +108,25 @@ def test_stale_reads_are_caught_in_stale_mode(tmp_path) -> None:
                        schedule=tuple(schedule), seed=seed)
         verdicts.append(simulate(test, tmp_path / f"{seed}").valid)
     assert False in verdicts
+
+
+def test_history_is_identical_across_processes(tmp_path) -> None:
+    """No hidden dependence on hash randomization or process state."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, json; from harness.sim import SimTest, simulate; "
+        "t = SimTest.from_json(json.loads(sys.argv[1])); "
+        "simulate(t, sys.argv[2], check=False)"
+    )
+    test = json.dumps(_test(9, snapshot_threshold=40).to_json())
+    digests = []
+    for hash_seed in ("1", "777"):
+        run_dir = tmp_path / hash_seed
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        subprocess.run([sys.executable, "-c", script, test, str(run_dir)], check=True,
+                       env=env, timeout=120)
+        digests.append(_digest(run_dir / "history.jsonl"))
+    assert digests[0] == digests[1]
