@@ -6,8 +6,10 @@ A Jepsen-style test in a user's suite is a few lines::
         sim_cluster.run(nemesis="partition,kill", time_limit=10).assert_valid()
 
     def test_finds_the_bug(sim_cluster):
-        result = sim_cluster.run(nemesis="partition", bugs=["commit-without-quorum"])
-        assert result.valid is False, result.describe()
+        schedule = [{"at": 0.5, "f": "partition", "value": {"shape": "isolate-leader"}},
+                    {"at": 3.0, "f": "heal", "value": None}]
+        sim_cluster.run(schedule=schedule, bugs=["stale-leader-read"],
+                        cluster={"check_quorum": False}, seed=0).assert_invalid()
 
     def test_fuzz(sim_cluster):
         sim_cluster.fuzz(examples=50).assert_valid()

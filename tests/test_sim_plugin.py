@@ -16,8 +16,9 @@ def test_sim_cluster_fixture_runs_a_jepsen_style_test(pytester: pytest.Pytester)
         def test_planted_bug_is_caught(sim_cluster):
             result = sim_cluster.run(
                 schedule=[{"at": 0.5, "f": "partition", "value": {"shape": "isolate-leader"}},
-                          {"at": 2.5, "f": "heal", "value": None}],
-                bugs=["commit-without-quorum"], time_limit=3, quiet=1)
+                          {"at": 3.0, "f": "heal", "value": None}],
+                bugs=["stale-leader-read"], cluster={"check_quorum": False},
+                time_limit=3.5, quiet=1, seed=0)
             result.assert_invalid()
             assert result.run_dir.is_dir()
         """
@@ -33,8 +34,9 @@ def test_failing_test_prints_run_directory_and_report(pytester: pytest.Pytester)
         def test_expects_valid_but_bug_is_on(sim_cluster):
             sim_cluster.run(
                 schedule=[{"at": 0.5, "f": "partition", "value": {"shape": "isolate-leader"}},
-                          {"at": 2.5, "f": "heal", "value": None}],
-                bugs=["commit-without-quorum"], time_limit=3, quiet=1).assert_valid()
+                          {"at": 3.0, "f": "heal", "value": None}],
+                bugs=["stale-leader-read"], cluster={"check_quorum": False},
+                time_limit=3.5, quiet=1, seed=0).assert_valid()
         """
     )
     outcome = pytester.runpytest("-p", "no:randomly", "-q", f"--splitbrain-store={store}",
