@@ -82,6 +82,7 @@ def _positive(value: int | float | None, what: str) -> None:
 
 
 def run_fuzz(args: argparse.Namespace) -> int:
+    from checker.results import failing_checkers
     from harness.sim.fuzz import fuzz
     from raft_impl.bugs import validate_bugs
 
@@ -95,10 +96,18 @@ def run_fuzz(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     out = sys.stderr
 
+    failed: list[int] = []
+
     def progress(number: int, result: Any) -> None:
-        if not args.quiet and (number % 50 == 0 or result.valid is False):
-            mark = "FAIL" if result.valid is False else "ok"
-            print(f"  example {number}: {mark}", file=out, flush=True)
+        if args.quiet:
+            return
+        if result.valid is False and not failed:
+            failed.append(number)
+            print(f"  test {number} fails ({', '.join(failing_checkers(result.results))}); "
+                  "shrinking it ...", file=out, flush=True)
+        elif number % 100 == 0:
+            state = "shrinking" if failed else "searching"
+            print(f"  {number} tests run ({state})", file=out, flush=True)
 
     label = ", ".join(bugs) if bugs else "the correct implementation"
     print(f"splitbrain fuzz: up to {args.examples} simulated tests of {label}", file=out)
