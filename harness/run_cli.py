@@ -194,8 +194,25 @@ def config_from_args(args: argparse.Namespace) -> Any:
         retry_indefinite=args.retry_indefinite,
         display=display_wanted(args.no_display),
         render_report=not args.no_report,
-        command_line=["splitbrain", *sys.argv[1:]],
+        command_line=["splitbrain", *getattr(args, "argv", sys.argv[1:])],
     )
+
+
+def reproduce_command(words: list[str], seed: int) -> list[str]:
+    """The command that repeats one test of this invocation: its own seed, one test."""
+    out: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word in ("--seed", "--test-count"):
+            skip = True
+            continue
+        if word.startswith(("--seed=", "--test-count=")):
+            continue
+        out.append(word)
+    return [*out, "--seed", str(seed)]
 
 
 def handle_run(args: argparse.Namespace) -> int:
@@ -208,7 +225,10 @@ def handle_run(args: argparse.Namespace) -> int:
     first_seed = base.seed if base.seed is not None else random.SystemRandom().randrange(2**31)
     codes = []
     for i in range(args.test_count):
-        config = dataclasses.replace(base, seed=first_seed + i)
+        seed = first_seed + i
+        config = dataclasses.replace(
+            base, seed=seed, command_line=reproduce_command(base.command_line, seed)
+        )
         if args.test_count > 1:
             print(f"== test {i + 1}/{args.test_count} (seed {config.seed})", flush=True)
         outcome = run_test(config)
