@@ -63,18 +63,34 @@ def merge_validity(values: Iterable[object]) -> Validity:
     return True
 
 
-def compose(checkers: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def compose(
+    checkers: Mapping[str, Mapping[str, Any]], advisory: Iterable[str] = ()
+) -> dict[str, Any]:
     """Compose named results: ``{"valid": merged, "checkers": {name: result}}``.
 
     Composing no checker at all is ``unknown`` (nothing was checked), not true.
+
+    ``advisory`` names checkers the system under test cannot feed (etcd exposes
+    no Raft log): their ``unknown`` stays visible in their own result and in
+    ``"advisory"``, but does not make the whole verdict unknown — otherwise no
+    such system could ever pass. An advisory checker that says ``false`` still
+    fails the run: evidence of a bug always counts.
     """
     for name, result in checkers.items():
         if not isinstance(result, Mapping) or "valid" not in result:
             raise ValueError(f"checker {name!r} returned no result with a 'valid' key")
+    advisory = {name for name in advisory if name in checkers}
+    counted = [
+        result["valid"]
+        for name, result in checkers.items()
+        if not (name in advisory and result["valid"] == UNKNOWN)
+    ]
     composed: dict[str, Any] = {
-        "valid": merge_validity(result["valid"] for result in checkers.values()),
+        "valid": merge_validity(counted),
         "checkers": {name: dict(result) for name, result in checkers.items()},
     }
+    if advisory:
+        composed["advisory"] = sorted(advisory)
     if not checkers:
         composed["reason"] = "no checker ran"
     return composed

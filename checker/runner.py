@@ -62,10 +62,16 @@ def model_from_config(config: Mapping[str, Any]) -> tuple[str, Any]:
     return DEFAULT_MODEL, None
 
 
-def _compose(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _compose(results: dict[str, dict[str, Any]], config: Mapping[str, Any]) -> dict[str, Any]:
+    """Compose; checkers the database cannot feed (test.json ``unobservable``) are advisory."""
     from checker.results import compose
 
-    return compose(results)
+    unobservable = config.get("unobservable")
+    advisory: list[str] = []
+    if unobservable and "log-order" in results:
+        results["log-order"] = {**results["log-order"], "unobservable": unobservable}
+        advisory.append("log-order")
+    return compose(results, advisory=advisory)
 
 
 def check_linearizable(history: History, model: str, initial: Any, timeout: float | None,
@@ -107,6 +113,6 @@ def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None
         from checker.logorder import check_log_order, load_observations
 
         results["log-order"] = check_log_order(load_observations(observations_path), history)
-    composed = _compose(results)
+    composed = _compose(results, config if isinstance(config, Mapping) else {})
     composed["run_dir"] = str(run_dir)
     return composed

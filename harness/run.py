@@ -54,6 +54,8 @@ class RunConfig:
     trace_messages: bool = True
     read_mode: str = "read-index"
     bugs: list[str] = field(default_factory=list)
+    #: Extra words for every node's command line (see DBOptions.node_args).
+    node_args: list[str] = field(default_factory=list)
     seed: int | None = None
     store: str = "store"
     test_name: str | None = None
@@ -217,6 +219,7 @@ async def execute(
         DBOptions(
             read_mode=config.read_mode,
             bugs=tuple(config.bugs),
+            node_args=tuple(config.node_args),
             retry_indefinite=config.retry_indefinite,
             attempt_timeout=config.attempt_timeout or min(0.5, config.op_timeout / 2),
         ),
@@ -394,32 +397,11 @@ def describe_test(config: RunConfig, schedule: list[dict[str, Any]] | None) -> d
 def check_run(run_dir: Path, budget: float | None = 300.0) -> dict[str, Any]:
     """Run every checker on the stored files (what ``splitbrain check`` does).
 
-    ``checker.runner.run_all`` is the one place that knows every checker;
-    until it is importable, linearizability and log order are called
-    directly, so a run still gets a verdict.
+    ``checker.runner.run_all`` is the one place that knows every checker.
     """
-    try:
-        from checker.runner import run_all
-    except ImportError:
-        return _check_directly(run_dir, budget)
+    from checker.runner import run_all
+
     return run_all(run_dir, timeout=budget)
-
-
-def _check_directly(run_dir: Path, budget: float | None) -> dict[str, Any]:
-    from checker.history import load_history
-    from checker.linearizable import check_history
-    from checker.results import compose
-
-    history = load_history(run_dir / store.HISTORY)
-    checkers = {"linearizable": check_history(history, timeout=budget)}
-    try:
-        from checker.logorder import check_log_order, load_observations
-    except ImportError:
-        pass
-    else:
-        observations = load_observations(run_dir / store.OBSERVATIONS)
-        checkers["log-order"] = check_log_order(observations, history)
-    return compose(checkers)
 
 
 def render_report(run_dir: Path) -> str | None:
@@ -478,9 +460,6 @@ def run_test(config: RunConfig) -> RunOutcome:
                 "error": f"checkers failed: {type(exc).__name__}: {exc}",
             }
         outcome.timings["check_seconds"] = round(time.monotonic() - checked, 3)
-        log_order = (results.get("checkers") or {}).get("log-order")
-        if test.get("unobservable") and isinstance(log_order, dict):
-            log_order["unobservable"] = test["unobservable"]
         outcome.results = results
         store.write_json(run_dir / store.RESULTS, results)
         outcome.exit_code = exit_code_for(results)

@@ -117,7 +117,11 @@ def test_short_etcd_run_with_faults_is_linearizable_and_log_checks_say_unknown(t
     agreement = log_order["checkers"]["log-agreement"]
     assert agreement["valid"] == "unknown" and "no log dumps" in agreement["reason"]
     assert "no dump of its Raft log" in log_order["unobservable"]["log"]
-    assert outcome.exit_code == 2  # unknown overall, never "valid"
+    # The log checks stay unknown (visible, with the reason) but are advisory for a
+    # database that cannot feed them, so a correct etcd passes on what can be checked.
+    assert results["advisory"] == ["log-order"]
+    assert results["checkers"]["linearizable"]["valid"] is True
+    assert outcome.exit_code == 0
     history = [json.loads(line) for line in (outcome.run_dir / "history.jsonl").open()]
     faults = {e["f"] for e in history if e.get("process") == "nemesis"}
     assert "kill" in faults or "start-partition" in faults, faults

@@ -77,3 +77,25 @@ def test_compose_is_false_if_any_false_else_unknown_if_any_unknown(verdict_map):
     values = list(verdict_map.values())
     expected = False if False in values else (UNKNOWN if UNKNOWN in values else True)
     assert compose(results)["valid"] == expected
+
+
+def test_advisory_unknown_does_not_make_the_run_unknown() -> None:
+    lin = valid_result(ops=10)
+    logs = unknown_result("etcd exposes no Raft log")
+    composed = compose({"linearizable": lin, "log-order": logs}, advisory=["log-order"])
+    assert composed["valid"] is True
+    assert composed["advisory"] == ["log-order"]
+    assert composed["checkers"]["log-order"]["valid"] == "unknown"
+
+
+def test_advisory_false_still_fails_and_non_advisory_unknown_still_counts() -> None:
+    failing = compose(
+        {"linearizable": valid_result(), "log-order": invalid_result(kind="lost")},
+        advisory=["log-order"],
+    )
+    assert failing["valid"] is False
+    unknown = compose(
+        {"linearizable": unknown_result("budget"), "log-order": unknown_result("no log")},
+        advisory=["log-order"],
+    )
+    assert unknown["valid"] == "unknown"
