@@ -508,8 +508,22 @@ def summary(outcome: RunOutcome) -> str:
     if outcome.results is not None:
         verdict = outcome.results.get("valid")
         lines.append(f"verdict: {json.dumps(verdict)}")
+        advisory = set(outcome.results.get("advisory") or ())
         for name, result in (outcome.results.get("checkers") or {}).items():
-            lines.append(f"  {name}: {json.dumps(result.get('valid'))}")
+            line = f"  {name}: {json.dumps(result.get('valid'))}"
+            if name in advisory:
+                line += " (advisory: this database cannot feed it)"
+            if result.get("valid") == "unknown" and result.get("reason"):
+                line += f" — {result['reason']}"
+            lines.append(line)
+        from checker.results import failing_checkers
+
+        failing = failing_checkers(outcome.results)
+        if failing:
+            lines.append("failing: " + ", ".join(failing))
+    report = outcome.run_dir / "report.html"
+    if report.is_file():
+        lines.append(f"report: {report}")
     if outcome.unexpected_exits:
         lines.append(
             "warning: nodes exited by themselves (see nodes/*/stderr.log): "

@@ -17,5 +17,13 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test,adapters]'
+# pip's own chatter (build-backend warnings) goes to a log; shown only on failure.
+log=$(mktemp)
+if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+       .venv/bin/python -m pip install -q -e '.[test,adapters]'; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "setup: pip install failed (output above)" >&2
+    exit 1
+fi
+rm -f "$log"
