@@ -51,6 +51,9 @@ class DBOptions:
     #: Retry in-doubt operations with their session (see RaftImplClient).
     retry_indefinite: bool = False
     attempt_timeout: float = 0.5
+    #: Extra words for every node's command line (raft_impl tuning, e.g.
+    #: ``--max-append-entries 1``); adapters that start no processes ignore them.
+    node_args: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

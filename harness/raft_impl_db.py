@@ -166,6 +166,7 @@ class RaftImplDB(DB):
         if self.options.election_timeout is not None:
             low, high = self.options.election_timeout
             cmd += ["--election-timeout", f"{low},{high}"]
+        cmd += list(self.options.node_args)
         if self._wrap_command is not None:
             cmd = self._wrap_command(node_id, cmd)
         return cmd

@@ -75,6 +75,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--bug", action="append", default=[], metavar="NAME",
                         help="switch on a planted bug (repeatable; see "
                              "`python -m raft_impl --list-bugs`)")
+    parser.add_argument("--node-arg", action="append", default=[], metavar="WORD",
+                        help="pass WORD to every raft_impl node's command line (repeatable, "
+                             "e.g. --node-arg=--max-append-entries=1 "
+                             "--node-arg=--election-timeout=0.15,0.3)")
     parser.add_argument("--seed", type=int, default=None, help=SEED_HELP)
     parser.add_argument("--store", default="store", metavar="DIR",
                         help="store directory (default ./store)")
@@ -148,6 +152,15 @@ def config_from_args(args: argparse.Namespace) -> Any:
             raise UserError(
                 f"unknown --bug {', '.join(unknown)}; known: {', '.join(sorted(BUGS))}"
             )
+    if args.node_arg:
+        if args.db != "raft_impl":
+            raise UserError("--node-arg only applies to --db raft_impl")
+        from raft_impl.__main__ import check_tuning_args
+
+        try:
+            check_tuning_args(args.node_arg)
+        except ValueError as exc:
+            raise UserError(f"--node-arg: {exc}") from None
     from harness.adapters import AdapterOptionError, check_read_mode, network_for
 
     faults = set(packages)
@@ -186,6 +199,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         trace_messages=not args.no_trace,
         read_mode=args.read_mode,
         bugs=list(args.bug),
+        node_args=list(args.node_arg),
         seed=args.seed,
         store=str(store),
         test_name=args.name,

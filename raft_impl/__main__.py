@@ -3,6 +3,7 @@
     python -m raft_impl --id n1 --data-dir DIR \\
         --peer-listen 127.0.0.1:7001 --client-listen 127.0.0.1:8001 \\
         --peer n2=127.0.0.1:7102 --peer n3=127.0.0.1:7103 [--read-mode MODE] [--bug NAME]
+        [--election-timeout MIN,MAX] [--max-append-entries N] [--max-inflight-appends N]
 
 ``--list-bugs`` prints the planted bugs, one a line. Exit codes: 0 after
 SIGTERM/SIGINT, 1 when the node cannot run (WAL corruption, port in use),
@@ -16,6 +17,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import trio
 
@@ -50,6 +52,16 @@ def _timeouts(text: str) -> tuple[float, float]:
     return low, high
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m raft_impl", description="Run one node of the raft_impl Raft KV store."
@@ -75,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--snapshot-threshold", type=int, default=10_000,
         help="take a snapshot every this many applied entries (default 10000)",
+    )
+    parser.add_argument(
+        "--max-append-entries", type=_positive_int, default=256, metavar="N",
+        help="at most N log entries per AppendEntries message (default 256); 1 or 2 "
+             "make a lagging follower catch up one round trip per entry, which keeps "
+             "old-term entries and a new leader's no-op in separate messages",
+    )
+    parser.add_argument(
+        "--max-inflight-appends", type=_positive_int, default=64, metavar="N",
+        help="at most N unacknowledged AppendEntries per follower (default 64); with "
+             "--max-append-entries 1, a follower then gets one entry per round trip",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the node's RNG")
     parser.add_argument("--verbose", action="store_true", help="debug logging on stderr")
@@ -117,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bugs=frozenset(args.bug),
         election_timeout=args.election_timeout,
         snapshot_threshold=args.snapshot_threshold,
+        max_append_entries=args.max_append_entries,
+        max_inflight_appends=args.max_inflight_appends,
         seed=args.seed,
     )
     try:
@@ -131,6 +156,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fatal(f"cannot run node {args.id}: {exc}")
         logging.getLogger("raft_impl").exception("node %s crashed", args.id)
         return _fatal(f"node {args.id} crashed: {type(exc).__name__}: {exc}")
+
+
+#: Options the harness's adapter sets itself; extra node arguments must not override them.
+_ADAPTER_OWNED = ("id", "data_dir", "peer_listen", "client_listen", "peer", "bug", "list_bugs")
+
+
+def check_tuning_args(words: Sequence[str]) -> None:
+    """Raise ValueError unless ``words`` are valid tuning options of a node.
+
+    The harness passes such words through to every node (``splitbrain run
+    --node-arg``); checking them here, with the node's own parser, turns a
+    typo into a clear message before a run starts instead of five dead nodes.
+    Identity, addresses, peers and bugs are the adapter's to set.
+    """
+    parser = build_parser()
+
+    def fail(message: str) -> NoReturn:
+        raise ValueError(message)
+
+    parser.error = fail  # type: ignore[method-assign]
+    parsed = parser.parse_args(list(words))
+    defaults = parser.parse_args([])
+    owned = [name for name in _ADAPTER_OWNED if getattr(parsed, name) != getattr(defaults, name)]
+    if owned or parsed.read_mode != defaults.read_mode:
+        names = [f"--{name.replace('_', '-')}" for name in owned]
+        names += ["--read-mode"] if parsed.read_mode != defaults.read_mode else []
+        raise ValueError(f"{', '.join(names)} are set by the harness, not by node arguments")
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -85,6 +85,10 @@ class NodeConfig:
     bugs: frozenset[str] = frozenset()
     election_timeout: tuple[float, float] = (0.30, 0.60)
     snapshot_threshold: int = 10_000
+    #: Entries per AppendEntries (RaftConfig.max_entries_per_append).
+    max_append_entries: int = 256
+    #: Unacknowledged appends per follower (RaftConfig.max_inflight_appends).
+    max_inflight_appends: int = 64
     seed: int | None = None
 
 
@@ -263,6 +267,8 @@ class Node:
             election_timeout_max=self.config.election_timeout[1],
             heartbeat_interval=min(0.05, self.config.election_timeout[0] / 4),
             snapshot_threshold=self.config.snapshot_threshold,
+            max_entries_per_append=self.config.max_append_entries,
+            max_inflight_appends=self.config.max_inflight_appends,
             read_mode=self.config.read_mode,
             bugs=self.bugs,
         )
