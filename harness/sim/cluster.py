@@ -28,7 +28,7 @@ from checker.history import HistoryWriter
 from harness.sim import faults
 from harness.sim.clients import SimClients
 from harness.sim.config import SimTest
-from harness.sim.loop import EventLoop
+from harness.sim.loop import BudgetExceeded, EventLoop
 from harness.sim.network import SimNetwork
 from harness.sim.node import Reply, SimNode
 from nemesis.faults import validate_schedule
@@ -54,7 +54,7 @@ class SimCluster:
         self.config = test.cluster
         self.workload = test.workload
         self.run_dir = Path(run_dir)
-        self.loop = EventLoop()
+        self.loop = EventLoop(test.cluster.max_work)
         seed = test.seed
         self.rng = random.Random(f"{seed}/nodes")
         self.client_rng = random.Random(f"{seed}/clients")
@@ -84,6 +84,7 @@ class SimCluster:
         self._leading: set[str] = set()
         self._leading_since = 0.0
         self.split_brain_s = 0.0
+        self.stopped: str | None = None
         self.leader_changes = 0
         self.workload_start = 0.0
 
@@ -201,6 +202,15 @@ class SimCluster:
     # -- the run -------------------------------------------------------------------------
 
     def run(self) -> None:
+        """The whole run; a spent work budget ends it early (``stopped`` says why)."""
+        try:
+            self._run()
+        except BudgetExceeded as exc:
+            self.stopped = str(exc)
+            self.record_nemesis("stop", {"reason": self.stopped})
+            self.finish_observations(converged=False)
+
+    def _run(self) -> None:
         loop = self.loop
         for node in self.nodes.values():
             node.start()
@@ -243,8 +253,9 @@ class SimCluster:
         while self.clients.busy:
             loop.run_until(loop.now + step)
 
-    def finish_observations(self) -> None:
-        self.observe(None, "healed")
+    def finish_observations(self, converged: bool = True) -> None:
+        if converged:  # a stopped run never healed: no digest agreement to demand
+            self.observe(None, "healed")
         self.observe_nodes()
         for node_id, node in self.nodes.items():
             if node.up and not node.paused:

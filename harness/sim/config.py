@@ -45,6 +45,10 @@ class SimClusterConfig:
     torn_writes: bool = True
     #: Trace every peer message to messages.jsonl (slower; on for replays and reports).
     trace_messages: bool = False
+    #: Work budget of one run (events + Readies; a normal 10 s run needs ~20,000). Past
+    #: it the run stops where it is, like an interrupted real run, and is checked as far
+    #: as it got: a message storm must not stall a fuzz campaign.
+    max_work: int = 2_000_000
 
     def __post_init__(self) -> None:
         if self.nodes < 1:

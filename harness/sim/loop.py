@@ -13,6 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 
+class BudgetExceeded(Exception):
+    """The run did more work than its budget allows (a message storm or a livelock)."""
+
+
 class Timer:
     """Handle of a scheduled callback; ``cancel()`` makes it a no-op (lazy deletion)."""
 
@@ -28,11 +32,22 @@ class Timer:
 class EventLoop:
     """Virtual time in seconds (float) and the heap of pending events."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_work: int | None = None) -> None:
         self.now = 0.0
         self._heap: list[tuple[float, int, Timer | None, Callable[..., Any], tuple[Any, ...]]] = []
         self._seq = 0
         self.events_run = 0
+        #: Events plus other units of work (Readies) done so far, against ``max_work``.
+        self.work = 0
+        self.max_work = max_work
+
+    def charge(self, units: int = 1) -> None:
+        """Count work done inside an event; raise BudgetExceeded past the budget."""
+        self.work += units
+        if self.max_work is not None and self.work > self.max_work:
+            raise BudgetExceeded(
+                f"the simulation did more than {self.max_work} units of work by "
+                f"t={self.now:.3f}s (a message storm or a livelock in the system under test)")
 
     def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` at virtual time ``when`` (never earlier than now)."""
@@ -61,7 +76,11 @@ class EventLoop:
                     continue
                 timer.active = False
             self.now = when
-            fn(*args)
             count += 1
-        self.events_run += count
+            if count & 1023 == 0:
+                self.events_run += 1024
+                self.charge(1024)
+            fn(*args)
+        self.events_run += count & 1023
+        self.charge(count & 1023)
         self.now = max(self.now, deadline)

@@ -185,6 +185,7 @@ class SimNode:
     def _drain(self) -> None:
         core = self.core
         while not self._busy and core is not None and core.has_ready():
+            self.loop.charge()
             ready = core.ready()
             wrote = self._persist(ready)
             if wrote and "ack-before-fsync" not in self.bugs:

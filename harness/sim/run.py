@@ -129,6 +129,11 @@ def simulate(test: SimTest, run_dir: str | Path, *, check: bool = True,
         "leader_changes": cluster.leader_changes,
         "wall_s": round(simulated, 4),
     }
+    if cluster.stopped:
+        stats["stopped"] = cluster.stopped
+        data = test_json(test)
+        data["stopped"] = cluster.stopped
+        store.write_json(run_dir / store.TEST_JSON, data)
     results: dict[str, Any] = {"valid": "unknown", "reason": "not checked"}
     if check:
         results = run_checkers(run_dir)
