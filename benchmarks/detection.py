@@ -65,7 +65,8 @@ def isolate_leader_schedule(time_limit: float, *, pause: bool, period: float = 3
 
 def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float = 0.8,
                           reorder: float = 0.0, delay: float = 0.0, loss: float = 0.0,
-                          target: str = "leader") -> list[dict[str, Any]]:
+                          jitter: float | None = None, target: str = "leader",
+                          ) -> list[dict[str, Any]]:
     """Kill the leader (or another target) every ``period`` s, restart it ``down`` s later.
 
     Optionally with message reordering, delay or loss on every link for the
@@ -78,7 +79,8 @@ def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float
         schedule.append({"at": 0.5, "f": "reorder", "value": {"p": reorder, "links": None}})
     if delay:
         schedule.append({"at": 0.5, "f": "delay",
-                         "value": {"mean": delay, "jitter": delay / 4, "links": None}})
+                         "value": {"mean": delay, "links": None,
+                                   "jitter": delay / 4 if jitter is None else jitter}})
     if loss:
         schedule.append({"at": 0.5, "f": "loss", "value": {"p": loss, "links": None}})
     at = 1.0
@@ -92,7 +94,7 @@ def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float
 
 
 def bridge_vote_schedule(time_limit: float, nodes: int = 5, *, slow: float = 0.15,
-                         ) -> list[dict[str, Any]]:
+                         kill_every: float = 2.5) -> list[dict[str, Any]]:
     """Cut the cluster into two halves joined only by n3, and keep restarting n3.
 
     Neither half has a majority without n3, so both campaign for its vote.
@@ -117,9 +119,79 @@ def bridge_vote_schedule(time_limit: float, nodes: int = 5, *, slow: float = 0.1
         while kill_at + 1.0 <= at + window:
             schedule.append({"at": kill_at, "f": "kill", "value": [bridge]})
             schedule.append({"at": kill_at + 0.05, "f": "start", "value": [bridge]})
-            kill_at += 2.5
+            kill_at += kill_every
         schedule.append({"at": at + window, "f": "heal", "value": None})
         at += window + 1.0
+    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
+
+
+def forget_vote_schedule(time_limit: float, *, delay: float = 0.15, jitter: float = 0.03,
+                         offsets: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3, 1.4),
+                         ) -> list[dict[str, Any]]:
+    """Kill the leader L and keep it down; kill everyone just after the next election.
+
+    On slow links a new leader M's first append takes ``delay`` to reach the
+    follower that voted for it. Killing every node in that window (the
+    offsets vary, so some kill lands there) leaves the voter in M's term
+    with a log no newer than L's, and L still one term behind. When all
+    restart, L campaigns in M's term: a voter that did not persist its vote
+    grants it a second time, and the term has two leaders. A correct node
+    remembers it voted for M and refuses.
+    """
+    schedule: list[dict[str, Any]] = [
+        {"at": 0.5, "f": "delay", "value": {"mean": delay, "jitter": jitter, "links": None}},
+    ]
+    at, cycle = 1.0, 0
+    while True:
+        offset = offsets[cycle % len(offsets)]
+        if at + offset + 2.0 > time_limit:
+            break
+        schedule += [
+            {"at": at, "f": "kill", "value": "leader"},
+            {"at": at + offset, "f": "kill", "value": "all"},
+            {"at": at + offset + 0.05, "f": "start", "value": "all"},
+        ]
+        at += offset + 3.2
+        cycle += 1
+    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
+
+
+def figure8_schedule(time_limit: float, *, delay: float = 0.15, jitter: float = 0.03,
+                     offsets: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3),
+                     catch_up: float = 1.7, hold: float = 2.8) -> list[dict[str, Any]]:
+    """Raft's Figure 8, on a 3-node cluster whose followers lag behind.
+
+    1. Kill the leader L (restarted at once): entries its followers had not
+       received yet stay in L's log only. 2. Kill the next leader M about
+       when it is elected (the offsets vary, so some kill lands before M's
+       no-op spreads) and leave it down: M's log ends in an entry of a newer
+       term where L's suffix is. 3. L, with the longest log, wins again with
+       the last follower's vote and, one entry per append and one append in
+       flight, replicates its old-term suffix entry by entry, its own no-op
+       last. Pause L during that catch-up and start M: M wins with the
+       follower's vote and overwrites the suffix. A leader that counted
+       replicas of old-term entries had committed them (and told the
+       follower): two different entries committed at one index.
+    """
+    schedule: list[dict[str, Any]] = [
+        {"at": 0.5, "f": "delay", "value": {"mean": delay, "jitter": jitter, "links": None}},
+    ]
+    at, cycle = 1.0, 0
+    while True:
+        offset = offsets[cycle % len(offsets)]
+        pause_at = at + offset + catch_up
+        if pause_at + hold + 0.1 > time_limit:
+            break
+        schedule += [
+            {"at": at, "f": "kill", "value": "leader"},
+            {"at": at + 0.3, "f": "start", "value": "all"},
+            {"at": at + offset, "f": "kill", "value": "leader"},
+            {"at": pause_at, "f": "pause", "value": "leader"},
+            {"at": pause_at + 0.05, "f": "start", "value": "all"},
+            {"at": pause_at + hold, "f": "resume", "value": "all"},
+        ]
+        at = pause_at + hold + 0.7
+        cycle += 1
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
@@ -177,6 +249,10 @@ class Plan:
     #: Fresh keys keep per-key histories short: faults make many ops indefinite,
     #: and every indefinite op multiplies the linearizability search.
     ops_per_key: int = 60
+    #: Extra words for every node's command line (``--max-append-entries 1`` …).
+    node_args: tuple[str, ...] = ()
+    #: Seconds between log dumps; shorter catches states that last only a moment.
+    collect_interval: float = 1.0
     why: str = ""
     #: An explicit schedule (from the time limit) instead of generated packages.
     schedule: Callable[[float], list[dict[str, Any]]] | None = None
@@ -189,9 +265,12 @@ WRITE_HEAVY = {"read": 0.3, "write": 0.5, "cas": 0.2}
 #: bug -> the plan that suits it. A bug missing here gets DEFAULT_PLAN.
 PLANS: dict[str, Plan] = {
     "no-prev-check": Plan(
-        schedule=divergent_minority_schedule, mix=WRITE_HEAVY, rate=300, concurrency=8,
-        why="a minority keeps a longer stale suffix while the majority changes leader "
-            "twice; the third leader's probe lands inside that suffix and is accepted",
+        schedule=lambda t: figure8_schedule(t, catch_up=1.6, hold=1.5), nodes=3,
+        mix=WRITE_HEAVY, rate=300, concurrency=8, collect_interval=0.25,
+        node_args=("--max-append-entries", "1", "--max-inflight-appends", "1"),
+        why="a leader killed right after its election leaves a newer-term entry where the "
+            "lagging follower holds old-term ones; when it leads again its first probe "
+            "points at that entry, and a follower that skips the term check keeps the old one",
     ),
     "truncate-on-append": Plan(
         schedule=lambda t: leader_churn_schedule(t, reorder=0.5), nodes=3, rate=250,
@@ -311,6 +390,8 @@ def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str,
             nemesis_interval=plan.interval,
             read_mode=plan.read_mode,
             bugs=[] if control else [bug],
+            node_args=list(plan.node_args),
+            collect_interval=plan.collect_interval,
             seed=seed + i,
             store=store,
             retry_indefinite=plan.retry_indefinite,
@@ -345,6 +426,7 @@ def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str,
             "read_mode": plan.read_mode,
             "mix": plan.mix,
             "retry_indefinite": plan.retry_indefinite,
+            "node_args": list(plan.node_args),
             "why": plan.why,
         },
         "verdicts": verdicts,
