@@ -93,40 +93,8 @@ def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
-def bridge_vote_schedule(time_limit: float, nodes: int = 5, *, slow: float = 0.15,
-                         kill_every: float = 2.5) -> list[dict[str, Any]]:
-    """Cut the cluster into two halves joined only by n3, and keep restarting n3.
-
-    Neither half has a majority without n3, so both campaign for its vote.
-    Links into n3 are slowed, so after n3 votes it stays for ``slow`` seconds
-    without any entry of the new term; a restart in that window forgets the
-    vote (with the bug) while n3's log still looks old enough to the other
-    half's candidate of the same term: two leaders in one term.
-    """
-    left = [f"n{i}" for i in range(1, nodes // 2 + 1)]
-    right = [f"n{i}" for i in range(nodes // 2 + 2, nodes + 1)]
-    bridge = f"n{nodes // 2 + 1}"
-    grudge = {**{n: right for n in left}, **{n: left for n in right}}
-    into_bridge = [[n, bridge] for n in left + right]
-    schedule: list[dict[str, Any]] = [
-        {"at": 0.8, "f": "delay", "value": {"mean": slow, "jitter": 0.0, "links": into_bridge}},
-    ]
-    at = 1.0
-    while at + 4.0 <= time_limit:
-        window = min(10.5, time_limit - at - 0.5)
-        schedule.append({"at": at, "f": "partition", "value": {"grudge": grudge}})
-        kill_at = at + 1.0
-        while kill_at + 1.0 <= at + window:
-            schedule.append({"at": kill_at, "f": "kill", "value": [bridge]})
-            schedule.append({"at": kill_at + 0.05, "f": "start", "value": [bridge]})
-            kill_at += kill_every
-        schedule.append({"at": at + window, "f": "heal", "value": None})
-        at += window + 1.0
-    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
-
-
-def forget_vote_schedule(time_limit: float, *, delay: float = 0.15, jitter: float = 0.03,
-                         offsets: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3, 1.4),
+def forget_vote_schedule(time_limit: float, *, delay: float = 0.2, jitter: float = 0.03,
+                         offsets: tuple[float, ...] = (1.2, 1.35, 1.5, 1.25, 1.45, 1.3, 1.55),
                          ) -> list[dict[str, Any]]:
     """Kill the leader L and keep it down; kill everyone just after the next election.
 
@@ -151,27 +119,29 @@ def forget_vote_schedule(time_limit: float, *, delay: float = 0.15, jitter: floa
             {"at": at + offset, "f": "kill", "value": "all"},
             {"at": at + offset + 0.05, "f": "start", "value": "all"},
         ]
-        at += offset + 3.2
+        at += offset + 2.8
         cycle += 1
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
 def figure8_schedule(time_limit: float, *, delay: float = 0.15, jitter: float = 0.03,
-                     offsets: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3),
-                     catch_up: float = 1.7, hold: float = 2.8) -> list[dict[str, Any]]:
+                     offsets: tuple[float, ...] = (1.15, 1.25, 1.35, 1.2, 1.3),
+                     catch_up: float = 5.0, hold: float = 2.0,
+                     freeze: bool = True) -> list[dict[str, Any]]:
     """Raft's Figure 8, on a 3-node cluster whose followers lag behind.
 
-    1. Kill the leader L (restarted at once): entries its followers had not
-       received yet stay in L's log only. 2. Kill the next leader M about
-       when it is elected (the offsets vary, so some kill lands before M's
-       no-op spreads) and leave it down: M's log ends in an entry of a newer
-       term where L's suffix is. 3. L, with the longest log, wins again with
-       the last follower's vote and, one entry per append and one append in
-       flight, replicates its old-term suffix entry by entry, its own no-op
-       last. Pause L during that catch-up and start M: M wins with the
-       follower's vote and overwrites the suffix. A leader that counted
-       replicas of old-term entries had committed them (and told the
-       follower): two different entries committed at one index.
+    1. Kill the leader L: entries its followers had not received yet stay in
+       L's log only. 2. Stop the next leader M about when it is elected (the
+       offsets vary, so some stop lands before M's no-op spreads): M's log
+       ends in an entry of a newer term where L's suffix is. With ``freeze``
+       M is paused (so it cannot come back before step 4) and L restarted;
+       without, M is killed and L restarted along with it. 3. L, with the
+       longest log, wins with the lagging follower's vote and, one entry per
+       append and one append in flight, replicates its old-term suffix entry
+       by entry, its own no-op last. 4. Stop L during that catch-up and bring
+       M back: M wins with the follower's vote and overwrites the suffix. A
+       leader that counted replicas of old-term entries had committed them
+       (and told the follower): two different entries committed at one index.
     """
     schedule: list[dict[str, Any]] = [
         {"at": 0.5, "f": "delay", "value": {"mean": delay, "jitter": jitter, "links": None}},
@@ -179,41 +149,29 @@ def figure8_schedule(time_limit: float, *, delay: float = 0.15, jitter: float = 
     at, cycle = 1.0, 0
     while True:
         offset = offsets[cycle % len(offsets)]
-        pause_at = at + offset + catch_up
-        if pause_at + hold + 0.1 > time_limit:
+        stop_at = at + offset + catch_up
+        if stop_at + hold + 0.1 > time_limit:
             break
-        schedule += [
-            {"at": at, "f": "kill", "value": "leader"},
-            {"at": at + 0.3, "f": "start", "value": "all"},
-            {"at": at + offset, "f": "kill", "value": "leader"},
-            {"at": pause_at, "f": "pause", "value": "leader"},
-            {"at": pause_at + 0.05, "f": "start", "value": "all"},
-            {"at": pause_at + hold, "f": "resume", "value": "all"},
-        ]
-        at = pause_at + hold + 0.7
+        if freeze:
+            schedule += [
+                {"at": at, "f": "kill", "value": "leader"},
+                {"at": at + offset, "f": "pause", "value": "leader"},
+                {"at": at + offset + 0.05, "f": "start", "value": "all"},
+                {"at": stop_at, "f": "kill", "value": "leader"},
+                {"at": stop_at + 0.05, "f": "resume", "value": "all"},
+                {"at": stop_at + hold, "f": "start", "value": "all"},
+            ]
+        else:
+            schedule += [
+                {"at": at, "f": "kill", "value": "leader"},
+                {"at": at + 0.3, "f": "start", "value": "all"},
+                {"at": at + offset, "f": "kill", "value": "leader"},
+                {"at": stop_at, "f": "pause", "value": "leader"},
+                {"at": stop_at + 0.05, "f": "start", "value": "all"},
+                {"at": stop_at + hold, "f": "resume", "value": "all"},
+            ]
+        at = stop_at + hold + 0.7
         cycle += 1
-    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
-
-
-def divergent_minority_schedule(time_limit: float, *, period: float = 3.0,
-                                ) -> list[dict[str, Any]]:
-    """Two leader changes on the majority side while a minority holds a longer log.
-
-    Cut the cluster in halves (the leader lands in the minority 2 times in 5
-    and keeps appending until check-quorum stops it), kill the majority's new
-    leader so a third leader takes over with a log that ends inside the
-    minority's divergent suffix, restart, heal. The third leader's first
-    probe then points into that suffix: a follower that does not compare
-    terms at prevIndex keeps entries it must have dropped.
-    """
-    schedule: list[dict[str, Any]] = []
-    at = 1.0
-    while at + period <= time_limit + 0.01:
-        schedule.append({"at": at, "f": "partition", "value": {"shape": "halves"}})
-        schedule.append({"at": at + 1.2, "f": "kill", "value": "leader"})
-        schedule.append({"at": at + 1.5, "f": "start", "value": "all"})
-        schedule.append({"at": at + period * 0.8, "f": "heal", "value": None})
-        at += period
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
@@ -265,7 +223,8 @@ WRITE_HEAVY = {"read": 0.3, "write": 0.5, "cas": 0.2}
 #: bug -> the plan that suits it. A bug missing here gets DEFAULT_PLAN.
 PLANS: dict[str, Plan] = {
     "no-prev-check": Plan(
-        schedule=lambda t: figure8_schedule(t, catch_up=1.6, hold=1.5), nodes=3,
+        schedule=lambda t: figure8_schedule(t, offsets=(1.0, 1.1, 1.2, 1.3), catch_up=1.6,
+                                            hold=1.5, freeze=False), nodes=3,
         mix=WRITE_HEAVY, rate=300, concurrency=8, collect_interval=0.25,
         node_args=("--max-append-entries", "1", "--max-inflight-appends", "1"),
         why="a leader killed right after its election leaves a newer-term entry where the "
@@ -279,8 +238,12 @@ PLANS: dict[str, Plan] = {
             "loses committed writes",
     ),
     "commit-old-term": Plan(
-        schedule=divergent_minority_schedule, mix=WRITE_HEAVY, rate=300, concurrency=8,
-        why="Figure 8 needs leaders that change while older-term entries are half replicated",
+        schedule=figure8_schedule, nodes=3, mix=WRITE_HEAVY, rate=300, concurrency=8,
+        collect_interval=0.25,
+        node_args=("--max-append-entries", "1", "--max-inflight-appends", "1"),
+        why="Figure 8: a re-elected leader replicating its old-term suffix one entry per "
+            "round trip commits it before its no-op arrives; a leader of a newer term "
+            "then overwrites the committed entries",
     ),
     "commit-without-quorum": Plan(
         schedule=lambda t: isolate_leader_schedule(t, pause=False), nodes=3,
@@ -306,9 +269,10 @@ PLANS: dict[str, Plan] = {
         why="acked writes that were never fsynced disappear in a lose-unfsynced crash",
     ),
     "forget-vote": Plan(
-        schedule=bridge_vote_schedule,
-        why="both halves need the bridge node's vote; restarted right after voting, it "
-            "forgets the vote and elects a second leader in the same term",
+        schedule=forget_vote_schedule, nodes=3, mix=WRITE_HEAVY,
+        why="everyone restarts just after an election whose term the killed old leader "
+            "never saw; it campaigns in that term and voters that forgot their vote elect "
+            "a second leader",
     ),
     "no-dedup": Plan(
         schedule=lambda t: delay_schedule(t), mix=CAS_HEAVY, keys=2, retry_indefinite=True,
