@@ -65,8 +65,7 @@ def isolate_leader_schedule(time_limit: float, *, pause: bool, period: float = 3
 
 def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float = 0.8,
                           reorder: float = 0.0, delay: float = 0.0, loss: float = 0.0,
-                          jitter: float | None = None, target: str = "leader",
-                          ) -> list[dict[str, Any]]:
+                          target: str = "leader") -> list[dict[str, Any]]:
     """Kill the leader (or another target) every ``period`` s, restart it ``down`` s later.
 
     Optionally with message reordering, delay or loss on every link for the
@@ -79,8 +78,7 @@ def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float
         schedule.append({"at": 0.5, "f": "reorder", "value": {"p": reorder, "links": None}})
     if delay:
         schedule.append({"at": 0.5, "f": "delay",
-                         "value": {"mean": delay, "links": None,
-                                   "jitter": delay / 4 if jitter is None else jitter}})
+                         "value": {"mean": delay, "jitter": delay / 4, "links": None}})
     if loss:
         schedule.append({"at": 0.5, "f": "loss", "value": {"p": loss, "links": None}})
     at = 1.0
