@@ -195,6 +195,9 @@ def test_real_stale_leader_read_run_report_first_screen(browser, tmp_path: Path)
         assert box is not None and box["y"] < viewport_height, selector
     assert headline.startswith("Stale read"), headline
     assert "read" in page.locator("#card-failed").inner_text()
-    assert "acknowledged" in page.locator("#card-missed").inner_text()
+    # The missed write is proven either by its acknowledgement or, when its own
+    # outcome is unknown, by an earlier read that already saw its value.
+    missed = page.locator("#card-missed").inner_text()
+    assert "acknowledged" in missed or "already visible" in missed, missed
     assert "partition" in page.locator("#card-fault").inner_text()
     assert errors == []
