@@ -5,39 +5,29 @@ WAL and snapshots, which survive a kill so a restart recovers from disk),
 ``stdout.jsonl`` (its structured events, appended across restarts) and
 ``stderr.log``. Readiness is the node's ``ready`` event, never a sleep.
 
-Nodes run in their own session (process group), so a Ctrl-C in the
-terminal reaches only the harness, which then kills them in order and keeps
-their output; an ``atexit`` hook kills any survivor if the harness dies
-abruptly in Python.
+The process lifecycle (own session so a Ctrl-C reaches only the harness,
+kill in order keeping the output, an ``atexit`` hook for survivors) is the
+shared :class:`harness.processdb.ProcessDB`.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import trio
 
 from harness.db import (
-    DB,
     Client,
     Completion,
     DBError,
     DBOptions,
-    NodeAddress,
-    NodeEventSink,
     Unsupported,
     register_db,
 )
+from harness.processdb import ProcessDB
 from harness.wire_client import ConnectionLost, WireClient
 
 #: How long a node may take from exec to its ``ready`` event.
@@ -46,101 +36,26 @@ READY_TIMEOUT = 10.0
 #: paused or partitioned-off node must not hold the collector up.
 ADMIN_TIMEOUT = 1.0
 
-# Every live node process of this interpreter, for the atexit safety net.
-_LIVE_PIDS: set[int] = set()
 
-
-def _kill_survivors() -> None:
-    for pid in list(_LIVE_PIDS):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    _LIVE_PIDS.clear()
-
-
-atexit.register(_kill_survivors)
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Ports the kernel considers free now (all bound at once, so distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-class _Node:
-    """The slot of one node: its files and its current incarnation, if any."""
-
-    def __init__(self, node_id: str, address: NodeAddress, home: Path) -> None:
-        self.id = node_id
-        self.address = address
-        self.home = home
-        self.data_dir = home / "data"
-        self.stdout_path = home / "stdout.jsonl"
-        self.stderr_path = home / "stderr.log"
-        self.process: trio.Process | None = None
-        self.ready = trio.Event()
-        self.paused = False
-        self.incarnation = 0
-        self.pump_done = trio.Event()
-        #: Set while the harness itself kills the process (an expected exit).
-        self.killing = False
-        #: Exits nobody asked for (the node crashed by itself).
-        self.unexpected_exits = 0
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.returncode is None
-
-
-class RaftImplDB(DB):
+class RaftImplDB(ProcessDB):
     name = "raft_impl"
+    ready_timeout = READY_TIMEOUT
+    ready_event = "ready"
+    pipes_stdout = True
+    stdout_name = "stdout.jsonl"
 
     def __init__(self, options: DBOptions | None = None) -> None:
+        super().__init__()
         self.options = options or DBOptions()
-        self.run_dir: Path | None = None
-        self.nodes: dict[str, _Node] = {}
-        self.peer_addresses: Mapping[str, Mapping[str, str]] = {}
-        self._nursery: trio.Nursery | None = None
-        self._on_event: NodeEventSink | None = None
-        self._wrap_command: Callable[[str, list[str]], list[str]] | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
-    def plan(
-        self, run_dir: Path, nodes: list[str], host: str = "127.0.0.1"
-    ) -> dict[str, NodeAddress]:
-        self.run_dir = run_dir
-        ports = free_ports(2 * len(nodes), host)
-        addresses = {}
-        for i, node_id in enumerate(nodes):
-            address = NodeAddress(host, ports[2 * i], ports[2 * i + 1])
-            addresses[node_id] = address
-            self.nodes[node_id] = _Node(node_id, address, run_dir / "nodes" / node_id)
-        return addresses
+    def check_peer_addresses(self) -> None:
+        """Accept any mapping: nodes name peers by id, so per-link relays may sit between."""
 
-    async def setup(
-        self,
-        nursery: trio.Nursery,
-        peer_addresses: Mapping[str, Mapping[str, str]],
-        on_event: NodeEventSink | None = None,
-        listen: Mapping[str, NodeAddress] | None = None,
-        wrap_command: Callable[[str, list[str]], list[str]] | None = None,
-    ) -> None:
-        self._nursery = nursery
-        self.peer_addresses = peer_addresses
-        self._on_event = on_event
-        self._wrap_command = wrap_command
-        for node_id, address in (listen or {}).items():
-            self.nodes[node_id].address = address
-        for node in self.nodes.values():
-            node.data_dir.mkdir(parents=True, exist_ok=True)
+    def environment(self, node_id: str) -> dict[str, str]:
+        # Events must reach the harness as they happen, not when a buffer fills.
+        return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def command(self, node_id: str) -> list[str]:
         node = self.nodes[node_id]
@@ -167,162 +82,7 @@ class RaftImplDB(DB):
             low, high = self.options.election_timeout
             cmd += ["--election-timeout", f"{low},{high}"]
         cmd += list(self.options.node_args)
-        if self._wrap_command is not None:
-            cmd = self._wrap_command(node_id, cmd)
         return cmd
-
-    async def start(self, node_id: str) -> None:
-        node = self.nodes[node_id]
-        if node.running:
-            return
-        assert self._nursery is not None, "setup() first"
-        node.incarnation += 1
-        node.ready = trio.Event()
-        node.paused = False
-        # Local file opened once per start: not worth a thread.
-        with open(node.stderr_path, "ab") as stderr:  # noqa: ASYNC230
-            process = await trio.lowlevel.open_process(
-                self.command(node_id),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        _LIVE_PIDS.add(process.pid)
-        node.process = process
-        node.killing = False
-        node.pump_done = trio.Event()
-        self._nursery.start_soon(self._pump_stdout, node, process)
-        self._nursery.start_soon(self._watch_exit, node, process)
-        try:
-            with trio.fail_after(READY_TIMEOUT):
-                async with trio.open_nursery() as waiters:
-
-                    async def died() -> None:
-                        await process.wait()
-                        waiters.cancel_scope.cancel()
-
-                    async def ready() -> None:
-                        await node.ready.wait()
-                        waiters.cancel_scope.cancel()
-
-                    waiters.start_soon(died)
-                    waiters.start_soon(ready)
-        except trio.TooSlowError:
-            await self.kill(node_id)
-            tail = self._stderr_tail(node)
-            raise DBError(f"{node_id} not ready within {READY_TIMEOUT} s; {tail}") from None
-        if not node.ready.is_set():
-            await self.kill(node_id)
-            raise DBError(
-                f"{node_id} exited with {process.returncode} before it was ready; "
-                f"{self._stderr_tail(node)}"
-            )
-
-    def _stderr_tail(self, node: _Node) -> str:
-        try:
-            lines = node.stderr_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "no stderr"
-        return "stderr: " + " | ".join(lines[-5:]) if lines else "stderr empty"
-
-    async def _pump_stdout(self, node: _Node, process: trio.Process) -> None:
-        """Copy the node's stdout to stdout.jsonl line by line and route its events."""
-        assert process.stdout is not None
-        buffer = b""
-        try:
-            # Small appends to a local file; a thread per line would cost more.
-            with open(node.stdout_path, "ab") as sink:  # noqa: ASYNC230
-                while True:
-                    try:
-                        chunk = await process.stdout.receive_some(65536)
-                    except (trio.ClosedResourceError, trio.BrokenResourceError):
-                        break
-                    if not chunk:
-                        break
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        sink.write(line + b"\n")
-                        self._route(node, line)
-                    sink.flush()
-                if buffer:
-                    sink.write(buffer + b"\n")
-                    self._route(node, buffer)
-        finally:
-            node.pump_done.set()
-
-    async def _watch_exit(self, node: _Node, process: trio.Process) -> None:
-        """Report a node that exits by itself: a crash of the system under test."""
-        returncode = await process.wait()
-        _LIVE_PIDS.discard(process.pid)
-        if node.killing or node.process is not process:
-            return
-        node.unexpected_exits += 1
-        if self._on_event is not None:
-            self._on_event(node.id, {"event": "exited", "returncode": returncode})
-
-    def _route(self, node: _Node, line: bytes) -> None:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return
-        if not isinstance(event, dict):
-            return
-        if event.get("event") == "ready":
-            node.ready.set()
-        if self._on_event is not None:
-            self._on_event(node.id, event)
-
-    async def kill(self, node_id: str) -> None:
-        node = self.nodes[node_id]
-        process = node.process
-        if process is None:
-            return
-        node.killing = True
-        with trio.CancelScope(shield=True):
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()  # SIGKILL also ends a SIGSTOPped process
-            await process.wait()
-            _LIVE_PIDS.discard(process.pid)
-            # Let the pump flush the last lines before the slot is reused.
-            with trio.move_on_after(1.0):
-                await node.pump_done.wait()
-            if process.stdout is not None:
-                await process.stdout.aclose()
-        node.process = None
-        node.paused = False
-
-    async def pause(self, node_id: str) -> None:
-        node = self.nodes[node_id]
-        if node.running and not node.paused:
-            assert node.process is not None
-            node.process.send_signal(signal.SIGSTOP)
-            node.paused = True
-
-    async def resume(self, node_id: str) -> None:
-        node = self.nodes[node_id]
-        if node.running and node.paused:
-            assert node.process is not None
-            node.process.send_signal(signal.SIGCONT)
-            node.paused = False
-
-    async def teardown(self) -> None:
-        with trio.CancelScope(shield=True):
-            for node_id in list(self.nodes):
-                await self.kill(node_id)
-
-    def is_running(self, node_id: str) -> bool:
-        return self.nodes[node_id].running
-
-    def is_paused(self, node_id: str) -> bool:
-        return self.nodes[node_id].paused
-
-    def log_files(self, node_id: str) -> list[Path]:
-        node = self.nodes[node_id]
-        return [p for p in (node.stdout_path, node.stderr_path) if p.exists()]
 
     def client(self, node_id: str) -> Client:
         return RaftImplClient(self, node_id)
@@ -333,9 +93,7 @@ class RaftImplDB(DB):
         self, node_id: str, request: dict[str, Any], within: float = ADMIN_TIMEOUT
     ) -> Any:
         """One admin request on a fresh connection; raises DBError when unanswered."""
-        node = self.nodes[node_id]
-        if not node.running or node.paused:
-            raise DBError(f"{node_id} is {'paused' if node.paused else 'down'}")
+        node = self.reachable(node_id)
         client = WireClient(node.address.host, node.address.client_port)
         try:
             with trio.fail_after(within):
