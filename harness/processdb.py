@@ -22,6 +22,7 @@ import socket
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -347,6 +348,26 @@ class ProcessDB(DB):
     def log_files(self, node_id: str) -> list[Path]:
         node = self.nodes[node_id]
         return [p for p in (node.stdout_path, node.stderr_path) if p.exists()]
+
+    async def statuses(self) -> dict[str, dict[str, Any]]:
+        """Status of every node that answers, asked concurrently (down nodes are left out)."""
+        found: dict[str, dict[str, Any]] = {}
+
+        async def ask(node_id: str) -> None:
+            with contextlib.suppress(DBError):
+                found[node_id] = await self.status(node_id)
+
+        async with trio.open_nursery() as nursery:
+            for node_id in self.nodes:
+                nursery.start_soon(ask, node_id)
+        return found
+
+    async def leader(self) -> str | None:
+        """The node that claims leadership in the highest term, from every status."""
+        statuses = await self.statuses()
+        leaders = [(s.get("term") or 0, n) for n, s in statuses.items()
+                   if s.get("role") == "leader"]
+        return max(leaders)[1] if leaders else None
 
     def reachable(self, node_id: str) -> NodeSlot:
         """The node's slot if it can answer now; DBError (down/paused) otherwise."""

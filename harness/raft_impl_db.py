@@ -12,7 +12,6 @@ shared :class:`harness.processdb.ProcessDB`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from typing import Any
@@ -130,24 +129,6 @@ class RaftImplDB(ProcessDB):
             raise Unsupported("raft_impl.storage.drop_unsynced is not available") from exc
         await self.kill(node_id)
         drop_unsynced(self.nodes[node_id].data_dir)
-
-    async def leader(self) -> str | None:
-        statuses = await self.statuses()
-        leaders = [(s.get("term", 0), n) for n, s in statuses.items() if s.get("role") == "leader"]
-        return max(leaders)[1] if leaders else None
-
-    async def statuses(self) -> dict[str, dict[str, Any]]:
-        """Status of every node that answers, asked concurrently."""
-        found: dict[str, dict[str, Any]] = {}
-
-        async def ask(node_id: str) -> None:
-            with contextlib.suppress(DBError):
-                found[node_id] = await self.status(node_id)
-
-        async with trio.open_nursery() as nursery:
-            for node_id in self.nodes:
-                nursery.start_soon(ask, node_id)
-        return found
 
 
 class RaftImplClient(Client):

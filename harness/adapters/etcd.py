@@ -40,7 +40,6 @@ gateway (no digests), clock control and unfsynced-write loss. ``status``
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
@@ -253,24 +252,6 @@ class EtcdDB(ProcessDB):
             "applied": int(answer.get("raftAppliedIndex") or 0),
             "revision": int(header.get("revision") or 0),
         }
-
-    async def statuses(self) -> dict[str, dict[str, Any]]:
-        """Status of every member that answers, asked concurrently."""
-        found: dict[str, dict[str, Any]] = {}
-
-        async def ask(node_id: str) -> None:
-            with contextlib.suppress(DBError):
-                found[node_id] = await self.status(node_id)
-
-        async with trio.open_nursery() as nursery:
-            for node_id in self.nodes:
-                nursery.start_soon(ask, node_id)
-        return found
-
-    async def leader(self) -> str | None:
-        statuses = await self.statuses()
-        leaders = [(s["term"], n) for n, s in statuses.items() if s["role"] == "leader"]
-        return max(leaders)[1] if leaders else None
 
     async def state_digest(self, node_id: str) -> dict[str, Any]:
         raise Unsupported(

@@ -20,7 +20,6 @@ cache, and the harness cannot drop pages).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -127,24 +126,6 @@ class PySyncObjDB(ProcessDB):
 
     async def state_digest(self, node_id: str) -> dict[str, Any]:
         return await self.admin(node_id, {"op": "state-digest"})
-
-    async def statuses(self) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-
-        async def ask(node_id: str) -> None:
-            with contextlib.suppress(DBError):
-                found[node_id] = await self.status(node_id)
-
-        async with trio.open_nursery() as nursery:
-            for node_id in self.nodes:
-                nursery.start_soon(ask, node_id)
-        return found
-
-    async def leader(self) -> str | None:
-        statuses = await self.statuses()
-        leaders = [(s.get("term") or 0, n) for n, s in statuses.items()
-                   if s.get("role") == "leader"]
-        return max(leaders)[1] if leaders else None
 
 
 class PySyncObjClient(Client):
