@@ -27,6 +27,15 @@ A target is ``"one"``, ``"leader"``, ``"minority"``, ``"majority"``, ``"all"`` o
 a list of node names. Targets are resolved when the fault fires (the leader
 changes over a run), never when the schedule is written.
 
+Timing windows: many Raft bugs only show in the instant after an election (a
+new leader's first entry not yet replicated). An entry may therefore carry
+``"when": {"event": "new-leader", "delay": s, "within": s}`` (or just
+``"when": "new-leader"``): once ``at`` has passed, the entry waits for the next
+election won (a node taking office, in any term after ``at``) and fires
+``delay`` seconds after it (default 0: before the new leader's first message
+leaves, in the simulator). With no election within ``within`` seconds (default
+10) it is skipped and recorded as skipped. Other entries keep their own times.
+
 Validation errors name the entry (its position and content) and say what was
 expected, because schedules are often written by hand.
 """
@@ -53,6 +62,10 @@ FAULTS = (
     "reorder",
     "clock",
 )
+#: Events an entry may wait for (``"when"``).
+TRIGGERS = ("new-leader",)
+#: Default ``within`` of a ``when`` trigger, in seconds.
+DEFAULT_TRIGGER_WITHIN = 10.0
 SHAPES = ("halves", "isolate-one", "isolate-leader", "majorities-ring", "bridge", "random")
 TARGET_WORDS = ("one", "leader", "minority", "majority", "all")
 #: Faults whose value is a target.
@@ -222,6 +235,23 @@ def _validate_clock(value: object, nodes: Sequence[str] | None) -> dict[str, Any
             "rate": _number(value.get("rate", 1.0), "clock rate", positive=True)}
 
 
+def validate_when(value: object) -> dict[str, Any]:
+    """A trigger: ``"new-leader"`` or ``{"event": ..., "delay": s, "within": s}``, normalized."""
+    if isinstance(value, str):
+        value = {"event": value}
+    if not isinstance(value, dict):
+        raise ValueError(f'when must be "new-leader" or {{"event": ..., "delay": s, '
+                         f'"within": s}}, got {value!r}')
+    _only_keys(value, ("event", "delay", "within"), "when")
+    event = value.get("event")
+    if event not in TRIGGERS:
+        raise ValueError(f"when event must be one of {list(TRIGGERS)}, got {event!r}")
+    return {"event": event,
+            "delay": _number(value.get("delay", 0.0), "when delay", minimum=0.0),
+            "within": _number(value.get("within", DEFAULT_TRIGGER_WITHIN), "when within",
+                              positive=True)}
+
+
 def _validate_value(f: str, value: object, nodes: Sequence[str] | None) -> Any:
     if f == "partition":
         return _validate_partition(value, nodes)
@@ -246,9 +276,9 @@ def validate_entry(entry: object, position: int = 0,
     if not isinstance(entry, dict):
         raise ScheduleError(f"{where}: must be a map with keys at, f, value")
     try:
-        extra = sorted(set(entry) - {"at", "f", "value", "seed"})
+        extra = sorted(set(entry) - {"at", "f", "value", "seed", "when"})
         if extra:
-            raise ValueError(f"unexpected key(s) {extra}; allowed: at, f, value, seed")
+            raise ValueError(f"unexpected key(s) {extra}; allowed: at, f, value, seed, when")
         if "at" not in entry or "f" not in entry:
             raise ValueError('needs "at" (seconds) and "f" (fault name)')
         at = _number(entry["at"], "at", minimum=0.0)
@@ -262,6 +292,8 @@ def validate_entry(entry: object, position: int = 0,
             if isinstance(seed, bool) or not isinstance(seed, int):
                 raise ValueError(f"seed must be an integer, got {seed!r}")
             normalized["seed"] = seed
+        if "when" in entry:
+            normalized["when"] = validate_when(entry["when"])
     except ValueError as exc:
         raise ScheduleError(f"{where}: {exc}") from None
     return normalized

@@ -41,7 +41,13 @@ NODES = ["n1", "n2", "n3", "n4", "n5"]
          "strobe period must be a number"),
         ({"at": 1, "f": "heal", "value": "now"}, "heal takes no value"),
         ({"at": 1, "f": "heal", "seed": 1.5}, "seed must be an integer"),
-        ({"at": 1, "f": "heal", "when": 2}, "unexpected key"),
+        ({"at": 1, "f": "heal", "wen": 2}, "unexpected key"),
+        ({"at": 1, "f": "heal", "when": 2}, "when must be"),
+        ({"at": 1, "f": "heal", "when": "new-term"}, "when event must be one of"),
+        ({"at": 1, "f": "kill", "value": "one", "when": {"event": "new-leader", "delay": -1}},
+         "when delay must be >= 0"),
+        ({"at": 1, "f": "kill", "value": "one", "when": {"event": "new-leader", "every": 1}},
+         "unexpected key"),
         ("heal", "must be a map"),
     ],
 )
@@ -66,6 +72,16 @@ def test_entries_are_normalized_and_sorted_stably():
     assert entries[3] == {"at": 2.0, "f": "heal", "value": None}
     with pytest.raises(ScheduleError, match="must be a JSON list"):
         validate_schedule({"at": 1}, NODES)
+
+
+def test_a_when_trigger_is_normalized_with_its_defaults():
+    short, full = validate_schedule([
+        {"at": 1, "f": "kill", "value": "leader", "when": "new-leader"},
+        {"at": 2, "f": "pause", "value": "one",
+         "when": {"event": "new-leader", "delay": 0.01, "within": 3}},
+    ], NODES)
+    assert short["when"] == {"event": "new-leader", "delay": 0.0, "within": 10.0}
+    assert full["when"] == {"event": "new-leader", "delay": 0.01, "within": 3.0}
 
 
 def test_history_names_pair_starts_and_stops():

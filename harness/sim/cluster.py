@@ -31,7 +31,7 @@ from harness.sim.config import SimTest
 from harness.sim.loop import BudgetExceeded, EventLoop
 from harness.sim.network import SimNetwork
 from harness.sim.node import Reply, SimNode
-from nemesis.faults import validate_schedule
+from nemesis.faults import history_f, validate_schedule
 from nemesis.schedule import final_heal
 
 #: Seconds between two observations (status + log) of every node, as the real collector.
@@ -87,6 +87,8 @@ class SimCluster:
         self.stopped: str | None = None
         self.leader_changes = 0
         self.workload_start = 0.0
+        #: Entries armed with a ``when`` trigger, waiting for the next election won.
+        self._armed: list[tuple[dict[str, Any], int]] = []
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -152,6 +154,38 @@ class SimCluster:
         self._leading_since = now
         if leads and was < len(self._leading):
             self.leader_changes += 1
+        if leads and self._armed:
+            self._fire_triggers()
+
+    # -- ``when`` triggers ---------------------------------------------------------------
+
+    def schedule_entry(self, entry: dict[str, Any], position: int) -> None:
+        """Apply an entry now, or arm it when it waits for an event (``when``)."""
+        if "when" not in entry:
+            faults.apply_entry(self, entry, position)
+            return
+        armed = (entry, position)
+        self._armed.append(armed)
+        self.loop.call_later(entry["when"]["within"], self._expire_trigger, armed)
+
+    def _fire_triggers(self) -> None:
+        """A node just took office: armed entries fire now (before its first message
+        leaves, as this runs from the role change) or ``delay`` later."""
+        fired, self._armed = self._armed, []
+        for entry, position in fired:
+            delay = entry["when"]["delay"]
+            if delay > 0:
+                self.loop.call_later(delay, faults.apply_entry, self, entry, position)
+            else:
+                faults.apply_entry(self, entry, position)
+
+    def _expire_trigger(self, armed: tuple[dict[str, Any], int]) -> None:
+        if any(waiting is armed for waiting in self._armed):
+            self._armed = [waiting for waiting in self._armed if waiting is not armed]
+            entry = armed[0]
+            self.record_nemesis(history_f(entry), {"requested": entry["value"],
+                                                   "skipped": "no new leader within "
+                                                   f"{entry['when']['within']} s"})
 
     def observe(self, node_id: str | None, kind: str, **fields: Any) -> None:
         if node_id is not None:
@@ -220,8 +254,7 @@ class SimCluster:
         limit = self.workload.time_limit
         entries = self.schedule + validate_schedule(final_heal(limit), self.node_ids)
         for position, entry in enumerate(entries):
-            loop.call_at(start + min(entry["at"], limit), faults.apply_entry, self, entry,
-                         position)
+            loop.call_at(start + min(entry["at"], limit), self.schedule_entry, entry, position)
         loop.call_at(start, self._observe_periodically)
         loop.call_at(start, self.clients.start)
         loop.call_at(start + limit, self.clients.stop)
