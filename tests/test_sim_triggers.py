@@ -64,3 +64,18 @@ def test_a_delayed_trigger_fires_that_long_after_the_election(tmp_path: Path) ->
                    if o["kind"] == "role" and o["role"] == "leader" and o["time"] > kill["time"])
     assert pause["time"] == elected["time"] + 250_000_000
     assert pause["value"]["nodes"] == [elected["node"]]
+
+
+def test_a_trigger_may_crash_or_stop_the_new_leader_mid_election(tmp_path: Path) -> None:
+    """The trigger runs inside the winner's Ready cycle; killing or pausing it there must
+    leave a consistent node (and a valid run), not a half-processed Ready."""
+    for fault in ("kill", "pause", "lose-unfsynced"):
+        run_dir = tmp_path / fault
+        result = simulate(_test([
+            {"at": 0.5, "f": "kill", "value": "leader"},
+            {"at": 0.5, "f": fault, "value": "leader", "when": "new-leader"},
+            {"at": 2.0, "f": "start" if fault != "pause" else "resume", "value": "all"},
+        ]), run_dir)
+        applied = next(e for e in _events(run_dir, "history.jsonl") if e.get("f") == fault)
+        assert len(applied["value"]["nodes"]) == 1
+        assert result.valid is True, result.results

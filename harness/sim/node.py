@@ -184,7 +184,7 @@ class SimNode:
 
     def _drain(self) -> None:
         core = self.core
-        while not self._busy and core is not None and core.has_ready():
+        while not self._busy and not self.paused and core is not None and core.has_ready():
             self.loop.charge()
             ready = core.ready()
             wrote = self._persist(ready)
@@ -231,9 +231,21 @@ class SimNode:
         assert core is not None
         if ready.role_changed is not None:
             role, term = ready.role_changed
+            # Observing a new leader may fire a nemesis trigger (``when``) at this very
+            # instant: it may crash or stop this node before the rest of the Ready runs.
             self.cluster.observe(self.id, "role", role=role, term=term)
+            if not self.up or self.core is not core:
+                return
             if role != "leader":
                 self._lost_leadership()
+            if self.paused:
+                self._backlog.append((self._send_apply_advance, (ready,)))
+                return
+        self._send_apply_advance(ready)
+
+    def _send_apply_advance(self, ready: Any) -> None:
+        core = self.core
+        assert core is not None
         send = self.cluster.network.send
         for message in ready.messages:
             send(self.id, message.to, message)

@@ -51,6 +51,7 @@ class Suits:
     retry_indefinite: bool | None = None
     max_entries: tuple[int, ...] | None = None
     check_quorum: bool | None = None
+    shapes: tuple[str, ...] | None = None
 
 
 #: Planted bug -> what exposes it. A bug's effect needs a particular situation: a stale
@@ -64,7 +65,10 @@ SUITS: dict[str, Suits] = {
     "lease-too-long": Suits(("partition", "pause", "clock"), ("lease",), check_quorum=False),
     "no-noop": Suits(("partition", "kill", "pause"), ("read-index", "lease")),
     "commit-without-quorum": Suits(("partition", "kill", "pause")),
-    "commit-old-term": Suits(("partition", "kill", "loss"), max_entries=(1, 2)),
+    # Figure 8 needs three elections in a row whose winners are cut off at the right
+    # instant (the second before its no-op leaves, the third between committing an
+    # old-term entry and sending its no-op): leader isolations fired on elections.
+    "commit-old-term": Suits(("partition",), max_entries=(1,), shapes=("isolate-leader",)),
     "no-prev-check": Suits(("partition", "loss", "reorder", "duplicate", "delay", "kill")),
     "truncate-on-append": Suits(("reorder", "duplicate", "delay", "loss", "partition")),
     "ack-before-fsync": Suits(("lose-unfsynced", "kill")),
@@ -84,8 +88,10 @@ def suits(bugs: Sequence[str]) -> Suits | None:
     retry = True if any(s.retry_indefinite for s in chosen) else None
     entries = sorted({n for s in chosen for n in (s.max_entries or ())}) or None
     quorum = False if any(s.check_quorum is False for s in chosen) else None
+    shapes = (None if any(s.shapes is None for s in chosen)
+              else tuple(sh for sh in SHAPES if any(sh in (s.shapes or ()) for s in chosen)))
     return Suits(packages, read_modes or None, retry, tuple(entries) if entries else None,
-                 quorum)
+                 quorum, shapes)
 
 
 def count_faults(schedule: Sequence[dict[str, Any]]) -> int:
@@ -124,10 +130,23 @@ def _probability(low: float, high: float) -> st.SearchStrategy[float]:
     return st.integers(0, steps).map(lambda k: round(high - k / 100, 2))
 
 
+def triggers() -> st.SearchStrategy[dict[str, Any] | None]:
+    """No trigger (what shrinking prefers), or "the next election won" plus 0-50 ms:
+    the windows right after an election, when a new leader's first entries are in flight."""
+    return st.one_of(st.none(), st.integers(0, 50).map(
+        lambda ms: {"event": "new-leader", "delay": ms / 1000}))
+
+
+def _timed(entry: dict[str, Any], when: dict[str, Any] | None) -> dict[str, Any]:
+    return entry if when is None else {**entry, "when": when}
+
+
 @st.composite
 def faults(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
-           packages: Sequence[str] = PACKAGES) -> list[dict[str, Any]]:
-    """One fault: its start entry and the entry that undoes it."""
+           packages: Sequence[str] = PACKAGES,
+           shapes: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """One fault: its start entry and the entry that undoes it. Partitions and node
+    faults may wait for an election (``when``); their undo entries keep their times."""
     slots = max(1, round(time_limit / TICK))
     at = draw(st.integers(0, slots - 1)) * TICK
     duration = draw(st.integers(1, slots)) * TICK
@@ -136,16 +155,18 @@ def faults(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
     kind = draw(st.sampled_from(list(packages)))
     seed = draw(st.integers(0, 2**16))
     if kind == "partition":
-        shapes = [s for s in SHAPES if len(nodes) >= 3 or s not in ("majorities-ring", "bridge")]
-        shape = draw(st.sampled_from(shapes))
-        return [{"at": at, "f": "partition", "value": {"shape": shape}, "seed": seed},
+        fitting = [s for s in (shapes or SHAPES)
+                   if len(nodes) >= 3 or s not in ("majorities-ring", "bridge")]
+        shape = draw(st.sampled_from(fitting))
+        when = draw(triggers())
+        return [_timed({"at": at, "f": "partition", "value": {"shape": shape}, "seed": seed},
+                       when),
                 {"at": end, "f": "heal", "value": None}]
-    if kind in ("kill", "lose-unfsynced"):
-        return [{"at": at, "f": kind, "value": draw(targets(nodes)), "seed": seed},
-                {"at": end, "f": "start", "value": "all"}]
-    if kind == "pause":
-        return [{"at": at, "f": "pause", "value": draw(targets(nodes)), "seed": seed},
-                {"at": end, "f": "resume", "value": "all"}]
+    if kind in ("kill", "lose-unfsynced", "pause"):
+        target = draw(targets(nodes))
+        when = draw(triggers())
+        undo = {"at": end, "f": "resume" if kind == "pause" else "start", "value": "all"}
+        return [_timed({"at": at, "f": kind, "value": target, "seed": seed}, when), undo]
     if kind in ("loss", "duplicate", "reorder"):
         p = draw(_probability(0.05, 0.5))
         return [{"at": at, "f": kind, "value": {"p": p, "links": draw(_links(nodes))}},
@@ -173,13 +194,14 @@ def faults(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
 
 @st.composite
 def schedules(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
-              packages: Sequence[str] = PACKAGES, max_faults: int = 8) -> list[dict[str, Any]]:
+              packages: Sequence[str] = PACKAGES, max_faults: int = 8,
+              shapes: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """A schedule of up to ``max_faults`` overlapping faults, sorted by time.
 
     The final heal is not included: the simulator (like a real run) always
     makes the cluster whole at the time limit.
     """
-    drawn = draw(st.lists(faults(nodes, time_limit, packages), max_size=max_faults))
+    drawn = draw(st.lists(faults(nodes, time_limit, packages, shapes), max_size=max_faults))
     entries = [entry for pair in drawn for entry in pair]
     return sorted(entries, key=lambda entry: entry["at"])
 
@@ -251,7 +273,8 @@ def sim_tests(draw: st.DrawFn, nodes: int | st.SearchStrategy[int] = 3,
                                    fit.max_entries if fit is not None else None,
                                    fit.check_quorum if fit is not None else None))
     workload = draw(workloads(time_limit, retry))
-    schedule = draw(schedules(cluster.node_ids, workload.time_limit, packages, max_faults))
+    schedule = draw(schedules(cluster.node_ids, workload.time_limit, packages, max_faults,
+                              fit.shapes if fit is not None else None))
     seed = draw(st.integers(0, 2**32 - 1))
     return SimTest(cluster=cluster, workload=workload, schedule=tuple(schedule), seed=seed,
                    name=name)
