@@ -23,6 +23,7 @@ from typing import Any
 import trio
 
 from harness.db import DB, DBError, NodeAddress, NodeEventSink, Unsupported
+from nemesis.api import poll_next_election
 
 #: Called with (kind, node) for each lifecycle mark: "crash", "restart", "lose-unfsynced".
 MarkSink = Callable[[str, str], None]
@@ -71,6 +72,10 @@ class Cluster:
         self.paused: set[str] = set()
         self.skewed: dict[str, tuple[float, float]] = {}
         self.last_leader: str | None = None
+        #: Set (and replaced) when a node takes office; holds the winner once set.
+        self._election = _Election()
+        #: Where node events go on after the cluster has looked at them (the collector).
+        self.forward_events: NodeEventSink | None = None
 
     def _mark(self, kind: str, node: str) -> None:
         if self._on_mark is not None:
@@ -86,6 +91,30 @@ class Cluster:
         if leader is not None:
             self.last_leader = leader
         return leader
+
+    async def next_election(self) -> str:
+        """Wait for the next node to take office (any term) and return its name.
+
+        Fed by the nodes' ``{"event": "role", "role": "leader"}`` lines, so it
+        wakes the moment the winner prints it, without polling; a DB whose
+        nodes print no role events (``DB.role_events`` false) is polled instead.
+        """
+        if not getattr(self.db, "role_events", False):
+            return await poll_next_election(self)
+        election = self._election
+        await election.happened.wait()
+        assert election.winner is not None
+        return election.winner
+
+    def on_node_event(self, node: str, event: dict[str, Any]) -> None:
+        """Sink for the nodes' stdout events: notes elections, then forwards the event."""
+        if event.get("event") == "role" and event.get("role") == "leader":
+            self.last_leader = node
+            election, self._election = self._election, _Election()
+            election.winner = node
+            election.happened.set()
+        if self.forward_events is not None:
+            self.forward_events(node, event)
 
     async def kill(self, node: str) -> None:
         was_running = self.db.is_running(node)
@@ -158,6 +187,14 @@ class Cluster:
         return faults
 
 
+class _Election:
+    """One election to come: an event set when a node takes office, and that node."""
+
+    def __init__(self) -> None:
+        self.happened = trio.Event()
+        self.winner: str | None = None
+
+
 class DirectNetwork:
     """No network in between (``--net none``): nodes dial each other directly.
 
@@ -215,6 +252,7 @@ async def open_cluster(
 ) -> AsyncIterator[Cluster]:
     """Start the network and every node, wait for a leader, yield; always clean up."""
     cluster = Cluster(db, network, nodes, run_dir, on_mark)
+    cluster.forward_events = on_event
     try:
         async with trio.open_nursery() as nursery:
             try:
@@ -224,7 +262,8 @@ async def open_cluster(
                 peer_map = await network.start(nursery, cluster.addresses)
                 listen = {node: network.listen_address(node) for node in nodes}
                 wrap = network.wrap_command
-                await db.setup(nursery, peer_map, on_event, listen=listen, wrap_command=wrap)
+                await db.setup(nursery, peer_map, cluster.on_node_event, listen=listen,
+                               wrap_command=wrap)
                 async with trio.open_nursery() as starters:
                     for node in nodes:
                         starters.start_soon(db.start, node)

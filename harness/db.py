@@ -109,6 +109,9 @@ class DB:
     """
 
     name = "db"
+    #: True when nodes print ``{"event": "role", "role": ..., "term": ...}`` on
+    #: every role change (elections are then seen as they happen, not polled).
+    role_events = False
 
     def plan(
         self, run_dir: Path, nodes: list[str], host: str = "127.0.0.1"

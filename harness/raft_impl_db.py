@@ -41,6 +41,7 @@ class RaftImplDB(ProcessDB):
     ready_timeout = READY_TIMEOUT
     ready_event = "ready"
     pipes_stdout = True
+    role_events = True
     stdout_name = "stdout.jsonl"
 
     def __init__(self, options: DBOptions | None = None) -> None:

@@ -126,6 +126,12 @@ class ClusterControl(Protocol):
     ``kill`` is SIGKILL (the node restarts from disk on ``start``);
     ``lose_unfsynced`` kills the node and drops what it wrote after its last
     fsync, leaving it down until ``start``.
+
+    A control may also offer ``async def next_election(self) -> str``: wait
+    for the next node to take office (an election won, in any term, after
+    the call) and return its name. It is optional (see :class:`ElectionWatch`);
+    :func:`next_election` falls back to watching :meth:`leader` for controls
+    without it.
     """
 
     nodes: list[str]
@@ -148,3 +154,41 @@ class ClusterControl(Protocol):
         ...
 
     async def lose_unfsynced(self, node: str) -> None: ...
+
+
+@runtime_checkable
+class ElectionWatch(Protocol):
+    """A control that learns of elections as they happen (e.g. from the nodes' role events)."""
+
+    async def next_election(self) -> str:
+        """Wait for the next election won after this call; the node that took office."""
+        ...
+
+
+#: Seconds between leader() polls when a control cannot watch elections.
+ELECTION_POLL_INTERVAL = 0.05
+
+
+async def next_election(control: ClusterControl, poll: float = ELECTION_POLL_INTERVAL) -> str:
+    """The node that takes office next: from ``control.next_election`` when it has one.
+
+    Otherwise by polling ``control.leader()`` every ``poll`` s until it names a
+    node other than it named the poll before (a node re-elected between two
+    polls, with no leaderless poll in between, goes unnoticed: only a control
+    that watches elections sees those).
+    """
+    if isinstance(control, ElectionWatch):
+        return await control.next_election()
+    return await poll_next_election(control, poll)
+
+
+async def poll_next_election(control: ClusterControl,
+                             poll: float = ELECTION_POLL_INTERVAL) -> str:
+    """The polling half of :func:`next_election` (for controls that have no events)."""
+    before = await control.leader()
+    while True:
+        await trio.sleep(poll)
+        now = await control.leader()
+        if now is not None and now != before:
+            return now
+        before = now

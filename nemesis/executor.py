@@ -15,6 +15,20 @@ fault. A failing step (a node that will not start) is recorded with an
 ``"error"`` and the schedule goes on: one stuck node must not freeze the rest
 of the run.
 
+An entry with a ``when`` trigger is armed at its ``at`` (in a background
+task; the entries after it keep their own times): it waits for the next
+election won (``nemesis.api.next_election``: the cluster's role events, or
+polling ``leader()`` for a control without them) and is applied ``delay`` s
+after it. With no election within ``within`` s it is recorded as skipped::
+
+    {..., "f": "start-partition",
+     "value": {"requested": {...}, "skipped": "no new leader within 10.0 s"}}
+
+The schedule ends with its last entry: triggers still waiting then (for the
+election or out their delay) are cancelled and recorded as skipped, before
+the final heal; one already applying finishes first. So a schedule should
+end with a timed entry (the generated ones end with a heal at the time limit).
+
 Whatever happens — the schedule ends, an error escapes, the run is cancelled
 (Ctrl-C, time-out) — ``heal_all`` runs last in a shielded cancel scope with its
 own deadline, so the cluster is whole again before the harness tears it down
@@ -30,7 +44,7 @@ from typing import Any
 
 import trio
 
-from nemesis.api import ClusterControl
+from nemesis.api import ClusterControl, next_election
 from nemesis.faults import NODE_FAULTS, PROBABILITY_FAULTS, history_f, validate_schedule
 from nemesis.shapes import components, connectivity_graph, grudge_from_graph
 
@@ -111,6 +125,38 @@ class _Executor:
         except Exception as exc:  # recorded, and the schedule goes on (see module doc)
             value = {"requested": entry["value"], "error": f"{type(exc).__name__}: {exc}"}
         self.record(_event(self.clock, history_f(entry), value))
+
+    async def arm(self, entry: dict[str, Any], pending: set[trio.CancelScope],
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Wait for the next election won, then apply ``entry`` its ``delay`` later.
+
+        Started with ``nursery.start``: once started it is already waiting, so
+        an election right after the entry's ``at`` is not missed. Cancelling
+        its scope (in ``pending`` until the entry applies) skips the entry.
+        """
+        when = entry["when"]
+        skipped = "the schedule ended first"
+        with trio.CancelScope() as scope:
+            pending.add(scope)
+            try:
+                task_status.started()
+                elected = False
+                with trio.move_on_after(when["within"]):
+                    await next_election(self.control)
+                    elected = True
+                if not elected:
+                    skipped = f"no new leader within {when['within']} s"
+                else:
+                    await trio.sleep(when["delay"])
+                    pending.discard(scope)
+                    skipped = ""
+            finally:
+                pending.discard(scope)
+                if skipped:  # also when the run itself is cancelled
+                    self.record(_event(self.clock, history_f(entry),
+                                       {"requested": entry["value"], "skipped": skipped}))
+        if not skipped:
+            await self.apply(entry)
 
     async def _apply(self, f: str, value: Any, rng: random.Random) -> Any:
         state, network = self.state, self.control.network
@@ -304,9 +350,16 @@ async def run_schedule(schedule: Sequence[dict[str, Any]], control: ClusterContr
     try:
         async with trio.open_nursery() as nursery:  # holds clock strobes
             executor = _Executor(control, record, clock, rng, nursery, state)
-            for entry in entries:
-                await trio.sleep_until(start + entry["at"])
-                await executor.apply(entry)
+            pending: set[trio.CancelScope] = set()  # triggers not yet applying
+            async with trio.open_nursery() as triggers:
+                for entry in entries:
+                    await trio.sleep_until(start + entry["at"])
+                    if "when" in entry:
+                        await triggers.start(executor.arm, entry, pending)
+                    else:
+                        await executor.apply(entry)
+                for scope in list(pending):  # still waiting when the schedule ends
+                    scope.cancel()
             nursery.cancel_scope.cancel()  # strobes still running end with the schedule
     finally:
         with trio.CancelScope(shield=True, deadline=trio.current_time() + heal_timeout) as heal:

@@ -56,6 +56,7 @@ class PySyncObjDB(ProcessDB):
         self._ready: dict[str, int] = {}
 
     pipes_stdout = True
+    role_events = True
 
     def command(self, node_id: str) -> list[str]:
         node = self.nodes[node_id]

@@ -1,0 +1,190 @@
+"""``when`` triggers in the real-run executor, against fake clusters on Trio's autojump clock."""
+
+from __future__ import annotations
+
+import trio
+from test_nemesis_executor import FakeCluster, recorder
+
+from nemesis.api import ElectionWatch, next_election
+from nemesis.executor import run_schedule
+
+
+class WatchingCluster(FakeCluster):
+    """A fake whose elections are announced as they happen (as role events are)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._elected = trio.Event()
+        self.watchers = 0
+
+    def elect(self, node: str) -> None:
+        self.current_leader = node
+        elected, self._elected = self._elected, trio.Event()
+        elected.set()
+
+    async def next_election(self) -> str:
+        self.watchers += 1
+        await self._elected.wait()
+        assert self.current_leader is not None
+        return self.current_leader
+
+
+async def elect_at(cluster: WatchingCluster, plan: list[tuple[float, str]]) -> None:
+    for at, node in plan:
+        await trio.sleep_until(at)
+        cluster.elect(node)
+
+
+def seconds(event: dict) -> float:
+    return round(event["time"] / 1e9, 3)
+
+
+async def test_a_trigger_fires_delay_after_the_next_election_and_cuts_the_winner(autojump_clock):
+    cluster = WatchingCluster()
+    assert isinstance(cluster, ElectionWatch)
+    events, record, clock = recorder()
+    start = trio.current_time()
+    schedule = [
+        {"at": 1, "f": "partition", "value": {"shape": "isolate-leader"},
+         "when": {"event": "new-leader", "delay": 0.25}},
+        {"at": 2, "f": "kill", "value": ["n5"]},  # keeps its own time while the trigger waits
+        {"at": 4, "f": "heal"},
+    ]
+    async with trio.open_nursery() as nursery:
+        # n2 won before the trigger was armed: only the election after ``at`` counts.
+        nursery.start_soon(elect_at, cluster, [(start + 0.5, "n2"), (start + 2.5, "n3")])
+        await run_schedule(schedule, cluster, record, clock)
+    assert [(seconds(e), e["f"]) for e in events] == [
+        (2.0, "kill"), (2.75, "start-partition"), (4.0, "stop-partition"), (4.0, "heal-all")]
+    cut = events[1]["value"]
+    assert cut["leader"] == "n3"
+    assert cut["components"] == [["n1", "n2", "n4", "n5"], ["n3"]]
+    assert cluster.whole()
+
+
+async def test_no_election_within_the_window_is_recorded_as_skipped(autojump_clock):
+    cluster = WatchingCluster()
+    events, record, clock = recorder()
+    schedule = [
+        {"at": 1, "f": "kill", "value": "leader", "when": {"event": "new-leader", "within": 2}},
+        {"at": 5, "f": "heal"},
+    ]
+    await run_schedule(schedule, cluster, record, clock)
+    assert [(seconds(e), e["f"]) for e in events] == [
+        (3.0, "kill"), (5.0, "stop-partition"), (5.0, "heal-all")]
+    assert events[0]["value"] == {"requested": "leader", "skipped": "no new leader within 2.0 s"}
+    assert not cluster.killed
+
+
+async def test_triggers_pending_when_the_schedule_ends_are_skipped_before_the_heal(
+        autojump_clock):
+    cluster = WatchingCluster()
+    events, record, clock = recorder()
+    start = trio.current_time()
+    schedule = [
+        # elected at 2, but its delay outlasts the schedule
+        {"at": 1, "f": "pause", "value": "leader", "when": {"event": "new-leader", "delay": 5}},
+        # never sees an election
+        {"at": 2.5, "f": "kill", "value": "leader", "when": "new-leader"},
+        {"at": 3, "f": "heal"},
+    ]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(elect_at, cluster, [(start + 2, "n4")])
+        await run_schedule(schedule, cluster, record, clock)
+    assert [(seconds(e), e["f"]) for e in events][::3] == [
+        (3.0, "stop-partition"), (3.0, "heal-all")]  # the two skips in between, any order
+    skipped = sorted((e["f"], e["value"]["skipped"]) for e in events[1:3])
+    assert skipped == [("kill", "the schedule ended first"),
+                       ("pause", "the schedule ended first")]
+    assert not cluster.paused and not cluster.killed
+
+
+async def test_several_triggers_armed_together_fire_on_the_same_election(autojump_clock):
+    cluster = WatchingCluster()
+    events, record, clock = recorder()
+    start = trio.current_time()
+    schedule = [
+        {"at": 1, "f": "partition", "value": {"shape": "isolate-leader"}, "when": "new-leader"},
+        {"at": 1.5, "f": "loss", "value": {"p": 0.5, "links": None},
+         "when": {"event": "new-leader", "delay": 0.1}},
+        {"at": 3, "f": "heal"},
+    ]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(elect_at, cluster, [(start + 2, "n2")])
+        await run_schedule(schedule, cluster, record, clock)
+    assert [(seconds(e), e["f"]) for e in events] == [
+        (2.0, "start-partition"), (2.1, "start-loss"), (3.0, "stop-partition"), (3.0, "heal-all")]
+    assert cluster.watchers == 2
+
+
+async def test_without_election_events_the_leader_is_polled(autojump_clock):
+    cluster = FakeCluster()  # no next_election: the fallback watches leader()
+    assert not isinstance(cluster, ElectionWatch)
+    events, record, clock = recorder()
+    start = trio.current_time()
+
+    async def leaderless_then_n5() -> None:
+        await trio.sleep_until(start + 1.5)
+        cluster.current_leader = None
+        await trio.sleep_until(start + 2.0)
+        cluster.current_leader = "n5"
+
+    schedule = [
+        {"at": 1, "f": "partition", "value": {"shape": "isolate-leader"}, "when": "new-leader"},
+        {"at": 4, "f": "heal"},
+    ]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(leaderless_then_n5)
+        await run_schedule(schedule, cluster, record, clock)
+    cut = events[0]
+    assert cut["f"] == "start-partition" and cut["value"]["leader"] == "n5"
+    assert 2.0 <= seconds(cut) <= 2.1
+
+
+async def test_next_election_prefers_the_controls_own_watch(autojump_clock):
+    cluster = WatchingCluster()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(elect_at, cluster, [(trio.current_time() + 1, "n1")])
+        # n1 was already the leader: polling would never notice its re-election.
+        assert await next_election(cluster) == "n1"
+
+
+async def test_real_cluster_isolates_the_node_that_just_won(tmp_path):
+    """Real nodes behind the proxy: cut the leader off, then cut off whoever wins next."""
+    from harness.cluster import node_names, open_cluster
+    from harness.net.proxy import ProxyNetwork
+    from harness.raft_impl_db import RaftImplDB
+
+    took_office: list[tuple[float, str]] = []
+
+    def on_event(node: str, event: dict) -> None:
+        if event.get("event") == "role" and event.get("role") == "leader":
+            took_office.append((trio.current_time(), node))
+
+    events, write, clock = recorder()
+    second_cut = trio.Event()
+
+    def record(event: dict) -> None:
+        write(event)
+        if len([e for e in events if e["f"] == "start-partition"]) == 2:
+            second_cut.set()
+
+    async with open_cluster(RaftImplDB(), ProxyNetwork(seed=1), node_names(3), tmp_path,
+                            on_event=on_event) as cluster:
+        schedule = [
+            {"at": 0.1, "f": "partition", "value": {"shape": "isolate-leader"}},
+            {"at": 0.2, "f": "partition", "value": {"shape": "isolate-leader"},
+             "when": {"event": "new-leader", "within": 10}},
+            {"at": 12, "f": "heal"},
+        ]
+        with trio.fail_after(40):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_schedule, schedule, cluster, record, clock)
+                await second_cut.wait()
+                fired_at = trio.current_time()
+                nursery.cancel_scope.cancel()
+    first, second = [e["value"] for e in events if e["f"] == "start-partition"]
+    assert "skipped" not in second
+    winner = [node for at, node in took_office if at <= fired_at][-1]
+    assert second["leader"] == winner != first["leader"]
+    assert second["components"] == sorted([[winner], sorted(set(node_names(3)) - {winner})])
