@@ -433,8 +433,8 @@ class Storage:
 
     Threading: ``stage_*`` and ``take_staged`` run in the event loop;
     ``write_batch`` and ``compact`` run in a worker thread, one at a time (the
-    node holds a lock around them). Staging may overlap a ``write_batch``: the
-    two share only the immutable :class:`StagedBatch` handed over, plus the
+    node runs them on its one disk thread). Staging may overlap a
+    ``write_batch``: the two share only the immutable :class:`StagedBatch` handed over, plus the
     hard state and base that a segment roll copies into the new header (both
     already durable or about to be).
     """
@@ -458,6 +458,8 @@ class Storage:
         self._staged_max_entry = 0
         self._staged_compact = False
         self._fd: int | None = None
+        #: The watermark file stays open: one pwrite per group commit, no open/close.
+        self._watermark_fd: int | None = None
         self._seq = 0
         self._offset = 0
         self._last_index = 0
@@ -491,6 +493,9 @@ class Storage:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._watermark_fd is not None:
+            os.close(self._watermark_fd)
+            self._watermark_fd = None
 
     # ---- staging (cheap, in the event loop)
 
@@ -655,12 +660,10 @@ class Storage:
             self._write_watermark()
 
     def _write_watermark(self) -> None:
-        path = self.wal_dir / WATERMARK_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            os.pwrite(fd, _pack_watermark(self._seq, self._offset), 0)
-        finally:
-            os.close(fd)
+        if self._watermark_fd is None:
+            path = self.wal_dir / WATERMARK_FILE
+            self._watermark_fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.pwrite(self._watermark_fd, _pack_watermark(self._seq, self._offset), 0)
 
     def segment_count(self) -> int:
         return len(self._segment_max)
