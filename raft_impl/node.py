@@ -15,13 +15,14 @@ together):
   decisions are acted on (applied, acknowledged, sent) only in a later Ready.
 - **ticker** — ``core.tick(now)`` every ~10 ms with the node clock.
 - **peer links** — one task per peer dialing its ``--peer`` address: a hello
-  frame, then the frames of a bounded queue (dropped when full or while the
-  peer is unreachable; Raft retransmits). Reconnects with exponential backoff
+  frame, then frames written straight to the socket while it takes them, else
+  through a bounded queue (dropped when full or while the peer is unreachable;
+  Raft retransmits). Reconnects with exponential backoff
   and jitter. Messages from peers arrive on connections accepted at
   ``--peer-listen`` (links are directed, so the harness can fault each one).
 - **client server** — requests from ``--client-listen`` connections; answers
-  leave through a per-connection writer task, so a slow client never blocks
-  the node.
+  are written straight to the socket, or, when it is full, left to a
+  per-connection writer task, so a slow client never blocks the node.
 
 Client answers are never wrong and definite: a proposal is answered from the
 state machine when its own entry (same index and term) is applied; if the
@@ -36,7 +37,6 @@ the speed from then on, without a jump; ``offset 0, rate 1`` is normal.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import heapq
@@ -44,6 +44,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import queue
 import random
 import signal
@@ -137,30 +138,71 @@ class _WaitingRead:
 
 
 class PeerLink:
-    """The directed link from this node to one peer: bounded queue + dialing task."""
+    """The directed link from this node to one peer: bounded queue + dialing task.
+
+    :meth:`send` collects frames; :meth:`flush` (after each round of Readies)
+    writes them at once, and while the link is connected and nothing is queued
+    straight to the (non-blocking) socket: no task switch per message.
+    Whatever the socket does not take at once (a full buffer, a paused peer)
+    goes to the queue, and the link's task sends it, in order, before any new
+    frame may be written directly again.
+    """
 
     def __init__(self, node_id: str, peer_id: str, address: tuple[str, int], rng: random.Random):
         self.node_id = node_id
         self.peer_id = peer_id
         self.address = address
         self._rng = rng
-        self._send, self._receive = trio.open_memory_channel[bytes](PEER_QUEUE)
+        self._queue: deque[bytes] = deque()
+        self._cork: list[bytes] = []
+        self._wake = trio.Event()
+        #: Socket of the current connection while its pump is idle (direct writes allowed).
+        self._fd: int | None = None
+        #: Unsent rest of a frame written in part directly; it belongs to this connection.
+        self._partial = b""
         self.connected = False
         self.dropped = 0
 
     def send(self, frame: bytes) -> None:
-        try:
-            self._send.send_nowait(frame)
-        except trio.WouldBlock:
-            self.dropped += 1
+        """Queue a frame for the next :meth:`flush` (one write for a whole Ready's messages)."""
+        self._cork.append(frame)
+
+    def flush(self) -> None:
+        """Write what :meth:`send` collected: straight to the socket if it takes it all."""
+        cork = self._cork
+        if not cork:
+            return
+        fd = self._fd
+        if fd is not None:
+            data = cork[0] if len(cork) == 1 else b"".join(cork)
+            try:
+                sent = os.write(fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                sent = 0  # broken: the pump finds out and reconnects
+            if sent == len(data):
+                cork.clear()
+                return
+            self._fd = None
+            self._wake.set()
+            if sent:
+                # The rest of a frame written in part must follow on this connection.
+                self._partial = data[sent:]
+                cork.clear()
+                return
+        queue = self._queue
+        for frame in cork:
+            if len(queue) >= PEER_QUEUE:
+                self.dropped += 1
+            else:
+                queue.append(frame)
+        cork.clear()
+        self._wake.set()
 
     def _drop_queued(self) -> None:
-        while True:
-            try:
-                self._receive.receive_nowait()
-            except trio.WouldBlock:
-                return
-            self.dropped += 1
+        self.dropped += len(self._queue)
+        self._queue.clear()
 
     async def run(self) -> None:
         backoff = BACKOFF_MIN
@@ -190,14 +232,24 @@ class PeerLink:
             await trio.sleep(backoff * self._rng.uniform(0.5, 1.5))
 
     async def _pump(self, stream: trio.SocketStream) -> None:
-        while True:
-            frames = [await self._receive.receive()]
-            while len(frames) < 256:
-                try:
-                    frames.append(self._receive.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            await stream.send_all(b"".join(frames))
+        fd = stream.socket.fileno()
+        queue = self._queue
+        try:
+            while True:
+                if not queue and not self._partial:
+                    self._wake = trio.Event()
+                    self._fd = fd
+                    await self._wake.wait()
+                    self._fd = None
+                frames = [self._partial]
+                self._partial = b""
+                while queue and len(frames) <= 256:
+                    frames.append(queue.popleft())
+                await stream.send_all(b"".join(frames))
+        finally:
+            # Before the stream closes: its descriptor number may be reused at once.
+            self._fd = None
+            self._partial = b""
 
     async def _watch_close(self, stream: trio.SocketStream, scope: trio.CancelScope) -> None:
         """The peer never talks on our dialed connection: any EOF means it went away."""
@@ -404,6 +456,7 @@ class Node:
             self._wake = trio.Event()
             while core.has_ready():
                 await self._handle_ready(core.ready())
+            self._flush_links()
 
     async def _handle_ready(self, rd: Ready) -> None:
         """Stage a Ready for the WAL and act on what is already safe; never wait for fsync.
@@ -472,7 +525,12 @@ class Node:
             and self._staged_term_vote == self._durable_term_vote
         )
 
+    def _flush_links(self) -> None:
+        for link in self.links.values():
+            link.flush()
+
     def _send(self, m: Message) -> None:
+        """Encode ``m`` for its link; it leaves at the next :meth:`_flush_links`."""
         link = self.links.get(m.to)
         if link is None:
             return
@@ -509,6 +567,7 @@ class Node:
             held = self._held
             while held and held[0][0] <= number:
                 self._send(held.popleft()[1])
+            self._flush_links()
             self._apply_durable()
             self._serve_waiting_reads()
             if batch.compact:
@@ -651,16 +710,11 @@ class Node:
     # ------------------------------------------------------------------ clients
 
     async def _serve_client(self, stream: trio.SocketStream) -> None:
-        send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
         peer = _peer_name(stream)
-
-        def reply(answer: dict[str, Any]) -> None:
-            # A client that went away leaves its answers nowhere to go.
-            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-                send.send_nowait(answer)
-
         async with stream, trio.open_nursery() as nursery:
-            nursery.start_soon(self._client_writer, stream, receive, nursery.cancel_scope)
+            connection = _ClientConnection(stream, nursery.cancel_scope)
+            nursery.start_soon(connection.write_backlog)
+            reply = connection.reply
             decoder = FrameDecoder()
             try:
                 while True:
@@ -676,26 +730,8 @@ class Node:
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
             finally:
-                send.close()
+                connection.close()
                 nursery.cancel_scope.cancel()
-
-    async def _client_writer(
-        self,
-        stream: trio.SocketStream,
-        receive: trio.MemoryReceiveChannel[dict[str, Any]],
-        scope: trio.CancelScope,
-    ) -> None:
-        try:
-            async for answer in receive:
-                frames = [_encode_answer(answer)]
-                while True:
-                    try:
-                        frames.append(_encode_answer(receive.receive_nowait()))
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                await stream.send_all(b"".join(frames))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            scope.cancel()
 
     def _handle_request(self, request: dict[str, Any], reply: Callable[[dict], None]) -> None:
         core = self.core
@@ -773,6 +809,70 @@ class Node:
             value = {"offset": self.clock.offset, "rate": self.clock.rate,
                      "clock": self.clock.now()}
         return {"id": request_id, "ok": True, "value": value}
+
+
+class _ClientConnection:
+    """Answers to one client connection, in order.
+
+    An answer is written straight to the (non-blocking) socket when nothing is
+    waiting before it: no task switch per answer. What the socket does not take
+    at once waits in a backlog that :meth:`write_backlog` sends, and until that
+    is drained later answers queue behind it. A client that went away leaves its
+    answers nowhere to go.
+    """
+
+    def __init__(self, stream: trio.SocketStream, scope: trio.CancelScope) -> None:
+        self._stream = stream
+        self._scope = scope
+        #: The socket while direct writes are allowed (open, backlog empty and idle).
+        self._fd: int | None = stream.socket.fileno()
+        self._backlog: list[bytes] = []
+        self._wake = trio.Event()
+        self._closed = False
+
+    def reply(self, answer: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        frame = _encode_answer(answer)
+        fd = self._fd
+        if fd is not None:
+            try:
+                sent = os.write(fd, frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:  # the client is gone
+                self.close()
+                self._scope.cancel()
+                return
+            if sent == len(frame):
+                return
+            self._fd = None
+            frame = frame[sent:]
+        self._backlog.append(frame)
+        self._wake.set()
+
+    def close(self) -> None:
+        """No more writes: call before the stream closes (its descriptor may be reused)."""
+        self._closed = True
+        self._fd = None
+        self._backlog.clear()
+
+    async def write_backlog(self) -> None:
+        fd = self._stream.socket.fileno()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                while self._backlog:
+                    data = b"".join(self._backlog)
+                    self._backlog.clear()
+                    await self._stream.send_all(data)
+                if self._closed:
+                    return
+                self._fd = fd
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self.close()
+            self._scope.cancel()
 
 
 class _BadHello(Exception):
