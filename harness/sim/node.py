@@ -410,20 +410,15 @@ class SimNode:
             if duplicate is not None and entry.index <= self.kv.applied:
                 described["duplicate"] = duplicate
             entries.append(described)
-        snapshot_index = core.first_index - 1
+        # The core's view, as the real node reports it: an InstallSnapshot the core has
+        # taken is on disk only once its Ready is persisted (the disk may lag).
         dump: dict[str, Any] = {
-            "commit": core.commit_index, "snapshot_index": snapshot_index,
-            "snapshot_term": self._term_at(snapshot_index), "entries": entries,
+            "commit": core.commit_index, "snapshot_index": core.snapshot_index,
+            "snapshot_term": core.snapshot_term, "entries": entries,
         }
         if from_index is not None:
             dump["from"] = lo
         return dump
-
-    def _term_at(self, index: int) -> int:
-        snapshot = self.disk.durable.snapshot
-        if snapshot is not None and snapshot.meta.index == index:
-            return snapshot.meta.term
-        return 0
 
     def digest(self) -> dict[str, Any]:
         return {"applied": self.kv.applied, "digest": self.kv.digest()}

@@ -52,6 +52,9 @@ class Suits:
     max_entries: tuple[int, ...] | None = None
     check_quorum: bool | None = None
     shapes: tuple[str, ...] | None = None
+    #: Faults stay until the final heal (a later partition replaces an earlier one), so
+    #: a sequence of faults is not broken up by heals in between.
+    heal_at_end: bool = False
 
 
 #: Planted bug -> what exposes it. A bug's effect needs a particular situation: a stale
@@ -68,7 +71,8 @@ SUITS: dict[str, Suits] = {
     # Figure 8 needs three elections in a row whose winners are cut off at the right
     # instant (the second before its no-op leaves, the third between committing an
     # old-term entry and sending its no-op): leader isolations fired on elections.
-    "commit-old-term": Suits(("partition",), max_entries=(1,), shapes=("isolate-leader",)),
+    "commit-old-term": Suits(("partition",), max_entries=(1,), shapes=("isolate-leader",),
+                             heal_at_end=True),
     "no-prev-check": Suits(("partition", "loss", "reorder", "duplicate", "delay", "kill")),
     "truncate-on-append": Suits(("reorder", "duplicate", "delay", "loss", "partition")),
     "ack-before-fsync": Suits(("lose-unfsynced", "kill")),
@@ -91,7 +95,7 @@ def suits(bugs: Sequence[str]) -> Suits | None:
     shapes = (None if any(s.shapes is None for s in chosen)
               else tuple(sh for sh in SHAPES if any(sh in (s.shapes or ()) for s in chosen)))
     return Suits(packages, read_modes or None, retry, tuple(entries) if entries else None,
-                 quorum, shapes)
+                 quorum, shapes, all(s.heal_at_end for s in chosen))
 
 
 def count_faults(schedule: Sequence[dict[str, Any]]) -> int:
@@ -144,9 +148,17 @@ def _timed(entry: dict[str, Any], when: dict[str, Any] | None) -> dict[str, Any]
 @st.composite
 def faults(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
            packages: Sequence[str] = PACKAGES,
-           shapes: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """One fault: its start entry and the entry that undoes it. Partitions and node
-    faults may wait for an election (``when``); their undo entries keep their times."""
+           shapes: Sequence[str] | None = None, undo: bool = True) -> list[dict[str, Any]]:
+    """One fault: its start entry and the entry that undoes it (none without ``undo``:
+    the final heal does). Partitions and node faults may wait for an election
+    (``when``); their undo entries keep their times."""
+    entries = draw(_fault(nodes, time_limit, packages, shapes))
+    return entries if undo else entries[:1]
+
+
+@st.composite
+def _fault(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
+           packages: Sequence[str], shapes: Sequence[str] | None) -> list[dict[str, Any]]:
     slots = max(1, round(time_limit / TICK))
     at = draw(st.integers(0, slots - 1)) * TICK
     duration = draw(st.integers(1, slots)) * TICK
@@ -195,13 +207,14 @@ def faults(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
 @st.composite
 def schedules(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
               packages: Sequence[str] = PACKAGES, max_faults: int = 8,
-              shapes: Sequence[str] | None = None) -> list[dict[str, Any]]:
+              shapes: Sequence[str] | None = None, undo: bool = True) -> list[dict[str, Any]]:
     """A schedule of up to ``max_faults`` overlapping faults, sorted by time.
 
     The final heal is not included: the simulator (like a real run) always
     makes the cluster whole at the time limit.
     """
-    drawn = draw(st.lists(faults(nodes, time_limit, packages, shapes), max_size=max_faults))
+    drawn = draw(st.lists(faults(nodes, time_limit, packages, shapes, undo),
+                          max_size=max_faults))
     entries = [entry for pair in drawn for entry in pair]
     return sorted(entries, key=lambda entry: entry["at"])
 
@@ -274,7 +287,8 @@ def sim_tests(draw: st.DrawFn, nodes: int | st.SearchStrategy[int] = 3,
                                    fit.check_quorum if fit is not None else None))
     workload = draw(workloads(time_limit, retry))
     schedule = draw(schedules(cluster.node_ids, workload.time_limit, packages, max_faults,
-                              fit.shapes if fit is not None else None))
+                              fit.shapes if fit is not None else None,
+                              undo=not (fit is not None and fit.heal_at_end)))
     seed = draw(st.integers(0, 2**32 - 1))
     return SimTest(cluster=cluster, workload=workload, schedule=tuple(schedule), seed=seed,
                    name=name)
