@@ -173,6 +173,90 @@ def figure8_schedule(time_limit: float, *, delay: float = 0.15, jitter: float = 
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
+def _rounded(schedule: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
+
+
+def figure8_trigger_schedule(time_limit: float, *, delay: float = 0.05, jitter: float = 0.005,
+                             cuts: tuple[float, ...] = (0.2, 0.24, 0.28, 0.22, 0.26, 0.3),
+                             arm_second: float = 1.1, period: float = 6.0,
+                             ) -> list[dict[str, Any]]:
+    """Raft's Figure 8, three elections per cycle, each step fired by an election.
+
+    On slow links (``delay`` each way): 1. cut the leader A off; clients'
+    writes pile up in its log only. 2. When B wins the next term, cut it off
+    at once (healing A) and kill it: its no-op, still on the wire, is lost,
+    and it takes no client writes. 3. A wins again (its log is the longest)
+    and, one entry per append, replicates its old-term suffix to the third
+    node C, its own no-op last; ``cuts[i]`` s after A's election (about two
+    round trips: C holds A's first old-term entries, not yet its no-op) cut
+    A off and restart B. 4. B, whose last entry has the newer term, wins
+    with C's vote and overwrites the suffix. A leader that counts replicas
+    of old-term entries (commit-old-term) committed and acked them in step
+    3; a follower that skips the term check at prevIndex (no-prev-check)
+    keeps A's entry under B's no-op and commits it. Trigger 3 is armed
+    ``arm_second`` s into the cycle, after B's election and before A's.
+    """
+    schedule: list[dict[str, Any]] = [
+        {"at": 0.5, "f": "delay", "value": {"mean": delay, "jitter": jitter, "links": None}},
+    ]
+    isolate = {"shape": "isolate-leader"}
+    at, cycle = 1.0, 0
+    while at + period <= time_limit:
+        cut = cuts[cycle % len(cuts)]
+        b_elected = {"event": "new-leader", "within": arm_second - 0.1}
+        a_elected = {"event": "new-leader", "within": 3.0}
+        schedule += [
+            {"at": at, "f": "partition", "value": isolate},
+            {"at": at + 0.05, "f": "partition", "value": isolate,
+             "when": {**b_elected, "delay": 0.0}},
+            {"at": at + 0.05, "f": "kill", "value": "leader", "when": {**b_elected, "delay": 0.03}},
+            {"at": at + arm_second, "f": "partition", "value": isolate,
+             "when": {**a_elected, "delay": cut}},
+            {"at": at + arm_second, "f": "start", "value": "all",
+             "when": {**a_elected, "delay": cut + 0.05}},
+            {"at": at + period - 1.0, "f": "heal", "value": None},
+            {"at": at + period - 1.0, "f": "start", "value": "all"},
+        ]
+        at += period
+        cycle += 1
+    schedule.append({"at": time_limit, "f": "heal", "value": None})
+    return _rounded(schedule)
+
+
+def forget_vote_trigger_schedule(time_limit: float, *, delay: float = 0.06,
+                                 jitter: float = 0.01, period: float = 6.0,
+                                 ) -> list[dict[str, Any]]:
+    """Two leaders in one term, from a vote forgotten in a restart, every ``period`` s.
+
+    On slow links: kill the leader L (it stays down, one term behind). When
+    M wins the next term T with the vote of V, cut M off at once (its first
+    append, still on the wire, is lost), kill M and V, and start all three.
+    M is still cut off; L (term T-1) and V (term T) remain. If L's timer
+    fires first it campaigns in term T: a V that did not persist its vote for
+    M grants it, and term T has two leaders. (If V's fires first, nothing
+    happens this cycle.) A correct V remembers its vote and refuses.
+    """
+    schedule: list[dict[str, Any]] = [
+        {"at": 0.5, "f": "delay", "value": {"mean": delay, "jitter": jitter, "links": None}},
+    ]
+    elected = {"event": "new-leader", "within": 3.0}
+    at = 1.0
+    while at + period <= time_limit:
+        schedule += [
+            {"at": at, "f": "kill", "value": "leader"},
+            {"at": at + 0.05, "f": "partition", "value": {"shape": "isolate-leader"},
+             "when": {**elected, "delay": 0.0}},
+            {"at": at + 0.05, "f": "kill", "value": "all", "when": {**elected, "delay": 0.05}},
+            {"at": at + 0.05, "f": "start", "value": "all", "when": {**elected, "delay": 0.2}},
+            {"at": at + period - 1.0, "f": "heal", "value": None},
+            {"at": at + period - 1.0, "f": "start", "value": "all"},
+        ]
+        at += period
+    schedule.append({"at": time_limit, "f": "heal", "value": None})
+    return _rounded(schedule)
+
+
 def delay_schedule(time_limit: float, *, mean: float = 0.2, jitter: float = 0.05,
                    period: float = 4.0) -> list[dict[str, Any]]:
     """Slow links on and off: commits take longer than a client's attempt timeout."""
@@ -221,13 +305,13 @@ WRITE_HEAVY = {"read": 0.3, "write": 0.5, "cas": 0.2}
 #: bug -> the plan that suits it. A bug missing here gets DEFAULT_PLAN.
 PLANS: dict[str, Plan] = {
     "no-prev-check": Plan(
-        schedule=lambda t: figure8_schedule(t, offsets=(1.0, 1.1, 1.2, 1.3), catch_up=1.6,
-                                            hold=1.5, freeze=False), nodes=3,
-        mix=WRITE_HEAVY, rate=300, concurrency=8, collect_interval=0.25,
+        schedule=lambda t: figure8_trigger_schedule(t, cuts=(0.25, 0.3, 0.35, 0.4, 0.28, 0.33)),
+        nodes=3, mix=WRITE_HEAVY, rate=30, concurrency=12, collect_interval=0.25,
         node_args=("--max-append-entries", "1", "--max-inflight-appends", "1"),
-        why="a leader killed right after its election leaves a newer-term entry where the "
-            "lagging follower holds old-term ones; when it leads again its first probe "
-            "points at that entry, and a follower that skips the term check keeps the old one",
+        why="Figure 8 by election triggers: the re-elected old leader is cut off while the "
+            "third node holds some of its old-term entries; the next leader's first probe "
+            "points at its own newer-term entry there, and a follower that skips the term "
+            "check keeps the old one and commits it",
     ),
     "truncate-on-append": Plan(
         schedule=lambda t: leader_churn_schedule(t, reorder=0.5), nodes=3, rate=250,
@@ -236,12 +320,12 @@ PLANS: dict[str, Plan] = {
             "loses committed writes",
     ),
     "commit-old-term": Plan(
-        schedule=figure8_schedule, nodes=3, mix=WRITE_HEAVY, rate=300, concurrency=8,
-        collect_interval=0.25,
+        schedule=figure8_trigger_schedule, nodes=3, mix=WRITE_HEAVY, rate=30,
+        concurrency=12, collect_interval=0.25,
         node_args=("--max-append-entries", "1", "--max-inflight-appends", "1"),
-        why="Figure 8: a re-elected leader replicating its old-term suffix one entry per "
-            "round trip commits it before its no-op arrives; a leader of a newer term "
-            "then overwrites the committed entries",
+        why="Figure 8 by election triggers: a re-elected leader replicating its old-term "
+            "suffix one entry per round trip commits it when a replica acks it; cut off "
+            "before the follower hears of that commit, a leader of a newer term overwrites it",
     ),
     "commit-without-quorum": Plan(
         schedule=lambda t: isolate_leader_schedule(t, pause=False), nodes=3,
@@ -267,10 +351,10 @@ PLANS: dict[str, Plan] = {
         why="acked writes that were never fsynced disappear in a lose-unfsynced crash",
     ),
     "forget-vote": Plan(
-        schedule=forget_vote_schedule, nodes=3, mix=WRITE_HEAVY,
-        why="everyone restarts just after an election whose term the killed old leader "
-            "never saw; it campaigns in that term and voters that forgot their vote elect "
-            "a second leader",
+        schedule=forget_vote_trigger_schedule, nodes=3, mix=WRITE_HEAVY,
+        why="the voter of a new leader restarts before it hears from it; the old leader, "
+            "one term behind, campaigns in that term and a voter that forgot its vote "
+            "elects a second leader",
     ),
     "no-dedup": Plan(
         schedule=lambda t: delay_schedule(t), mix=CAS_HEAVY, keys=2, retry_indefinite=True,
