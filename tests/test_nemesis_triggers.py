@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import trio
+import trio.testing
 from test_nemesis_executor import FakeCluster, recorder
 
 from nemesis.api import ElectionWatch, next_election
@@ -188,3 +189,31 @@ async def test_real_cluster_isolates_the_node_that_just_won(tmp_path):
     winner = [node for at, node in took_office if at <= fired_at][-1]
     assert second["leader"] == winner != first["leader"]
     assert second["components"] == sorted([[winner], sorted(set(node_names(3)) - {winner})])
+
+
+async def test_cluster_learns_elections_from_role_events_and_forwards_every_event(tmp_path):
+    from harness.cluster import Cluster
+
+    class EventfulDB:
+        role_events = True
+
+    forwarded: list[tuple[str, dict]] = []
+    cluster = Cluster(EventfulDB(), None, ["n1", "n2", "n3"], tmp_path)  # type: ignore[arg-type]
+    cluster.forward_events = lambda node, event: forwarded.append((node, event))
+    winners: list[str] = []
+
+    async def watch() -> None:
+        winners.append(await cluster.next_election())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        nursery.start_soon(watch)
+        await trio.testing.wait_all_tasks_blocked()
+        cluster.on_node_event("n2", {"event": "role", "role": "candidate", "term": 4})
+        await trio.testing.wait_all_tasks_blocked()
+        assert winners == []  # a candidate has not taken office
+        cluster.on_node_event("n2", {"event": "role", "role": "leader", "term": 4})
+        cluster.on_node_event("n3", {"event": "role", "role": "leader", "term": 5})
+    assert winners == ["n2", "n2"]  # both waiters saw the first election after they began
+    assert cluster.last_leader == "n3"
+    assert [node for node, _ in forwarded] == ["n2", "n2", "n3"]
