@@ -58,6 +58,7 @@ from typing import Any
 
 import trio
 
+from .client import receive_raw
 from .core import LEADER, RaftConfig, RaftCore, Ready
 from .kv import Command, CommandError, KVStateMachine
 from .messages import AppendEntries, Heartbeat, HeartbeatResponse, Message, MessageError
@@ -681,7 +682,7 @@ class Node:
         try:
             async with stream:
                 while True:
-                    data = await stream.receive_some(65536)
+                    data = await receive_raw(stream)
                     if not data:
                         return
                     decoder.feed(data)
@@ -718,7 +719,7 @@ class Node:
             decoder = FrameDecoder()
             try:
                 while True:
-                    data = await stream.receive_some(65536)
+                    data = await receive_raw(stream)
                     if not data:
                         break
                     decoder.feed(data)
