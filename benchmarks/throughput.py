@@ -185,7 +185,11 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def run_benchmark(args: argparse.Namespace) -> dict:
-    target: Target = TARGETS[args.target]()
+    node_args = tuple(getattr(args, "node_arg", None) or ())
+    if args.target == "raft_impl":
+        target: Target = RaftImplTarget(extra_args=node_args)
+    else:
+        target = TARGETS[args.target]()
     measurement = Measurement()
     keys = [f"k{i}" for i in range(args.keys)]
     with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
@@ -292,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=1000, help="distinct keys written")
     parser.add_argument("--ops", type=int, default=0,
                         help="stop after this many measured writes (0: run for --duration)")
+    parser.add_argument("--node-arg", action="append", default=[], metavar="WORD",
+                        help="extra word for every raft_impl node's command line (repeatable), "
+                        "e.g. --node-arg=--max-inflight-appends --node-arg=4")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.clients < 1 or args.duration <= 0 or args.keys < 1:
