@@ -583,7 +583,8 @@ class Node:
             self._serve_waiting_reads()
             if batch.compact:
                 await self._disk.run(storage.compact)
-            self._kick()
+            if self.core is not None and self.core.has_ready():
+                self._kick()
 
     def _apply_durable(self) -> None:
         """Apply committed entries, in order, as far as they are durable on this node."""
