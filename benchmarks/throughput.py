@@ -114,13 +114,29 @@ class RaftImplTarget:
         self.extra_args = extra_args
         self._cluster: LocalCluster | None = None
         self.leader = ""
+        self.timings: dict[str, float] = {}
 
     @asynccontextmanager
     async def cluster(self, nodes: int, workdir: Path) -> AsyncIterator[None]:
+        spawned = time.perf_counter()
         async with local_cluster(nodes, workdir, self.extra_args) as cluster:
             self._cluster = cluster
+            ready = time.perf_counter()
             self.leader = await cluster.wait_leader(within=10.0)
+            elected = time.perf_counter()
+            # From the spawn of the processes, and from the last one's ready event.
+            self.timings = {"startup_leader_s": round(elected - spawned, 3),
+                            "leader_after_ready_s": round(elected - ready, 3)}
             yield
+
+    async def failover(self) -> float:
+        """SIGKILL the leader; seconds until another node leads (the leader stays dead)."""
+        assert self._cluster is not None
+        old = self.leader
+        killed = time.perf_counter()
+        await self._cluster.kill(old)
+        self.leader = await self._cluster.wait_leader(within=10.0, exclude=[old])
+        return round(time.perf_counter() - killed, 3)
 
     async def find_leader(self) -> None:
         """After a failure: ask the nodes who leads now (elections take a moment)."""
@@ -246,6 +262,9 @@ async def run_benchmark(args: argparse.Namespace) -> dict:
                     measurement.client_cpu = time.process_time() - cpu_start[1]
                 nursery.cancel_scope.cancel()
             elapsed = min(time.perf_counter(), stop_at) - measure_from
+            timings = dict(getattr(target, "timings", {}))
+            if args.failover and hasattr(target, "failover"):
+                timings["failover_leader_s"] = await target.failover()
     latencies = sorted(measurement.latencies)
     return {
         "target": target.name,
@@ -265,6 +284,7 @@ async def run_benchmark(args: argparse.Namespace) -> dict:
         "client_cpu_ms_per_op": round(measurement.client_cpu * 1e3 / len(latencies), 3)
         if latencies else None,
         "load_avg_1m": round(psutil.getloadavg()[0], 2),
+        **timings,
     }
 
 
@@ -299,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-arg", action="append", default=[], metavar="WORD",
                         help="extra word for every raft_impl node's command line (repeatable), "
                         "e.g. --node-arg=--max-inflight-appends --node-arg=4")
+    parser.add_argument("--failover", action="store_true",
+                        help="after the run, SIGKILL the leader and time the next election")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.clients < 1 or args.duration <= 0 or args.keys < 1:
@@ -321,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CPU per write: nodes {result['node_cpu_ms_per_op']} ms, "
               f"client {result['client_cpu_ms_per_op']} ms "
               f"(1-min load average {result['load_avg_1m']})")
+        if "startup_leader_s" in result:
+            print(f"leader elected {result['startup_leader_s']} s after the processes were "
+                  f"spawned ({result['leader_after_ready_s']} s after all were ready)")
+        if "failover_leader_s" in result:
+            print(f"new leader {result['failover_leader_s']} s after the leader was killed")
     return 0
 
 
