@@ -348,6 +348,8 @@ class Node:
         self._held: deque[tuple[int, Message]] = deque()
         self._to_apply: deque[Entry] = deque()
         self._snapshotting = False
+        #: The ready loop is inside a Ready (maybe awaiting a snapshot install).
+        self._in_ready_loop = False
         self._nursery: trio.Nursery | None = None
         self.peer_address: tuple[str, int] | None = None
         self.client_address: tuple[str, int] | None = None
@@ -465,9 +467,34 @@ class Node:
             # so all of it lands in one Ready instead of one Ready each.
             await trio.lowlevel.checkpoint()
             self._wake = trio.Event()
-            while core.has_ready():
-                await self._handle_ready(core.ready())
+            self._in_ready_loop = True
+            try:
+                while core.has_ready():
+                    await self._handle_ready(core.ready())
+            finally:
+                self._in_ready_loop = False
             self._flush_links()
+
+    def _handle_ready_now(self) -> None:
+        """Handle the core's output in the calling task, without a hop to the ready loop.
+
+        For a follower's peer reader: its leader's messages are the only source of
+        work, so there is nothing to batch by waiting a scheduling round. Falls back
+        to waking the loop while it is inside a Ready (Readies never interleave) and
+        for a snapshot to install (which awaits the disk).
+        """
+        core = self.core
+        assert core is not None
+        if self._in_ready_loop:
+            self._kick()
+            return
+        while core.has_ready():
+            rd = core.ready()
+            if rd.snapshot is not None:
+                self._kick()
+                break
+            self._handle_ready_sync(rd)
+        self._flush_links()
 
     async def _handle_ready(self, rd: Ready) -> None:
         """Stage a Ready for the WAL and act on what is already safe; never wait for fsync.
@@ -476,11 +503,15 @@ class Node:
         messages (acks, votes) until the batch holding what they acknowledge is
         fsynced, committed entries until they are durable here.
         """
+        if rd.snapshot is not None:
+            await self._install_snapshot(rd.snapshot)
+        self._handle_ready_sync(rd)
+
+    def _handle_ready_sync(self, rd: Ready) -> None:
+        """:meth:`_handle_ready` after its snapshot (if any) is installed."""
         core = self.core
         assert core is not None
         storage = self.storage
-        if rd.snapshot is not None:
-            await self._install_snapshot(rd.snapshot)
         if rd.hard_state is not None:
             hs = rd.hard_state
             if "forget-vote" in self.bugs:
@@ -693,7 +724,10 @@ class Node:
         try:
             async with stream:
                 while True:
-                    data = await receive_raw(stream)
+                    try:
+                        data = await receive_raw(stream)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        return
                     if not data:
                         return
                     decoder.feed(data)
@@ -703,11 +737,12 @@ class Node:
                             continue
                         message = Message.from_wire(wire)
                         core.step(message, self.clock.now())
-                    self._kick()
+                    if core.role == LEADER:
+                        self._kick()  # acks of several followers may share one Ready
+                    else:
+                        self._handle_ready_now()
         except (FrameError, MessageError, _BadHello) as exc:
             log.warning("closing peer connection from %s: %s", sender or "?", exc)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
 
     def _check_hello(self, wire: dict[str, Any]) -> str:
         if wire.get("type") != "hello":
