@@ -589,7 +589,7 @@ class Node:
             log.error("cannot send %s to %s: %s", m.wire_type, m.to, exc)
 
     async def _syncer(self) -> None:
-        """Group commit: one write + one fsync for everything staged since the last one."""
+        """Group commit: one durable write for everything staged since the last one."""
         storage = self.storage
         while True:
             await self._sync_wanted.wait()

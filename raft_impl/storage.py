@@ -18,9 +18,10 @@ hard state and snapshot position, so dropping old segments never loses them.
 
 **Group commit.** The node's event loop stages what each Ready asks for
 (``stage_*``, cheap). A writer task takes everything staged so far
-(``take_staged``) and runs ``write_batch`` — one ``write`` and one ``fsync`` —
-in a worker thread; meanwhile the loop keeps staging, and all of that goes
-into the next batch. ``sync()``/``save_snapshot()`` are the blocking
+(``take_staged``) and runs ``write_batch`` — one ``write`` to a segment opened
+with ``O_DSYNC``, so it returns once the data is durable: an fsync without a
+second syscall — in a worker thread; meanwhile the loop keeps staging, and all
+of that goes into the next batch. ``sync()``/``save_snapshot()`` are the blocking
 one-call versions.
 
 **Torn tails vs corruption.** A crash can tear only bytes that were not yet
@@ -582,10 +583,14 @@ class Storage:
         self._staged_compact = False
         return batch
 
-    # ---- durable operations (blocking; the node runs them via trio.to_thread, one at a time)
+    # ---- durable operations (blocking; the node runs them on its disk thread, one at a time)
 
     def write_batch(self, batch: StagedBatch) -> None:
-        """One write and one fsync for a whole batch; then the watermark; maybe a new segment."""
+        """One durable write for a whole batch; then the watermark; maybe a new segment.
+
+        With fsync on, the segment is opened ``O_DSYNC``: ``write`` returns once
+        the data is on stable storage (the same guarantee as ``fdatasync``).
+        """
         assert self._fd is not None
         _write_all(self._fd, batch.data)
         self._offset += len(batch.data)
@@ -593,7 +598,6 @@ class Storage:
             seg_max = self._segment_max.get(self._seq, 0)
             self._segment_max[self._seq] = max(seg_max, batch.max_entry_index)
         if self.fsync_enabled:
-            os.fdatasync(self._fd)
             self.syncs += 1
             self._write_watermark()
         if self._offset >= self.segment_bytes:
@@ -643,7 +647,10 @@ class Storage:
             os.close(self._fd)
         self._seq += 1
         path = self.wal_dir / _segment_name(self._seq)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+        if self.fsync_enabled:
+            flags |= os.O_DSYNC  # every write is durable when it returns (see write_batch)
+        self._fd = os.open(path, flags, 0o644)
         self._segment_max[self._seq] = 0
         hs = self._hard_state
         header = encode_record(REC_HARD_STATE, [hs.term, hs.vote, hs.commit]) + encode_record(
