@@ -263,7 +263,7 @@ async def run_benchmark(args: argparse.Namespace) -> dict:
                 nursery.cancel_scope.cancel()
             elapsed = min(time.perf_counter(), stop_at) - measure_from
             timings = dict(getattr(target, "timings", {}))
-            if args.failover and hasattr(target, "failover"):
+            if getattr(args, "failover", False) and hasattr(target, "failover"):
                 timings["failover_leader_s"] = await target.failover()
     latencies = sorted(measurement.latencies)
     return {
