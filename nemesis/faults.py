@@ -34,7 +34,10 @@ new leader's first entry not yet replicated). An entry may therefore carry
 election won (a node taking office, in any term after ``at``) and fires
 ``delay`` seconds after it (default 0: before the new leader's first message
 leaves, in the simulator). With no election within ``within`` seconds (default
-10) it is skipped and recorded as skipped. Other entries keep their own times.
+10) it is skipped and recorded as skipped. Triggered entries wait in order: each
+is armed once the triggered entry before it saw its election (or was skipped), so
+a chain of them acts on successive elections (Figure 8 takes three). Entries
+without a trigger keep their own times.
 
 Validation errors name the entry (its position and content) and say what was
 expected, because schedules are often written by hand.

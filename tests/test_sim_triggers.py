@@ -79,3 +79,25 @@ def test_a_trigger_may_crash_or_stop_the_new_leader_mid_election(tmp_path: Path)
         applied = next(e for e in _events(run_dir, "history.jsonl") if e.get("f") == fault)
         assert len(applied["value"]["nodes"]) == 1
         assert result.valid is True, result.results
+
+
+def test_triggered_entries_act_on_successive_elections_in_order(tmp_path: Path) -> None:
+    """Three leader isolations, the last two triggered, all due at once: each triggered
+    one waits for its own election, so three different terms' leaders are cut off."""
+    simulate(_test([
+        {"at": 0.5, "f": "partition", "value": {"shape": "isolate-leader"}},
+        {"at": 0.5, "f": "partition", "value": {"shape": "isolate-leader"},
+         "when": "new-leader"},
+        {"at": 0.5, "f": "partition", "value": {"shape": "isolate-leader"},
+         "when": "new-leader"},
+    ]), tmp_path, check=False)
+    cuts = [e for e in _events(tmp_path, "history.jsonl") if e.get("f") == "start-partition"]
+    elections = [o for o in _events(tmp_path, "observations.jsonl")
+                 if o["kind"] == "role" and o["role"] == "leader"]
+    assert len(cuts) == 3
+    terms = []
+    for cut in cuts[1:]:
+        won = next(o for o in elections if o["time"] == cut["time"])
+        assert [won["node"]] in cut["value"]["components"]
+        terms.append(won["term"])
+    assert terms[0] < terms[1]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
@@ -87,8 +88,10 @@ class SimCluster:
         self.stopped: str | None = None
         self.leader_changes = 0
         self.workload_start = 0.0
-        #: Entries armed with a ``when`` trigger, waiting for the next election won.
-        self._armed: list[tuple[dict[str, Any], int]] = []
+        #: Entries with a ``when`` trigger: the one armed for the next election won, and
+        #: those due after it (they wait in order).
+        self._armed: tuple[dict[str, Any], int] | None = None
+        self._due: deque[tuple[dict[str, Any], int]] = deque()
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -154,38 +157,48 @@ class SimCluster:
         self._leading_since = now
         if leads and was < len(self._leading):
             self.leader_changes += 1
-        if leads and self._armed:
-            self._fire_triggers()
+        if leads and self._armed is not None:
+            self._fire_trigger()
 
     # -- ``when`` triggers ---------------------------------------------------------------
 
     def schedule_entry(self, entry: dict[str, Any], position: int) -> None:
-        """Apply an entry now, or arm it when it waits for an event (``when``)."""
+        """Apply an entry now, or queue it when it waits for an election (``when``)."""
         if "when" not in entry:
             faults.apply_entry(self, entry, position)
             return
-        armed = (entry, position)
-        self._armed.append(armed)
-        self.loop.call_later(entry["when"]["within"], self._expire_trigger, armed)
+        self._due.append((entry, position))
+        if self._armed is None:
+            self._arm_next()
 
-    def _fire_triggers(self) -> None:
-        """A node just took office: armed entries fire now (before its first message
-        leaves, as this runs from the role change) or ``delay`` later."""
-        fired, self._armed = self._armed, []
-        for entry, position in fired:
-            delay = entry["when"]["delay"]
-            if delay > 0:
-                self.loop.call_later(delay, faults.apply_entry, self, entry, position)
-            else:
-                faults.apply_entry(self, entry, position)
+    def _arm_next(self) -> None:
+        """Triggered entries wait in order: the next is armed once the one before it saw
+        its election (or gave up), so a chain of them acts on successive elections."""
+        self._armed = self._due.popleft() if self._due else None
+        if self._armed is not None:
+            entry = self._armed[0]
+            self.loop.call_later(entry["when"]["within"], self._expire_trigger, self._armed)
+
+    def _fire_trigger(self) -> None:
+        """A node just took office: the armed entry fires now (before the new leader's
+        first message leaves, as this runs from its role change) or ``delay`` later."""
+        assert self._armed is not None
+        entry, position = self._armed
+        self._arm_next()
+        delay = entry["when"]["delay"]
+        if delay > 0:
+            self.loop.call_later(delay, faults.apply_entry, self, entry, position)
+        else:
+            faults.apply_entry(self, entry, position)
 
     def _expire_trigger(self, armed: tuple[dict[str, Any], int]) -> None:
-        if any(waiting is armed for waiting in self._armed):
-            self._armed = [waiting for waiting in self._armed if waiting is not armed]
-            entry = armed[0]
-            self.record_nemesis(history_f(entry), {"requested": entry["value"],
-                                                   "skipped": "no new leader within "
-                                                   f"{entry['when']['within']} s"})
+        if self._armed is not armed:
+            return
+        entry = armed[0]
+        self.record_nemesis(history_f(entry), {
+            "requested": entry["value"],
+            "skipped": f"no new leader within {entry['when']['within']} s"})
+        self._arm_next()
 
     def observe(self, node_id: str | None, kind: str, **fields: Any) -> None:
         if node_id is not None:

@@ -135,9 +135,10 @@ def _probability(low: float, high: float) -> st.SearchStrategy[float]:
 
 
 def triggers() -> st.SearchStrategy[dict[str, Any] | None]:
-    """No trigger (what shrinking prefers), or "the next election won" plus 0-50 ms:
-    the windows right after an election, when a new leader's first entries are in flight."""
-    return st.one_of(st.none(), st.integers(0, 50).map(
+    """No trigger (what shrinking prefers), or "the next election won" plus 0-20 ms:
+    the few round trips right after an election, while a new leader's first entries
+    are in flight (simulated links take 0.5-2 ms each way, an fsync up to 2 ms)."""
+    return st.one_of(st.none(), st.integers(0, 20).map(
         lambda ms: {"event": "new-leader", "delay": ms / 1000}))
 
 
