@@ -101,3 +101,14 @@ def test_triggered_entries_act_on_successive_elections_in_order(tmp_path: Path) 
         assert [won["node"]] in cut["value"]["components"]
         terms.append(won["term"])
     assert terms[0] < terms[1]
+
+
+def test_triggers_still_waiting_at_the_time_limit_are_dropped(tmp_path: Path) -> None:
+    """A trigger that fired after the final heal would leave the cluster cut for good."""
+    result = simulate(_test([
+        {"at": 2.9, "f": "partition", "value": {"shape": "isolate-leader"},
+         "when": "new-leader"},
+    ]), tmp_path)
+    cuts = [e for e in _events(tmp_path, "history.jsonl") if e.get("f") == "start-partition"]
+    assert len(cuts) == 1 and "schedule ended" in cuts[0]["value"]["skipped"]
+    assert result.valid is True, result.results

@@ -192,13 +192,18 @@ class SimCluster:
             faults.apply_entry(self, entry, position)
 
     def _expire_trigger(self, armed: tuple[dict[str, Any], int]) -> None:
-        if self._armed is not armed:
-            return
-        entry = armed[0]
-        self.record_nemesis(history_f(entry), {
-            "requested": entry["value"],
-            "skipped": f"no new leader within {entry['when']['within']} s"})
-        self._arm_next()
+        if self._armed is armed:
+            self._skip(armed[0], f"no new leader within {armed[0]['when']['within']} s")
+            self._arm_next()
+
+    def _disarm_triggers(self) -> None:
+        waiting = ([self._armed] if self._armed is not None else []) + list(self._due)
+        self._armed, self._due = None, deque()
+        for entry, _ in waiting:
+            self._skip(entry, "the schedule ended before a new leader")
+
+    def _skip(self, entry: dict[str, Any], why: str) -> None:
+        self.record_nemesis(history_f(entry), {"requested": entry["value"], "skipped": why})
 
     def observe(self, node_id: str | None, kind: str, **fields: Any) -> None:
         if node_id is not None:
@@ -265,9 +270,14 @@ class SimCluster:
             loop.run_until(loop.now + 0.05)
         start = self.workload_start = loop.now
         limit = self.workload.time_limit
-        entries = self.schedule + validate_schedule(final_heal(limit), self.node_ids)
-        for position, entry in enumerate(entries):
+        for position, entry in enumerate(self.schedule):
             loop.call_at(start + min(entry["at"], limit), self.schedule_entry, entry, position)
+        # The schedule ends at the time limit: triggers still waiting then are dropped, or
+        # one would fire after the final heal and leave the cluster broken for good.
+        loop.call_at(start + limit, self._disarm_triggers)
+        heal = validate_schedule(final_heal(limit), self.node_ids)
+        for position, entry in enumerate(heal, start=len(self.schedule)):
+            loop.call_at(start + limit, self.schedule_entry, entry, position)
         loop.call_at(start, self._observe_periodically)
         loop.call_at(start, self.clients.start)
         loop.call_at(start + limit, self.clients.stop)
