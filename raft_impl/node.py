@@ -287,8 +287,13 @@ class DiskThread:
             job()
 
     def stop(self) -> None:
+        """End the thread with the node: it outlives no Node.run (structured lifetime).
+
+        No job can be in flight here (``run`` waits for its job uninterruptibly), so
+        the join returns at once."""
         if self._started:
             self._jobs.put(None)
+            self._thread.join()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         if not self._started:
