@@ -34,10 +34,12 @@ new leader's first entry not yet replicated). An entry may therefore carry
 election won (a node taking office, in any term after ``at``) and fires
 ``delay`` seconds after it (default 0: before the new leader's first message
 leaves, in the simulator). With no election within ``within`` seconds (default
-10) it is skipped and recorded as skipped. Triggered entries wait in order: each
-is armed once the triggered entry before it saw its election (or was skipped), so
-a chain of them acts on successive elections (Figure 8 takes three). Entries
-without a trigger keep their own times.
+10) it is skipped and recorded as skipped. Triggered entries wait in order:
+those with the same ``at`` wait for the same election (each with its own
+``delay``); those with a later ``at`` are armed once the earlier ones saw theirs
+(or were skipped), so a chain of them acts on successive elections (Figure 8
+takes three). Entries without a trigger keep their own times, and triggers
+still waiting when the schedule ends are dropped (recorded as skipped).
 
 Validation errors name the entry (its position and content) and say what was
 expected, because schedules are often written by hand.

@@ -82,13 +82,14 @@ def test_a_trigger_may_crash_or_stop_the_new_leader_mid_election(tmp_path: Path)
 
 
 def test_triggered_entries_act_on_successive_elections_in_order(tmp_path: Path) -> None:
-    """Three leader isolations, the last two triggered, all due at once: each triggered
-    one waits for its own election, so three different terms' leaders are cut off."""
+    """Three leader isolations, the last two triggered and due before the first election:
+    the later one waits for the election after the earlier one's, so three different
+    terms' leaders are cut off."""
     simulate(_test([
         {"at": 0.5, "f": "partition", "value": {"shape": "isolate-leader"}},
-        {"at": 0.5, "f": "partition", "value": {"shape": "isolate-leader"},
+        {"at": 0.55, "f": "partition", "value": {"shape": "isolate-leader"},
          "when": "new-leader"},
-        {"at": 0.5, "f": "partition", "value": {"shape": "isolate-leader"},
+        {"at": 0.6, "f": "partition", "value": {"shape": "isolate-leader"},
          "when": "new-leader"},
     ]), tmp_path, check=False)
     cuts = [e for e in _events(tmp_path, "history.jsonl") if e.get("f") == "start-partition"]
@@ -112,3 +113,18 @@ def test_triggers_still_waiting_at_the_time_limit_are_dropped(tmp_path: Path) ->
     cuts = [e for e in _events(tmp_path, "history.jsonl") if e.get("f") == "start-partition"]
     assert len(cuts) == 1 and "schedule ended" in cuts[0]["value"]["skipped"]
     assert result.valid is True, result.results
+
+
+def test_triggered_entries_due_at_once_share_their_election(tmp_path: Path) -> None:
+    simulate(_test([
+        {"at": 0.5, "f": "kill", "value": "leader"},
+        {"at": 0.6, "f": "partition", "value": {"shape": "isolate-leader"},
+         "when": "new-leader"},
+        {"at": 0.6, "f": "pause", "value": "leader",
+         "when": {"event": "new-leader", "delay": 0.1}},
+    ]), tmp_path, check=False)
+    history = _events(tmp_path, "history.jsonl")
+    cut = next(e for e in history if e.get("f") == "start-partition")
+    pause = next(e for e in history if e.get("f") == "pause")
+    assert pause["time"] == cut["time"] + 100_000_000
+    assert [pause["value"]["nodes"]] == [c for c in cut["value"]["components"] if len(c) == 1]

@@ -88,9 +88,9 @@ class SimCluster:
         self.stopped: str | None = None
         self.leader_changes = 0
         self.workload_start = 0.0
-        #: Entries with a ``when`` trigger: the one armed for the next election won, and
-        #: those due after it (they wait in order).
-        self._armed: tuple[dict[str, Any], int] | None = None
+        #: Entries with a ``when`` trigger: those armed for the next election won (one
+        #: ``at``), and those due after them (they wait in order).
+        self._armed: list[tuple[dict[str, Any], int]] = []
         self._due: deque[tuple[dict[str, Any], int]] = deque()
 
     # -- wiring --------------------------------------------------------------------------
@@ -157,8 +157,8 @@ class SimCluster:
         self._leading_since = now
         if leads and was < len(self._leading):
             self.leader_changes += 1
-        if leads and self._armed is not None:
-            self._fire_trigger()
+        if leads and self._armed:
+            self._fire_triggers()
 
     # -- ``when`` triggers ---------------------------------------------------------------
 
@@ -167,38 +167,50 @@ class SimCluster:
         if "when" not in entry:
             faults.apply_entry(self, entry, position)
             return
-        self._due.append((entry, position))
-        if self._armed is None:
+        item = (entry, position)
+        if self._armed and self._armed[0][0]["at"] == entry["at"]:
+            self._arm(item)  # same ``at``: waits for the same election
+            return
+        self._due.append(item)
+        if not self._armed:
             self._arm_next()
 
     def _arm_next(self) -> None:
-        """Triggered entries wait in order: the next is armed once the one before it saw
-        its election (or gave up), so a chain of them acts on successive elections."""
-        self._armed = self._due.popleft() if self._due else None
-        if self._armed is not None:
-            entry = self._armed[0]
-            self.loop.call_later(entry["when"]["within"], self._expire_trigger, self._armed)
+        """Triggered entries wait in order: the next group (same ``at``) is armed once the
+        group before it saw its election (or gave up), so a chain of them acts on
+        successive elections."""
+        self._armed = []
+        if self._due:
+            at = self._due[0][0]["at"]
+            while self._due and self._due[0][0]["at"] == at:
+                self._arm(self._due.popleft())
 
-    def _fire_trigger(self) -> None:
-        """A node just took office: the armed entry fires now (before the new leader's
+    def _arm(self, item: tuple[dict[str, Any], int]) -> None:
+        self._armed.append(item)
+        self.loop.call_later(item[0]["when"]["within"], self._expire_trigger, item)
+
+    def _fire_triggers(self) -> None:
+        """A node just took office: the armed entries fire now (before the new leader's
         first message leaves, as this runs from its role change) or ``delay`` later."""
-        assert self._armed is not None
-        entry, position = self._armed
+        fired = self._armed
         self._arm_next()
-        delay = entry["when"]["delay"]
-        if delay > 0:
-            self.loop.call_later(delay, faults.apply_entry, self, entry, position)
-        else:
-            faults.apply_entry(self, entry, position)
+        for entry, position in fired:
+            delay = entry["when"]["delay"]
+            if delay > 0:
+                self.loop.call_later(delay, faults.apply_entry, self, entry, position)
+            else:
+                faults.apply_entry(self, entry, position)
 
-    def _expire_trigger(self, armed: tuple[dict[str, Any], int]) -> None:
-        if self._armed is armed:
-            self._skip(armed[0], f"no new leader within {armed[0]['when']['within']} s")
-            self._arm_next()
+    def _expire_trigger(self, item: tuple[dict[str, Any], int]) -> None:
+        if any(armed is item for armed in self._armed):
+            self._armed = [armed for armed in self._armed if armed is not item]
+            self._skip(item[0], f"no new leader within {item[0]['when']['within']} s")
+            if not self._armed:
+                self._arm_next()
 
     def _disarm_triggers(self) -> None:
-        waiting = ([self._armed] if self._armed is not None else []) + list(self._due)
-        self._armed, self._due = None, deque()
+        waiting = self._armed + list(self._due)
+        self._armed, self._due = [], deque()
         for entry, _ in waiting:
             self._skip(entry, "the schedule ended before a new leader")
 
