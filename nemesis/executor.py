@@ -19,7 +19,11 @@ An entry with a ``when`` trigger is armed at its ``at`` (in a background
 task; the entries after it keep their own times): it waits for the next
 election won (``nemesis.api.next_election``: the cluster's role events, or
 polling ``leader()`` for a control without them) and is applied ``delay`` s
-after it. With no election within ``within`` s it is recorded as skipped::
+after it. Triggered entries wait in order, as in the simulator: those with the
+same ``at`` share one election; a later group starts waiting only once the
+group before it saw its election (or gave up), so a chain of groups acts on
+successive elections. With no election within ``within`` s (the group's first
+entry's) an entry is recorded as skipped::
 
     {..., "f": "start-partition",
      "value": {"requested": {...}, "skipped": "no new leader within 10.0 s"}}
@@ -111,6 +115,19 @@ def _links(value: dict[str, Any]) -> list[tuple[str, str]] | None:
     return None if links is None else [(src, dst) for src, dst in links]
 
 
+@dataclass
+class _TriggerGroup:
+    """Triggered entries due at one ``at``: they share one election."""
+
+    at: float
+    within: float
+    previous: _TriggerGroup | None
+    decided: trio.Event = field(default_factory=trio.Event)
+    skipped: str = ""
+    #: Cancelled when the schedule ends (an entry already applying is not).
+    watch: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
 class _Executor:
     def __init__(self, control: ClusterControl, record: Record, clock: Clock,
                  rng: random.Random, nursery: trio.Nursery, state: NemesisState) -> None:
@@ -126,28 +143,23 @@ class _Executor:
             value = {"requested": entry["value"], "error": f"{type(exc).__name__}: {exc}"}
         self.record(_event(self.clock, history_f(entry), value))
 
-    async def arm(self, entry: dict[str, Any], pending: set[trio.CancelScope],
+    async def arm(self, entry: dict[str, Any], group: _TriggerGroup,
+                  pending: set[trio.CancelScope],
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Wait for the next election won, then apply ``entry`` its ``delay`` later.
+        """Wait for ``group``'s election, then apply ``entry`` its ``delay`` later.
 
-        Started with ``nursery.start``: once started it is already waiting, so
-        an election right after the entry's ``at`` is not missed. Cancelling
-        its scope (in ``pending`` until the entry applies) skips the entry.
+        Cancelling its scope (in ``pending`` until the entry applies) skips the entry.
         """
-        when = entry["when"]
         skipped = "the schedule ended first"
         with trio.CancelScope() as scope:
             pending.add(scope)
             try:
                 task_status.started()
-                elected = False
-                with trio.move_on_after(when["within"]):
-                    await next_election(self.control)
-                    elected = True
-                if not elected:
-                    skipped = f"no new leader within {when['within']} s"
+                await group.decided.wait()
+                if group.skipped:
+                    skipped = group.skipped
                 else:
-                    await trio.sleep(when["delay"])
+                    await trio.sleep(entry["when"]["delay"])
                     pending.discard(scope)
                     skipped = ""
             finally:
@@ -157,6 +169,24 @@ class _Executor:
                                        {"requested": entry["value"], "skipped": skipped}))
         if not skipped:
             await self.apply(entry)
+
+    async def await_election(self, group: _TriggerGroup,
+                             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+                             ) -> None:
+        """The group's election: the next one won after the group before it saw its own.
+
+        Started with ``nursery.start``: once started it is already waiting (or
+        queued), so an election right after the group's ``at`` is not missed.
+        """
+        with group.watch:
+            task_status.started()
+            if group.previous is not None:
+                await group.previous.decided.wait()
+            with trio.move_on_after(group.within) as window:
+                await next_election(self.control)
+            if window.cancelled_caught:
+                group.skipped = f"no new leader within {group.within} s"
+            group.decided.set()
 
     async def _apply(self, f: str, value: Any, rng: random.Random) -> Any:
         state, network = self.state, self.control.network
@@ -351,15 +381,23 @@ async def run_schedule(schedule: Sequence[dict[str, Any]], control: ClusterContr
         async with trio.open_nursery() as nursery:  # holds clock strobes
             executor = _Executor(control, record, clock, rng, nursery, state)
             pending: set[trio.CancelScope] = set()  # triggers not yet applying
+            group: _TriggerGroup | None = None
+            groups: list[_TriggerGroup] = []
             async with trio.open_nursery() as triggers:
                 for entry in entries:
                     await trio.sleep_until(start + entry["at"])
-                    if "when" in entry:
-                        await triggers.start(executor.arm, entry, pending)
-                    else:
+                    if "when" not in entry:
                         await executor.apply(entry)
+                        continue
+                    if group is None or group.at != entry["at"]:
+                        group = _TriggerGroup(entry["at"], entry["when"]["within"], group)
+                        groups.append(group)
+                        await triggers.start(executor.await_election, group)
+                    await triggers.start(executor.arm, entry, group, pending)
                 for scope in list(pending):  # still waiting when the schedule ends
                     scope.cancel()
+                for waiting in groups:  # elections no entry waits for any more
+                    waiting.watch.cancel()
             nursery.cancel_scope.cancel()  # strobes still running end with the schedule
     finally:
         with trio.CancelScope(shield=True, deadline=trio.current_time() + heal_timeout) as heal:

@@ -100,13 +100,13 @@ async def test_triggers_pending_when_the_schedule_ends_are_skipped_before_the_he
     assert not cluster.paused and not cluster.killed
 
 
-async def test_several_triggers_armed_together_fire_on_the_same_election(autojump_clock):
+async def test_triggers_with_one_at_fire_on_the_same_election(autojump_clock):
     cluster = WatchingCluster()
     events, record, clock = recorder()
     start = trio.current_time()
     schedule = [
         {"at": 1, "f": "partition", "value": {"shape": "isolate-leader"}, "when": "new-leader"},
-        {"at": 1.5, "f": "loss", "value": {"p": 0.5, "links": None},
+        {"at": 1, "f": "loss", "value": {"p": 0.5, "links": None},
          "when": {"event": "new-leader", "delay": 0.1}},
         {"at": 3, "f": "heal"},
     ]
@@ -115,7 +115,24 @@ async def test_several_triggers_armed_together_fire_on_the_same_election(autojum
         await run_schedule(schedule, cluster, record, clock)
     assert [(seconds(e), e["f"]) for e in events] == [
         (2.0, "start-partition"), (2.1, "start-loss"), (3.0, "stop-partition"), (3.0, "heal-all")]
-    assert cluster.watchers == 2
+    assert cluster.watchers == 1
+
+
+async def test_later_triggers_wait_for_the_election_after_the_earlier_ones(autojump_clock):
+    """A chain: each group of triggered entries acts on its own, successive election."""
+    cluster = WatchingCluster()
+    events, record, clock = recorder()
+    start = trio.current_time()
+    schedule = [
+        {"at": 1, "f": "partition", "value": {"shape": "isolate-leader"}, "when": "new-leader"},
+        {"at": 1.5, "f": "kill", "value": "leader", "when": {"event": "new-leader", "delay": 0.1}},
+        {"at": 9, "f": "heal"},
+    ]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(elect_at, cluster, [(start + 2, "n2"), (start + 4, "n3")])
+        await run_schedule(schedule, cluster, record, clock)
+    applied = [(seconds(e), e["f"], e["value"].get("nodes")) for e in events[:2]]
+    assert applied == [(2.0, "start-partition", None), (4.1, "kill", ["n3"])]
 
 
 async def test_without_election_events_the_leader_is_polled(autojump_clock):

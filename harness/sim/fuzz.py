@@ -33,7 +33,7 @@ from checker.results import failing_checkers
 from harness import store
 from harness.sim.config import SimTest
 from harness.sim.run import SimResult, simulate
-from harness.sim.strategies import PACKAGES, count_faults, sim_tests
+from harness.sim.strategies import count_faults, sim_tests
 
 REPRO = "repro.json"
 
@@ -89,11 +89,14 @@ def _shrink_budget(seconds: float | None) -> Iterator[None]:
 
 def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = None,
          nodes: int = 3, store_dir: str | Path = "store", name: str | None = None,
-         read_modes: Sequence[str] | None = None, packages: Sequence[str] = PACKAGES,
+         read_modes: Sequence[str] | None = None, packages: Sequence[str] | None = None,
          time_limit: float | None = None, max_faults: int = 8,
          shrink_seconds: float | None = 120.0, search_seconds: float | None = None,
          progress: Callable[[int, SimResult], None] | None = None) -> FuzzOutcome:
     """Run the property on up to ``examples`` drawn tests; shrink and save the first failure.
+
+    ``packages`` None lets each planted bug's suit choose the faults
+    (``strategies.SUITS``); the correct implementation gets every package.
 
     ``search_seconds`` bounds the search before a first failure (shrinking has its own
     budget, ``shrink_seconds``).

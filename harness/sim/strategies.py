@@ -55,6 +55,11 @@ class Suits:
     #: Faults stay until the final heal (a later partition replaces an earlier one), so
     #: a sequence of faults is not broken up by heals in between.
     heal_at_end: bool = False
+    #: Draw a chain of elections (see :func:`schedules`).
+    chain: bool = False
+    #: At most this many faults (a chain shrinks poorly: removing one link moves
+    #: every later one to another election, so it is kept short from the start).
+    max_faults: int | None = None
 
 
 #: Planted bug -> what exposes it. A bug's effect needs a particular situation: a stale
@@ -72,7 +77,7 @@ SUITS: dict[str, Suits] = {
     # instant (the second before its no-op leaves, the third between committing an
     # old-term entry and sending its no-op): leader isolations fired on elections.
     "commit-old-term": Suits(("partition",), max_entries=(1,), shapes=("isolate-leader",),
-                             heal_at_end=True),
+                             heal_at_end=True, chain=True, max_faults=5),
     "no-prev-check": Suits(("partition", "loss", "reorder", "duplicate", "delay", "kill")),
     "truncate-on-append": Suits(("reorder", "duplicate", "delay", "loss", "partition")),
     "ack-before-fsync": Suits(("lose-unfsynced", "kill")),
@@ -95,7 +100,9 @@ def suits(bugs: Sequence[str]) -> Suits | None:
     shapes = (None if any(s.shapes is None for s in chosen)
               else tuple(sh for sh in SHAPES if any(sh in (s.shapes or ()) for s in chosen)))
     return Suits(packages, read_modes or None, retry, tuple(entries) if entries else None,
-                 quorum, shapes, all(s.heal_at_end for s in chosen))
+                 quorum, shapes, all(s.heal_at_end for s in chosen),
+                 all(s.chain for s in chosen),
+                 min((s.max_faults for s in chosen if s.max_faults), default=None))
 
 
 def count_faults(schedule: Sequence[dict[str, Any]]) -> int:
@@ -134,12 +141,18 @@ def _probability(low: float, high: float) -> st.SearchStrategy[float]:
     return st.integers(0, steps).map(lambda k: round(high - k / 100, 2))
 
 
-def triggers() -> st.SearchStrategy[dict[str, Any] | None]:
-    """No trigger (what shrinking prefers), or "the next election won" plus 0-20 ms:
+def triggers(required: bool | None = None) -> st.SearchStrategy[dict[str, Any] | None]:
+    """No trigger (what shrinking prefers), or "the next election won" plus 0-12 ms:
     the few round trips right after an election, while a new leader's first entries
-    are in flight (simulated links take 0.5-2 ms each way, an fsync up to 2 ms)."""
-    return st.one_of(st.none(), st.integers(0, 20).map(
-        lambda ms: {"event": "new-leader", "delay": ms / 1000}))
+    are in flight (simulated links take 0.5-2 ms each way, an fsync up to 2 ms).
+    Half the delays are 0 (the instant of the election, before the winner sends
+    anything), the rest 1-12 ms. ``required`` True always draws a trigger, False
+    never does."""
+    delays = st.one_of(st.just(0), st.integers(1, 12))
+    trigger = delays.map(lambda ms: {"event": "new-leader", "delay": ms / 1000})
+    if required is None:
+        return st.one_of(st.none(), trigger)
+    return trigger if required else st.none()
 
 
 def _timed(entry: dict[str, Any], when: dict[str, Any] | None) -> dict[str, Any]:
@@ -149,17 +162,19 @@ def _timed(entry: dict[str, Any], when: dict[str, Any] | None) -> dict[str, Any]
 @st.composite
 def faults(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
            packages: Sequence[str] = PACKAGES,
-           shapes: Sequence[str] | None = None, undo: bool = True) -> list[dict[str, Any]]:
+           shapes: Sequence[str] | None = None, undo: bool = True,
+           triggered: bool | None = None) -> list[dict[str, Any]]:
     """One fault: its start entry and the entry that undoes it (none without ``undo``:
     the final heal does). Partitions and node faults may wait for an election
     (``when``); their undo entries keep their times."""
-    entries = draw(_fault(nodes, time_limit, packages, shapes))
+    entries = draw(_fault(nodes, time_limit, packages, shapes, triggered))
     return entries if undo else entries[:1]
 
 
 @st.composite
 def _fault(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
-           packages: Sequence[str], shapes: Sequence[str] | None) -> list[dict[str, Any]]:
+           packages: Sequence[str], shapes: Sequence[str] | None,
+           triggered: bool | None) -> list[dict[str, Any]]:
     slots = max(1, round(time_limit / TICK))
     at = draw(st.integers(0, slots - 1)) * TICK
     duration = draw(st.integers(1, slots)) * TICK
@@ -171,13 +186,13 @@ def _fault(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
         fitting = [s for s in (shapes or SHAPES)
                    if len(nodes) >= 3 or s not in ("majorities-ring", "bridge")]
         shape = draw(st.sampled_from(fitting))
-        when = draw(triggers())
+        when = draw(triggers(triggered))
         return [_timed({"at": at, "f": "partition", "value": {"shape": shape}, "seed": seed},
                        when),
                 {"at": end, "f": "heal", "value": None}]
     if kind in ("kill", "lose-unfsynced", "pause"):
         target = draw(targets(nodes))
-        when = draw(triggers())
+        when = draw(triggers(triggered))
         undo = {"at": end, "f": "resume" if kind == "pause" else "start", "value": "all"}
         return [_timed({"at": at, "f": kind, "value": target, "seed": seed}, when), undo]
     if kind in ("loss", "duplicate", "reorder"):
@@ -208,14 +223,26 @@ def _fault(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
 @st.composite
 def schedules(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
               packages: Sequence[str] = PACKAGES, max_faults: int = 8,
-              shapes: Sequence[str] | None = None, undo: bool = True) -> list[dict[str, Any]]:
+              shapes: Sequence[str] | None = None, undo: bool = True,
+              chain: bool = False) -> list[dict[str, Any]]:
     """A schedule of up to ``max_faults`` overlapping faults, sorted by time.
+
+    With ``chain`` the first fault is untimed and every other one waits for an
+    election: the first deposes a leader, each later one strikes the next
+    winner (triggered entries wait in order), a chain of elections.
 
     The final heal is not included: the simulator (like a real run) always
     makes the cluster whole at the time limit.
     """
-    drawn = draw(st.lists(faults(nodes, time_limit, packages, shapes, undo),
-                          max_size=max_faults))
+    if chain:
+        first = draw(faults(nodes, time_limit, packages, shapes, undo, triggered=False))
+        chained = draw(st.lists(
+            faults(nodes, time_limit, packages, shapes, undo, triggered=True),
+            max_size=max_faults - 1))
+        drawn = [first, *chained]
+    else:
+        drawn = draw(st.lists(faults(nodes, time_limit, packages, shapes, undo),
+                              max_size=max_faults))
     entries = [entry for pair in drawn for entry in pair]
     return sorted(entries, key=lambda entry: entry["at"])
 
@@ -286,10 +313,13 @@ def sim_tests(draw: st.DrawFn, nodes: int | st.SearchStrategy[int] = 3,
     cluster = draw(cluster_configs(nodes, bugs, read_modes,
                                    fit.max_entries if fit is not None else None,
                                    fit.check_quorum if fit is not None else None))
+    if fit is not None and fit.max_faults is not None:
+        max_faults = min(max_faults, fit.max_faults)
     workload = draw(workloads(time_limit, retry))
     schedule = draw(schedules(cluster.node_ids, workload.time_limit, packages, max_faults,
                               fit.shapes if fit is not None else None,
-                              undo=not (fit is not None and fit.heal_at_end)))
+                              undo=not (fit is not None and fit.heal_at_end),
+                              chain=fit is not None and fit.chain))
     seed = draw(st.integers(0, 2**32 - 1))
     return SimTest(cluster=cluster, workload=workload, schedule=tuple(schedule), seed=seed,
                    name=name)
