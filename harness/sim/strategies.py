@@ -29,7 +29,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness.sim.config import READ_MODES, SimClusterConfig, SimTest, SimWorkload
-from nemesis.faults import SHAPES
+from nemesis.faults import DEFAULT_TRIGGER_WITHIN, SHAPES
 
 #: The granularity of drawn times, in seconds.
 TICK = 0.05
@@ -149,7 +149,8 @@ def triggers(required: bool | None = None) -> st.SearchStrategy[dict[str, Any] |
     anything), the rest 1-12 ms. ``required`` True always draws a trigger, False
     never does."""
     delays = st.one_of(st.just(0), st.integers(1, 12))
-    trigger = delays.map(lambda ms: {"event": "new-leader", "delay": ms / 1000})
+    trigger = delays.map(lambda ms: {"event": "new-leader", "delay": ms / 1000,
+                                     "within": DEFAULT_TRIGGER_WITHIN})
     if required is None:
         return st.one_of(st.none(), trigger)
     return trigger if required else st.none()
