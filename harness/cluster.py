@@ -99,7 +99,7 @@ class Cluster:
         wakes the moment the winner prints it, without polling; a DB whose
         nodes print no role events (``DB.role_events`` false) is polled instead.
         """
-        if not getattr(self.db, "role_events", False):
+        if not self.db.role_events:
             return await poll_next_election(self)
         election = self._election
         await election.happened.wait()

@@ -40,21 +40,28 @@ def seconds(event: dict) -> float:
     return round(event["time"] / 1e9, 3)
 
 
+async def run_with_elections(cluster: WatchingCluster, schedule: list[dict],
+                             elections: list[tuple[float, str]]) -> list[dict]:
+    """Run ``schedule`` while ``(seconds, node)`` elections happen; the recorded events."""
+    events, record, clock = recorder()
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(elect_at, cluster, [(start + at, node) for at, node in elections])
+        await run_schedule(schedule, cluster, record, clock)
+    return events
+
+
 async def test_a_trigger_fires_delay_after_the_next_election_and_cuts_the_winner(autojump_clock):
     cluster = WatchingCluster()
     assert isinstance(cluster, ElectionWatch)
-    events, record, clock = recorder()
-    start = trio.current_time()
     schedule = [
         {"at": 1, "f": "partition", "value": {"shape": "isolate-leader"},
          "when": {"event": "new-leader", "delay": 0.25}},
         {"at": 2, "f": "kill", "value": ["n5"]},  # keeps its own time while the trigger waits
         {"at": 4, "f": "heal"},
     ]
-    async with trio.open_nursery() as nursery:
-        # n2 won before the trigger was armed: only the election after ``at`` counts.
-        nursery.start_soon(elect_at, cluster, [(start + 0.5, "n2"), (start + 2.5, "n3")])
-        await run_schedule(schedule, cluster, record, clock)
+    # n2 wins before the trigger is armed: only the election after ``at`` counts.
+    events = await run_with_elections(cluster, schedule, [(0.5, "n2"), (2.5, "n3")])
     assert [(seconds(e), e["f"]) for e in events] == [
         (2.0, "kill"), (2.75, "start-partition"), (4.0, "stop-partition"), (4.0, "heal-all")]
     cut = events[1]["value"]
@@ -80,8 +87,6 @@ async def test_no_election_within_the_window_is_recorded_as_skipped(autojump_clo
 async def test_triggers_pending_when_the_schedule_ends_are_skipped_before_the_heal(
         autojump_clock):
     cluster = WatchingCluster()
-    events, record, clock = recorder()
-    start = trio.current_time()
     schedule = [
         # elected at 2, but its delay outlasts the schedule
         {"at": 1, "f": "pause", "value": "leader", "when": {"event": "new-leader", "delay": 5}},
@@ -89,9 +94,7 @@ async def test_triggers_pending_when_the_schedule_ends_are_skipped_before_the_he
         {"at": 2.5, "f": "kill", "value": "leader", "when": "new-leader"},
         {"at": 3, "f": "heal"},
     ]
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(elect_at, cluster, [(start + 2, "n4")])
-        await run_schedule(schedule, cluster, record, clock)
+    events = await run_with_elections(cluster, schedule, [(2, "n4")])
     assert [(seconds(e), e["f"]) for e in events][::3] == [
         (3.0, "stop-partition"), (3.0, "heal-all")]  # the two skips in between, any order
     skipped = sorted((e["f"], e["value"]["skipped"]) for e in events[1:3])
@@ -102,17 +105,13 @@ async def test_triggers_pending_when_the_schedule_ends_are_skipped_before_the_he
 
 async def test_triggers_with_one_at_fire_on_the_same_election(autojump_clock):
     cluster = WatchingCluster()
-    events, record, clock = recorder()
-    start = trio.current_time()
     schedule = [
         {"at": 1, "f": "partition", "value": {"shape": "isolate-leader"}, "when": "new-leader"},
         {"at": 1, "f": "loss", "value": {"p": 0.5, "links": None},
          "when": {"event": "new-leader", "delay": 0.1}},
         {"at": 3, "f": "heal"},
     ]
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(elect_at, cluster, [(start + 2, "n2")])
-        await run_schedule(schedule, cluster, record, clock)
+    events = await run_with_elections(cluster, schedule, [(2, "n2")])
     assert [(seconds(e), e["f"]) for e in events] == [
         (2.0, "start-partition"), (2.1, "start-loss"), (3.0, "stop-partition"), (3.0, "heal-all")]
     assert cluster.watchers == 1
@@ -121,16 +120,12 @@ async def test_triggers_with_one_at_fire_on_the_same_election(autojump_clock):
 async def test_later_triggers_wait_for_the_election_after_the_earlier_ones(autojump_clock):
     """A chain: each group of triggered entries acts on its own, successive election."""
     cluster = WatchingCluster()
-    events, record, clock = recorder()
-    start = trio.current_time()
     schedule = [
         {"at": 1, "f": "partition", "value": {"shape": "isolate-leader"}, "when": "new-leader"},
         {"at": 1.5, "f": "kill", "value": "leader", "when": {"event": "new-leader", "delay": 0.1}},
         {"at": 9, "f": "heal"},
     ]
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(elect_at, cluster, [(start + 2, "n2"), (start + 4, "n3")])
-        await run_schedule(schedule, cluster, record, clock)
+    events = await run_with_elections(cluster, schedule, [(2, "n2"), (4, "n3")])
     applied = [(seconds(e), e["f"], e["value"].get("nodes")) for e in events[:2]]
     assert applied == [(2.0, "start-partition", None), (4.1, "kill", ["n3"])]
 
