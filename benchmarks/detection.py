@@ -91,6 +91,18 @@ def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
+def with_slow_links(schedule: list[dict[str, Any]], mean: float,
+                    jitter: float | None = None) -> list[dict[str, Any]]:
+    """``schedule`` on links slowed from 0.5 s on by ``mean`` (+- ``jitter``, default mean/4).
+
+    The proxy drops frames still in flight when a partition cuts their link, so
+    slow links plus a partition lose the messages of the last ``mean`` seconds.
+    """
+    jitter = mean / 4 if jitter is None else jitter
+    slow = {"at": 0.5, "f": "delay", "value": {"mean": mean, "jitter": jitter, "links": None}}
+    return [slow, *schedule]
+
+
 def _rounded(schedule: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
@@ -259,10 +271,14 @@ PLANS: dict[str, Plan] = {
         why="a deposed leader behind a partition keeps serving read-index reads",
     ),
     "no-noop": Plan(
-        schedule=lambda t: leader_churn_schedule(t, period=1.5, down=0.3, loss=0.35),
-        mix=READ_HEAVY, rate=250, keys=2,
-        why="lost messages leave followers behind the leader's commit index; the next "
-            "leader serves reads at that stale index when it has no entry of its own term",
+        schedule=lambda t: with_slow_links(
+            isolate_leader_schedule(t, pause=False, period=2.5, heal_after=1.5), 0.05),
+        mix={"read": 0.5, "write": 0.5}, keys=12, nodes=3, rate=120, concurrency=24,
+        why="slow links: a follower learns of a commit one link delay after the leader "
+            "made it; cutting the leader off drops what is still in flight, so the next "
+            "leader's commit index misses the writes of the old one's last 50 ms, and "
+            "with no entry of its own term committed (another round trip or more) it "
+            "serves reads at that stale index",
     ),
     "lease-too-long": Plan(
         schedule=lambda t: isolate_leader_schedule(t, pause=True), read_mode="lease",
