@@ -57,6 +57,9 @@ class Suits:
     heal_at_end: bool = False
     #: Draw a chain of elections (see :func:`schedules`).
     chain: bool = False
+    #: Draw a group: several faults that all wait for the same election (see
+    #: :func:`schedules`), each with its own delay after it.
+    group: bool = False
     #: At most this many faults (a chain shrinks poorly: removing one link moves
     #: every later one to another election, so it is kept short from the start).
     max_faults: int | None = None
@@ -71,7 +74,14 @@ SUITS: dict[str, Suits] = {
     "stale-leader-read": Suits(("partition", "pause"), ("read-index", "lease"),
                                check_quorum=False),
     "lease-too-long": Suits(("partition", "pause", "clock"), ("lease",), check_quorum=False),
-    "no-noop": Suits(("partition", "kill", "pause"), ("read-index", "lease")),
+    # A new leader without a no-op serves reads at its commit index from when it was a
+    # follower: stale only if the old leader committed (and acked) a write whose commit
+    # index no follower heard of. Slow links keep a link delay of commits unannounced;
+    # a partition (not a kill: a dead node's messages in flight still arrive) cutting
+    # the leader off drops the announcement. Heals only at the end, so the slow links
+    # stay on under a sequence of leader isolations.
+    "no-noop": Suits(("partition", "delay"), ("read-index", "lease"),
+                     shapes=("isolate-leader",), heal_at_end=True, max_faults=4),
     "commit-without-quorum": Suits(("partition", "kill", "pause")),
     # Figure 8 needs three elections in a row whose winners are cut off at the right
     # instant (the second before its no-op leaves, the third between committing an
@@ -81,7 +91,16 @@ SUITS: dict[str, Suits] = {
     "no-prev-check": Suits(("partition", "loss", "reorder", "duplicate", "delay", "kill")),
     "truncate-on-append": Suits(("reorder", "duplicate", "delay", "loss", "partition")),
     "ack-before-fsync": Suits(("lose-unfsynced", "kill")),
-    "forget-vote": Suits(("kill", "lose-unfsynced", "partition")),
+    # A vote is forgotten only by a node that restarts after casting it, and counts
+    # twice only if another node campaigns in that same term: one that missed the
+    # election (down or cut off, a term behind). So: a first fault (deposing a
+    # leader, or none at all before the first election), then on the next election
+    # its voter crashed and often the winner cut off before its first append (else
+    # the voter's log outgrows the other candidate's): a group of faults sharing
+    # that election. Partitions stay until the end (a heal before the second
+    # candidate wins lets the cut-off winner reach the voter); crashed nodes restart.
+    "forget-vote": Suits(("kill", "lose-unfsynced", "partition"), shapes=("isolate-leader",),
+                         heal_at_end=True, group=True, max_faults=5),
     "no-dedup": Suits(("delay", "loss", "partition"), retry_indefinite=True),
 }
 
@@ -102,7 +121,8 @@ def suits(bugs: Sequence[str]) -> Suits | None:
     return Suits(packages, read_modes or None, retry, tuple(entries) if entries else None,
                  quorum, shapes, all(s.heal_at_end for s in chosen),
                  all(s.chain for s in chosen),
-                 min((s.max_faults for s in chosen if s.max_faults), default=None))
+                 group=all(s.group for s in chosen),
+                 max_faults=min((s.max_faults for s in chosen if s.max_faults), default=None))
 
 
 def count_faults(schedule: Sequence[dict[str, Any]]) -> int:
@@ -225,12 +245,19 @@ def _fault(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
 def schedules(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
               packages: Sequence[str] = PACKAGES, max_faults: int = 8,
               shapes: Sequence[str] | None = None, undo: bool = True,
-              chain: bool = False) -> list[dict[str, Any]]:
+              chain: bool = False, group: bool = False) -> list[dict[str, Any]]:
     """A schedule of up to ``max_faults`` overlapping faults, sorted by time.
 
     With ``chain`` the first fault is untimed and every other one waits for an
     election: the first deposes a leader, each later one strikes the next
     winner (triggered entries wait in order), a chain of elections.
+
+    With ``group`` (and not ``chain``) the first fault is untimed and every other
+    one is a member of one group (see :func:`fault_groups`): all wait for the same
+    election, the one after the first fault, and strike its winner and the nodes
+    around it at their own delays. Without ``undo`` a group's crashed or paused
+    nodes still come back at their drawn times (only partitions and message
+    faults stay): what a group sets up usually plays out after a restart.
 
     The final heal is not included: the simulator (like a real run) always
     makes the cluster whole at the time limit.
@@ -241,11 +268,48 @@ def schedules(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
             faults(nodes, time_limit, packages, shapes, undo, triggered=True),
             max_size=max_faults - 1))
         drawn = [first, *chained]
+    elif group:
+        first = draw(faults(nodes, time_limit, packages, shapes, triggered=False))
+        members = draw(fault_groups(nodes, time_limit, first[0]["at"], packages, shapes,
+                                    max_size=max(1, max_faults - 1)))
+        drawn = [_restarting(fault, undo) for fault in (first, *members)]
     else:
         drawn = draw(st.lists(faults(nodes, time_limit, packages, shapes, undo),
                               max_size=max_faults))
     entries = [entry for pair in drawn for entry in pair]
     return sorted(entries, key=lambda entry: entry["at"])
+
+
+@st.composite
+def fault_groups(draw: st.DrawFn, nodes: Sequence[str], time_limit: float, after: float,
+                 packages: Sequence[str] = PACKAGES, shapes: Sequence[str] | None = None,
+                 undo: bool = True, max_size: int = 3) -> list[list[dict[str, Any]]]:
+    """One to ``max_size`` faults that all wait for the same election: their start
+    entries share one ``at`` (0-10 ticks after ``after``, so the group is armed
+    before the election a fault at ``after`` brings about) and each carries its own
+    trigger delay; the entries undoing them keep their durations. Some bugs need
+    several things done to one election at once (cut its winner off before its
+    first append *and* crash its voter); separate triggers would act on successive
+    elections instead."""
+    last = max(0, round(time_limit / TICK) - 1) * TICK
+    at = round(min(after + draw(st.integers(0, 10)) * TICK, last), 3)
+    members = draw(st.lists(faults(nodes, time_limit, packages, shapes, undo, triggered=True),
+                            min_size=1, max_size=max_size))
+    return [_moved(member, at, time_limit) for member in members]
+
+
+def _restarting(fault: list[dict[str, Any]], undo: bool) -> list[dict[str, Any]]:
+    """A fault with its undo entry, or without ``undo`` only a node fault's."""
+    return fault if undo or fault[0]["f"] in ("kill", "lose-unfsynced", "pause") else fault[:1]
+
+
+def _moved(fault: list[dict[str, Any]], at: float, time_limit: float) -> list[dict[str, Any]]:
+    """A fault's entries moved so that it starts at ``at``, its duration kept."""
+    start, *rest = fault
+    shift = at - start["at"]
+    return [{**start, "at": at},
+            *({**entry, "at": round(min(max(entry["at"] + shift, at), time_limit), 3)}
+              for entry in rest)]
 
 
 def cluster_configs(nodes: int | st.SearchStrategy[int] = 3,
@@ -320,7 +384,8 @@ def sim_tests(draw: st.DrawFn, nodes: int | st.SearchStrategy[int] = 3,
     schedule = draw(schedules(cluster.node_ids, workload.time_limit, packages, max_faults,
                               fit.shapes if fit is not None else None,
                               undo=not (fit is not None and fit.heal_at_end),
-                              chain=fit is not None and fit.chain))
+                              chain=fit is not None and fit.chain,
+                              group=fit is not None and fit.group))
     seed = draw(st.integers(0, 2**32 - 1))
     return SimTest(cluster=cluster, workload=workload, schedule=tuple(schedule), seed=seed,
                    name=name)
