@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server etcd-client)
+# --net netns (and its tests) need iproute2 and iptables.
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v iptables-restore >/dev/null 2>&1 || need_apt+=(iptables)
 if ((${#need_apt[@]})) && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${need_apt[*]}"
     apt-get update -qq >/dev/null

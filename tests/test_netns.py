@@ -181,6 +181,22 @@ async def test_cleanup_stale_removes_only_crashed_runs() -> None:
         await trio.run_process(["ip", "link", "del", dead], check=False, capture_stderr=True)
 
 
+@needs_root
+async def test_starting_a_network_removes_a_crashed_runs_namespaces() -> None:
+    dead_pid = next(pid for pid in range(4_000_000, 4_100_000) if not psutil.pid_exists(pid))
+    dead = f"sb-{netns._base36(dead_pid)}00-x"
+    network = NetnsNetwork()
+    try:
+        await trio.run_process(["ip", "netns", "add", dead])
+        async with trio.open_nursery() as nursery:
+            await network.start(nursery, {"a": NODES["a"]})
+            assert dead in network.stale_removed
+            assert not await trio.Path(f"/run/netns/{dead}").exists()
+            await network.aclose()
+    finally:
+        await trio.run_process(["ip", "netns", "del", dead], check=False, capture_stderr=True)
+
+
 async def test_netem_commands_per_link_without_touching_the_system(monkeypatch):
     """The tc plan for delay/duplicate/reorder (kernels here may lack sch_netem)."""
     commands: list[list[str]] = []

@@ -30,8 +30,10 @@ Faults:
 
 Cleanup: namespaces, veths, the bridge and any host firewall rule are removed
 when the run ends, also on error and cancellation (shielded). A crash that
-skips even that leaves names carrying the owner's PID; ``cleanup_stale()``
-removes those whose owner is gone.
+skips even that (SIGKILL of the harness) leaves names carrying the owner's
+PID; ``cleanup_stale()`` removes those whose owner is gone, and every netns
+network runs it before it creates its own, so a crashed run's leftovers
+(addresses, firewall rules) never leak into the next run.
 """
 
 from __future__ import annotations
@@ -167,6 +169,8 @@ class NetnsNetwork:
         self._netem: dict[tuple[str, str], _Netem] = {}
         self._netem_available: bool | None = None
         self._scope: trio.CancelScope | None = None
+        #: Names of crashed runs' leftovers that starting this network removed.
+        self.stale_removed: list[str] = []
         self._stopped = trio.Event()
 
     # -- names and addresses ---------------------------------------------------------------
@@ -228,6 +232,7 @@ class NetnsNetwork:
         await self._stopped.wait()
 
     async def _create(self, nodes: dict[str, NodeAddress]) -> None:
+        self.stale_removed = await cleanup_stale()
         subnet = await self._claim_subnet()
         hosts = list(subnet.hosts())
         self._bridge_ip = str(hosts[0])
@@ -280,7 +285,9 @@ class NetnsNetwork:
                         used.add(ipaddress.ip_network(f"{address}/24", strict=False))
                 free = [net for net in SUPERNET.subnets(new_prefix=24) if net not in used]
                 if not free:
-                    raise NetnsError(f"every /24 of {SUPERNET} is in use; run cleanup_stale()")
+                    raise NetnsError(
+                        f"every /24 of {SUPERNET} is in use by other live runs; "
+                        "wait for some to end")
                 subnet = free[0]
                 await _run(["ip", "link", "add", self.bridge, "type", "bridge"])
                 await _run(["ip", "-batch", "-"], stdin=(
