@@ -33,20 +33,67 @@ class ConnectionLost(Exception):
         self.sent = sent
 
 
-class WireClient:
+class StreamConnection:
+    """One kept-alive TCP connection to a node's client port, reopened when it died.
+
+    What the wire client and the HTTP client (etcd) share: at most one request
+    at a time (the lock), a connection that is checked before each request and
+    reopened if the node closed it while idle (so a request is never written
+    into a dead connection and made to look indefinite), a refused connect
+    that says nothing was sent, and a drop that is safe under cancellation.
+    Subclasses say how an idle connection shows it is closed and what
+    protocol state a fresh connection starts with.
+    """
+
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self._stream: trio.SocketStream | None = None
+        self._lock = trio.Lock()
+
+    def _idle_connection_closed(self) -> bool:
+        """True if the node closed the (idle) connection; called only with a stream."""
+        raise NotImplementedError
+
+    def _reset_protocol(self) -> None:
+        """Start the protocol state afresh for a new connection."""
+
+    async def _connect(self) -> trio.SocketStream:
+        if self._stream is not None and self._idle_connection_closed():
+            await self._drop()
+        if self._stream is None:
+            try:
+                self._stream = await trio.open_tcp_stream(self.host, self.port)
+            except OSError as exc:
+                raise ConnectionLost(
+                    f"cannot connect to {self.host}:{self.port}: {exc}", sent=False
+                ) from exc
+            self._reset_protocol()
+        return self._stream
+
+    async def _drop(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def aclose(self) -> None:
+        await self._drop()
+
+
+class WireClient(StreamConnection):
+    """Requests in length-prefixed msgpack frames, answers matched by ``id``."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
         self._decoder = FrameDecoder()
         self._ids = itertools.count(1)
-        self._lock = trio.Lock()
 
     @classmethod
     def for_address(cls, address: str) -> WireClient:
         host, _, port = address.rpartition(":")
         return cls(host, int(port))
 
-    def _peer_closed(self) -> bool:
+    def _idle_connection_closed(self) -> bool:
         """True if the node closed our idle connection (it crashed or restarted).
 
         Checked before each request, so a request is never written into a
@@ -71,18 +118,8 @@ class WireClient:
             probe.close()
         return data == b""
 
-    async def _connect(self) -> trio.SocketStream:
-        if self._stream is not None and self._peer_closed():
-            await self._drop()
-        if self._stream is None:
-            try:
-                self._stream = await trio.open_tcp_stream(self.host, self.port)
-            except OSError as exc:
-                raise ConnectionLost(
-                    f"cannot connect to {self.host}:{self.port}: {exc}", sent=False
-                ) from exc
-            self._decoder = FrameDecoder()
-        return self._stream
+    def _reset_protocol(self) -> None:
+        self._decoder = FrameDecoder()
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send one request, return its answer. No timeout here: the caller sets one."""
@@ -120,12 +157,3 @@ class WireClient:
             finally:
                 if not finished:
                     await self._drop()
-
-    async def _drop(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-
-    async def aclose(self) -> None:
-        await self._drop()

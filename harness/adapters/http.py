@@ -18,7 +18,7 @@ from typing import Any
 import h11
 import trio
 
-from harness.wire_client import ConnectionLost
+from harness.wire_client import ConnectionLost, StreamConnection
 
 RECEIVE_SIZE = 65536
 
@@ -27,12 +27,12 @@ class HttpError(Exception):
     """The server answered, but not with a JSON body we can read."""
 
 
-class HttpConnection:
+class HttpConnection(StreamConnection):
+    """JSON over HTTP/1.1 keep-alive; h11 tracks the protocol state of the connection."""
+
     def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self._stream: trio.SocketStream | None = None
+        super().__init__(host, port)
         self._protocol = h11.Connection(h11.CLIENT)
-        self._lock = trio.Lock()
 
     def _idle_connection_closed(self) -> bool:
         """True if the kept-alive connection has become readable while idle.
@@ -48,18 +48,8 @@ class HttpConnection:
             return True
         return bool(readable)
 
-    async def _connect(self) -> trio.SocketStream:
-        if self._stream is not None and self._idle_connection_closed():
-            await self._drop()
-        if self._stream is None:
-            try:
-                self._stream = await trio.open_tcp_stream(self.host, self.port)
-            except OSError as exc:
-                raise ConnectionLost(
-                    f"cannot connect to {self.host}:{self.port}: {exc}", sent=False
-                ) from exc
-            self._protocol = h11.Connection(h11.CLIENT)
-        return self._stream
+    def _reset_protocol(self) -> None:
+        self._protocol = h11.Connection(h11.CLIENT)
 
     async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         """POST a JSON body; returns (status, decoded JSON answer). No timeout here."""
@@ -123,12 +113,3 @@ class HttpConnection:
                 return status, chunks
             elif isinstance(event, h11.ConnectionClosed):
                 raise ConnectionLost("connection closed by the server", sent=True)
-
-    async def _drop(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-
-    async def aclose(self) -> None:
-        await self._drop()
