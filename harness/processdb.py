@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,6 +26,11 @@ from typing import Any
 import trio
 
 from harness.db import DB, DBError, NodeAddress, NodeEventSink
+from raft_impl.localcluster import free_ports
+
+#: Admin questions (status, log …) to a healthy node take milliseconds; a
+#: paused or partitioned-off node must not hold the collector up.
+ADMIN_TIMEOUT = 1.0
 
 #: Every live node process of this interpreter, for the atexit safety net.
 _LIVE_PIDS: set[int] = set()
@@ -40,20 +44,6 @@ def _kill_survivors() -> None:
 
 
 atexit.register(_kill_survivors)
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Ports the kernel considers free now (all bound at once, so distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 class NodeSlot:

@@ -11,31 +11,11 @@ pytest.importorskip(
     "pysyncobj", reason="PySyncObj is not installed: pip install -e '.[adapters]'"
 )
 
+from adapter_helpers import short_run_with_faults
+
 # Imported after PySyncObj on purpose: this module repairs socket.inet_ntop, which
 # importing PySyncObj breaks for the whole process (and so for the other tests here).
 from harness.adapters.pysyncobj_node import describe_entry, parse_args
-from harness.run import RunConfig, run_test
-
-
-def short_schedule(tmp_path: Path, partitions: bool) -> Path:
-    """Isolate one node (with netns), heal, then kill one node and restart it."""
-    steps = [{"at": 3.5, "f": "kill", "value": "one"}, {"at": 5.0, "f": "start", "value": "all"}]
-    if partitions:
-        steps = [{"at": 1.0, "f": "partition", "value": {"shape": "isolate-one"}},
-                 {"at": 2.5, "f": "heal", "value": None}, *steps]
-    path = tmp_path / "schedule.json"
-    path.write_text(json.dumps(steps))
-    return path
-
-
-def netns_usable() -> bool:
-    from harness.net.netns import NetnsUnavailable, check_available
-
-    try:
-        check_available()
-    except NetnsUnavailable:
-        return False
-    return True
 
 
 def test_node_command_line_is_raft_impl_shaped() -> None:
@@ -49,24 +29,24 @@ def test_node_command_line_is_raft_impl_shaped() -> None:
                     "--client-listen", "127.0.0.1:2", "--peer", "n2"])
 
 
+
+def test_adapter_command_line_is_what_the_node_parses(tmp_path: Path) -> None:
+    """The wire-node command line is shared with raft_impl: the PySyncObj node must parse it."""
+    from harness.adapters.pysyncobj import PySyncObjDB
+    from harness.db import DBOptions
+
+    db = PySyncObjDB(DBOptions(read_mode="stale", election_timeout=(0.2, 0.5)))
+    addresses = db.plan(tmp_path, ["n1", "n2", "n3"])
+    db.peer_addresses = {src: {dst: a.peer for dst, a in addresses.items()} for src in addresses}
+    command = db.command("n2")
+    assert command[1:3] == ["-m", "harness.adapters.pysyncobj_node"]
+    args = parse_args(command[3:])
+    assert (args.id, args.client_listen) == ("n2", addresses["n2"].client)
+    assert args.peers == {"n1": addresses["n1"].peer, "n3": addresses["n3"].peer}
+    assert (args.read_mode, args.election_timeout) == ("stale", (0.2, 0.5))
+
 def test_short_pysyncobj_run_with_faults(tmp_path: Path) -> None:
-    partitions = netns_usable()
-    config = RunConfig(
-        db="pysyncobj",
-        nodes=3,
-        time_limit=6,
-        rate=50,
-        concurrency=3,
-        keys=3,
-        nemesis_schedule=str(short_schedule(tmp_path, partitions)),
-        net="netns" if partitions else "none",
-        seed=11,
-        store=str(tmp_path),
-        quiet_period=1,
-        op_timeout=2.0,
-        render_report=False,
-    )
-    outcome = run_test(config)
+    outcome = short_run_with_faults("pysyncobj", tmp_path, rate=50, seed=11)
     assert outcome.error is None, outcome.error
     assert outcome.results is not None
     checkers = outcome.results["checkers"]

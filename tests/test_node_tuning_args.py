@@ -50,12 +50,14 @@ def test_check_tuning_args_accepts_tuning_and_refuses_the_rest() -> None:
 
 
 def test_adapter_appends_node_args_to_every_command(tmp_path: Path) -> None:
-    db = RaftImplDB(DBOptions(node_args=("--max-append-entries", "1")))
+    db = RaftImplDB(DBOptions(read_mode="lease", node_args=("--max-append-entries", "1")))
     db.plan(tmp_path, ["n1", "n2", "n3"])
     for node in ("n1", "n2", "n3"):
         command = db.command(node)
         assert command[-2:] == ["--max-append-entries", "1"]
-        assert build_parser().parse_args(command[3:]).max_append_entries == 1
+        args = build_parser().parse_args(command[3:])
+        assert args.max_append_entries == 1
+        assert (args.id, args.read_mode) == (node, "lease")
 
 
 def test_run_cli_refuses_bad_node_args_before_any_run(capsys, tmp_path: Path) -> None:

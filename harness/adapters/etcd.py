@@ -50,12 +50,12 @@ import trio
 from harness.adapters.http import HttpConnection, HttpError
 from harness.adapters.process import ProcessDB
 from harness.db import Client, Completion, DBError, DBOptions, Unsupported, register_db
+from harness.node_client import NodeClient
+from harness.processdb import ADMIN_TIMEOUT
 from harness.wire_client import ConnectionLost
 
 ETCD_ENV = "SPLITBRAIN_ETCD"
 DEFAULT_BINARY = "/usr/bin/etcd"
-#: Admin questions (status) to a healthy member take milliseconds.
-ADMIN_TIMEOUT = 1.0
 READ_MODES = {"read-index": False, "stale": True}  # mode -> serializable
 #: etcd errors returned before anything was proposed: the write certainly did not happen.
 DEFINITE_ERRORS = ("etcdserver: too many requests", "etcdserver: request is too large")
@@ -266,67 +266,36 @@ class EtcdDB(ProcessDB):
         )
 
 
-class EtcdClient(Client):
+class EtcdClient(NodeClient[EtcdDB, HttpConnection]):
     """One process's view of etcd: requests go to its member, which forwards to the leader.
 
     etcd members proxy proposals and linearizable reads to the leader
     themselves, so there is no leader following here; only a member that
-    refuses connections (killed) is skipped for the next one.
+    refuses connections (killed) is skipped for the next one. A read never
+    takes effect, so one that is lost or unanswered is ``fail``, not ``info``.
     """
 
-    BACKOFF = 0.05
-
-    def __init__(self, db: EtcdDB, node_id: str) -> None:
-        self.db = db
-        self.target = node_id
-        self._connections: dict[str, HttpConnection] = {}
-        #: True when the current operation may have taken effect (read by the pool
-        #: when it times the operation out: reads never are).
-        self.in_doubt = False
-
-    def _connection(self, node_id: str) -> HttpConnection:
-        if node_id not in self._connections:
-            address = self.db.nodes[node_id].address
-            self._connections[node_id] = HttpConnection(address.host, address.client_port)
-        return self._connections[node_id]
-
-    def _next_node(self, after: str) -> str:
-        ids = list(self.db.nodes)
-        return ids[(ids.index(after) + 1) % len(ids)]
+    def open_connection(self, host: str, port: int) -> HttpConnection:
+        return HttpConnection(host, port)
 
     async def invoke(self, op: dict[str, Any], *, client_id: str, seq: int) -> Completion:
         path, body = request_for(op, self.db.serializable)
         is_read = op["f"] == "read"
-        self.in_doubt = False
-        while True:
-            node = self.target
-            # Set before the await: a timeout that cancels us mid-request sees it.
-            self.in_doubt = not is_read
-            try:
-                status, answer = await self._connection(node).post(path, body)
-            except ConnectionLost as exc:
-                if exc.sent:
-                    kind = "fail" if is_read else "info"
-                    return Completion(kind, error=f"connection lost: {exc}", node=node)
-                self.in_doubt = False  # nothing left: try the next member
-                self.target = self._next_node(node)
-                await trio.sleep(self.BACKOFF)
-                continue
-            except HttpError as exc:
-                return Completion("fail" if is_read else "info", error=str(exc), node=node)
-            if status == 200 and isinstance(answer, dict):
-                self.in_doubt = False
-                return completion_for(op, answer, node)
-            error = error_text(status, answer)
-            if is_read or error.startswith(DEFINITE_ERRORS):
-                self.in_doubt = False
-                return Completion("fail", error=error, node=node)
-            return Completion("info", error=error, node=node)
-
-    async def close(self) -> None:
-        for connection in self._connections.values():
-            await connection.aclose()
-        self._connections.clear()
+        try:
+            sent = await self._send_to_a_live_node(
+                lambda connection: connection.post(path, body), may_take_effect=not is_read
+            )
+        except HttpError as exc:
+            kind = "fail" if is_read else "info"
+            return self._done(Completion(kind, error=str(exc), node=self.target))
+        if isinstance(sent, Completion):
+            return sent
+        node, (status, answer) = sent
+        if status == 200 and isinstance(answer, dict):
+            return self._done(completion_for(op, answer, node))
+        error = error_text(status, answer)
+        definite = is_read or error.startswith(DEFINITE_ERRORS)
+        return self._done(Completion("fail" if definite else "info", error=error, node=node))
 
 
 register_db("etcd", EtcdDB)
