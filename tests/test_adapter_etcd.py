@@ -8,31 +8,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from adapter_helpers import short_run_with_faults
 
 from harness.adapters import AdapterOptionError, check_read_mode, network_for
 from harness.adapters.etcd import completion_for, decode_value, encode, etcd_binary, request_for
-from harness.run import RunConfig, run_test
-
-
-def short_schedule(tmp_path: Path, partitions: bool) -> Path:
-    """Isolate one node (with netns), heal, then kill one node and restart it."""
-    steps = [{"at": 3.5, "f": "kill", "value": "one"}, {"at": 5.0, "f": "start", "value": "all"}]
-    if partitions:
-        steps = [{"at": 1.0, "f": "partition", "value": {"shape": "isolate-one"}},
-                 {"at": 2.5, "f": "heal", "value": None}, *steps]
-    path = tmp_path / "schedule.json"
-    path.write_text(json.dumps(steps))
-    return path
-
-
-def netns_usable() -> bool:
-    from harness.net.netns import NetnsUnavailable, check_available
-
-    try:
-        check_available()
-    except NetnsUnavailable:
-        return False
-    return True
 
 
 def test_values_round_trip_through_base64_json() -> None:
@@ -89,23 +68,7 @@ def etcd_processes_under(root: Path) -> list[int]:
 @pytest.mark.etcd
 @pytest.mark.skipif(etcd_binary() is None, reason="etcd is not installed (apt install etcd-server)")
 def test_short_etcd_run_with_faults_is_linearizable_and_log_checks_say_unknown(tmp_path: Path):
-    partitions = netns_usable()
-    config = RunConfig(
-        db="etcd",
-        nodes=3,
-        time_limit=6,
-        rate=60,
-        concurrency=3,
-        keys=3,
-        nemesis_schedule=str(short_schedule(tmp_path, partitions)),
-        net="netns" if partitions else "none",
-        seed=7,
-        store=str(tmp_path),
-        quiet_period=1,
-        op_timeout=2.0,
-        render_report=False,
-    )
-    outcome = run_test(config)
+    outcome = short_run_with_faults("etcd", tmp_path, rate=60, seed=7)
     assert outcome.error is None, outcome.error
     results = outcome.results
     assert results is not None
