@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from harness.db import DB, DBError, NodeAddress, NodeEventSink
-from raft_impl.localcluster import free_ports
+from raft_impl.localcluster import free_ports, pump_lines
 
 #: Admin questions (status, log …) to a healthy node take milliseconds; a
 #: paused or partitioned-off node must not hold the collector up.
@@ -250,26 +250,17 @@ class ProcessDB(DB):
     async def _pump_stdout(self, node: NodeSlot, process: trio.Process) -> None:
         """Copy the node's stdout to its file line by line and hand each line on."""
         assert process.stdout is not None
-        buffer = b""
         try:
             # Small appends to a local file; a thread per line would cost more.
             with open(node.stdout_path, "ab") as sink:  # noqa: ASYNC230
-                while True:
-                    try:
-                        chunk = await process.stdout.receive_some(65536)
-                    except (trio.ClosedResourceError, trio.BrokenResourceError):
-                        break
-                    if not chunk:
-                        break
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
+
+                def copy(lines: list[bytes]) -> None:
                     for line in lines:
                         sink.write(line + b"\n")
                         self.on_stdout_line(node, line)
                     sink.flush()
-                if buffer:
-                    sink.write(buffer + b"\n")
-                    self.on_stdout_line(node, buffer)
+
+                await pump_lines(process.stdout, copy)
         finally:
             node.pump_done.set()
 

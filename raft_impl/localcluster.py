@@ -19,7 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,30 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+async def pump_lines(
+    stream: trio.abc.ReceiveStream, on_lines: Callable[[list[bytes]], None]
+) -> None:
+    """Hand a node's output to ``on_lines`` as lines (newlines stripped) until it ends.
+
+    ``on_lines`` gets the complete lines of each chunk as it arrives (so
+    events are seen as they happen), and at the end a last line that had no
+    newline. A closed or broken stream ends the output like EOF does.
+    """
+    buffer = b""
+    while True:
+        try:
+            chunk = await stream.receive_some(65536)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            break
+        if not chunk:
+            break
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        on_lines(lines)
+    if buffer:
+        on_lines([buffer])
 
 
 @dataclass
@@ -127,25 +151,19 @@ class LocalCluster:
     ) -> None:
         """Collect one incarnation's stdout events; its own ready/exited events are set."""
         assert process.stdout is not None
-        buffer = b""
-        try:
-            while True:
+
+        def collect(lines: list[bytes]) -> None:
+            for line in lines:
                 try:
-                    chunk = await process.stdout.receive_some(65536)
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    break
-                if not chunk:
-                    break
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    try:
-                        event = json.loads(line)
-                    except ValueError:
-                        continue
-                    node.events.append(event)
-                    if event.get("event") == "ready":
-                        ready.set()
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                node.events.append(event)
+                if event.get("event") == "ready":
+                    ready.set()
+
+        try:
+            await pump_lines(process.stdout, collect)
         finally:
             await process.wait()
             exited.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import Counter
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +22,7 @@ from harness.collect import Collector, ObservationWriter
 from harness.db import DB, Client, Completion, DBError, DBOptions, create_db, register_db
 from harness.run import worst_exit_code
 from harness.workload import Pacer, RegisterWorkload, parse_mix
+from raft_impl.localcluster import pump_lines
 
 # -- workload -------------------------------------------------------------------
 
@@ -322,6 +325,37 @@ def test_display_renders_the_run_state(tmp_path: Path):
     state.observe({"process": "nemesis", "type": "info", "f": "stop-partition", "time": 6})
     assert state.current_faults() == []
     assert display_wanted(no_display=True) is False
+
+
+# -- node output ------------------------------------------------------------------------
+
+
+@given(
+    text=st.lists(st.sampled_from([b"a", b"{}", b"\n", b"xy\n"]), max_size=30).map(b"".join),
+    cuts=st.lists(st.integers(0, 60), max_size=6),
+)
+@settings(max_examples=60, deadline=None)
+def test_node_output_becomes_the_same_lines_however_it_is_chunked(
+    text: bytes, cuts: list[int]
+) -> None:
+    """Nodes' stdout arrives in arbitrary chunks; the lines (and a last unterminated one) do not."""
+    bounds = sorted({0, len(text), *(min(c, len(text)) for c in cuts)})
+    chunks = [text[a:b] for a, b in itertools.pairwise(bounds)]
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    seen: list[bytes] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump_lines, receive, seen.extend)
+            for chunk in chunks:
+                await send.send_all(chunk)
+            await send.aclose()
+
+    trio.run(main)
+    expected = text.split(b"\n")
+    if expected[-1] == b"":
+        expected.pop()
+    assert seen == expected
 
 
 # -- wire client -----------------------------------------------------------------------
