@@ -56,6 +56,16 @@ def test_network_and_read_mode_choices() -> None:
         check_read_mode("etcd", "lease")
 
 
+
+def test_adapter_refuses_options_it_cannot_honour_when_built_without_the_cli() -> None:
+    from harness.adapters.etcd import EtcdDB
+    from harness.db import DBOptions
+
+    with pytest.raises(AdapterOptionError, match="read-index"):
+        EtcdDB(DBOptions(read_mode="lease"))
+    with pytest.raises(AdapterOptionError, match="only in raft_impl"):
+        EtcdDB(DBOptions(bugs=("no-dedup",)))
+
 def etcd_processes_under(root: Path) -> list[int]:
     found = []
     for process in psutil.process_iter(["cmdline"]):

@@ -45,6 +45,18 @@ def test_adapter_command_line_is_what_the_node_parses(tmp_path: Path) -> None:
     assert args.peers == {"n1": addresses["n1"].peer, "n3": addresses["n3"].peer}
     assert (args.read_mode, args.election_timeout) == ("stale", (0.2, 0.5))
 
+
+def test_adapter_takes_read_index_as_log_and_refuses_lease() -> None:
+    from harness.adapters import AdapterOptionError
+    from harness.adapters.pysyncobj import PySyncObjDB
+    from harness.db import DBOptions
+
+    assert PySyncObjDB(DBOptions(read_mode="read-index")).options.read_mode == "read-index"
+    with pytest.raises(AdapterOptionError, match="--read-mode log"):
+        PySyncObjDB(DBOptions(read_mode="lease"))
+    with pytest.raises(AdapterOptionError, match="only in raft_impl"):
+        PySyncObjDB(DBOptions(bugs=("no-dedup",)))
+
 def test_short_pysyncobj_run_with_faults(tmp_path: Path) -> None:
     outcome = short_run_with_faults("pysyncobj", tmp_path, rate=50, seed=11)
     assert outcome.error is None, outcome.error

@@ -13,6 +13,10 @@ with ``--net none`` (no link faults; kill and pause still work).
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.db import DBOptions
 
 #: Databases whose peers cannot run through the frame relays, and why.
 FOREIGN_PEER_PROTOCOL = {
@@ -75,3 +79,14 @@ def check_read_mode(db: str, read_mode: str) -> None:
         return
     raise AdapterOptionError(f"--db {db} supports --read-mode {READ_MODE_HELP[db]}, "
                              f"not {read_mode}")
+
+
+def check_options(db: str, options: DBOptions) -> None:
+    """AdapterOptionError when ``options`` ask ``db`` for a read mode it lacks or for planted bugs.
+
+    The adapters' constructors call this, so a DB built without the command
+    line (tests, the Python API) refuses the same options ``splitbrain run`` does.
+    """
+    check_read_mode(db, options.read_mode)
+    if options.bugs:
+        raise AdapterOptionError("planted bugs (--bug) exist only in raft_impl")

@@ -47,6 +47,7 @@ from typing import Any
 
 import trio
 
+from harness.adapters import check_options
 from harness.adapters.http import HttpConnection, HttpError
 from harness.adapters.process import ProcessDB
 from harness.db import Client, Completion, DBError, DBOptions, Unsupported, register_db
@@ -56,7 +57,6 @@ from harness.wire_client import ConnectionLost
 
 ETCD_ENV = "SPLITBRAIN_ETCD"
 DEFAULT_BINARY = "/usr/bin/etcd"
-READ_MODES = {"read-index": False, "stale": True}  # mode -> serializable
 #: etcd errors returned before anything was proposed: the write certainly did not happen.
 DEFINITE_ERRORS = ("etcdserver: too many requests", "etcdserver: request is too large")
 
@@ -134,14 +134,9 @@ class EtcdDB(ProcessDB):
     def __init__(self, options: DBOptions | None = None) -> None:
         super().__init__()
         self.options = options or DBOptions()
-        if self.options.read_mode not in READ_MODES:
-            raise ValueError(
-                f"etcd supports --read-mode read-index (linearizable reads) or stale "
-                f"(serializable reads), not {self.options.read_mode!r}"
-            )
-        if self.options.bugs:
-            raise ValueError("planted bugs (--bug) exist only in raft_impl")
-        self.serializable = READ_MODES[self.options.read_mode]
+        check_options(self.name, self.options)
+        # Serializable reads are answered by any member from its local state.
+        self.serializable = self.options.read_mode == "stale"
         binary = etcd_binary()
         if binary is None:
             raise DBError(

@@ -25,11 +25,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.adapters import check_options
 from harness.adapters.process import NodeSlot
 from harness.db import Client, Completion, DBError, DBOptions, register_db
 from harness.wire_db import WireNodeClient, WireNodeDB, kv_request
-
-READ_MODES = ("log", "read-index", "stale")
 
 
 class PySyncObjDB(WireNodeDB):
@@ -37,13 +36,7 @@ class PySyncObjDB(WireNodeDB):
 
     def __init__(self, options: DBOptions | None = None) -> None:
         super().__init__(options)
-        if self.options.read_mode not in READ_MODES:
-            raise ValueError(
-                f"pysyncobj supports --read-mode log (replicated reads; read-index means the "
-                f"same here) or stale, not {self.options.read_mode!r}"
-            )
-        if self.options.bugs:
-            raise ValueError("planted bugs (--bug) exist only in raft_impl")
+        check_options(self.name, self.options)
         # Looked up, not imported: importing PySyncObj breaks socket.inet_ntop in the
         # importing process (see pysyncobj_node), and only the nodes need it.
         if importlib.util.find_spec("pysyncobj") is None:
