@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import UserError
+from raft_impl.core import READ_MODES
 
-READ_MODES = ("read-index", "lease", "log", "stale")
 NETWORKS = ("proxy", "netns", "none")
 NODE_COUNTS = (1, 3, 5, 7)
 
@@ -161,7 +161,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
             check_tuning_args(args.node_arg)
         except ValueError as exc:
             raise UserError(f"--node-arg: {exc}") from None
-    from harness.adapters import AdapterOptionError, check_read_mode, network_for
+    from harness.adapters import LINK_FAULTS, AdapterOptionError, check_read_mode, network_for
 
     faults = set(packages)
     if args.nemesis_schedule:
@@ -173,9 +173,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise UserError(str(exc)) from None
     if args.net == "netns" and os.geteuid() != 0:
         raise UserError("--net netns needs root (network namespaces); use --net proxy")
-    if args.net == "none" and (packages or args.nemesis_schedule):
-        link_faults = {"partition", "loss", "delay", "duplicate", "reorder"}
-        if set(packages) & link_faults:
+    if args.net == "none" and set(packages) & LINK_FAULTS:
             raise UserError("--net none cannot inject link faults; use --net proxy")
     store = Path(args.store)
     if store.exists() and not store.is_dir():

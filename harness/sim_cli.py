@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import UserError
-
-READ_MODES = ("read-index", "lease", "log", "stale")
+from raft_impl.core import READ_MODES
 
 
 def register(subparsers: Any) -> None:

@@ -14,9 +14,7 @@ from typing import Any
 
 from harness.workload import DEFAULT_MIX, RegisterWorkload
 from raft_impl.bugs import validate_bugs
-from raft_impl.core import RaftConfig
-
-READ_MODES = ("read-index", "lease", "log", "stale")
+from raft_impl.core import READ_MODES, RaftConfig
 
 
 @dataclass(frozen=True)
