@@ -1,7 +1,7 @@
 """Detection matrix: does the harness catch every planted bug of raft_impl?
 
 For each bug in ``raft_impl.bugs.BUGS``: ``--runs`` seeded runs (default 5)
-of ``--time-limit`` seconds (default 30, at most 60) with a nemesis that
+of ``--time-limit`` seconds (default: the plan's own, 30 or 60; at most 60) with a nemesis that
 suits the bug (the PLANS table: what fault exposes it, which read mode and
 workload mix make it visible). Prints, per bug: detected runs / runs, the
 median seconds from the run's start to the first anomaly the checkers
@@ -228,6 +228,9 @@ class Plan:
     why: str = ""
     #: An explicit schedule (from the time limit) instead of generated packages.
     schedule: Callable[[float], list[dict[str, Any]]] | None = None
+    #: Seconds per run unless --time-limit says otherwise: plans that repeat a
+    #: 6 s cycle of elections get 60 s, enough cycles for a miss or two.
+    time_limit: float = 30.0
 
 
 READ_HEAVY = {"read": 0.7, "write": 0.2, "cas": 0.1}
@@ -241,6 +244,7 @@ PLANS: dict[str, Plan] = {
                                                     heal_at=5.0),
         nodes=3, mix=WRITE_HEAVY, rate=30, concurrency=12, collect_interval=0.25,
         node_args=("--max-append-entries", "1", "--max-inflight-appends", "1"),
+        time_limit=60.0,
         why="Figure 8 by election triggers: the re-elected old leader is cut off while the "
             "third node holds some of its old-term entries; the next leader's first probe "
             "points at its own newer-term entry there, and a follower that skips the term "
@@ -258,6 +262,7 @@ PLANS: dict[str, Plan] = {
         node_args=("--max-append-entries", "1", "--max-inflight-appends", "1"),
         # Few writes: a third node still catching up from the last cycle would meet A's
         # old-term entries at a time the fixed cut delays cannot predict.
+        time_limit=60.0,
         why="Figure 8 by election triggers: a re-elected leader replicating its old-term "
             "suffix one entry per round trip commits it when a replica acks it; cut off "
             "before the follower hears of that commit, a leader of a newer term overwrites it",
@@ -291,6 +296,7 @@ PLANS: dict[str, Plan] = {
     ),
     "forget-vote": Plan(
         schedule=forget_vote_trigger_schedule, nodes=3, mix=WRITE_HEAVY,
+        time_limit=60.0,
         why="the voter of a new leader restarts before it hears from it; the old leader, "
             "one term behind, campaigns in that term and a voter that forgot its vote "
             "elects a second leader",
@@ -348,13 +354,14 @@ def _times_in(value: Any) -> Any:
             yield from _times_in(item)
 
 
-def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str,
+def run_bug(bug: str, runs: int, time_limit: float | None, seed: int, store: str,
             control: bool = False) -> dict[str, Any]:
     """``runs`` runs of the bug's plan; with ``control`` the same plan without the bug.
 
     A control run that comes out invalid is a false alarm of the harness.
     """
     plan = PLANS.get(bug, DEFAULT_PLAN)
+    time_limit = plan.time_limit if time_limit is None else time_limit
     detected, seconds, caught_by, verdicts = 0, [], set(), []
     schedule_file = None
     if plan.schedule is not None:
@@ -402,6 +409,7 @@ def run_bug(bug: str, runs: int, time_limit: float, seed: int, store: str,
     return {
         "bug": bug,
         "runs": runs,
+        "time_limit": time_limit,
         "detected": detected,
         "median_seconds_to_anomaly": round(statistics.median(seconds), 2) if seconds else None,
         "caught_by": sorted(caught_by),
@@ -423,8 +431,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per bug (default 5)")
-    parser.add_argument("--time-limit", type=float, default=30.0,
-                        help="seconds per run, at most 60 (default 30)")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="seconds per run, at most 60 (default: each plan's, 30 or 60)")
     parser.add_argument("--bugs", default=None,
                         help="comma-separated bugs (default: every bug of raft_impl)")
     parser.add_argument("--seed", type=int, default=1000, help="seed of the first run of a bug")
@@ -433,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control", action="store_true",
                         help="run each plan WITHOUT its bug: every detection is a false alarm")
     args = parser.parse_args(argv)
-    if not 0 < args.time_limit <= 60:
+    if args.time_limit is not None and not 0 < args.time_limit <= 60:
         parser.error("--time-limit must be in (0, 60]")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -449,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         median = row["median_seconds_to_anomaly"]
         line = (
-            f"{bug:24} {row['detected']}/{row['runs']}  "
+            f"{bug:24} {row['time_limit']:>4.0f} s  {row['detected']}/{row['runs']}  "
             f"median {'-' if median is None else f'{median:.1f} s':>8}  "
             f"{', '.join(row['caught_by']) or '-'}"
             + ("   (control: false alarms)" if args.control else "")
