@@ -36,6 +36,8 @@ TICK = 0.05
 #: Fault kinds a drawn schedule may use (the nemesis packages of a real run).
 PACKAGES = ("partition", "kill", "pause", "loss", "delay", "duplicate", "reorder", "clock",
             "lose-unfsynced")
+#: Faults that act on messages, link by link.
+MESSAGE_FAULTS = ("loss", "delay", "duplicate", "reorder")
 #: Entries that undo a fault rather than start one (not counted as faults).
 _UNDO = ("heal", "start", "resume")
 
@@ -63,6 +65,9 @@ class Suits:
     #: At most this many faults (a chain shrinks poorly: removing one link moves
     #: every later one to another election, so it is kept short from the start).
     max_faults: int | None = None
+    #: Message faults are a backdrop (see :func:`backdrops`): at most one of each kind,
+    #: on every link for the whole run; the suit's other faults play out against it.
+    backdrop: bool = False
 
 
 #: Planted bug -> what exposes it. A bug's effect needs a particular situation: a stale
@@ -89,7 +94,15 @@ SUITS: dict[str, Suits] = {
     "commit-old-term": Suits(("partition",), max_entries=(1,), shapes=("isolate-leader",),
                              heal_at_end=True, chain=True, max_faults=5),
     "no-prev-check": Suits(("partition", "loss", "reorder", "duplicate", "delay", "kill")),
-    "truncate-on-append": Suits(("reorder", "duplicate", "delay", "loss", "partition")),
+    # A stale append overtaken by newer ones (reorder; a link delay keeps the follower
+    # from learning the commit index meanwhile) makes a follower drop entries it acked,
+    # and the leader, whose match index for it never goes down, cannot repair it: soon
+    # entries only the leader holds count as committed. Cutting the leader off lets a
+    # follower lead without them and overwrite them. The message faults are a backdrop
+    # on every link; isolations come at drawn times and stay until the end: three
+    # faults (delay, reorder, isolate-leader) suffice.
+    "truncate-on-append": Suits(("reorder", "delay", "partition"), shapes=("isolate-leader",),
+                                heal_at_end=True, max_faults=5, backdrop=True),
     "ack-before-fsync": Suits(("lose-unfsynced", "kill")),
     # A vote is forgotten only by a node that restarts after casting it, and counts
     # twice only if another node campaigns in that same term: one that missed the
@@ -122,7 +135,8 @@ def suits(bugs: Sequence[str]) -> Suits | None:
                  quorum, shapes, all(s.heal_at_end for s in chosen),
                  all(s.chain for s in chosen),
                  group=all(s.group for s in chosen),
-                 max_faults=min((s.max_faults for s in chosen if s.max_faults), default=None))
+                 max_faults=min((s.max_faults for s in chosen if s.max_faults), default=None),
+                 backdrop=all(s.backdrop for s in chosen))
 
 
 def count_faults(schedule: Sequence[dict[str, Any]]) -> int:
@@ -245,7 +259,8 @@ def _fault(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
 def schedules(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
               packages: Sequence[str] = PACKAGES, max_faults: int = 8,
               shapes: Sequence[str] | None = None, undo: bool = True,
-              chain: bool = False, group: bool = False) -> list[dict[str, Any]]:
+              chain: bool = False, group: bool = False,
+              backdrop: bool = False) -> list[dict[str, Any]]:
     """A schedule of up to ``max_faults`` overlapping faults, sorted by time.
 
     With ``chain`` the first fault is untimed and every other one waits for an
@@ -258,6 +273,11 @@ def schedules(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
     around it at their own delays. Without ``undo`` a group's crashed or paused
     nodes still come back at their drawn times (only partitions and message
     faults stay): what a group sets up usually plays out after a restart.
+
+    With ``backdrop`` (and neither ``chain`` nor ``group``) the message faults are
+    drawn by :func:`backdrops`, and at least one of the other faults is drawn, at
+    a drawn time rather than on an election (the backdrop sets up the situation; the
+    moment it has built up is a matter of time, not of an election).
 
     The final heal is not included: the simulator (like a real run) always
     makes the cluster whole at the time limit.
@@ -273,11 +293,48 @@ def schedules(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
         members = draw(fault_groups(nodes, time_limit, first[0]["at"], packages, shapes,
                                     max_size=max(1, max_faults - 1)))
         drawn = [_restarting(fault, undo) for fault in (first, *members)]
+    elif backdrop:
+        drawn = draw(backdrops(time_limit, packages, undo))
+        others = [kind for kind in packages if kind not in MESSAGE_FAULTS]
+        if others:
+            drawn += draw(st.lists(faults(nodes, time_limit, others, shapes, undo,
+                                          triggered=False),
+                                   min_size=1, max_size=max(1, max_faults - len(drawn))))
     else:
         drawn = draw(st.lists(faults(nodes, time_limit, packages, shapes, undo),
                               max_size=max_faults))
     entries = [entry for pair in drawn for entry in pair]
     return sorted(entries, key=lambda entry: entry["at"])
+
+
+@st.composite
+def backdrops(draw: st.DrawFn, time_limit: float, packages: Sequence[str] = PACKAGES,
+              undo: bool = True) -> list[list[dict[str, Any]]]:
+    """Message faults as a backdrop: at most one of each kind in ``packages``, each on
+    every link from the start to the end of the run.
+
+    Some bugs need the network misbehaving everywhere while something else happens
+    at the right moment (truncate-on-append: appends overtaken by newer ones on
+    whichever link leads to the next leader, then the leader cut off). Drawn as
+    ordinary faults, such a backdrop takes several faults on single links at the
+    right times, which the shrinker cannot merge; here each kind is one fault that
+    is present (three times in four) or, as shrinking prefers, absent. A delay is
+    10-50 ms, well under the election timeout, so leaders still hold office."""
+    drawn = []
+    for kind in packages:
+        if kind not in MESSAGE_FAULTS or draw(st.integers(0, 3)) == 0:
+            continue
+        if kind == "delay":
+            mean = draw(st.integers(1, 5)) * 0.01
+            value: dict[str, Any] = {"mean": mean, "jitter": round(mean / 2, 3), "links": None}
+            off: dict[str, Any] = {"mean": 0.0, "jitter": 0.0, "links": None}
+        else:
+            value = {"p": draw(_probability(0.05, 0.5)), "links": None}
+            off = {"p": 0.0, "links": None}
+        fault = [{"at": 0.0, "f": kind, "value": value},
+                 {"at": round(time_limit, 3), "f": kind, "value": off}]
+        drawn.append(fault if undo else fault[:1])
+    return drawn
 
 
 @st.composite
@@ -385,7 +442,8 @@ def sim_tests(draw: st.DrawFn, nodes: int | st.SearchStrategy[int] = 3,
                               fit.shapes if fit is not None else None,
                               undo=not (fit is not None and fit.heal_at_end),
                               chain=fit is not None and fit.chain,
-                              group=fit is not None and fit.group))
+                              group=fit is not None and fit.group,
+                              backdrop=fit is not None and fit.backdrop))
     seed = draw(st.integers(0, 2**32 - 1))
     return SimTest(cluster=cluster, workload=workload, schedule=tuple(schedule), seed=seed,
                    name=name)
