@@ -81,12 +81,14 @@ SUITS: dict[str, Suits] = {
     "lease-too-long": Suits(("partition", "pause", "clock"), ("lease",), check_quorum=False),
     # A new leader without a no-op serves reads at its commit index from when it was a
     # follower: stale only if the old leader committed (and acked) a write whose commit
-    # index no follower heard of. Slow links keep a link delay of commits unannounced;
-    # a partition (not a kill: a dead node's messages in flight still arrive) cutting
-    # the leader off drops the announcement. Heals only at the end, so the slow links
-    # stay on under a sequence of leader isolations.
+    # index no follower heard of. Slow links (a backdrop delay on every link) keep a
+    # link delay of commits unannounced; a partition (not a kill: a dead node's
+    # messages in flight still arrive) cutting the leader off at a drawn time (not on
+    # an election: a leader just elected has committed nothing) drops the
+    # announcement. Heals only at the end: a sequence of leader isolations.
     "no-noop": Suits(("partition", "delay"), ("read-index", "lease"),
-                     shapes=("isolate-leader",), heal_at_end=True, max_faults=4),
+                     shapes=("isolate-leader",), heal_at_end=True, max_faults=4,
+                     backdrop=True),
     "commit-without-quorum": Suits(("partition", "kill", "pause")),
     # Figure 8 needs three elections in a row whose winners are cut off at the right
     # instant (the second before its no-op leaves, the third between committing an
