@@ -42,7 +42,7 @@ def test_correct_implementation_passes_a_short_fuzz(tmp_path) -> None:
 # every failing run, and so the shrinking, slow.
 @pytest.mark.parametrize(("bug", "seed", "replays"),
                          [("no-dedup", 1, 2), ("stale-leader-read", 2, 1),
-                          ("forget-vote", 6, 1)])
+                          ("forget-vote", 6, 1), ("no-noop", 1, 1)])
 def test_planted_bug_is_found_shrunk_and_replayed(tmp_path, capsys, bug, seed,
                                                   replays) -> None:
     outcome = fuzz(examples=400, bugs=[bug], seed=seed, store_dir=tmp_path,
