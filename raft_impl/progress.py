@@ -117,6 +117,12 @@ class Progress:
         # Probe: only the answer to the probe we are waiting for counts.
         if self.next - 1 != rejected:
             return False
+        if rejected <= self.match:
+            # The follower rejects an entry it acknowledged: it lost it (a broken disk
+            # promise, a planted bug). We may not probe below match, so answering at
+            # once would repeat the same rejection as fast as the network allows, one
+            # more such loop per heartbeat; the next heartbeat response probes again.
+            return False
         self.next = max(min(rejected, match_hint + 1), self.match + 1)
         self.paused = False
         return True

@@ -396,3 +396,38 @@ def test_compact_validates_its_snapshot() -> None:
         core.compact(Snapshot(SnapshotMeta(core.applied + 1, core.term), b""))
     with pytest.raises(ValueError, match="does not match"):
         core.compact(Snapshot(SnapshotMeta(core.applied, core.term + 1), b""))
+
+
+def test_a_follower_that_lost_acknowledged_entries_gets_one_probe_per_heartbeat() -> None:
+    """A follower whose disk broke its promise (acked entries gone after a restart)
+    rejects every probe at the leader's match index, below which the leader may not
+    go. The leader must not answer each such rejection with another probe: that
+    loop runs as fast as the network, and every heartbeat would start one more."""
+    cluster = SimCluster(3, seed=5, config=FAST)
+    leader = cluster.elect()
+    for i in range(6):
+        cluster.propose(f"w{i}".encode())
+    cluster.run(0.2)
+    follower = next(n for n in cluster.nodes if n != leader)
+    assert cluster.core(leader)._progress[follower].match == cluster.core(leader).last_index
+    cluster.crash(follower)
+    storage = cluster.nodes[follower].storage
+    del storage.entries[-3:]  # the lost writes
+    storage.hard_state = replace(storage.hard_state, commit=storage.entries[-1].index)
+    cluster.restart(follower)
+    appends: list[Message] = []
+
+    def count(m: Message) -> bool:
+        if isinstance(m, AppendEntries) and m.to == follower:
+            appends.append(m)
+        return False
+
+    cluster.drop_if = count
+    seconds = 1.0
+    for i in range(4):  # new writes, one append each: a rejection above match sends the
+        cluster.propose(f"x{i}".encode(), leader)  # leader back to probing
+        cluster.settle()
+    cluster.run(seconds)
+    heartbeats = seconds / FAST.heartbeat_interval
+    assert len(appends) <= 2 * heartbeats + 5
+    assert cluster.leader() == leader  # it still leads the healthy majority

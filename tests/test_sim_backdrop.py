@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,7 +114,6 @@ def test_the_shrunk_truncate_on_append_schedule_loses_committed_entries_only_wit
     assert run((), "correct")["valid"] is True
 
 
-@pytest.mark.slow  # ~1 min: each failing run ends in raft_impl's append storm
 def test_fuzz_finds_truncate_on_append_and_shrinks_it_to_at_most_five_faults(
         tmp_path: Path) -> None:
     outcome = fuzz(examples=400, bugs=["truncate-on-append"], seed=1, store_dir=tmp_path,

@@ -102,8 +102,8 @@ SUITS: dict[str, Suits] = {
     # entries only the leader holds count as committed. Cutting the leader off lets a
     # follower lead without them and overwrite them. The message faults are a backdrop
     # on every link; isolations come at drawn times and stay until the end: three
-    # faults (delay, reorder, isolate-leader) suffice. At most four: a failing run
-    # takes seconds (raft_impl's append storm), too slow to shrink many faults away.
+    # faults (delay, reorder, isolate-leader) suffice. At most four, so shrinking
+    # has little to take away.
     "truncate-on-append": Suits(("reorder", "delay", "partition"), shapes=("isolate-leader",),
                                 heal_at_end=True, max_faults=4, backdrop=True),
     "ack-before-fsync": Suits(("lose-unfsynced", "kill")),
