@@ -24,6 +24,13 @@ from typing import Any
 from harness.cli import UserError
 from raft_impl.core import READ_MODES
 
+#: Without a planted bug a fuzz is a check that passes: a short default suits CI.
+DEFAULT_EXAMPLES = 100
+#: With one, the user wants it found: search on, for a bounded time. (Every planted
+#: bug is found within 2 minutes on one core; the budget leaves room for a busy machine.)
+DEFAULT_BUG_EXAMPLES = 100_000
+DEFAULT_BUG_SEARCH_SECONDS = 300.0
+
 
 def register(subparsers: Any) -> None:
     fuzz = subparsers.add_parser(
@@ -33,12 +40,17 @@ def register(subparsers: Any) -> None:
             "Run the property 'every checker says valid' on simulated raft_impl tests drawn "
             "by Hypothesis (cluster settings, workload, nemesis schedule, seed). The first "
             "failure is shrunk to a minimal case, saved as repro.json with its run directory "
-            "and report. Exit 1 when a failure is found, 0 when none. Long campaigns: "
-            "`splitbrain fuzz --examples 100000`."
+            "and report. Exit 1 when a failure is found, 0 when none. With --bug the "
+            "search goes on until the bug is found or --search-seconds have passed. Long "
+            "campaigns: `splitbrain fuzz --examples 100000`."
         ),
     )
-    fuzz.add_argument("--examples", type=int, default=100, metavar="N",
-                      help="how many tests to try (default 100)")
+    fuzz.add_argument("--examples", type=int, default=None, metavar="N",
+                      help=f"how many tests to try (default {DEFAULT_EXAMPLES}; with --bug "
+                           f"{DEFAULT_BUG_EXAMPLES}, bounded by --search-seconds)")
+    fuzz.add_argument("--search-seconds", type=float, default=None, metavar="S",
+                      help="stop searching after S seconds without a failure (default: "
+                           f"none; with --bug {DEFAULT_BUG_SEARCH_SECONDS:.0f})")
     fuzz.add_argument("--bug", action="append", default=[], metavar="NAME",
                       help="switch on a planted bug (repeatable)")
     fuzz.add_argument("--seed", type=int, default=None,
@@ -86,6 +98,7 @@ def run_fuzz(args: argparse.Namespace) -> int:
     from raft_impl.bugs import validate_bugs
 
     _positive(args.examples, "--examples")
+    _positive(args.search_seconds, "--search-seconds")
     _positive(args.time_limit, "--time-limit")
     if args.nodes < 1 or args.nodes > 9:
         raise UserError(f"--nodes must be between 1 and 9, got {args.nodes}")
@@ -108,15 +121,24 @@ def run_fuzz(args: argparse.Namespace) -> int:
             state = "shrinking" if failed else "searching"
             print(f"  {number} tests run ({state})", file=out, flush=True)
 
+    examples = args.examples or (DEFAULT_BUG_EXAMPLES if bugs else DEFAULT_EXAMPLES)
+    search_seconds = args.search_seconds
+    if search_seconds is None and bugs:
+        search_seconds = DEFAULT_BUG_SEARCH_SECONDS
     label = ", ".join(bugs) if bugs else "the correct implementation"
-    print(f"splitbrain fuzz: up to {args.examples} simulated tests of {label}", file=out)
-    outcome = fuzz(examples=args.examples, bugs=bugs, seed=args.seed, nodes=args.nodes,
+    bound = f", searching for at most {search_seconds:g} s" if search_seconds else ""
+    print(f"splitbrain fuzz: up to {examples} simulated tests of {label}{bound}", file=out)
+    outcome = fuzz(examples=examples, bugs=bugs, seed=args.seed, nodes=args.nodes,
                    store_dir=args.store, read_modes=args.read_mode or None,
                    time_limit=args.time_limit, max_faults=args.max_faults,
-                   shrink_seconds=args.shrink_seconds, progress=progress)
+                   shrink_seconds=args.shrink_seconds, search_seconds=search_seconds,
+                   progress=progress)
     if not outcome.found:
         unknown = f", {outcome.unknown} unknown verdicts" if outcome.unknown else ""
-        print(f"no failure in {outcome.examples} tests ({outcome.elapsed_s:.1f} s{unknown})")
+        spent = search_seconds is not None and outcome.elapsed_s >= search_seconds
+        budget = f"; the search budget of {search_seconds:g} s ran out" if spent else ""
+        print(f"no failure in {outcome.examples} tests ({outcome.elapsed_s:.1f} s{unknown})"
+              f"{budget}")
         return 0
     print(f"FAILURE found after {outcome.seconds_to_first_failure:.1f} s; shrunk to "
           f"{outcome.faults} fault(s) in {outcome.elapsed_s:.1f} s total")

@@ -66,10 +66,21 @@ def test_fuzz_command_line(tmp_path, capsys) -> None:
     assert "no failure in 3 tests" in capsys.readouterr().out
 
 
+def test_a_bug_fuzz_searches_on_until_its_time_budget(tmp_path, capsys) -> None:
+    """With --bug the user wants the bug found: no example cap of 100, a time bound."""
+    code = main(["fuzz", "--bug", "no-dedup", "--seed", "1", "--search-seconds", "0.5",
+                 "--store", str(tmp_path), "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "up to 100000 simulated tests of no-dedup, searching for at most 0.5 s" in err
+    assert "the search budget of 0.5 s ran out" in out
+
+
 def test_fuzz_and_replay_refuse_bad_input(tmp_path, capsys) -> None:
     assert main(["fuzz", "--bug", "no-such-bug", "--store", str(tmp_path)]) == 2
     assert "unknown bug" in capsys.readouterr().err
     assert main(["fuzz", "--examples", "0"]) == 2
+    assert main(["fuzz", "--search-seconds", "-1"]) == 2
     assert main(["replay", str(tmp_path / "missing.json")]) == 2
     bad = tmp_path / "bad.json"
     bad.write_text('{"not": "a repro"}')
