@@ -1,9 +1,9 @@
 """Detection matrix: does the harness catch every planted bug of raft_impl?
 
 For each bug in ``raft_impl.bugs.BUGS``: ``--runs`` seeded runs (default 5)
-of ``--time-limit`` seconds (default: the plan's own, 30 or 60; at most 60) with a nemesis that
-suits the bug (the PLANS table: what fault exposes it, which read mode and
-workload mix make it visible). Prints, per bug: detected runs / runs, the
+of ``--time-limit`` seconds (default: the plan's own, 30 or 60; at most 60)
+with a nemesis that suits the bug (the PLANS table: what fault exposes it,
+which read mode and workload mix make it visible). Prints, per bug: detected runs / runs, the
 median seconds from the run's start to the first anomaly the checkers
 point at, and which checkers caught it.
 
@@ -35,6 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness.run import RunConfig, run_test
 
 
+def _rounded(schedule: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
+
+
 def isolate_leader_schedule(time_limit: float, *, pause: bool, period: float = 3.0,
                             heal_after: float | None = None) -> list[dict[str, Any]]:
     """Cycles of: cut the leader off, (pause it,) resume, heal.
@@ -60,27 +64,21 @@ def isolate_leader_schedule(time_limit: float, *, pause: bool, period: float = 3
         heal = at + (heal_after if heal_after is not None else period * 0.75)
         schedule.append({"at": heal, "f": "heal", "value": None})
         at += period
-    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
+    return _rounded(schedule)
 
 
 def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float = 0.8,
-                          reorder: float = 0.0, delay: float = 0.0, loss: float = 0.0,
-                          target: str = "leader") -> list[dict[str, Any]]:
+                          reorder: float = 0.0, target: str = "leader") -> list[dict[str, Any]]:
     """Kill the leader (or another target) every ``period`` s, restart it ``down`` s later.
 
-    Optionally with message reordering, delay or loss on every link for the
-    whole run, so faults that need both (a leader dying while followers'
-    logs or commit indexes are in flux) meet — generated schedules run one
-    fault at a time.
+    Optionally with message reordering on every link for the whole run, so
+    faults that need both (a leader dying while followers' logs are in flux)
+    meet — generated schedules run one fault at a time. (Slow links:
+    :func:`with_slow_links`.)
     """
     schedule: list[dict[str, Any]] = []
     if reorder:
         schedule.append({"at": 0.5, "f": "reorder", "value": {"p": reorder, "links": None}})
-    if delay:
-        schedule.append({"at": 0.5, "f": "delay",
-                         "value": {"mean": delay, "jitter": delay / 4, "links": None}})
-    if loss:
-        schedule.append({"at": 0.5, "f": "loss", "value": {"p": loss, "links": None}})
     at = 1.0
     while at + down <= time_limit:
         schedule.append({"at": at, "f": "kill", "value": target})
@@ -88,7 +86,7 @@ def leader_churn_schedule(time_limit: float, *, period: float = 2.0, down: float
         at += period
     if reorder:
         schedule.append({"at": time_limit, "f": "reorder", "value": {"p": 0.0, "links": None}})
-    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
+    return _rounded(schedule)
 
 
 def with_slow_links(schedule: list[dict[str, Any]], mean: float,
@@ -101,10 +99,6 @@ def with_slow_links(schedule: list[dict[str, Any]], mean: float,
     jitter = mean / 4 if jitter is None else jitter
     slow = {"at": 0.5, "f": "delay", "value": {"mean": mean, "jitter": jitter, "links": None}}
     return [slow, *schedule]
-
-
-def _rounded(schedule: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
 
 
 def figure8_trigger_schedule(time_limit: float, *, delay: float = 0.05, jitter: float = 0.005,
@@ -200,7 +194,7 @@ def delay_schedule(time_limit: float, *, mean: float = 0.2, jitter: float = 0.05
         schedule.append({"at": at + period * 0.6, "f": "delay",
                          "value": {"mean": 0.0, "jitter": 0.0, "links": None}})
         at += period
-    return [{**entry, "at": round(entry["at"], 3)} for entry in schedule]
+    return _rounded(schedule)
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.net == "netns" and os.geteuid() != 0:
         raise UserError("--net netns needs root (network namespaces); use --net proxy")
     if args.net == "none" and set(packages) & LINK_FAULTS:
-            raise UserError("--net none cannot inject link faults; use --net proxy")
+        raise UserError("--net none cannot inject link faults; use --net proxy")
     store = Path(args.store)
     if store.exists() and not store.is_dir():
         raise UserError(f"--store {store} exists and is not a directory")

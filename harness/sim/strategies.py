@@ -38,6 +38,8 @@ PACKAGES = ("partition", "kill", "pause", "loss", "delay", "duplicate", "reorder
             "lose-unfsynced")
 #: Faults that act on messages, link by link.
 MESSAGE_FAULTS = ("loss", "delay", "duplicate", "reorder")
+#: Faults that stop a node (undone by start or resume).
+NODE_FAULTS = ("kill", "lose-unfsynced", "pause")
 #: Entries that undo a fault rather than start one (not counted as faults).
 _UNDO = ("heal", "start", "resume")
 
@@ -228,7 +230,7 @@ def _fault(draw: st.DrawFn, nodes: Sequence[str], time_limit: float,
         return [_timed({"at": at, "f": "partition", "value": {"shape": shape}, "seed": seed},
                        when),
                 {"at": end, "f": "heal", "value": None}]
-    if kind in ("kill", "lose-unfsynced", "pause"):
+    if kind in NODE_FAULTS:
         target = draw(targets(nodes))
         when = draw(triggers(triggered))
         undo = {"at": end, "f": "resume" if kind == "pause" else "start", "value": "all"}
@@ -360,7 +362,7 @@ def fault_groups(draw: st.DrawFn, nodes: Sequence[str], time_limit: float, after
 
 def _restarting(fault: list[dict[str, Any]], undo: bool) -> list[dict[str, Any]]:
     """A fault with its undo entry, or without ``undo`` only a node fault's."""
-    return fault if undo or fault[0]["f"] in ("kill", "lose-unfsynced", "pause") else fault[:1]
+    return fault if undo or fault[0]["f"] in NODE_FAULTS else fault[:1]
 
 
 def _moved(fault: list[dict[str, Any]], at: float, time_limit: float) -> list[dict[str, Any]]:
@@ -429,24 +431,18 @@ def sim_tests(draw: st.DrawFn, nodes: int | st.SearchStrategy[int] = 3,
     With ``suited`` (the default) and planted ``bugs``, packages, read modes and
     client retries that are not given explicitly follow :data:`SUITS`.
     """
-    fit = suits(bugs) if suited else None
-    if packages is None:
-        packages = fit.packages if fit is not None else PACKAGES
-    if read_modes is None and fit is not None:
-        read_modes = fit.read_modes
-    retry = fit.retry_indefinite if fit is not None else None
-    cluster = draw(cluster_configs(nodes, bugs, read_modes,
-                                   fit.max_entries if fit is not None else None,
-                                   fit.check_quorum if fit is not None else None))
-    if fit is not None and fit.max_faults is not None:
+    # No suit (the correct implementation, or suited=False) is the neutral one:
+    # every package, and every other setting left to the generic draw.
+    fit = (suits(bugs) if suited else None) or Suits(PACKAGES)
+    packages = fit.packages if packages is None else packages
+    read_modes = fit.read_modes if read_modes is None else read_modes
+    cluster = draw(cluster_configs(nodes, bugs, read_modes, fit.max_entries, fit.check_quorum))
+    if fit.max_faults is not None:
         max_faults = min(max_faults, fit.max_faults)
-    workload = draw(workloads(time_limit, retry))
+    workload = draw(workloads(time_limit, fit.retry_indefinite))
     schedule = draw(schedules(cluster.node_ids, workload.time_limit, packages, max_faults,
-                              fit.shapes if fit is not None else None,
-                              undo=not (fit is not None and fit.heal_at_end),
-                              chain=fit is not None and fit.chain,
-                              group=fit is not None and fit.group,
-                              backdrop=fit is not None and fit.backdrop))
+                              fit.shapes, undo=not fit.heal_at_end, chain=fit.chain,
+                              group=fit.group, backdrop=fit.backdrop))
     seed = draw(st.integers(0, 2**32 - 1))
     return SimTest(cluster=cluster, workload=workload, schedule=tuple(schedule), seed=seed,
                    name=name)
