@@ -1,7 +1,8 @@
 """Nemesis schedules: generated from a seed by named packages, or loaded from JSON.
 
 ``generate`` lays faults on a timeline of ``interval``-second slots: each slot
-starts one fault from a randomly chosen package and stops it before the next
+starts one fault from a randomly chosen package, or a composite of chosen
+packages such as a cut-off leader that is also paused, and stops it before the next
 slot begins, so faults of different packages meet each other over a run but
 never pile up unboundedly. At ``time_limit`` every schedule makes the cluster
 whole again: heal partitions, turn message faults off, resume paused and start
@@ -114,6 +115,29 @@ def _clock(rng: random.Random, nodes: Sequence[str], at: float, until: float):
     return [start], [{"at": until, "f": "clock", "value": {"reset": True}}]
 
 
+def _hung_leader(rng: random.Random, nodes: Sequence[str], at: float, until: float):
+    """Cut the leader off and pause it at once, wake it while still cut off, heal later.
+
+    With check-quorum, a leader cut off alone steps down within an election
+    timeout, and a paused one answers nothing. A leader that wakes up cut off,
+    after the others elected a successor and committed writes, still believes it
+    leads until its next quorum check, and the reads queued at it meanwhile are
+    where a leader that skips read confirmation serves an old state. Neither
+    package makes this alone, so a run with both also draws it.
+    """
+    span = until - at
+    # Pause right after the cut (the partition names the leader): a quorum check
+    # in between would clear the leader's record of followers it heard from, and
+    # it would step down the moment it wakes instead of one check interval later.
+    paused = round(at + min(0.01, span / 10), 3)
+    resumed = round(at + span * rng.uniform(0.55, 0.7), 3)
+    return ([{"at": at, "f": "partition", "value": {"shape": "isolate-leader"},
+              "seed": _seed(rng)},
+             {"at": paused, "f": "pause", "value": "leader", "seed": _seed(rng)},
+             {"at": resumed, "f": "resume", "value": "all"}],
+            [{"at": until, "f": "heal", "value": None}])
+
+
 MAKERS: dict[str, _Maker] = {
     "partition": _partition,
     "kill": _crash("kill"),
@@ -125,6 +149,24 @@ MAKERS: dict[str, _Maker] = {
     "delay": _delay,
     "clock": _clock,
 }
+
+#: Faults composed of several packages, offered when all of them are chosen, with
+#: how many packages' worth of draws each gets. One slot holds one fault, so no
+#: part reaches a composite by chance. A hung leader gets three: a minute of
+#: ``--nemesis all`` at the default 5 s interval then meets it three times on
+#: average, and misses it entirely about one run in thirty.
+COMPOSITES: dict[str, tuple[tuple[str, ...], _Maker, int]] = {
+    "hung-leader": (("partition", "pause"), _hung_leader, 3),
+}
+
+
+def _menu(chosen: Sequence[str]) -> list[_Maker]:
+    """The makers one slot draws from, composites repeated by their weight."""
+    menu = [MAKERS[name] for name in chosen]
+    for parts, make, weight in COMPOSITES.values():
+        if set(parts) <= set(chosen):
+            menu += [make] * weight
+    return menu
 
 
 def parse_packages(text: str | Sequence[str]) -> list[str]:
@@ -168,8 +210,9 @@ def generate(packages: Sequence[str], nodes: Sequence[str], time_limit: float,
     """A schedule of faults from ``packages`` over ``time_limit`` seconds, ending healed.
 
     Each ``interval`` slot holds one fault lasting 50-100 % of the slot (the
-    first slot starts after half an interval so the cluster can elect a leader).
-    An empty package list gives only the final heal.
+    first slot starts after half an interval so the cluster can elect a leader),
+    drawn from the packages and the COMPOSITES they make up. An empty package
+    list gives only the final heal.
     """
     if time_limit <= 0:
         raise ScheduleError(f"time limit must be > 0 seconds, got {time_limit}")
@@ -178,6 +221,7 @@ def generate(packages: Sequence[str], nodes: Sequence[str], time_limit: float,
     if not nodes:
         raise ScheduleError("a schedule needs at least one node")
     chosen = parse_packages(packages)
+    menu = _menu(chosen)
     schedule: list[Entry] = []
     end = round(time_limit, 3)
     slot = interval / 2
@@ -187,7 +231,7 @@ def generate(packages: Sequence[str], nodes: Sequence[str], time_limit: float,
         slot += interval
         if until - at < 0.001:
             break  # no room left for a fault before the end
-        start, stop = MAKERS[rng.choice(chosen)](rng, nodes, at, until)
+        start, stop = rng.choice(menu)(rng, nodes, at, until)
         schedule += start + stop
     schedule += final_heal(end, chosen)
     return validate_schedule(schedule, list(nodes))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
@@ -148,13 +149,50 @@ def test_generated_schedules_are_valid_timed_and_end_whole(packages, n, time_lim
     assert {_key(entry) for entry in final} >= WHOLE | stops
     # Every fault is stopped before the next one starts: faults do not pile up.
     faults = schedule[: len(schedule) - len(schedules.final_heal(0, list(chosen)))]
-    for start, stop in zip(faults[::2], faults[1::2], strict=True):
-        assert stop["at"] >= start["at"]
-        if start["f"] in STOPS:
-            assert stop["f"] == STOPS[start["f"]]
+    active: list[dict] = []
+    for entry in faults:
+        stopping = _is_stop(entry, stops)
+        if stopping:
+            assert active and _stops(entry, active[-1]), (entry, active)
+            active.pop()
         else:
-            assert stop["f"] == start["f"] and _key(stop) in WHOLE | stops
+            assert not active or _hangs_the_leader(active, entry), (entry, active)
+            active.append(entry)
+    assert active == []
     assert {entry["f"] for entry in faults} <= chosen | set(STOPS.values())
+
+
+def _is_stop(entry, stops) -> bool:
+    return entry["f"] in STOPS.values() or _key(entry) in WHOLE | stops
+
+
+def _stops(stop, start) -> bool:
+    return stop["f"] == STOPS.get(start["f"], start["f"])
+
+
+def _hangs_the_leader(active, entry) -> bool:
+    """The one fault allowed inside another: a pause of the leader cut off alone."""
+    return (len(active) == 1 and active[0]["value"] == {"shape": "isolate-leader"}
+            and entry["f"] == "pause" and entry["value"] == "leader")
+
+
+def _hung_leaders(schedule) -> int:
+    return sum(1 for before, entry in itertools.pairwise(schedule)
+               if _hangs_the_leader([before], entry)
+               and round(entry["at"] - before["at"], 3) <= 0.01)
+
+
+def test_a_minute_of_partitions_and_pauses_hangs_the_leader_several_times():
+    """A leader cut off and paused together is what --nemesis all must reach by itself."""
+    counts = [_hung_leaders(schedules.generate(["all"], NODES, 60, 5, random.Random(seed)))
+              for seed in range(200)]
+    assert sum(counts) / len(counts) >= 2.5
+    assert sum(1 for c in counts if c >= 1) / len(counts) >= 0.94
+    for packages in (["partition", "kill", "loss"], ["pause", "clock"]):
+        schedule = schedules.generate(packages, NODES, 600, 5, random.Random(1))
+        assert _hung_leaders(schedule) == 0
+        assert {entry["f"] for entry in schedule if entry["at"] < 600} <= set(packages) | set(
+            STOPS.values()) | {"loss"}
 
 
 def test_generate_uses_every_package_of_all_over_a_long_run():
