@@ -60,6 +60,12 @@ class RunResult:
         failing = self.failing_checkers()
         if failing:
             lines.append(f"  failing checkers: {', '.join(failing)}")
+        if self.valid is False and self.run_dir is not None:
+            from reports.render import failure_headline
+
+            headline = failure_headline(self.run_dir)
+            if headline:
+                lines.append(f"  evidence: {headline}")
         reason = self.results.get("reason")
         if reason:
             lines.append(f"  reason: {reason}")

@@ -112,6 +112,7 @@ class RunOutcome:
     stats: dict[str, Any] = field(default_factory=dict)
     unexpected_exits: list[str] = field(default_factory=list)
     heal_errors: list[str] = field(default_factory=list)
+    headline: str | None = None  # what went wrong, in one sentence, when the run failed
 
 
 def build_schedule(config: RunConfig, nodes: list[str]) -> list[dict[str, Any]]:
@@ -408,13 +409,22 @@ def render_report(run_dir: Path) -> str | None:
     """Write report.html; returns an error text instead of failing the run."""
     try:
         from reports.render import render_run_report
-    except ImportError as exc:
-        return f"report renderer unavailable: {exc}"
-    try:
+
         render_run_report(run_dir)
     except Exception as exc:
         return f"report failed: {type(exc).__name__}: {exc}"
     return None
+
+
+def describe_failure(run_dir: Path) -> str | None:
+    """The failure in one sentence, as the report's first screen tells it; None if
+    it cannot be told (the verdict and the history stand without it)."""
+    try:
+        from reports.render import failure_headline
+
+        return failure_headline(run_dir)
+    except Exception as exc:
+        return f"(cannot describe the failure: {type(exc).__name__}: {exc})"
 
 
 def run_test(config: RunConfig) -> RunOutcome:
@@ -463,6 +473,8 @@ def run_test(config: RunConfig) -> RunOutcome:
         outcome.results = results
         store.write_json(run_dir / store.RESULTS, results)
         outcome.exit_code = exit_code_for(results)
+        if outcome.exit_code == 1:
+            outcome.headline = describe_failure(run_dir)
     if config.render_report:
         problem = render_report(run_dir)
         if problem is not None:
@@ -521,6 +533,8 @@ def summary(outcome: RunOutcome) -> str:
         failing = failing_checkers(outcome.results)
         if failing:
             lines.append("failing: " + ", ".join(failing))
+    if outcome.headline:
+        lines.append(f"evidence: {outcome.headline}")
     report = outcome.run_dir / "report.html"
     if report.is_file():
         lines.append(f"report: {report}")

@@ -171,6 +171,7 @@ def _replay_sim(test: Any, expect: dict[str, Any], store_dir: Path) -> int:
     from harness import store
     from harness.sim.fuzz import history_digest
     from harness.sim.run import simulate
+    from reports.render import failure_headline
 
     run_dir = store.create_run_dir(store_dir, f"replay-{test.name}")
     result = simulate(test, run_dir, report=True)
@@ -179,6 +180,7 @@ def _replay_sim(test: Any, expect: dict[str, Any], store_dir: Path) -> int:
     failing = failing_checkers(result.results)
     if failing:
         print(f"  failing checkers: {', '.join(failing)}")
+        print(f"  evidence: {failure_headline(run_dir)}")
     expected_digest = expect.get("history_sha256")
     if expected_digest:
         same = history_digest(run_dir) == expected_digest

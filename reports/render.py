@@ -278,16 +278,15 @@ def reproduce_command(config: Mapping[str, Any]) -> str | None:
     return str(command) if command else None
 
 
-def build_context(
-    history: History, result: Mapping[str, Any], title: str,
-    config: Mapping[str, Any] | None = None,
-    observations: Sequence[Mapping[str, Any]] = (),
-    run_dir: Path | None = None,
-) -> dict[str, Any]:
-    config = dict(config or {})
-    concurrency = config.get("concurrency")
-    lanes = model.assign_lanes(history, concurrency if isinstance(concurrency, int) else None)
+def _explain(
+    history: History, result: Mapping[str, Any], observations: Sequence[Mapping[str, Any]],
+) -> tuple[str | None, LinEvidence | None, model.LogView | None, Focus | None]:
+    """The linearizability checker's name and evidence, the node-log view and the
+    story of the failure.
 
+    One place decides what a failure is about, so the report's first screen and
+    the terminal's one-line summary tell the same story.
+    """
     lin = _lin_result(result)
     evidence = model.lin_evidence(history, lin[1]) if lin else None
     log_focus_index = None
@@ -309,6 +308,20 @@ def build_context(
                                                                  else "") + ".")
     elif result.get("valid") is False:
         focus = _generic_focus(history, result, logs)
+    return (lin[0] if lin else None), evidence, logs, focus
+
+
+def build_context(
+    history: History, result: Mapping[str, Any], title: str,
+    config: Mapping[str, Any] | None = None,
+    observations: Sequence[Mapping[str, Any]] = (),
+    run_dir: Path | None = None,
+) -> dict[str, Any]:
+    config = dict(config or {})
+    concurrency = config.get("concurrency")
+    lanes = model.assign_lanes(history, concurrency if isinstance(concurrency, int) else None)
+
+    lin_name, evidence, logs, focus = _explain(history, result, observations)
 
     window_picture = lin_picture = None
     if focus is not None and focus.failed is not None:
@@ -405,7 +418,7 @@ def build_context(
         "witness_card": _op_card(focus.witness) if focus else None,
         "window_svg": window_picture,
         "lin": evidence,
-        "lin_name": lin[0] if lin else None,
+        "lin_name": lin_name,
         "lin_svg": lin_picture,
         "lin_steps": [
             {"n": i, "op": s.op.describe(), "node": s.op.node, "state": fmt_value(s.state),
@@ -489,8 +502,24 @@ def render_run_report(run_dir: str | Path) -> Path:
     return written
 
 
-def _run_page(run_dir: Path, result: Mapping[str, Any] | None = None) -> str:
-    """The HTML of a run's report; ``result`` overrides the stored results.json."""
+def failure_headline(run_dir: str | Path) -> str | None:
+    """One sentence naming what went wrong in a checked run, as the report's first
+    screen says it (e.g. which read was stale and which write it missed); None when
+    the run was not found invalid or its files cannot be read (the verdict stands)."""
+    try:
+        history, result, _, observations = _load_run(Path(run_dir))
+    except InputError:
+        return None
+    if result.get("valid") is not False:
+        return None
+    *_, focus = _explain(history, result, observations)
+    return focus.headline if focus is not None else None
+
+
+def _load_run(run_dir: Path, result: Mapping[str, Any] | None = None) -> tuple[
+        History, Mapping[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """A run's history, results (``result`` overrides results.json), test.json and
+    observations."""
     history_path = run_dir / "history.jsonl"
     if not history_path.is_file():
         raise InputError(run_dir, None, "not a run directory: no history.jsonl")
@@ -501,6 +530,12 @@ def _run_page(run_dir: Path, result: Mapping[str, Any] | None = None) -> str:
     observations = (model.read_jsonl(run_dir / "observations.jsonl")
                     if (run_dir / "observations.jsonl").is_file() else [])
     history = model.build_history(model.read_jsonl(history_path))
+    return history, result, config, observations
+
+
+def _run_page(run_dir: Path, result: Mapping[str, Any] | None = None) -> str:
+    """The HTML of a run's report; ``result`` overrides the stored results.json."""
+    history, result, config, observations = _load_run(run_dir, result)
     return _render_page(history, result, run_title(run_dir, config), config, observations,
                         run_dir)
 

@@ -44,6 +44,7 @@ def test_failing_test_prints_run_directory_and_report(pytester: pytest.Pytester)
     outcome.assert_outcomes(failed=1)
     text = outcome.stdout.str()
     assert "INVALID" in text
+    assert "evidence: Stale read: process " in text
     assert "run directory: " + str(store) in text
     assert "splitbrain runs" in text  # the report section the plugin adds
     runs = [p for p in store.rglob("history.jsonl")]
