@@ -86,3 +86,35 @@ def test_fuzz_and_replay_refuse_bad_input(tmp_path, capsys) -> None:
     bad.write_text('{"not": "a repro"}')
     assert main(["replay", str(bad)]) == 2
     assert "not a repro.json" in capsys.readouterr().err
+
+
+SEARCH_TWICE = """
+import json, sys, tempfile
+from harness.sim.fuzz import fuzz
+
+def search():
+    drawn = []
+    def record(number, result):
+        drawn.append({k: v for k, v in result.stats.items() if not k.endswith("wall_s")})
+    fuzz(examples=200, seed=11, time_limit=1.0, store_dir=tempfile.mkdtemp(), progress=record)
+    return drawn
+
+first = search()
+found = fuzz(examples=1000, bugs=["no-noop"], seed=1, store_dir=sys.argv[1],
+             shrink_seconds=1, search_seconds=60)
+assert found.repro is not None, "the bug search found nothing: the test proves nothing"
+print(json.dumps(first == search()))
+"""
+
+
+def test_a_seed_names_one_search_whatever_ran_before(tmp_path) -> None:
+    """Saving a failure loads the report renderer; the next search must not change.
+
+    Runs in a fresh interpreter: this process has long loaded every module.
+    """
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", SEARCH_TWICE, str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    assert out.strip().splitlines()[-1] == "true"
