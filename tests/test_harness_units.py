@@ -22,7 +22,7 @@ from harness.collect import Collector, ObservationWriter
 from harness.db import DB, Client, Completion, DBError, DBOptions, create_db, register_db
 from harness.run import worst_exit_code
 from harness.workload import Pacer, RegisterWorkload, parse_mix
-from raft_impl.localcluster import pump_lines
+from raft_impl.localcluster import LOWEST_PORT, ephemeral_range, free_ports, pump_lines
 
 # -- workload -------------------------------------------------------------------
 
@@ -393,3 +393,17 @@ async def test_wire_client_reconnects_after_the_node_closed_and_knows_unsent():
     with pytest.raises(ConnectionLost) as lost:
         await WireClient("127.0.0.1", port).request({"op": "status"})
     assert lost.value.sent is False, "a refused connection certainly did not deliver"
+
+
+def test_node_ports_are_free_and_outside_the_ephemeral_range() -> None:
+    """Outgoing connections take ephemeral source ports; a node's port must not be one,
+    or a restarted node can find it taken ("address already in use")."""
+    import socket
+
+    low, high = ephemeral_range()
+    ports = free_ports(40)
+    assert len(set(ports)) == 40
+    assert all(p >= LOWEST_PORT and not low <= p <= high for p in ports)
+    with socket.socket() as sock:  # and one is really free to listen on
+        sock.bind(("127.0.0.1", ports[0]))
+        sock.listen()
