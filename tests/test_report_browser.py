@@ -177,15 +177,20 @@ def test_real_stale_leader_read_run_report_first_screen(browser, tmp_path: Path)
                   {"at": start + 2.2, "f": "heal", "value": None}]
     schedule.write_text(json.dumps(steps))
     store = tmp_path / "store"
-    code = cli_main([
-        "run", "--nodes", "5", "--time-limit", "6.5", "--nemesis-schedule", str(schedule),
-        "--bug", "stale-leader-read", "--keys", "2", "--rate", "200", "--concurrency", "6",
-        "--mix", "read=6,write=4", "--store", str(store), "--seed", "7", "--no-display",
-        "--quiet-period", "1"])
+    # A real cluster's timing decides whether a client meets the deposed leader in
+    # its window (about 3 runs in 4 do), so up to three seeds before giving up.
+    for seed in ("7", "8", "9"):
+        code = cli_main([
+            "run", "--nodes", "5", "--time-limit", "6.5", "--nemesis-schedule", str(schedule),
+            "--bug", "stale-leader-read", "--keys", "2", "--rate", "200", "--concurrency",
+            "6", "--mix", "read=6,write=4", "--store", str(store), "--seed", seed,
+            "--no-display", "--quiet-period", "1"])
+        if code == 1:
+            break
     run_dir = (store / "latest").resolve()
     if code != 1:
-        pytest.skip(f"this run did not expose the bug (exit {code}); detection itself is "
-                    "tested in test_run_detection.py")
+        pytest.skip(f"three runs did not expose the bug (last exit {code}); detection "
+                    "itself is tested in test_run_detection.py")
     assert (store / "index.html").is_file()  # the run's report refreshed the store index
     page, errors, _ = open_page(browser, run_dir / "report.html")
     page.screenshot(path=str(ARTIFACTS / "report-real-stale-leader-read.png"))
