@@ -58,7 +58,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--nemesis", default="", metavar="PACKAGES",
                         help="comma-separated fault packages (partition, kill, pause, loss, "
                              "clock, lose-unfsynced, delay, duplicate, reorder) or all; "
-                             "default none")
+                             "partition with pause also hangs the leader (cut off, paused, "
+                             "woken still cut off); default none")
     parser.add_argument("--nemesis-interval", type=float, default=5.0, metavar="S",
                         help="seconds between faults of a generated schedule (default 5)")
     parser.add_argument("--nemesis-schedule", default=None, metavar="FILE",
