@@ -417,8 +417,8 @@ def render_report(run_dir: Path) -> str | None:
 
 
 def describe_failure(run_dir: Path) -> str | None:
-    """The failure in one sentence, as the report's first screen tells it; None if
-    it cannot be told (the verdict and the history stand without it)."""
+    """The failure in one sentence, as the report's first screen tells it. If that
+    fails, a note saying why, not an error: the verdict and history stand."""
     try:
         from reports.render import failure_headline
 
