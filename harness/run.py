@@ -405,26 +405,21 @@ def check_run(run_dir: Path, budget: float | None = 300.0) -> dict[str, Any]:
     return run_all(run_dir, timeout=budget)
 
 
-def render_report(run_dir: Path) -> str | None:
-    """Write report.html; returns an error text instead of failing the run."""
+def report_and_headline(run_dir: Path, write_report: bool) -> tuple[str | None, str | None]:
+    """Write report.html (if asked) and tell a failure in one sentence, as the report's
+    first screen does, from one reading of the run: returns (headline, problem).
+
+    A problem here is an error text, not a failed run: the history and the verdict
+    are on disk already.
+    """
     try:
-        from reports.render import render_run_report
+        from reports.render import failure_headline, write_run_report
 
-        render_run_report(run_dir)
+        if write_report:
+            return write_run_report(run_dir)[1], None
+        return failure_headline(run_dir), None
     except Exception as exc:
-        return f"report failed: {type(exc).__name__}: {exc}"
-    return None
-
-
-def describe_failure(run_dir: Path) -> str | None:
-    """The failure in one sentence, as the report's first screen tells it. If that
-    fails, a note saying why, not an error: the verdict and history stand."""
-    try:
-        from reports.render import failure_headline
-
-        return failure_headline(run_dir)
-    except Exception as exc:
-        return f"(cannot describe the failure: {type(exc).__name__}: {exc})"
+        return None, f"report failed: {type(exc).__name__}: {exc}"
 
 
 def run_test(config: RunConfig) -> RunOutcome:
@@ -473,10 +468,8 @@ def run_test(config: RunConfig) -> RunOutcome:
         outcome.results = results
         store.write_json(run_dir / store.RESULTS, results)
         outcome.exit_code = exit_code_for(results)
-        if outcome.exit_code == 1:
-            outcome.headline = describe_failure(run_dir)
-    if config.render_report:
-        problem = render_report(run_dir)
+    if config.render_report or outcome.exit_code == 1:
+        outcome.headline, problem = report_and_headline(run_dir, config.render_report)
         if problem is not None:
             outcome.error = problem
     return outcome

@@ -12,10 +12,11 @@ Public API:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -454,21 +455,31 @@ def render_history_report(history: Any, result: Mapping[str, Any] | None, out_pa
     result = dict(result or {"valid": "unknown", "checkers": {}})
     if isinstance(history, str | Path) and Path(history).name == "history.jsonl" and (
             Path(history).parent / "test.json").is_file():
-        return _write(Path(out_path), _run_page(Path(history).parent.resolve(), result))
+        return _write(Path(out_path), _run_page(Path(history).parent.resolve(), result)[0])
     built = model.build_history(model.events_from(history))
-    return _write(Path(out_path), _render_page(built, result, title))
+    return _write(Path(out_path), _render_page(built, result, title)[0])
+
+
+@contextlib.contextmanager
+def _clock_of(history: History) -> Iterator[None]:
+    """Times print as seconds, or as event positions for a history without times."""
+    token = EVENT_CLOCK.set(not history.timed)
+    try:
+        yield
+    finally:
+        EVENT_CLOCK.reset(token)
 
 
 def _render_page(history: History, result: Mapping[str, Any], title: str,
                  config: Mapping[str, Any] | None = None,
                  observations: Sequence[Mapping[str, Any]] = (),
-                 run_dir: Path | None = None) -> str:
-    token = EVENT_CLOCK.set(not history.timed)
-    try:
+                 run_dir: Path | None = None) -> tuple[str, str | None]:
+    """The page's HTML and the failure's headline (None when nothing failed)."""
+    with _clock_of(history):
         context = build_context(history, result, title, config, observations, run_dir)
-        return _environment().get_template("report.html.j2").render(context)
-    finally:
-        EVENT_CLOCK.reset(token)
+        html = _environment().get_template("report.html.j2").render(context)
+    focus = context["focus"]
+    return html, focus.headline if focus is not None else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -493,13 +504,19 @@ def render_run_report(run_dir: str | Path) -> Path:
     When the run sits in a store (``store/<test>/<timestamp>/``, recognised by
     ``store/latest`` or an existing index), ``store/index.html`` is refreshed too.
     """
+    return write_run_report(run_dir)[0]
+
+
+def write_run_report(run_dir: str | Path) -> tuple[Path, str | None]:
+    """``render_run_report``, also returning the failure's headline (see
+    ``failure_headline``) from the same reading of the run."""
     run_dir = Path(run_dir).resolve()  # store/latest is a link: name the real run
-    html = _run_page(run_dir)
+    html, headline = _run_page(run_dir)
     written = _write(run_dir / "report.html", html)
     store = store_of(run_dir)
     if store is not None:  # keep store/index.html current with every report written
         update_store_index(store)
-    return written
+    return written, headline
 
 
 def failure_headline(run_dir: str | Path) -> str | None:
@@ -512,8 +529,9 @@ def failure_headline(run_dir: str | Path) -> str | None:
         return None
     if result.get("valid") is not False:
         return None
-    *_, focus = _explain(history, result, observations)
-    return focus.headline if focus is not None else None
+    with _clock_of(history):
+        *_, focus = _explain(history, result, observations)
+        return focus.headline if focus is not None else None
 
 
 def _load_run(run_dir: Path, result: Mapping[str, Any] | None = None) -> tuple[
@@ -533,8 +551,9 @@ def _load_run(run_dir: Path, result: Mapping[str, Any] | None = None) -> tuple[
     return history, result, config, observations
 
 
-def _run_page(run_dir: Path, result: Mapping[str, Any] | None = None) -> str:
-    """The HTML of a run's report; ``result`` overrides the stored results.json."""
+def _run_page(run_dir: Path, result: Mapping[str, Any] | None = None) -> tuple[str, str | None]:
+    """The HTML of a run's report and its failure's headline; ``result`` overrides the
+    stored results.json."""
     history, result, config, observations = _load_run(run_dir, result)
     return _render_page(history, result, run_title(run_dir, config), config, observations,
                         run_dir)

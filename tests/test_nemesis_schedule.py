@@ -151,8 +151,7 @@ def test_generated_schedules_are_valid_timed_and_end_whole(packages, n, time_lim
     faults = schedule[: len(schedule) - len(schedules.final_heal(0, list(chosen)))]
     active: list[dict] = []
     for entry in faults:
-        stopping = _is_stop(entry, stops)
-        if stopping:
+        if _is_stop(entry, stops):
             assert active and _stops(entry, active[-1]), (entry, active)
             active.pop()
         else:
