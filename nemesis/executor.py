@@ -34,13 +34,20 @@ the final heal; one already applying finishes first. So a schedule should
 end with a timed entry (the generated ones end with a heal at the time limit).
 
 Whatever happens — the schedule ends, an error escapes, the run is cancelled
-(Ctrl-C, time-out) — ``heal_all`` runs last in a shielded cancel scope with its
-own deadline, so the cluster is whole again before the harness tears it down
-or does its final reads.
+(Ctrl-C, SIGTERM, time-out) — ``heal_all`` runs last in a shielded cancel scope
+with its own deadline, so the cluster is whole again before the harness does
+its final reads. A cancelled schedule means the run is shutting down: then the
+heal only undoes what is quick and local (the network, paused nodes) and does
+*not* start killed nodes or reset clocks. A node started then could not even
+announce that it is ready (the tasks reading its output are being cancelled
+too), so the harness would wait out a start timeout per node only to kill it a
+moment later, and write spurious heal errors into the history; the
+``heal-all`` event says what it left (``"shutdown": true, "left_down": [...]``).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +60,10 @@ from nemesis.faults import NODE_FAULTS, PROBABILITY_FAULTS, history_f, validate_
 from nemesis.shapes import components, connectivity_graph, grudge_from_graph
 
 Record = Callable[[dict[str, Any]], object]
+
+#: Seconds the heal of a cancelled schedule may take (network and resumes only):
+#: the harness promises to exit within a few seconds of Ctrl-C or SIGTERM.
+SHUTDOWN_HEAL_TIMEOUT = 2.0
 Clock = Callable[[], int]
 
 
@@ -314,13 +325,17 @@ class _Executor:
 
 
 async def heal_all(control: ClusterControl, state: NemesisState | None = None,
-                   record: Record | None = None, clock: Clock | None = None) -> list[str]:
+                   record: Record | None = None, clock: Clock | None = None,
+                   *, shutdown: bool = False) -> list[str]:
     """Make the cluster whole: heal, message faults off, resume, start, clocks true.
 
     With a ``state`` only what the nemesis did is undone; without one every
     node is resumed and started (ClusterControl makes both no-ops when there is
     nothing to do). Every step is tried even if an earlier one fails; the
-    failures are returned (and recorded) as strings.
+    failures are returned (and recorded) as strings. With ``shutdown`` (the run
+    is ending and its nodes are about to be killed) killed nodes stay down and
+    clocks stay skewed: starting a node or asking one to reset its clock is
+    slow, and nothing would use the result (see the module docstring).
     """
     errors: list[str] = []
     done: dict[str, Any] = {}
@@ -341,6 +356,12 @@ async def heal_all(control: ClusterControl, state: NemesisState | None = None,
     to_resume = sorted(state.paused) if state is not None else list(control.nodes)
     to_start = sorted(state.killed) if state is not None else list(control.nodes)
     to_reset = sorted(state.skewed) if state is not None else list(control.nodes)
+    if shutdown:
+        if state is not None:
+            done.update(shutdown=True, left_down=to_start, left_skewed=to_reset)
+        else:
+            done.update(shutdown=True)
+        to_start, to_reset = [], []
     for node in to_resume:
         await step(f"resume {node}", lambda node=node: control.resume(node))
     for node in to_start:
@@ -377,6 +398,7 @@ async def run_schedule(schedule: Sequence[dict[str, Any]], control: ClusterContr
     rng = rng if rng is not None else random.Random(0)
     errors: list[str] = []
     start = trio.current_time()
+    cancelled = False
     try:
         async with trio.open_nursery() as nursery:  # holds clock strobes
             executor = _Executor(control, record, clock, rng, nursery, state)
@@ -399,11 +421,26 @@ async def run_schedule(schedule: Sequence[dict[str, Any]], control: ClusterContr
                 for waiting in groups:  # elections no entry waits for any more
                     waiting.watch.cancel()
             nursery.cancel_scope.cancel()  # strobes still running end with the schedule
+    except BaseException as exc:
+        cancelled = _is_cancellation(exc)
+        raise
     finally:
+        # Cancelled from outside (the scope around us is cancelled, or Ctrl-C landed
+        # here): the run is shutting down.
+        shutdown = cancelled or trio.current_effective_deadline() == -math.inf
+        if shutdown:
+            heal_timeout = min(heal_timeout, SHUTDOWN_HEAL_TIMEOUT)
         with trio.CancelScope(shield=True, deadline=trio.current_time() + heal_timeout) as heal:
-            errors = await heal_all(control, state, record, clock)
+            errors = await heal_all(control, state, record, clock, shutdown=shutdown)
         if heal.cancelled_caught:
             errors.append(f"heal did not finish within {heal_timeout} s")
     if errors:
         raise HealError("the cluster could not be made whole: " + "; ".join(errors))
     return state
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` (or a leaf of its group) is a cancellation or a Ctrl-C."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_is_cancellation(inner) for inner in exc.exceptions)
+    return isinstance(exc, trio.Cancelled | KeyboardInterrupt)

@@ -210,24 +210,65 @@ async def test_message_faults_and_partitions_reach_the_network(autojump_clock):
     assert cluster.whole()
 
 
-async def test_heal_all_runs_on_cancellation_even_though_it_must_wait(autojump_clock):
+async def test_heal_all_runs_when_the_schedule_ends_even_though_it_must_wait(autojump_clock):
     cluster = FakeCluster()
-    cluster.start_delay = 1.0  # healing takes time: only a shielded scope lets it finish
+    cluster.start_delay = 1.0  # healing takes time
     events, record, clock = recorder()
     schedule = [
         {"at": 1, "f": "kill", "value": ["n2"]},
         {"at": 1, "f": "pause", "value": ["n3"]},
         {"at": 1, "f": "clock", "value": {"targets": ["n4"], "offset": 5.0}},
         {"at": 1, "f": "partition", "value": {"shape": "halves"}, "seed": 1},
-        {"at": 100, "f": "heal"},
+        {"at": 2, "f": "delay", "value": {"mean": 0.05}},
     ]
-    with trio.move_on_after(5) as cancelled:
-        await run_schedule(schedule, cluster, record, clock)
-    assert cancelled.cancelled_caught
+    await run_schedule(schedule, cluster, record, clock)
     assert cluster.whole()
     heal = events[-1]
     assert heal["f"] == "heal-all"
     assert heal["value"] == {"resumed": ["n3"], "started": ["n2"], "clocks_reset": ["n4"]}
+
+
+async def test_a_cancelled_schedule_heals_the_network_but_starts_no_node(autojump_clock):
+    """Cancellation is the run shutting down (Ctrl-C, SIGTERM): starting killed nodes
+    then only delays the exit (issue 16: 20 s, and spurious heal errors)."""
+    cluster = FakeCluster()
+    cluster.start_delay = 10.0  # a start that would hold the shutdown up
+    events, record, clock = recorder()
+    schedule = [
+        {"at": 1, "f": "kill", "value": ["n4", "n5"]},
+        {"at": 1, "f": "pause", "value": ["n3"]},
+        {"at": 1, "f": "clock", "value": {"targets": ["n2"], "offset": 5.0}},
+        {"at": 1, "f": "partition", "value": {"shape": "halves"}, "seed": 1},
+        {"at": 100, "f": "heal"},
+    ]
+    began = trio.current_time()
+    with trio.move_on_after(5) as cancelled:
+        await run_schedule(schedule, cluster, record, clock)
+    assert cancelled.cancelled_caught
+    assert trio.current_time() - began < 5 + 1  # no start was awaited (virtual time)
+    assert cluster.killed == {"n4", "n5"}
+    assert cluster.paused == set() and cluster.network.grudge == {}
+    heal = events[-1]
+    assert heal["f"] == "heal-all"
+    assert heal["value"] == {"resumed": ["n3"], "started": [], "clocks_reset": [],
+                             "shutdown": True, "left_down": ["n4", "n5"],
+                             "left_skewed": ["n2"]}
+
+
+async def test_ctrl_c_inside_the_schedule_also_counts_as_shutdown(autojump_clock):
+    events, record, clock = recorder()
+
+    class Interrupting(FakeCluster):
+        async def pause(self, node):
+            raise KeyboardInterrupt
+
+    cluster = Interrupting()
+    schedule = [{"at": 1, "f": "kill", "value": ["n4"]}, {"at": 2, "f": "pause", "value": ["n1"]}]
+    with pytest.raises(BaseExceptionGroup) as raised:
+        await run_schedule(schedule, cluster, record, clock)
+    assert raised.group_contains(KeyboardInterrupt)
+    assert cluster.killed == {"n4"}
+    assert events[-1]["value"]["left_down"] == ["n4"]
 
 
 async def test_failed_steps_are_recorded_and_a_failed_heal_raises(autojump_clock):
@@ -314,7 +355,8 @@ KNOWN_F = {"start-partition", "stop-partition", "kill", "start", "pause", "resum
 def test_any_generated_schedule_runs_cleanly_and_leaves_the_cluster_whole(packages, n, seed,
                                                                           cancel_at):
     """Generated schedules never ask the cluster for nonsense (the fake asserts that),
-    record well-formed events in time order, and end whole even when cut short."""
+    record well-formed events in time order, and end whole; cut short, whole but for
+    the nodes left down and the clocks left skewed, exactly as the last event says."""
     nodes = [f"n{i}" for i in range(1, n + 1)]
     schedule = schedules.generate(packages, nodes, 30, 3, random.Random(seed))
 
@@ -338,6 +380,13 @@ def test_any_generated_schedule_runs_cleanly_and_leaves_the_cluster_whole(packag
         return cluster, events
 
     cluster, events = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    heal = events[-1]["value"]
+    if heal.get("shutdown"):
+        assert cluster.killed == set(heal["left_down"])
+        assert {n for n, c in cluster.clocks.items() if c != (0.0, 1.0)} <= set(
+            heal["left_skewed"])
+        cluster.killed.clear()
+        cluster.clocks.clear()
     assert cluster.whole()
     assert all(event["f"] in KNOWN_F and event["process"] == "nemesis" for event in events)
     assert not any("error" in (event["value"] or {}) for event in events
