@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with splitbrain and its test extra, plus the
+# Set up a virtual environment with splitbrain and its test extra (at the exact
+# versions of requirements.lock; pyproject.toml holds the compatible ranges a
+# user's environment may choose from), plus the
 # system packages the tests need (Chromium for report tests, etcd for the
 # etcd adapter). Idempotent: fast when everything is already there.
 set -euo pipefail
@@ -23,7 +25,7 @@ fi
 # pip's own chatter (build-backend warnings) goes to a log; shown only on failure.
 log=$(mktemp)
 if ! { .venv/bin/python -m pip install -q --upgrade pip &&
-       .venv/bin/python -m pip install -q -e '.[test,adapters]'; } >"$log" 2>&1; then
+       .venv/bin/python -m pip install -q -c requirements.lock -e '.[test,adapters]'; } >"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
     echo "setup: pip install failed (output above)" >&2
