@@ -9,7 +9,17 @@ a fresh number (old + concurrency, as in Jepsen) and a fresh client session
 takes its worker slot.
 
 Each invoke event carries the session of the request (``client``, ``seq``)
-so the log-order checker can match acknowledged writes to log entries.
+so the log-order checker can match acknowledged writes to log entries, and
+a read's invoke names the read path it asked for (``read``).
+
+The processes of the first ``retry_slots`` worker slots retry an in-doubt
+attempt in their session (same client id and seq, which the system must
+deduplicate) instead of giving up at once. Such an operation stays one
+operation in the history: one invoke, and one completion when the final
+answer comes (``retries``: how many attempts were re-sent), or ``info`` if
+none came within the operation's timeout. It may have taken effect at any
+moment in between, which is exactly what an open operation means to the
+linearizability checker.
 """
 
 from __future__ import annotations
@@ -125,6 +135,7 @@ class ProcessPool:
         concurrency: int,
         op_timeout: float,
         stats: ClientStats | None = None,
+        retry_slots: int = 0,
     ) -> None:
         self.db = db
         self.nodes = nodes
@@ -132,10 +143,18 @@ class ProcessPool:
         self.concurrency = concurrency
         self.op_timeout = op_timeout
         self.stats = stats or ClientStats()
+        #: Worker slots (process number mod concurrency) whose processes retry in doubt.
+        self.retry_slots = retry_slots
 
-    async def new_process(self, number: int, node: str | None = None) -> Process:
+    async def new_process(
+        self, number: int, node: str | None = None, *, retry: bool | None = None
+    ) -> Process:
         node = node or self.nodes[number % len(self.nodes)]
         client = self.db.client(node)
+        if retry is None:
+            retry = number % self.concurrency < self.retry_slots
+        if retry and client.can_retry_in_doubt:
+            client.retry_indefinite = True
         await client.open()
         return Process(number, client, node)
 
@@ -158,6 +177,7 @@ class ProcessPool:
                 "node": process.node,
                 "client": process.client_id,
                 "seq": process.seq,
+                **({"read": op["read"]} if op["f"] == "read" and op.get("read") else {}),
             }
         )
         completion: Completion | None = None
@@ -169,7 +189,10 @@ class ProcessPool:
             # Timed out. If no attempt could have reached a node (all were
             # refused definitely), the operation certainly did not happen.
             in_doubt = getattr(process.client, "in_doubt", True)
-            completion = Completion("info" if in_doubt else "fail", error="timeout")
+            completion = Completion(
+                "info" if in_doubt else "fail", error="timeout",
+                retries=getattr(process.client, "retries", 0),
+            )
         value = op.get("value")
         if completion.type == "ok" and op["f"] == "read":
             value = completion.value
@@ -184,6 +207,8 @@ class ProcessPool:
             event["node"] = completion.node
         if completion.error is not None:
             event["error"] = completion.error
+        if completion.retries:
+            event["retries"] = completion.retries
         return self.recorder.write(event)
 
     async def run_workers(
@@ -232,7 +257,7 @@ class ProcessPool:
             for key in keys:
                 while key not in values:
                     first = await leader() if leader is not None else None
-                    process = await self.new_process(next(numbers), first)
+                    process = await self.new_process(next(numbers), first, retry=False)
                     try:
                         done = await self.run_op(process, {"f": "read", "key": key, "value": None})
                     finally:

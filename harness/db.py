@@ -70,6 +70,8 @@ class Completion:
     value: Any = None
     error: str | None = None
     node: str | None = None  # the node that gave the final answer
+    #: In-doubt attempts re-sent in the same session before this answer.
+    retries: int = 0
 
     def __post_init__(self) -> None:
         if self.type not in ("ok", "fail", "info"):
@@ -88,6 +90,14 @@ class Client:
     :class:`Completion`. Timeouts are the caller's (it cancels ``invoke``
     and records ``info``), so an implementation only needs to be cancel-safe.
     """
+
+    #: True when the client can retry an in-doubt attempt in its session (same
+    #: client id and seq, deduplicated by the system) when ``retry_indefinite``
+    #: is set on it; the client pool sets it for some of its processes.
+    can_retry_in_doubt = False
+    retry_indefinite = False
+    #: Re-sent attempts of the operation in flight (read when it times out).
+    retries = 0
 
     async def open(self) -> None:
         """Connect lazily or eagerly; called once before the first invoke."""

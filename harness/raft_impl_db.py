@@ -82,6 +82,8 @@ class RaftImplClient(WireNodeClient[RaftImplDB]):
     sessions — which is what the ``no-dedup`` bug breaks.
     """
 
+    can_retry_in_doubt = True
+
     def __init__(self, db: RaftImplDB, node_id: str) -> None:
         super().__init__(db, node_id)
         self.retry_indefinite = db.options.retry_indefinite
@@ -102,12 +104,17 @@ class RaftImplClient(WireNodeClient[RaftImplDB]):
         doubtful = False
         self.in_doubt = False
         hops = 0
+        retries = 0  # attempts sent again after one that was in doubt
+        self.retries = 0
         while True:
             node = self.target
             hops += 1
             if hops > len(self.db.nodes):
                 # Hints keep bouncing (a leader change is under way): slow down.
                 await trio.sleep(self.BACKOFF)
+            if doubtful:
+                retries += 1
+                self.retries = retries  # seen by the pool if the operation times out
             try:
                 # in_doubt is set before the await, so a timeout that cancels
                 # us mid-request is seen as indefinite by the caller.
@@ -129,7 +136,7 @@ class RaftImplClient(WireNodeClient[RaftImplDB]):
             definite = answer.get("definite", True)
             if answer.get("ok"):
                 self.in_doubt = False
-                return Completion("ok", value=answer.get("value"), node=node)
+                return Completion("ok", value=answer.get("value"), node=node, retries=retries)
             error = answer.get("error") or "unknown-error"
             if not definite:
                 if not self.retry_indefinite:
@@ -149,7 +156,7 @@ class RaftImplClient(WireNodeClient[RaftImplDB]):
             # A definite failure after a doubtful attempt is the session's
             # answer for the one application, so it stands.
             self.in_doubt = False
-            return Completion("fail", error=error, node=node)
+            return Completion("fail", error=error, node=node, retries=retries)
 
 
 register_db("raft_impl", RaftImplDB)

@@ -32,7 +32,7 @@ from harness.clients import ClientStats, HistoryRecorder, ProcessPool
 from harness.cluster import RunClock, node_names, open_cluster
 from harness.collect import Collector, ObservationWriter
 from harness.db import DBOptions, create_db
-from harness.workload import DEFAULT_MIX, RegisterWorkload
+from harness.workload import DEFAULT_MIX, MIXED, RegisterWorkload, read_plan
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
 
@@ -52,7 +52,8 @@ class RunConfig:
     nemesis_schedule: str | None = None
     net: str = "proxy"
     trace_messages: bool = True
-    read_mode: str = "read-index"
+    #: ``mixed`` (every linearizable read path of the system) or one read mode.
+    read_mode: str = MIXED
     bugs: list[str] = field(default_factory=list)
     #: Extra words for every node's command line (see DBOptions.node_args).
     node_args: list[str] = field(default_factory=list)
@@ -62,6 +63,9 @@ class RunConfig:
     quiet_period: float = 2.0
     op_timeout: float = 1.0
     retry_indefinite: bool = False
+    #: Share of the client processes that retry in-doubt operations in their
+    #: session (all of them with retry_indefinite); only where sessions dedup.
+    retry_share: float = 0.4
     attempt_timeout: float | None = None  # retry mode: default min(0.5, op_timeout / 2)
     leader_timeout: float = 10.0
     final_read_timeout: float = 15.0
@@ -87,7 +91,7 @@ class RunConfig:
             faults = ",".join(self.nemesis) or "no-nemesis"
         parts = [self.db, faults]
         parts += [f"bug-{bug}" for bug in self.bugs]
-        if self.read_mode != "read-index":
+        if self.read_mode != MIXED:
             parts.append(self.read_mode)
         return "-".join(parts)
 
@@ -98,7 +102,16 @@ class RunConfig:
             rate=self.rate,
             concurrency=self.concurrency,
             ops_per_key=self.ops_per_key,
+            read_paths=read_plan(self.db, self.read_mode)[1],
         )
+
+    def retry_slots(self) -> int:
+        """How many worker slots retry in-doubt operations (at least one if any share)."""
+        if self.retry_indefinite:
+            return self.concurrency
+        if self.retry_share <= 0:
+            return 0
+        return max(1, min(self.concurrency, round(self.retry_share * self.concurrency)))
 
 
 @dataclass
@@ -113,6 +126,8 @@ class RunOutcome:
     unexpected_exits: list[str] = field(default_factory=list)
     heal_errors: list[str] = field(default_factory=list)
     headline: str | None = None  # what went wrong, in one sentence, when the run failed
+    #: What the run exercised (harness.coverage), also in coverage.json.
+    coverage: dict[str, Any] | None = None
 
 
 def build_schedule(config: RunConfig, nodes: list[str]) -> list[dict[str, Any]]:
@@ -218,7 +233,7 @@ async def execute(
     db = create_db(
         config.db,
         DBOptions(
-            read_mode=config.read_mode,
+            read_mode=read_plan(config.db, config.read_mode)[0],
             bugs=tuple(config.bugs),
             node_args=tuple(config.node_args),
             retry_indefinite=config.retry_indefinite,
@@ -311,6 +326,7 @@ async def _drive(
         concurrency=workload.concurrency,
         op_timeout=config.op_timeout,
         stats=state.stats,
+        retry_slots=config.retry_slots(),
     )
     seed = config.resolved_seed()
     used_keys: list[str] = []
@@ -452,6 +468,7 @@ def run_test(config: RunConfig) -> RunOutcome:
     test["finished_utc"] = store.utc_stamp()
     test.setdefault("stats", outcome.stats)
     store.write_json(run_dir / store.TEST_JSON, test)
+    outcome.coverage = _write_coverage(run_dir)
     if outcome.interrupted or outcome.error:
         return outcome
     if config.run_checkers:
@@ -473,6 +490,18 @@ def run_test(config: RunConfig) -> RunOutcome:
         if problem is not None:
             outcome.error = problem
     return outcome
+
+
+def _write_coverage(run_dir: Path) -> dict[str, Any] | None:
+    """coverage.json, before the report reads it; a failure costs only the summary."""
+    from harness.coverage import write_run_coverage
+
+    try:
+        return write_run_coverage(run_dir)
+    except Exception as exc:
+        print(f"splitbrain: coverage not computed: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return None
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -526,6 +555,10 @@ def summary(outcome: RunOutcome) -> str:
         failing = failing_checkers(outcome.results)
         if failing:
             lines.append("failing: " + ", ".join(failing))
+    if outcome.coverage is not None:
+        from harness.coverage import describe
+
+        lines += [f"covered: {line}" for line in describe(outcome.coverage)]
     if outcome.headline:
         lines.append(f"evidence: {outcome.headline}")
     report = outcome.run_dir / "report.html"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import UserError
+from harness.workload import MIXED
 from raft_impl.core import READ_MODES
 
 NETWORKS = ("proxy", "netns", "none")
@@ -70,8 +71,10 @@ def register(subparsers: Any) -> None:
                              "none (direct, no link faults)")
     parser.add_argument("--no-trace", action="store_true",
                         help="do not record every message in messages.jsonl")
-    parser.add_argument("--read-mode", default="read-index", choices=READ_MODES,
-                        help="how reads are served (default read-index); etcd: read-index "
+    parser.add_argument("--read-mode", default=MIXED, choices=(MIXED, *READ_MODES),
+                        help="how reads are served (default mixed: each read takes one of "
+                             "the system's linearizable paths, raft_impl read-index and "
+                             "lease; stale follower reads only when asked); etcd: read-index "
                              "or stale (serializable); pysyncobj: log or stale")
     parser.add_argument("--bug", action="append", default=[], metavar="NAME",
                         help="switch on a planted bug (repeatable; see "
@@ -93,7 +96,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--retry-indefinite", action="store_true",
                         help="retry an in-doubt operation with the same client session "
                              "(relies on the system's exactly-once sessions) instead of "
-                             "recording it info at once")
+                             "recording it info at once, in every process")
+    parser.add_argument("--retry-share", type=float, default=0.4, metavar="F",
+                        help="share of the client processes that retry in-doubt operations "
+                             "in their session (default 0.4; 0 none; raft_impl only)")
     parser.add_argument("--name", default=None, help="test name in the store (default derived)")
     parser.add_argument("--no-display", action="store_true", help="no live terminal display")
     parser.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -126,6 +132,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     _positive(args.nemesis_interval, "--nemesis-interval")
     _positive(args.test_count, "--test-count", integer=True)
     _positive(args.op_timeout, "--op-timeout")
+    if not math.isfinite(args.retry_share) or not 0 <= args.retry_share <= 1:
+        raise UserError(f"--retry-share must be between 0 and 1, not {args.retry_share:g}")
     if not math.isfinite(args.quiet_period) or args.quiet_period < 0:
         raise UserError(f"--quiet-period must be 0 or more seconds, not {args.quiet_period:g}")
     if args.seed is not None and args.seed < 0:
@@ -169,7 +177,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         faults |= {str(step.get("f")) for step in load(args.nemesis_schedule, nodes)}
     try:
         args.net = network_for(args.db, args.net, faults)
-        check_read_mode(args.db, args.read_mode)
+        if args.read_mode != MIXED:
+            check_read_mode(args.db, args.read_mode)
     except AdapterOptionError as exc:
         raise UserError(str(exc)) from None
     if args.net == "netns" and os.geteuid() != 0:
@@ -205,6 +214,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         quiet_period=args.quiet_period,
         op_timeout=args.op_timeout,
         retry_indefinite=args.retry_indefinite,
+        retry_share=args.retry_share,
         display=display_wanted(args.no_display),
         render_report=not args.no_report,
         command_line=["splitbrain", *getattr(args, "argv", sys.argv[1:])],

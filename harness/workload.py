@@ -14,6 +14,14 @@ its key, so a good share of them succeed.
 Optionally a key is retired after ``ops_per_key`` operations and replaced
 by a fresh one (Jepsen's independent keys): per-key histories stay short,
 which bounds the linearizability search.
+
+Reads name the *read path* they ask for (``op["read"]``: read-index, lease,
+log, stale). By default (``--read-mode mixed``) a run mixes every path the
+system offers that is meant to be linearizable (raft_impl: read-index and
+lease), because a bug in one path hides from a run that never takes it;
+``stale`` follower reads are never mixed in unless asked for. The path of
+each read is drawn from its own seeded stream, so adding paths does not
+change which operations a seed generates.
 """
 
 from __future__ import annotations
@@ -25,6 +33,32 @@ from typing import Any
 
 DEFAULT_MIX = {"read": 0.5, "write": 0.3, "cas": 0.2}
 OPERATIONS = ("read", "write", "cas")
+
+#: ``--read-mode mixed``: every read path a system offers for linearizable
+#: reads, and the mode its nodes must run in to offer them all (raft_impl
+#: serves read-index reads on a lease-configured node, not the reverse).
+MIXED = "mixed"
+MIXED_READS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "raft_impl": ("lease", ("read-index", "lease")),
+    "etcd": ("read-index", ("read-index",)),
+    "pysyncobj": ("log", ("log",)),
+}
+#: Systems whose nodes honour a per-request read path.
+PER_REQUEST_READ_PATHS = frozenset({"raft_impl"})
+
+
+def read_plan(db: str, read_mode: str) -> tuple[str, tuple[str, ...]]:
+    """``(node read mode, read paths the workload mixes)`` for ``--read-mode``.
+
+    ``mixed`` means the system's linearizable paths (:data:`MIXED_READS`);
+    any other mode is that one path for every read.
+    """
+    if read_mode != MIXED:
+        return read_mode, (read_mode,)
+    node_mode, paths = MIXED_READS.get(db, ("read-index", ("read-index",)))
+    if db not in PER_REQUEST_READ_PATHS:
+        paths = (node_mode,)
+    return node_mode, paths
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -60,6 +94,8 @@ class RegisterWorkload:
     ops_per_key: int | None = None
     #: How many recent values of a key a cas may expect.
     cas_window: int = 3
+    #: Read paths reads ask for, drawn uniformly per read (empty: name none).
+    read_paths: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.keys < 1:
@@ -71,6 +107,7 @@ class RegisterWorkload:
         if self.ops_per_key is not None and self.ops_per_key < 1:
             raise ValueError("ops-per-key must be at least 1")
         object.__setattr__(self, "mix", normalise_mix(self.mix))
+        object.__setattr__(self, "read_paths", tuple(self.read_paths))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,11 +118,14 @@ class RegisterWorkload:
             "concurrency": self.concurrency,
             "ops_per_key": self.ops_per_key,
             "cas_window": self.cas_window,
+            "read_paths": list(self.read_paths),
         }
 
     def operations(self, seed: int) -> Iterator[dict[str, Any]]:
         """An endless, seed-determined stream of ``{"f", "key", "value"}`` operations."""
         rng = random.Random(seed)
+        # A stream of its own: the operations of a seed do not depend on the paths.
+        path_rng = random.Random(seed ^ 0x2EAD)
         names = list(self.mix)
         weights = [self.mix[f] for f in names]
         active = [f"k{i}" for i in range(1, self.keys + 1)]
@@ -101,6 +141,8 @@ class RegisterWorkload:
                 f = "write" if "write" in self.mix else "read"
             if f == "read":
                 op: dict[str, Any] = {"f": "read", "key": key, "value": None}
+                if self.read_paths:
+                    op["read"] = path_rng.choice(self.read_paths)
             elif f == "write":
                 op = {"f": "write", "key": key, "value": next_value}
                 recent[key] = [*recent[key], next_value][-self.cas_window :]

@@ -239,6 +239,8 @@ class RaftCore:
         self._msgs: list[Message] = []
         self._read_states: list[ReadState] = []
         self._rejected_reads: list[int] = []
+        #: Reads asked with ``lease=False`` that have not reached _start_read yet.
+        self._index_only_reads: set[int] = set()
         self._role_event: tuple[str, int] | None = (FOLLOWER, self._term)
 
         self._reset_election_timer(now)
@@ -367,13 +369,21 @@ class RaftCore:
             self._maybe_commit()  # nobody else's answer will trigger it
         return index
 
-    def request_read(self, ctx: int, now: float) -> None:
+    def request_read(self, ctx: int, now: float, *, lease: bool = True) -> None:
         """Ask for a linearizable read point; ``ctx`` comes back in ``read_states`` as
-        ``ReadState(ctx, index)`` or in ``rejected_reads``."""
+        ``ReadState(ctx, index)`` or in ``rejected_reads``.
+
+        ``lease=False`` asks for a read-index round even when ``read_mode`` is
+        ``lease`` and the lease is valid: a node configured for leases (whose
+        vote embargo makes them sound) can serve both read paths, so one run
+        exercises both.
+        """
         self._now = now
         if self._role != LEADER:
             self._rejected_reads.append(ctx)
             return
+        if not lease:
+            self._index_only_reads.add(ctx)
         if not self._committed_in_term() and "no-noop" not in self._bugs:
             # Our commit index may lag the real one until an entry of our term commits.
             self._reads_waiting_commit.append(ctx)
@@ -863,7 +873,10 @@ class RaftCore:
     # ------------------------------------------------------------------ reads
 
     def _start_read(self, ctx: int) -> None:
-        if self._cfg.read_mode == "lease" and self._now < self._lease_expiry:
+        index_only = ctx in self._index_only_reads
+        self._index_only_reads.discard(ctx)
+        if (self._cfg.read_mode == "lease" and not index_only
+                and self._now < self._lease_expiry):
             self._read_states.append(ReadState(ctx, self._commit))
             return
         if self._quorum == 1 or "stale-leader-read" in self._bugs:
@@ -900,6 +913,7 @@ class RaftCore:
 
     def _abort_reads(self) -> None:
         self._rejected_reads.extend(self._reads_waiting_commit)
+        self._index_only_reads.clear()  # every read still waiting is rejected just now
         self._rejected_reads.extend(ctx for _, _, ctx in self._reads_pending)
         self._reads_waiting_commit = []
         self._reads_pending.clear()

@@ -61,7 +61,7 @@ from typing import Any
 import trio
 
 from .client import receive_raw
-from .core import LEADER, RaftConfig, RaftCore, Ready
+from .core import LEADER, READ_MODES, RaftConfig, RaftCore, Ready
 from .kv import Command, CommandError, KVStateMachine
 from .messages import AppendEntries, Heartbeat, HeartbeatResponse, Message, MessageError
 from .storage import Storage, write_snapshot_file
@@ -807,7 +807,7 @@ class Node:
             reply({"id": request_id, "ok": False, "error": "bad-request", "message": str(exc),
                    "definite": True})
             return
-        mode = self.config.read_mode
+        mode = _read_path(self.config.read_mode, request.get("read"))
         if op == "read" and mode == "stale":
             reply(_read_answer(request_id, self.kv.read(command.key)))
             return
@@ -817,7 +817,7 @@ class Node:
         if op == "read" and mode in ("read-index", "lease"):
             ctx = next(self._read_ctx)
             self._reads[ctx] = (command.key, reply, request_id)
-            core.request_read(ctx, self.clock.now())
+            core.request_read(ctx, self.clock.now(), lease=mode == "lease")
             return
         index = core.propose(command.encode())
         if index is None:  # cannot happen after the role check, but never hang a client
@@ -869,6 +869,20 @@ class Node:
             value = {"offset": self.clock.offset, "rate": self.clock.rate,
                      "clock": self.clock.now()}
         return {"id": request_id, "ok": True, "value": value}
+
+
+def _read_path(configured: str, asked: Any) -> str:
+    """How to serve one read: the path the request asks for (``"read"``), else the node's.
+
+    A client may pick any path per read, so one run mixes them, except a
+    lease: that is only sound on a node configured for leases (its vote
+    embargo), so elsewhere a lease read is served as read-index.
+    """
+    if asked not in READ_MODES:
+        return configured
+    if asked == "lease" and configured != "lease":
+        return "read-index"
+    return str(asked)
 
 
 class _ClientPoller:

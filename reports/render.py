@@ -477,9 +477,20 @@ def _render_page(history: History, result: Mapping[str, Any], title: str,
     """The page's HTML and the failure's headline (None when nothing failed)."""
     with _clock_of(history):
         context = build_context(history, result, title, config, observations, run_dir)
+        context["coverage"] = _coverage(run_dir)
         html = _environment().get_template("report.html.j2").render(context)
     focus = context["focus"]
     return html, focus.headline if focus is not None else None
+
+
+def _coverage(run_dir: Path | None) -> dict[str, Any] | None:
+    """The run's coverage.json (what it exercised; written by the harness), if any."""
+    if run_dir is None or not (run_dir / "coverage.json").is_file():
+        return None
+    try:
+        return _read_json(run_dir / "coverage.json")
+    except InputError:
+        return None  # a summary, never a reason to lose the report
 
 
 def _read_json(path: Path) -> dict[str, Any]:

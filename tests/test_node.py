@@ -151,6 +151,25 @@ async def test_read_modes(nursery, tmp_path, mode) -> None:
     assert ("read" in log_ops) == (mode == "log")
 
 
+async def test_a_read_may_ask_for_its_path(nursery, tmp_path) -> None:
+    """One lease-configured cluster serves each read the way the request asks: through
+    the log, by read-index or lease at the leader, stale at a follower."""
+    cluster = InProcessCluster(nursery, tmp_path, 3, read_mode="lease")
+    await cluster.start_all()
+    leader = await cluster.wait_leader()
+    assert (await cluster.request(leader, write("k", 7)))["ok"]
+    follower = next(n for n in cluster.ids if n != leader)
+    for seq, path in enumerate(["read-index", "lease", "log"], start=1):
+        read = {"id": seq, "client": "r", "seq": seq, "op": "read", "key": "k", "read": path}
+        assert await cluster.request(leader, read) == {
+            "id": seq, "ok": True, "value": 7, "definite": True}
+        assert (await cluster.request(follower, read))["error"] == "not-leader"
+    stale = {"client": "r", "seq": 9, "op": "read", "key": "k", "read": "stale"}
+    assert (await cluster.request(follower, stale))["ok"]
+    log_ops = [e["op"] for e in (await cluster.request(leader, {"op": "log"}))["value"]["entries"]]
+    assert log_ops.count("read") == 1, "only the read that asked for the log went through it"
+
+
 async def test_pending_write_is_unknown_when_leadership_is_lost(nursery, tmp_path) -> None:
     cluster = InProcessCluster(nursery, tmp_path, 3)
     await cluster.start_all()

@@ -133,6 +133,24 @@ def test_lease_read_skips_the_round_while_the_lease_lasts() -> None:
     assert not [m for m in cluster.network if isinstance(m, Heartbeat)]
 
 
+def test_a_lease_node_serves_a_read_index_read_when_asked() -> None:
+    """A lease-configured leader holding a valid lease still runs a quorum round for a
+    read asked with ``lease=False``: one run can exercise both read paths."""
+    cluster, leader = settled_cluster(LEASE)
+    core = cluster.core(leader)
+    assert core.lease_expiry > cluster.now
+    core.request_read(1, cluster.now, lease=False)
+    cluster.settle()
+    node = cluster.nodes[leader]
+    assert node.read_states == [], "not before a quorum confirmed leadership"
+    assert [m for m in cluster.network if isinstance(m, Heartbeat)]
+    cluster.deliver_all()
+    assert node.read_states == [ReadState(1, core.commit_index)]
+    core.request_read(2, cluster.now)  # the next lease read skips the round again
+    cluster.settle()
+    assert node.read_states[-1] == ReadState(2, core.commit_index)
+
+
 def test_expired_lease_falls_back_to_read_index() -> None:
     cluster, leader = settled_cluster(replace(LEASE, check_quorum=False))
     cluster.isolate(leader)

@@ -1,0 +1,296 @@
+"""What a run exercised: the coverage behind a verdict.
+
+A valid verdict says nothing happened that the checkers could see; it does
+not say that anything interesting happened. This module reads a run's
+files — ``history.jsonl`` (client operations and nemesis events) and
+``observations.jsonl`` (what the nodes said about themselves) — and counts
+what the run actually went through:
+
+* ``faults``: fault kinds that fired (skipped triggers excluded), and
+  ``compositions``: which kinds were active *at the same time* (a kill during
+  a partition is ``kill+partition``), so a campaign can tell overlapping
+  faults from faults that only ever came one at a time;
+* ``elections`` (a node taking office in a new term), ``step_downs`` (a
+  leader losing office), ``snapshots`` (a node's snapshot index advancing:
+  taken or installed, as far as polling or pushed events can tell) and
+  ``snapshots_installed`` when the nodes push that event;
+* ``retries``: operations whose session re-sent an in-doubt attempt, and
+  how many attempts were re-sent;
+* ``max_follower_lag``: the largest gap seen between the highest commit
+  index any node reported so far and a node's applied index;
+* ``reads``: reads per read path (invoked and ok), and ``ops`` per outcome.
+
+It is computed from the files alone, so ``coverage.json`` can be rebuilt for
+any stored run, and per campaign by :func:`merge`. Unknown observation kinds
+and malformed lines are skipped: coverage is a summary, never a verdict.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+COVERAGE_JSON = "coverage.json"
+
+#: History ``f`` of a nemesis event -> the fault kind it starts.
+_STARTS = {
+    "start-partition": "partition",
+    "kill": "kill",
+    "pause": "pause",
+    "lose-unfsynced": "lose-unfsynced",
+    "start-loss": "loss",
+    "start-delay": "delay",
+    "start-duplicate": "duplicate",
+    "start-reorder": "reorder",
+    "bump-clock": "clock",
+    "start-clock-strobe": "clock",
+}
+#: Link/clock faults that end with one event (node faults end per node).
+_STOPS = {
+    "stop-partition": "partition",
+    "stop-loss": "loss",
+    "stop-delay": "delay",
+    "stop-duplicate": "duplicate",
+    "stop-reorder": "reorder",
+    "reset-clock": "clock",
+}
+#: Pushed observation kinds that mean a snapshot was installed from a leader.
+_INSTALLED_KINDS = ("snapshot-installed", "install-snapshot")
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
+    """JSON objects of a JSONL file, skipping what does not parse (a torn last line)."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError:
+        return
+    with handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
+def _nodes_of(value: Any) -> list[str]:
+    if isinstance(value, dict) and isinstance(value.get("nodes"), list):
+        return [str(n) for n in value["nodes"]]
+    return []
+
+
+def fault_coverage(history: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Fault kinds that fired and the kinds active together when each fired."""
+    faults: Counter[str] = Counter()
+    compositions: Counter[str] = Counter()
+    active: set[str] = set()  # link and clock faults in force
+    down: set[str] = set()  # killed (or crashed by lose-unfsynced), not restarted
+    paused: set[str] = set()
+    for event in history:
+        if event.get("process") != "nemesis":
+            continue
+        f, value = str(event.get("f", "")), event.get("value")
+        if isinstance(value, dict) and value.get("skipped"):
+            continue  # a triggered fault whose moment never came
+        kind = _STARTS.get(f)
+        if kind is not None:
+            if kind in ("kill", "lose-unfsynced", "pause") and not _nodes_of(value):
+                continue  # the target named no node (e.g. no leader at that moment)
+            faults[kind] += 1
+            others = set(active)
+            if down:
+                others.add("kill")
+            if paused:
+                others.add("pause")
+            others.discard(kind)
+            if others:
+                compositions["+".join(sorted({kind, *others}))] += 1
+            if kind in ("kill", "lose-unfsynced"):
+                down.update(_nodes_of(value))
+            elif kind == "pause":
+                paused.update(_nodes_of(value))
+            else:
+                active.add(kind)
+        elif f in _STOPS:
+            active.discard(_STOPS[f])
+        elif f == "start":
+            down.difference_update(_nodes_of(value))
+        elif f == "resume":
+            paused.difference_update(_nodes_of(value))
+        elif f == "heal-all":
+            active.clear()
+            down.clear()
+            paused.clear()
+    return {"faults": dict(sorted(faults.items())),
+            "compositions": dict(sorted(compositions.items()))}
+
+
+def client_coverage(history: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Operations per outcome, reads per path, in-doubt retries."""
+    ops: Counter[str] = Counter()
+    reads: dict[str, Counter[str]] = {}
+    open_reads: dict[Any, str] = {}
+    retried_ops = retries = 0
+    for event in history:
+        process = event.get("process")
+        if process == "nemesis":
+            continue
+        kind = event.get("type")
+        if kind == "invoke":
+            if event.get("f") == "read":
+                path = str(event.get("read") or "node-default")
+                open_reads[process] = path
+                reads.setdefault(path, Counter())["invoked"] += 1
+            continue
+        if kind not in ("ok", "fail", "info"):
+            continue
+        ops[str(kind)] += 1
+        path = open_reads.pop(process, None)
+        if path is not None:
+            reads[path][str(kind)] += 1
+        count = event.get("retries")
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            retried_ops += 1
+            retries += count
+    return {
+        "ops": {k: ops[k] for k in ("ok", "fail", "info")},
+        "reads": {path: {k: c[k] for k in ("invoked", "ok", "fail", "info")}
+                  for path, c in sorted(reads.items())},
+        "retried_ops": retried_ops,
+        "retries": retries,
+    }
+
+
+def node_coverage(observations: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Elections, step-downs, snapshots and follower lag from what nodes said."""
+    leaders: set[tuple[Any, str]] = set()  # (term, node) taking office
+    # Roles as pushed (role events) and as polled (status), tracked apart: a poll
+    # answered just before a change may be written after it, and must not count
+    # the change twice. Pushed events win when a system has them.
+    roles: dict[str, dict[str, str]] = {"role": {}, "status": {}}
+    step_downs = {"role": 0, "status": 0}
+    snapshot_index: dict[str, int] = {}
+    snapshots = installed = 0
+    pushed_snapshots = False
+    highest_commit = 0
+    max_lag = 0
+    crashes = restarts = 0
+    for record in observations:
+        kind, node = record.get("kind"), str(record.get("node", ""))
+        if kind in ("role", "status"):
+            role = roles[str(kind)]
+            now = record.get("role")
+            if now == "leader":
+                leaders.add((record.get("term"), node))
+            elif role.get(node) == "leader" and now in ("follower", "candidate", "pre-candidate"):
+                step_downs[str(kind)] += 1
+            if isinstance(now, str):
+                role[node] = now
+        if kind in ("crash", "lose-unfsynced"):
+            for role in roles.values():
+                if role.get(node) == "leader":
+                    role[node] = "down"  # a dead leader did not step down
+            crashes += kind == "crash"
+        elif kind == "restart":
+            restarts += 1
+        if kind == "status":
+            commit, applied = record.get("commit"), record.get("applied")
+            if isinstance(commit, int):
+                highest_commit = max(highest_commit, commit)
+            if isinstance(applied, int):
+                max_lag = max(max_lag, highest_commit - applied)
+        elif kind in ("log", "snapshot", *_INSTALLED_KINDS) or str(kind).startswith("snapshot"):
+            index = record.get("snapshot_index", record.get("index"))
+            if kind != "log":
+                pushed_snapshots = True
+                installed += kind in _INSTALLED_KINDS or record.get("installed") is True
+            if isinstance(index, int) and not isinstance(index, bool):
+                if index > snapshot_index.get(node, 0):
+                    snapshots += 1
+                snapshot_index[node] = max(index, snapshot_index.get(node, 0))
+    result: dict[str, Any] = {
+        "elections": len(leaders),
+        "step_downs": step_downs["role"] if roles["role"] else step_downs["status"],
+        "snapshots": snapshots,
+        "max_follower_lag": max(0, max_lag),
+        "crashes": crashes,
+        "restarts": restarts,
+    }
+    if pushed_snapshots:
+        result["snapshots_installed"] = installed
+    return result
+
+
+def run_coverage(run_dir: Path) -> dict[str, Any]:
+    """Coverage of one stored run (``coverage.json``'s content)."""
+    history = run_dir / "history.jsonl"
+    coverage: dict[str, Any] = {}
+    coverage.update(fault_coverage(_lines(history)))
+    coverage.update(client_coverage(_lines(history)))
+    coverage.update(node_coverage(_lines(run_dir / "observations.jsonl")))
+    return coverage
+
+
+def write_run_coverage(run_dir: Path) -> dict[str, Any]:
+    """Compute and store ``coverage.json`` in the run directory; returns it."""
+    from harness import store
+
+    coverage = run_coverage(run_dir)
+    store.write_json(run_dir / COVERAGE_JSON, coverage)
+    return coverage
+
+
+def merge(coverages: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """A campaign's coverage: sums of counts, maximum lag, runs merged."""
+    total: dict[str, Any] = {
+        "runs": 0, "faults": Counter(), "compositions": Counter(), "ops": Counter(),
+        "reads": {}, "retried_ops": 0, "retries": 0, "elections": 0, "step_downs": 0,
+        "snapshots": 0, "max_follower_lag": 0, "crashes": 0, "restarts": 0,
+    }
+    installed: int | None = None
+    for cov in coverages:
+        total["runs"] += 1
+        for name in ("faults", "compositions", "ops"):
+            total[name].update(cov.get(name) or {})
+        for path, counts in (cov.get("reads") or {}).items():
+            total["reads"].setdefault(path, Counter()).update(counts)
+        for name in ("retried_ops", "retries", "elections", "step_downs", "snapshots",
+                     "crashes", "restarts"):
+            total[name] += int(cov.get(name) or 0)
+        total["max_follower_lag"] = max(total["max_follower_lag"],
+                                        int(cov.get("max_follower_lag") or 0))
+        if "snapshots_installed" in cov:
+            installed = (installed or 0) + int(cov["snapshots_installed"])
+    for name in ("faults", "compositions", "ops"):
+        total[name] = dict(sorted(total[name].items()))
+    total["reads"] = {p: dict(c) for p, c in sorted(total["reads"].items())}
+    if installed is not None:
+        total["snapshots_installed"] = installed
+    return total
+
+
+def describe(coverage: dict[str, Any]) -> list[str]:
+    """A few lines for the terminal: what the verdict covered."""
+    faults = coverage.get("faults") or {}
+    comps = coverage.get("compositions") or {}
+    lines = [
+        "faults: " + (", ".join(f"{k} {v}" for k, v in faults.items()) or "none"),
+        "overlapping: " + (", ".join(f"{k} {v}" for k, v in comps.items()) or "none"),
+    ]
+    nodes = (f"elections {coverage.get('elections', 0)}, "
+             f"step-downs {coverage.get('step_downs', 0)}, "
+             f"snapshots {coverage.get('snapshots', 0)}")
+    if "snapshots_installed" in coverage:
+        nodes += f" ({coverage['snapshots_installed']} installed)"
+    nodes += f", max follower lag {coverage.get('max_follower_lag', 0)} entries"
+    lines.append(nodes)
+    reads = coverage.get("reads") or {}
+    read_text = ", ".join(f"{p} {c.get('ok', 0)}/{c.get('invoked', 0)}"
+                          for p, c in reads.items()) or "none"
+    lines.append(f"reads ok/invoked: {read_text}; in-doubt retries "
+                 f"{coverage.get('retries', 0)} in {coverage.get('retried_ops', 0)} ops")
+    return lines
