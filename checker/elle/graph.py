@@ -1,0 +1,148 @@
+"""The dependency graph: transactions as nodes, typed edges with their reasons.
+
+Edge types (Adya's, plus the two orders clients see):
+
+- ``ww`` write-write: T1 installed a version of a key, T2 the next one;
+- ``wr`` write-read: T2 read a version T1 installed;
+- ``rw`` read-write (anti-dependency): T1 read a version, T2 installed a later one;
+- ``process``: T1 and T2 ran on one client process, T1 first;
+- ``realtime``: T1 completed before T2 was invoked.
+
+One pair of transactions may be linked for several reasons; the graph (a
+networkx ``DiGraph``) keeps one edge with a bit mask of its types in the
+attribute ``t``, and the first reason of each data edge (key, versions) in a
+side table, so that an explanation can be given for any edge of a cycle
+without storing text for the hundreds of thousands of edges that never end
+up in one.
+
+Real-time edges are the *transitive reduction* of the real-time order: when T
+is invoked, it gets an edge from each transaction in the current *frontier*,
+the completed transactions that no other completed transaction follows in
+real time. When T completes, what preceded it leaves the frontier and T
+enters it. Any real-time predecessor of T reaches T through the frontier, so
+cycles are preserved, and the edges stay about (history length x concurrency).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import networkx as nx
+
+from checker.elle.txn import Txn, show_value
+
+WW, WR, RW, PROCESS, REALTIME = 1, 2, 4, 8, 16
+#: the name of each edge type, as it appears in evidence and anomaly names
+TYPE_NAMES = {WW: "ww", WR: "wr", RW: "rw", PROCESS: "process", REALTIME: "realtime"}
+DATA = WW | WR | RW
+
+
+class DepGraph:
+    """Transactions and the dependencies inferred between them."""
+
+    def __init__(self, txns: Iterable[Txn], verb: str = "wrote") -> None:
+        #: how explanations say "installed a version": "wrote" or "appended"
+        self.verb = verb
+        self.txns: dict[int, Txn] = {t.id: t for t in txns}
+        self.graph = nx.DiGraph()
+        self.graph.add_nodes_from(self.txns)
+        #: (from, to, type bit) -> (key, detail...) for data edges, first reason only
+        self.reasons: dict[tuple[int, int, int], tuple[Any, ...]] = {}
+
+    def add(self, u: int, v: int, kind: int, reason: tuple[Any, ...] = ()) -> None:
+        """Add (or widen) the edge u -> v by ``kind``; self-loops are ignored."""
+        if u == v:
+            return
+        succ = self.graph.succ[u]
+        data = succ.get(v)
+        if data is None:
+            self.graph.add_edge(u, v, t=kind)
+        elif not data["t"] & kind:
+            data["t"] |= kind
+        else:
+            return
+        if reason:
+            self.reasons[(u, v, kind)] = reason
+
+    def add_process_edges(self) -> None:
+        """Chain each process's transactions in invocation order.
+
+        Only from committed ones: a transaction of unknown outcome may take
+        effect after its client has moved on, so nothing is ordered after it.
+        """
+        last: dict[Any, int] = {}
+        for txn in sorted(self.txns.values(), key=lambda t: t.call):
+            before = last.get(txn.process)
+            if before is not None:
+                self.add(before, txn.id, PROCESS)
+            if txn.type == "ok":
+                last[txn.process] = txn.id
+
+    def add_realtime_edges(self) -> None:
+        """Real-time order, transitively reduced through the completed frontier."""
+        events: list[tuple[int, int, int]] = []  # (position, 0 complete / 1 invoke, txn)
+        for txn in self.txns.values():
+            events.append((txn.call, 1, txn.id))
+            if txn.complete is not None and txn.type == "ok":
+                events.append((txn.complete, 0, txn.id))
+        events.sort()
+        frontier: set[int] = set()
+        preds: dict[int, frozenset[int]] = {}
+        for _, kind, tid in events:
+            if kind == 1:
+                snapshot = frozenset(frontier)
+                preds[tid] = snapshot
+                for p in snapshot:
+                    self.add(p, tid, REALTIME)
+            else:
+                frontier -= preds.get(tid, frozenset())
+                frontier.add(tid)
+
+    def mask(self, u: int, v: int) -> int:
+        return self.graph.succ[u][v]["t"]
+
+    def explain(self, u: int, v: int, kind: int) -> dict[str, Any]:
+        """Why the edge u -kind-> v exists, as data plus one sentence."""
+        a, b = self.txns[u], self.txns[v]
+        step: dict[str, Any] = {"from": u, "to": v, "type": TYPE_NAMES[kind]}
+        reason = self.reasons.get((u, v, kind), ())
+        if kind == PROCESS:
+            step["explanation"] = (f"T{u} and T{v} ran on process {a.process!r}, T{u} first")
+        elif kind == REALTIME:
+            step["explanation"] = (f"T{u} completed (event {a.complete}) before T{v} was "
+                                   f"invoked (event {b.call})")
+        elif reason:
+            key, *detail = reason
+            step["key"] = key
+            step["explanation"] = _explain_data(kind, u, v, key, detail, self.verb)
+            step["detail"] = [_jsonable(d) for d in detail]
+        else:
+            step["explanation"] = f"T{u} -{TYPE_NAMES[kind]}-> T{v}"
+        return step
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _explain_data(kind: int, u: int, v: int, key: Any, detail: list[Any], verb: str) -> str:
+    k = show_value(key)
+    if kind == WW:
+        first, second = detail[0], detail[1]
+        return (f"T{u} {verb} {show_value(first)} to {k} and T{v} {verb} "
+                f"{show_value(second)}, which comes after it in {k}'s version order")
+    if kind == WR:
+        read, written = detail[0], detail[-1]
+        if read == written:
+            return f"T{v} read {k} = {show_value(read)}, which T{u} {verb}"
+        return (f"T{v} read {k} = {show_value(read)}, whose last element "
+                f"{show_value(written)} T{u} {verb}")
+    read, later = detail[0], detail[1]
+    return (f"T{u} read {k} = {show_value(read)}, and T{v} {verb} {show_value(later)}, "
+            f"a later version of {k}")
+
+
+__all__ = ["DATA", "PROCESS", "REALTIME", "RW", "TYPE_NAMES", "WR", "WW", "DepGraph"]

@@ -1,0 +1,350 @@
+"""The transactional (Elle-style) checker: one crafted history per anomaly, and oracles.
+
+Crafted histories assert the anomaly's name, the cycle's edges (type and key)
+and the models it rules out. The properties compare the verdict with a
+brute-force search over every serial order (tests/elle_helpers.py) on small
+random histories.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from elle_helpers import brute_force, concurrent, serial
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from checker.elle import check_txn_history, cycle_svg
+from checker.elle.consistency import ruled_out
+from checker.history import History
+
+
+def check(history: History, model: str = "list-append", **kw: Any) -> dict[str, Any]:
+    result = check_txn_history(history, model, **kw)
+    json.dumps(result)  # evidence is plain data
+    return result
+
+
+def edges(result: dict[str, Any], name: str) -> list[tuple[str, Any]]:
+    """(type, key) of each edge of the first cycle reported as ``name``."""
+    cycle = result["anomalies"][name][0]
+    assert len(cycle["steps"]) == len(cycle["cycle"])
+    ids = [t["id"] for t in cycle["cycle"]]
+    for i, step in enumerate(cycle["steps"]):  # the steps walk the cycle
+        assert step["from"] == ids[i] and step["to"] == ids[(i + 1) % len(ids)]
+        assert step["explanation"]
+    return sorted((s["type"], s.get("key")) for s in cycle["steps"])
+
+
+# ---------------------------------------------------------------------------
+# list-append, one anomaly at a time
+
+
+def test_g0_write_cycle() -> None:
+    result = check(concurrent(
+        [["append", "x", 1], ["append", "y", 2]],
+        [["append", "x", 2], ["append", "y", 1]],
+        [["r", "x", [1, 2]], ["r", "y", [1, 2]]]))
+    assert result["valid"] is False
+    assert result["anomaly_types"] == ["G0"]
+    assert edges(result, "G0") == [("ww", "x"), ("ww", "y")]
+    assert result["not"] == ruled_out(["G0"])
+    assert "read-uncommitted" in result["not"]
+
+
+def test_g1a_aborted_read() -> None:
+    result = check(concurrent(("fail", [["append", "x", 1]]), [["r", "x", [1]]]))
+    assert result["valid"] is False
+    assert result["anomaly_types"] == ["G1a"]
+    (example,) = result["anomalies"]["G1a"]
+    assert (example["key"], example["value"], example["writer"]) == ("x", 1, 0)
+    assert "read-committed" in result["not"] and "read-uncommitted" not in result["not"]
+
+
+def test_g1b_intermediate_read() -> None:
+    result = check(concurrent([["append", "x", 1], ["append", "x", 2]], [["r", "x", [1]]]))
+    assert result["anomaly_types"] == ["G1b"]
+    assert result["anomalies"]["G1b"][0]["value"] == 1
+    assert result["valid"] is False
+
+
+def test_g1c_circular_information_flow() -> None:
+    result = check(concurrent(
+        [["append", "x", 1], ["r", "y", [1]]],
+        [["append", "y", 1], ["r", "x", [1]]]))
+    assert result["anomaly_types"] == ["G1c"]
+    assert edges(result, "G1c") == [("wr", "x"), ("wr", "y")]
+    assert "read-committed" in result["not"]
+
+
+def test_g_single_read_skew() -> None:
+    result = check(concurrent(
+        [["append", "x", 1], ["append", "y", 1]],
+        [["r", "x", []], ["r", "y", [1]]],
+        [["r", "x", [1]]]))
+    assert result["anomaly_types"] == ["G-single"]
+    assert edges(result, "G-single") == [("rw", "x"), ("wr", "y")]
+    assert {"snapshot-isolation", "repeatable-read"} <= set(result["not"])
+    assert "read-committed" not in result["not"]
+
+
+def test_g2_item_write_skew() -> None:
+    result = check(concurrent(
+        [["r", "x", []], ["append", "y", 1]],
+        [["r", "y", []], ["append", "x", 1]],
+        [["r", "x", [1]], ["r", "y", [1]]]))
+    assert result["anomaly_types"] == ["G2-item"]
+    assert edges(result, "G2-item") == [("rw", "x"), ("rw", "y")]
+    # write skew is allowed by snapshot isolation
+    assert "serializable" in result["not"] and "snapshot-isolation" not in result["not"]
+    assert check(concurrent(
+        [["r", "x", []], ["append", "y", 1]],
+        [["r", "y", []], ["append", "x", 1]],
+        [["r", "x", [1]], ["r", "y", [1]]]), consistency_model="snapshot-isolation",
+    )["valid"] is True
+
+
+def test_write_skew_is_found_even_when_nobody_reads_the_appends() -> None:
+    """Appends no read shows still come after every shown element (no reads of [1] here)."""
+    history = concurrent([["r", "x", []], ["append", "y", 1]],
+                         [["r", "y", []], ["append", "x", 1]])
+    assert check(history)["anomaly_types"] == ["G2-item"]
+    assert brute_force(history, "list-append", strict=False) is False
+
+
+def test_internal_inconsistency() -> None:
+    result = check(concurrent([["r", "x", []], ["append", "x", 1], ["r", "x", []]]))
+    assert result["anomaly_types"] == ["internal"]
+    assert result["anomalies"]["internal"][0]["expected"] == [1]
+    after_own = check(concurrent([["append", "x", 1], ["r", "x", [2]]], [["append", "x", 2]]))
+    assert "internal" in after_own["anomaly_types"]
+
+
+def test_lost_update() -> None:
+    result = check(concurrent(
+        [["r", "x", []], ["append", "x", 1]],
+        [["r", "x", []], ["append", "x", 2]],
+        [["r", "x", [1, 2]]]))
+    assert "lost-update" in result["anomaly_types"]
+    assert sorted(t["id"] for t in result["anomalies"]["lost-update"][0]["txns"]) == [0, 1]
+    assert "G-single" in result["anomaly_types"]
+
+
+def test_duplicate_elements() -> None:
+    result = check(concurrent([["append", "x", 1]], [["r", "x", [1, 1]]]))
+    assert result["anomaly_types"] == ["duplicate-elements"]
+    assert result["anomalies"]["duplicate-elements"][0]["duplicates"] == [1]
+    assert result["valid"] is False
+
+
+def test_garbage_read() -> None:
+    result = check(concurrent([["append", "x", 1]], [["r", "x", [1, 9]]]))
+    assert result["anomaly_types"] == ["garbage"]
+    assert result["anomalies"]["garbage"][0]["value"] == 9
+
+
+def test_incompatible_orders() -> None:
+    result = check(concurrent([["append", "x", 1]], [["append", "x", 2]],
+                              [["r", "x", [1, 2]]], [["r", "x", [2, 1]]]))
+    assert result["anomaly_types"] == ["incompatible-order"]
+    assert result["valid"] is False
+
+
+def test_stale_read_is_g_single_realtime() -> None:
+    """Serializable, but not strict: the read misses an append that completed before it."""
+    history = serial([["append", "x", 1]], [["r", "x", []]])
+    result = check(history)
+    assert result["anomaly_types"] == ["G-single-realtime"]
+    assert edges(result, "G-single-realtime") == [("realtime", None), ("rw", "x")]
+    assert result["not"] == ["strict-serializable"]
+    assert check(history, consistency_model="serializable")["valid"] is True
+
+
+def test_process_order_cycle() -> None:
+    """On one process the edge is both process and real-time order: the weaker name wins."""
+    result = check(serial([["append", "x", 1]], [["r", "x", []]], one_process=True))
+    assert result["anomaly_types"] == ["G-single-process"]
+    assert edges(result, "G-single-process") == [("process", None), ("rw", "x")]
+    assert "strong-session-snapshot-isolation" in result["not"]
+    assert "serializable" not in result["not"]
+
+
+def test_info_transaction_may_or_may_not_have_happened() -> None:
+    seen = concurrent(("info", [["append", "x", 1]]), [["r", "x", [1]]])
+    assert check(seen)["valid"] is True
+    unseen = concurrent(("info", [["append", "x", 1]]), [["r", "x", []]])
+    assert check(unseen)["valid"] is True
+
+
+def test_valid_serial_history_and_its_drawing() -> None:
+    history = serial([["append", "x", 1]], [["r", "x", [1]], ["append", "y", 1]],
+                     [["r", "y", [1]], ["r", "x", [1]]])
+    result = check(history)
+    assert result["valid"] is True and result["anomaly_types"] == []
+    cycle = check(concurrent(
+        [["append", "x", 1], ["r", "y", [1]]],
+        [["append", "y", 1], ["r", "x", [1]]]))["anomalies"]["G1c"][0]
+    svg = cycle_svg(cycle)
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert svg.count("<circle") == 2 and "wr x" in svg and "wr y" in svg
+
+
+def test_non_unique_appends_are_unknown() -> None:
+    result = check(concurrent([["append", "x", 1]], [["append", "x", 1]]))
+    assert result["valid"] == "unknown" and "unique" in result["reason"]
+
+
+def test_no_transactions_is_unknown() -> None:
+    assert check(concurrent())["valid"] == "unknown"
+
+
+# ---------------------------------------------------------------------------
+# rw-register
+
+
+def test_register_g_single() -> None:
+    result = check(concurrent([["w", "x", 1], ["w", "y", 1]],
+                              [["r", "x", None], ["r", "y", 1]]), "rw-register")
+    assert result["anomaly_types"] == ["G-single"]
+    assert edges(result, "G-single") == [("rw", "x"), ("wr", "y")]
+
+
+def test_register_g0_from_write_follows_read() -> None:
+    result = check(concurrent(
+        [["r", "x", None], ["w", "x", 1], ["w", "y", 2]],
+        [["r", "y", None], ["w", "y", 1], ["w", "x", 2]],
+        [["r", "x", 1], ["w", "x", 3]],   # 1 < 3 on x
+        [["r", "y", 2], ["w", "y", 3]]), "rw-register")
+    assert result["valid"] is False
+
+
+def test_register_cyclic_versions_and_g1a_g1b_garbage_internal() -> None:
+    result = check(concurrent([["r", "x", 1], ["w", "x", 2]], [["r", "x", 2], ["w", "x", 1]]),
+                   "rw-register")
+    assert "cyclic-versions" in result["anomaly_types"]
+    assert check(concurrent(("fail", [["w", "x", 1]]), [["r", "x", 1]]),
+                 "rw-register")["anomaly_types"] == ["G1a"]
+    assert check(concurrent([["w", "x", 1], ["w", "x", 2]], [["r", "x", 1]]),
+                 "rw-register")["anomaly_types"] == ["G1b"]
+    assert check(concurrent([["r", "x", 5]]), "rw-register")["anomaly_types"] == ["garbage"]
+    assert check(concurrent([["w", "x", 1], ["r", "x", 2]], [["w", "x", 2]]),
+                 "rw-register")["anomaly_types"] == ["internal"]
+
+
+def test_register_lost_update() -> None:
+    result = check(concurrent([["r", "x", None], ["w", "x", 1]],
+                              [["r", "x", None], ["w", "x", 2]]), "rw-register")
+    assert "lost-update" in result["anomaly_types"]
+    assert "snapshot-isolation" in result["not"]
+
+
+# ---------------------------------------------------------------------------
+# Properties
+
+
+def _ops(model: str) -> st.SearchStrategy[list[Any]]:
+    keys = st.sampled_from(["x", "y"])
+    values = st.integers(1, 3)
+    if model == "list-append":
+        read = st.tuples(st.just("r"), keys,
+                         st.lists(values, max_size=3, unique=True)).map(list)
+        write = st.tuples(st.just("append"), keys, values).map(list)
+    else:
+        read = st.tuples(st.just("r"), keys, st.none() | values).map(list)
+        write = st.tuples(st.just("w"), keys, values).map(list)
+    return st.lists(read | write, min_size=1, max_size=3)
+
+
+@st.composite
+def histories(draw: st.DrawFn, model: str) -> History:
+    """A few transactions on a few processes, random results, random interleaving."""
+    from checker.history import history_from_events
+
+    count = draw(st.integers(1, 4))
+    txns = []
+    used: set[tuple[Any, Any]] = set()
+    for _ in range(count):
+        mops = draw(_ops(model))
+        fresh = []
+        for f, k, v in mops:
+            if f != "r":  # values written must be unique per key
+                if (k, v) in used:
+                    continue
+                used.add((k, v))
+            fresh.append([f, k, v])
+        if fresh:
+            kind = draw(st.sampled_from(["ok", "ok", "ok", "info", "fail"]))
+            txns.append((kind, fresh))
+    order = draw(st.permutations([(i, phase) for i in range(len(txns)) for phase in (0, 1)]))
+    started: set[int] = set()
+    events = []
+    pending = list(order)
+    while pending:  # an invocation always comes before its completion
+        i, phase = next(p for p in pending if p[1] == 0 or p[0] in started)
+        pending.remove((i, phase))
+        kind, mops = txns[i]
+        if phase == 0:
+            started.add(i)
+            events.append({"process": i, "type": "invoke", "f": "txn",
+                           "value": [[f, k, None if f == "r" else v] for f, k, v in mops]})
+        else:
+            events.append({"process": i, "type": kind, "f": "txn",
+                           "value": mops if kind == "ok" else
+                           [[f, k, None if f == "r" else v] for f, k, v in mops]})
+    return history_from_events(events)
+
+
+_SETTINGS = settings(max_examples=150, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow])
+
+
+@_SETTINGS
+@given(histories("list-append"))
+def test_list_append_agrees_with_brute_force(history: History) -> None:
+    for strict, model in ((False, "serializable"), (True, "strict-serializable")):
+        verdict = check(history, consistency_model=model)["valid"]
+        assert verdict is brute_force(history, "list-append", strict), (model, history.ops)
+
+
+@_SETTINGS
+@given(histories("rw-register"))
+def test_rw_register_never_contradicts_brute_force(history: History) -> None:
+    """Version orders are only partly known: a cycle proves a violation, no cycle proves less."""
+    for strict, model in ((False, "serializable"), (True, "strict-serializable")):
+        result = check(history, "rw-register", consistency_model=model)
+        if result["valid"] is False:
+            assert brute_force(history, "rw-register", strict) is False, (model, result)
+        if brute_force(history, "rw-register", strict):
+            assert result["valid"] is True
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(["append", "r"]), st.sampled_from("xyz")),
+                         min_size=1, max_size=4), min_size=1, max_size=12))
+def test_serial_executions_are_valid(shapes: list[list[tuple[str, str]]]) -> None:
+    """Run the transactions one by one against a real dict: always strict-serializable."""
+    state: dict[str, list[int]] = {}
+    txns = []
+    counter = 0
+    for shape in shapes:
+        mops: list[list[Any]] = []
+        for f, k in shape:
+            if f == "append":
+                counter += 1
+                state.setdefault(k, []).append(counter)
+                mops.append(["append", k, counter])
+            else:
+                mops.append(["r", k, list(state.get(k, []))])
+        txns.append(mops)
+    result = check(serial(*txns))
+    assert result["valid"] is True, result["anomaly_types"]
+
+
+@pytest.mark.parametrize("model", ["list-append", "rw-register"])
+def test_unknown_micro_op_is_a_model_error(model: str) -> None:
+    from checker.models import ModelError
+
+    with pytest.raises(ModelError):
+        check(concurrent([["incr", "x", 1]]), model)
