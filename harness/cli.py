@@ -17,6 +17,7 @@ from collections.abc import Sequence
 #: Modules that contribute subcommands, in the order they are listed in --help.
 SUBCOMMAND_MODULES = (
     "harness.run_cli",
+    "harness.campaign_cli",
     "checker.cli",
     "reports.cli",
     "harness.sim_cli",

@@ -621,13 +621,48 @@ def list_runs(store_dir: str | Path) -> list[dict[str, Any]]:
     return runs
 
 
+def list_campaigns(store_dir: str | Path) -> list[dict[str, Any]]:
+    """Every ``store/campaigns/<stamp>/campaign.json`` (``splitbrain campaign``), newest
+    first, with its verdict, run counts, coverage and the first invalid run's report."""
+    store_dir = Path(store_dir)
+    campaigns = []
+    for path in sorted((store_dir / "campaigns").glob("*/campaign.json"), reverse=True):
+        try:
+            data = _read_json(path)
+        except (InputError, OSError):
+            continue  # being rewritten right now, or damaged: the runs are still listed
+        setup = data.get("campaign") if isinstance(data.get("campaign"), dict) else {}
+        first = data.get("first_invalid") if isinstance(data.get("first_invalid"), dict) else None
+        report = None
+        if first and first.get("report"):
+            with contextlib.suppress(ValueError):
+                report = Path(first["report"]).resolve().relative_to(
+                    store_dir.resolve()).as_posix()
+        coverage = data.get("coverage") if isinstance(data.get("coverage"), dict) else {}
+        campaigns.append({
+            "time": path.parent.name,
+            "status": data.get("status", "unknown"),
+            "minutes": setup.get("minutes"), "seed": setup.get("seed"),
+            "bugs": setup.get("bugs") or [], "db": setup.get("db"),
+            "counts": data.get("counts") or {},
+            "faults": coverage.get("faults") or {},
+            "overlaps": sum((coverage.get("compositions") or {}).values()),
+            "elections": coverage.get("elections", 0),
+            "snapshots": coverage.get("snapshots", 0),
+            "first_invalid": first, "report": report,
+            "link": path.relative_to(store_dir).as_posix(),
+        })
+    return campaigns
+
+
 def update_store_index(store_dir: str | Path) -> Path:
-    """Write ``store_dir/index.html``: a table of all runs with verdict, faults and a link."""
+    """Write ``store_dir/index.html``: campaigns, then all runs with verdict, faults, link."""
     store_dir = Path(store_dir)
     if not store_dir.is_dir():
         raise InputError(store_dir, None, "store directory does not exist")
     html = _environment().get_template("index.html.j2").render(
-        runs=list_runs(store_dir), store=str(store_dir), css=_static("report.css"),
+        runs=list_runs(store_dir), campaigns=list_campaigns(store_dir),
+        store=str(store_dir), css=_static("report.css"),
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
     return _write(store_dir / "index.html", html)

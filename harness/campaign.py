@@ -1,0 +1,470 @@
+"""``splitbrain campaign``: real runs back to back for M minutes, rotating configurations.
+
+A single run tests one configuration; a bug that needs a 3-node cluster, a
+lease read, a snapshot install or a kill during a partition hides from every
+run that lacks it. A campaign is what a nightly CI job calls: it plans a
+sequence of runs from one campaign seed, each rotating the axes that change
+what a run exercises — cluster size, read mode, snapshot threshold, in-doubt
+retries, fault mix and interval, run length — and each with its own seed
+drawn from the campaign seed, so ``--seed S`` repeats the campaign's plans.
+
+Every run is an ordinary ``splitbrain run``: the campaign builds its command
+line first and parses it with the run command's own parser, so the
+``splitbrain run …`` line printed for a failing run is exactly what ran.
+
+Exit codes (the contract of every command): 1 at the first invalid run
+(with its evidence, report and reproduction line; ``--keep-going`` runs on
+to the end), 2 when a run could not complete or a verdict was unknown, or
+the campaign was interrupted before finding anything, 0 when every run was
+valid. ``campaign.json`` (in ``STORE/campaigns/<UTC stamp>/``) is rewritten
+after every run, so a killed campaign keeps what it did.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import store
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
+CAMPAIGNS = "campaigns"
+CAMPAIGN_JSON = "campaign.json"
+
+# -- the rotation -----------------------------------------------------------------
+# The categorical axes are cycles of co-prime lengths (4, 3, 5, 7, 11), so successive
+# runs keep meeting new combinations instead of pairing the same values in lockstep;
+# each cycle starts at an offset drawn from the campaign seed, and the fault interval
+# and run length are drawn per run from the same seeded stream.
+
+NODE_COUNTS = (5, 3, 5, 7)
+READ_MODES = ("mixed", "lease", "read-index")
+#: None: the node's default threshold; lower ones make runs snapshot and install
+#: snapshots. (Thresholds of a few hundred leave the log-order checkers unable to
+#: judge acknowledged writes compacted between two polls — ``unknown`` — until the
+#: nodes push committed entries before compacting them.)
+SNAPSHOT_THRESHOLDS: tuple[int | None, ...] = (None, 1000, 2000, None, 1500)
+RETRY_SHARES = (0.4, 1.0, 0.0, 0.4, 0.6, 1.0, 0.2)
+FAULT_MIXES = (
+    "all",
+    "partition,kill",
+    "partition,pause",
+    "partition,loss,delay",
+    "clock,partition,pause",
+    "kill,lose-unfsynced,partition",
+    "partition,duplicate,reorder,delay",
+    "all",
+    "pause,kill,loss",
+    "partition,clock,kill",
+    "partition,pause,kill,delay",
+)
+#: Systems that speak their own peer protocol get faults that need no relays.
+NODE_FAULT_MIXES = ("kill", "pause", "kill,pause")
+NEMESIS_INTERVALS = (2.0, 3.0, 5.0)
+RUN_SECONDS = (20.0, 30.0, 45.0, 60.0)
+#: Seconds a run costs beyond its time limit (startup, quiet period, final reads,
+#: checking), used to fit the last run into the campaign's minutes.
+RUN_OVERHEAD = 12.0
+#: No run shorter than this: faults need a few seconds to do anything.
+MIN_RUN_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run of a campaign: its position, its seed and its configuration axes."""
+
+    index: int
+    seed: int
+    nodes: int
+    read_mode: str
+    snapshot_threshold: int | None
+    retry_share: float
+    nemesis: str
+    nemesis_interval: float
+    time_limit: float
+
+    def run_args(self, *, db: str, bugs: Sequence[str], store_dir: str) -> list[str]:
+        """The ``splitbrain run`` words (without the program name) of this plan."""
+        words = ["run", "--db", db, "--nodes", str(self.nodes),
+                 "--time-limit", f"{self.time_limit:g}",
+                 "--nemesis", self.nemesis, "--nemesis-interval", f"{self.nemesis_interval:g}",
+                 "--read-mode", self.read_mode, "--retry-share", f"{self.retry_share:g}"]
+        if self.snapshot_threshold is not None:
+            words.append(f"--node-arg=--snapshot-threshold={self.snapshot_threshold}")
+        for bug in bugs:
+            words += ["--bug", bug]
+        return [*words, "--seed", str(self.seed), "--store", store_dir]
+
+    def axes(self) -> dict[str, Any]:
+        return {
+            "nodes": self.nodes, "read_mode": self.read_mode,
+            "snapshot_threshold": self.snapshot_threshold, "retry_share": self.retry_share,
+            "nemesis": self.nemesis, "nemesis_interval": self.nemesis_interval,
+            "time_limit": self.time_limit,
+        }
+
+
+def rotation(seed: int, *, db: str = "raft_impl", nodes: int | None = None) -> Iterator[RunPlan]:
+    """The endless, seed-determined sequence of run plans of a campaign.
+
+    ``nodes`` fixes the cluster size; other databases than raft_impl keep their
+    own read mode (``mixed`` resolves to theirs) and snapshot threshold, and
+    retry only where their sessions allow it (the run decides that).
+    """
+    rng = random.Random(f"campaign:{seed}")
+    own = db == "raft_impl"
+    axes: dict[str, Sequence[Any]] = {
+        "nodes": NODE_COUNTS if nodes is None else (nodes,),
+        "read_mode": READ_MODES if own else ("mixed",),
+        "snapshot_threshold": SNAPSHOT_THRESHOLDS if own else (None,),
+        "retry_share": RETRY_SHARES,
+        "nemesis": FAULT_MIXES if own else NODE_FAULT_MIXES,
+    }
+    offsets = {name: rng.randrange(len(values)) for name, values in axes.items()}
+    index = 0
+    while True:
+        choice = {name: values[(offsets[name] + index) % len(values)]
+                  for name, values in axes.items()}
+        yield RunPlan(index=index, seed=rng.randrange(2**31),
+                      nemesis_interval=rng.choice(NEMESIS_INTERVALS),
+                      time_limit=rng.choice(RUN_SECONDS), **choice)
+        index += 1
+
+
+def fit_time_limit(wanted: float, remaining: float, cap: float | None) -> float | None:
+    """The time limit a run gets with ``remaining`` campaign seconds left, or None
+    when no worthwhile run fits any more."""
+    limit = min(wanted, remaining - RUN_OVERHEAD)
+    if cap is not None:
+        limit = min(limit, cap)
+    if limit < MIN_RUN_SECONDS:
+        return None
+    return float(round(limit))
+
+
+# -- verdicts -------------------------------------------------------------------------
+
+
+def run_status(outcome: Any) -> str:
+    """valid / invalid / unknown (a verdict nobody could give) / error / interrupted."""
+    if outcome.interrupted:
+        return "interrupted"
+    if outcome.error and outcome.results is None:
+        return "error"
+    return {EXIT_VALID: "valid", EXIT_INVALID: "invalid"}.get(outcome.exit_code, "unknown")
+
+
+def campaign_exit_code(statuses: Sequence[str], *, interrupted: bool = False) -> int:
+    """1 if any run was invalid; else 2 if one was not valid or the campaign stopped
+    early; 0 only when every run it planned to do was valid (and there was one)."""
+    if "invalid" in statuses:
+        return EXIT_INVALID
+    if interrupted or not statuses or any(s != "valid" for s in statuses):
+        return EXIT_UNKNOWN
+    return EXIT_VALID
+
+
+# -- the campaign ------------------------------------------------------------------------
+
+
+@dataclass
+class CampaignConfig:
+    minutes: float
+    db: str = "raft_impl"
+    nodes: int | None = None
+    bugs: list[str] = field(default_factory=list)
+    seed: int | None = None
+    store: str = "store"
+    keep_going: bool = False
+    #: Cap on every run's time limit (tests and quick smoke campaigns).
+    max_run_seconds: float | None = None
+    command_line: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunRecord:
+    plan: RunPlan
+    command: list[str]
+    status: str = "unknown"
+    exit_code: int = EXIT_UNKNOWN
+    run_dir: str | None = None
+    report: str | None = None
+    failing: list[str] = field(default_factory=list)
+    evidence: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    started_minute: float = 0.0
+    coverage: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.plan.index, "seed": self.plan.seed, "config": self.plan.axes(),
+            "command": self.command, "status": self.status, "exit_code": self.exit_code,
+            "run_dir": self.run_dir, "report": self.report, "failing": self.failing,
+            "evidence": self.evidence, "error": self.error, "seconds": round(self.seconds, 1),
+            "started_minute": round(self.started_minute, 2), "coverage": self.coverage,
+        }
+
+
+@dataclass
+class Campaign:
+    config: CampaignConfig
+    seed: int
+    directory: Path
+    runs: list[RunRecord] = field(default_factory=list)
+    started_utc: str = field(default_factory=store.utc_stamp)
+    finished_utc: str | None = None
+    interrupted: bool = False
+    stopped_because: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return campaign_exit_code([r.status for r in self.runs], interrupted=self.interrupted)
+
+    @property
+    def first_invalid(self) -> RunRecord | None:
+        return next((r for r in self.runs if r.status == "invalid"), None)
+
+    def to_json(self) -> dict[str, Any]:
+        from harness.coverage import merge
+
+        first = self.first_invalid
+        statuses = [r.status for r in self.runs]
+        return {
+            "campaign": {
+                "minutes": self.config.minutes, "seed": self.seed, "db": self.config.db,
+                "nodes": self.config.nodes, "bugs": self.config.bugs,
+                "keep_going": self.config.keep_going,
+                "max_run_seconds": self.config.max_run_seconds,
+                "command_line": self.config.command_line,
+            },
+            "started_utc": self.started_utc,
+            "finished_utc": self.finished_utc,
+            "exit_code": self.exit_code,
+            "status": ("invalid" if first else "interrupted" if self.interrupted
+                       else {EXIT_VALID: "valid"}.get(self.exit_code, "unknown")),
+            "stopped_because": self.stopped_because,
+            "counts": {s: statuses.count(s) for s in sorted(set(statuses))},
+            "first_invalid": None if first is None else {
+                "index": first.plan.index, "minutes": round(first.started_minute
+                                                            + first.seconds / 60, 2),
+                "failing": first.failing, "report": first.report, "command": first.command,
+            },
+            "coverage": merge(r.coverage for r in self.runs if r.coverage is not None),
+            "runs": [r.to_json() for r in self.runs],
+        }
+
+    def save(self) -> Path:
+        path = self.directory / CAMPAIGN_JSON
+        store.write_json(path, self.to_json())
+        return path
+
+
+def reproduce_line(command: Sequence[str]) -> str:
+    import shlex
+
+    return shlex.join(["splitbrain", *command])
+
+
+def run_campaign(
+    config: CampaignConfig,
+    *,
+    execute: Callable[[list[str]], Any] | None = None,
+    on_run: Callable[[RunRecord], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Campaign:
+    """Run the campaign to its end, its first invalid run, or Ctrl-C.
+
+    ``execute`` runs one ``splitbrain run`` argument list and returns its
+    RunOutcome (default: parse it with the run command's parser and call
+    ``run_test``); tests replace it to check the loop without clusters.
+    """
+    seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
+    store_dir = Path(config.store)
+    directory = _campaign_dir(store_dir)
+    campaign = Campaign(config, seed, directory)
+    execute = execute or _execute_run
+    began = clock()
+    deadline = began + config.minutes * 60
+    campaign.save()
+    try:
+        for plan in rotation(seed, db=config.db, nodes=config.nodes):
+            limit = fit_time_limit(plan.time_limit, deadline - clock(), config.max_run_seconds)
+            if limit is None:
+                if campaign.runs:
+                    campaign.stopped_because = "time is up"
+                    break
+                limit = MIN_RUN_SECONDS  # a campaign always makes at least one run
+            plan = _with_time_limit(plan, limit)
+            record = RunRecord(plan, plan.run_args(db=config.db, bugs=config.bugs,
+                                                   store_dir=str(store_dir)))
+            record.started_minute = (clock() - began) / 60
+            campaign.runs.append(record)
+            started = clock()
+            outcome = execute(record.command)
+            record.seconds = clock() - started
+            _record_outcome(record, outcome, store_dir)
+            campaign.save()
+            if on_run is not None:
+                on_run(record)
+            if record.status == "interrupted":
+                campaign.interrupted = True
+                campaign.stopped_because = "interrupted"
+                break
+            if record.status == "invalid" and not config.keep_going:
+                campaign.stopped_because = "invalid run"
+                break
+            if record.status == "error" and not config.keep_going:
+                campaign.stopped_because = "a run could not complete"
+                break
+    except KeyboardInterrupt:
+        campaign.interrupted = True
+        campaign.stopped_because = "interrupted"
+        last = campaign.runs[-1] if campaign.runs else None
+        if last is not None and last.run_dir is None:  # stopped before it had an outcome
+            last.status = "interrupted"
+    campaign.finished_utc = store.utc_stamp()
+    campaign.save()
+    _update_index(store_dir)
+    return campaign
+
+
+def _update_index(store_dir: Path) -> None:
+    """List the campaign in ``store/index.html`` (what ``splitbrain serve`` shows)."""
+    try:
+        from reports.render import update_store_index
+
+        update_store_index(store_dir)
+    except Exception as exc:  # the index is a convenience; campaign.json is written
+        print(f"splitbrain: store index not updated: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+
+
+def _with_time_limit(plan: RunPlan, limit: float) -> RunPlan:
+    import dataclasses
+
+    return dataclasses.replace(plan, time_limit=limit)
+
+
+def _campaign_dir(store_dir: Path) -> Path:
+    base = store_dir / CAMPAIGNS
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = store.utc_stamp()
+    directory, suffix = base / stamp, 1
+    while True:
+        try:
+            directory.mkdir()
+            return directory
+        except FileExistsError:
+            suffix += 1
+            directory = base / f"{stamp}-{suffix}"
+
+
+def _record_outcome(record: RunRecord, outcome: Any, store_dir: Path) -> None:
+    from checker.results import failing_checkers
+
+    record.status = run_status(outcome)
+    record.exit_code = outcome.exit_code
+    record.error = outcome.error
+    record.evidence = outcome.headline
+    record.coverage = outcome.coverage
+    record.failing = failing_checkers(outcome.results) if outcome.results else []
+    run_dir = Path(outcome.run_dir)
+    record.run_dir = _relative(run_dir, store_dir)
+    report = run_dir / store.REPORT
+    record.report = str(report) if report.is_file() else None
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _execute_run(command: list[str]) -> Any:
+    """Parse ``command`` as ``splitbrain run`` does and run it (no live display)."""
+    from harness.cli import build_parser
+    from harness.run import run_test
+    from harness.run_cli import config_from_args
+
+    args = build_parser().parse_args([*command, "--no-display"])
+    args.argv = command
+    config = config_from_args(args)
+    return run_test(config)
+
+
+# -- output ------------------------------------------------------------------------
+
+
+def progress_line(record: RunRecord) -> str:
+    plan = record.plan
+    snap = plan.snapshot_threshold or "default"
+    text = (f"run {plan.index + 1}: {record.status} · {plan.nodes} nodes, {plan.read_mode} "
+            f"reads, snapshot {snap}, retry {plan.retry_share:g}, {plan.nemesis} "
+            f"every {plan.nemesis_interval:g} s, {plan.time_limit:g} s · seed {plan.seed}")
+    if record.failing:
+        text += f" · failing: {', '.join(record.failing)}"
+    return text
+
+
+def summary_table(campaign: Campaign) -> Any:
+    """A rich table of the runs: configuration, verdict and what each covered."""
+    from rich.table import Table
+
+    table = Table(title=f"campaign seed {campaign.seed} · {len(campaign.runs)} runs",
+                  title_justify="left")
+    for name in ("#", "verdict", "nodes", "reads", "snapshot", "retry", "faults / interval",
+                 "s", "ops ok", "elections", "overlaps", "snapshots", "lag", "seed"):
+        numeric = name in ("#", "nodes", "snapshot", "retry", "s", "ops ok", "elections",
+                           "overlaps", "snapshots", "lag", "seed")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=True)
+    styles = {"valid": "green", "invalid": "bold red"}
+    for record in campaign.runs:
+        plan, cov = record.plan, record.coverage or {}
+        table.add_row(
+            str(plan.index + 1), f"[{styles.get(record.status, 'yellow')}]{record.status}[/]",
+            str(plan.nodes), plan.read_mode, str(plan.snapshot_threshold or "default"),
+            f"{plan.retry_share:g}", f"{plan.nemesis} / {plan.nemesis_interval:g} s",
+            f"{plan.time_limit:g}", str((cov.get("ops") or {}).get("ok", "-")),
+            str(cov.get("elections", "-")), str(sum((cov.get("compositions") or {}).values())),
+            str(cov.get("snapshots", "-")), str(cov.get("max_follower_lag", "-")),
+            str(plan.seed),
+        )
+    return table
+
+
+def summary_lines(campaign: Campaign) -> list[str]:
+    """The campaign's verdict and coverage, and for a failure how to repeat it."""
+    from harness.coverage import describe, merge
+
+    data = campaign.to_json()
+    counts = ", ".join(f"{n} {s}" for s, n in data["counts"].items()) or "no runs"
+    lines = [f"campaign: {campaign.directory / CAMPAIGN_JSON}",
+             f"runs: {counts}" + (f" (stopped: {campaign.stopped_because})"
+                                  if campaign.stopped_because else "")]
+    covered = [r.coverage for r in campaign.runs if r.coverage is not None]
+    if covered:
+        lines += [f"covered: {line}" for line in describe(merge(covered))]
+    first = campaign.first_invalid
+    if first is not None:
+        lines.append(f"invalid: run {first.plan.index + 1} after "
+                     f"{data['first_invalid']['minutes']:.1f} min, failing "
+                     f"{', '.join(first.failing) or '?'}")
+        if first.evidence:
+            lines.append(f"evidence: {first.evidence}")
+        if first.report:
+            lines.append(f"report: {first.report}")
+        lines.append(f"repeat: {reproduce_line(first.command)}")
+    for record in campaign.runs:
+        if record.status in ("error", "unknown") and record.run_dir:
+            why = record.error or "the checkers could not decide"
+            lines.append(f"{record.status}: run {record.plan.index + 1} ({record.run_dir}): {why}")
+    verdict = {EXIT_VALID: "valid", EXIT_INVALID: "invalid"}.get(campaign.exit_code, "unknown")
+    lines.append(f"verdict: {verdict}")
+    return lines
