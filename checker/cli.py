@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from checker.elle import TXN_MODELS, check_txn_history
+from checker.elle.text import format_txn_result, is_txn_result
 from checker.errors import InputError
 from checker.history import FORMATS, History, load_history, write_edn
 from checker.linearizable import DEFAULT_MEMORY_MB, check_history
@@ -36,7 +38,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("path", metavar="PATH", help="history file or store run directory")
-    parser.add_argument("--model", choices=sorted(MODELS),
+    parser.add_argument("--model", choices=sorted([*MODELS, *TXN_MODELS]),
                         help="model to check against (default: implied by the format, "
                              "or test.json's for a run directory; raft-kv otherwise)")
     parser.add_argument("--init", metavar="JSON",
@@ -94,8 +96,11 @@ def handle(args: argparse.Namespace) -> int:
             history_source = history
             model_name = args.model or history.default_model
             # a history the model cannot read is bad input here: ModelError -> exit 2
-            result = check_history(history, get_model(model_name, initial),
-                                   timeout=args.timeout, memory_mb=args.memory)
+            if model_name in TXN_MODELS:
+                result = check_txn_history(history, model_name)
+            else:
+                result = check_history(history, get_model(model_name, initial),
+                                       timeout=args.timeout, memory_mb=args.memory)
             title = f"check {path.name}"
     except InputError as exc:
         raise _user_error(str(exc)) from None
@@ -113,7 +118,8 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
-        print(format_result(result, name=None if path.is_dir() else "linearizable"))
+        name = "transactional" if is_txn_result(result) else "linearizable"
+        print(format_result(result, name=None if path.is_dir() else name))
     return EXIT_CODES.get(result.get("valid"), 2)
 
 
@@ -148,7 +154,9 @@ def format_result(result: dict[str, Any], name: str | None = None, indent: str =
             if isinstance(sub, dict):
                 lines.append(format_result(sub, sub_name, indent + "  "))
         return "\n".join(lines)
-    if "partitions" in result:
+    if is_txn_result(result):
+        lines.extend(format_txn_result(result, indent + "  "))
+    elif "partitions" in result:
         lines.append(
             f"{indent}  model {result.get('model')}, {result.get('ops')} operations in "
             f"{result.get('partitions')} partition(s), {result.get('elapsed_s', 0):.3f} s")

@@ -85,6 +85,17 @@ def check_linearizable(history: History, model: str, initial: Any, timeout: floa
                 "reason": f"the {model} model cannot check this history: {exc}"}
 
 
+def check_transactional(history: History, model: str) -> dict[str, Any]:
+    """Transactional anomalies (``checker.elle``); txns the model cannot read are ``unknown``."""
+    from checker.elle import check_txn_history
+
+    try:
+        return check_txn_history(history, model)
+    except ModelError as exc:
+        return {"valid": "unknown", "model": model,
+                "reason": f"the {model} model cannot check this history: {exc}"}
+
+
 def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None = None,
             initial: Any = _ABSENT, memory_mb: float | None = DEFAULT_MEMORY_MB) -> dict[str, Any]:
     """Every checker on a store run directory, composed (see checker/results.py).
@@ -105,9 +116,14 @@ def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None
     if model is not None and initial is _ABSENT and model != configured_model:
         init = None  # another model's initial value would not fit
     history = load_history(run_dir / HISTORY, format="jsonl")
-    results: dict[str, dict[str, Any]] = {
-        "linearizable": check_linearizable(history, model_name, init, timeout, memory_mb),
-    }
+    from checker.elle import TXN_MODELS
+
+    results: dict[str, dict[str, Any]] = {}
+    if model_name in TXN_MODELS:
+        results["transactional"] = check_transactional(history, model_name)
+    else:
+        results["linearizable"] = check_linearizable(history, model_name, init, timeout,
+                                                     memory_mb)
     observations_path = run_dir / OBSERVATIONS
     if observations_path.is_file():
         from checker.logorder import check_log_order, load_observations
