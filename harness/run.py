@@ -125,9 +125,61 @@ class RunOutcome:
     stats: dict[str, Any] = field(default_factory=dict)
     unexpected_exits: list[str] = field(default_factory=list)
     heal_errors: list[str] = field(default_factory=list)
+    #: Faults of the schedule that failed when applied (the run exits 2 if otherwise valid).
+    fault_errors: list[str] = field(default_factory=list)
+    #: Packages ``--nemesis all`` left out because this run cannot make them: name -> why.
+    nemesis_left_out: dict[str, str] = field(default_factory=dict)
     headline: str | None = None  # what went wrong, in one sentence, when the run failed
     #: What the run exercised (harness.coverage), also in coverage.json.
     coverage: dict[str, Any] | None = None
+
+
+def unsupported_faults(config: RunConfig) -> dict[str, str]:
+    """Fault -> why this run's network backend or database cannot make it, and what
+    would: the network backends declare theirs (``harness.net.unsupported_faults``),
+    a database lacks what its adapter does not implement (clock, lose-unfsynced)."""
+    from harness.db import DB
+    from harness.net import unsupported_faults as network_unsupported
+
+    refused = dict(network_unsupported(config.net))
+    try:
+        db = create_db(config.db, DBOptions(read_mode=config.read_mode,
+                                            bugs=tuple(config.bugs)))
+    except Exception:  # the run itself says what is wrong with the database
+        return refused
+    if type(db).set_clock is DB.set_clock:
+        refused["clock"] = f"--db {config.db} has no clock control; leave clock out"
+    if type(db).lose_unfsynced is DB.lose_unfsynced:
+        refused["lose-unfsynced"] = (f"--db {config.db} cannot drop unfsynced writes; "
+                                     f"use kill instead")
+    return refused
+
+
+def plan_faults(config: RunConfig, nodes: list[str]) -> dict[str, str]:
+    """Refuse, before anything starts, a fault this run could not make (UserError, one
+    line naming the faults, why, and what would work), so no run records faults it
+    never made. ``--nemesis all`` means every package this run can make: the others
+    are left out of ``config.nemesis`` and returned (package -> why) to be reported.
+    """
+    from harness.cli import UserError
+    from nemesis import schedule as schedules
+    from nemesis.faults import history_f
+
+    refused = unsupported_faults(config)
+    if config.nemesis_schedule:
+        wanted = {entry["f"] for entry in schedules.load(config.nemesis_schedule, nodes)
+                  if not history_f(entry).startswith("stop-")}
+    elif list(config.nemesis) == list(schedules.PACKAGES):  # "all"
+        left_out = {name: refused[name] for name in config.nemesis if name in refused}
+        config.nemesis = [name for name in config.nemesis if name not in refused]
+        return left_out
+    else:
+        wanted = set(config.nemesis)
+    cannot = sorted(wanted & set(refused))
+    if cannot:
+        reasons = sorted({refused[name] for name in cannot})
+        raise UserError(f"cannot inject {', '.join(cannot)} in this run: {'; '.join(reasons)}")
+    return {}
 
 
 def build_schedule(config: RunConfig, nodes: list[str]) -> list[dict[str, Any]]:
@@ -193,6 +245,7 @@ class RunState:
         self.faults_started_at: float | None = None
         self.leader: str | None = None
         self.heal_errors: list[str] = []
+        self.fault_errors: list[str] = []
 
     def observe(self, event: dict[str, Any]) -> None:
         self.stats.observe(event)
@@ -265,6 +318,7 @@ async def execute(
         # log-order checks then say unknown, and this says why.
         facts["unobservable"] = dict(collector.unsupported_reasons)
         facts["heal_errors"] = state.heal_errors
+        facts["fault_errors"] = state.fault_errors
     return facts
 
 
@@ -316,7 +370,7 @@ async def _drive(
     schedule: list[dict[str, Any]],
     workload: RegisterWorkload,
 ) -> None:
-    from nemesis.executor import HealError, run_schedule
+    from nemesis.executor import HealError, NemesisState, run_schedule
 
     nodes = cluster.nodes
     pool = ProcessPool(
@@ -338,15 +392,18 @@ async def _drive(
             yield op
 
     async def nemesis() -> None:
+        done = NemesisState()
         try:
             await run_schedule(
                 schedule, cluster, recorder.write, state.clock,
-                rng=random.Random(seed ^ 0xFA17),
+                rng=random.Random(seed ^ 0xFA17), state=done,
             )
         except HealError as exc:
             # Recorded in the history by the executor; the harness heals
             # again below, and the checkers judge what happened.
             state.heal_errors.append(str(exc))
+        finally:
+            state.fault_errors = done.errors  # also the ones before a cancellation
 
     stop_collecting = trio.Event()
     async with trio.open_nursery() as background:
@@ -441,19 +498,23 @@ def report_and_headline(run_dir: Path, write_report: bool) -> tuple[str | None, 
 def run_test(config: RunConfig) -> RunOutcome:
     """Run one test to its verdict. Ctrl-C stops it cleanly (history kept, exit 2)."""
     config.resolved_seed()
-    run_dir = store.create_run_dir(Path(config.store), config.name())
     nodes = node_names(config.nodes)
+    left_out = plan_faults(config, nodes)  # before the run directory: a refusal leaves none
     schedule = build_schedule(config, nodes)
+    run_dir = store.create_run_dir(Path(config.store), config.name())
     test = describe_test(config, schedule)
+    if left_out:
+        test["nemesis_left_out"] = left_out
     store.write_json(run_dir / store.TEST_JSON, test)
     state = RunState(config, RunClock())
-    outcome = RunOutcome(run_dir, EXIT_UNKNOWN)
+    outcome = RunOutcome(run_dir, EXIT_UNKNOWN, nemesis_left_out=left_out)
     began = time.monotonic()
     try:
         facts = trio.run(execute, config, run_dir, state, schedule)
         test.update(facts)
         outcome.unexpected_exits = facts.get("unexpected_node_exits", [])
         outcome.heal_errors = facts.get("heal_errors", [])
+        outcome.fault_errors = facts.get("fault_errors", [])
     except BaseException as exc:
         if _contains(exc, KeyboardInterrupt):
             outcome.interrupted = True
@@ -482,6 +543,10 @@ def run_test(config: RunConfig) -> RunOutcome:
                 "error": f"checkers failed: {type(exc).__name__}: {exc}",
             }
         outcome.timings["check_seconds"] = round(time.monotonic() - checked, 3)
+        if outcome.fault_errors and results.get("valid") is True:
+            # No silent faults: a valid verdict would claim faults that never happened.
+            results["valid"] = "unknown"
+            results["fault_errors"] = outcome.fault_errors
         outcome.results = results
         store.write_json(run_dir / store.RESULTS, results)
         outcome.exit_code = exit_code_for(results)
@@ -571,6 +636,12 @@ def summary(outcome: RunOutcome) -> str:
         )
     for problem in outcome.heal_errors:
         lines.append(f"warning: {problem}")
+    for name, why in outcome.nemesis_left_out.items():
+        lines.append(f"note: --nemesis all left out {name}: {why}")
+    if outcome.fault_errors:
+        lines.append(f"error: {len(outcome.fault_errors)} fault(s) of the schedule failed, so "
+                     f"the run did not test what it planned (exit 2 unless invalid):")
+        lines += [f"  {problem}" for problem in outcome.fault_errors]
     if outcome.error:
         lines.append(f"error: {outcome.error}")
     return "\n".join(lines)

@@ -58,11 +58,19 @@ def register(subparsers: Any) -> None:
                              "per-key histories, faster checking)")
     parser.add_argument("--nemesis", default="", metavar="PACKAGES",
                         help="comma-separated fault packages (partition, kill, pause, loss, "
-                             "clock, lose-unfsynced, delay, duplicate, reorder) or all; "
-                             "partition with pause also hangs the leader (cut off, paused, "
-                             "woken still cut off); default none")
+                             "clock, lose-unfsynced, delay, duplicate, reorder) or all (every "
+                             "package this run can make). Each slot holds a single fault or, "
+                             "about two slots in three, a composition of overlapping faults "
+                             "of the chosen packages (partition with a paused node or lossy "
+                             "links, kill during a partition, flickering and one-way cuts, "
+                             "a slow election, a lagging node made electable, crashes right "
+                             "after an election, clock skew as the leader goes, the hung "
+                             "leader); a fault the run cannot make is refused before it "
+                             "starts; default none")
     parser.add_argument("--nemesis-interval", type=float, default=5.0, metavar="S",
-                        help="seconds between faults of a generated schedule (default 5)")
+                        help="seconds per slot of a generated schedule: each slot's "
+                             "scenario lasts 50-100%% of it and is undone before the next "
+                             "(default 5)")
     parser.add_argument("--nemesis-schedule", default=None, metavar="FILE",
                         help="a JSON schedule file instead of a generated one")
     parser.add_argument("--net", default=None, choices=NETWORKS,

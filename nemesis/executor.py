@@ -13,7 +13,9 @@ start, pause / resume, bump-clock, ...). The event is recorded *after* the
 fault took effect, so every operation after it in the history ran under the
 fault. A failing step (a node that will not start) is recorded with an
 ``"error"`` and the schedule goes on: one stuck node must not freeze the rest
-of the run.
+of the run; it is also listed in ``NemesisState.errors``, and the harness
+then refuses to call the run valid (it did not test what its schedule says).
+An entry of a composite scenario carries its ``"compose"`` name into the event.
 
 An entry with a ``when`` trigger is armed at its ``at`` (in a background
 task; the entries after it keep their own times): it waits for the next
@@ -56,7 +58,13 @@ from typing import Any
 import trio
 
 from nemesis.api import ClusterControl, next_election
-from nemesis.faults import NODE_FAULTS, PROBABILITY_FAULTS, history_f, validate_schedule
+from nemesis.faults import (
+    LEADER_SHAPES,
+    NODE_FAULTS,
+    PROBABILITY_FAULTS,
+    history_f,
+    validate_schedule,
+)
 from nemesis.shapes import components, connectivity_graph, grudge_from_graph
 
 Record = Callable[[dict[str, Any]], object]
@@ -81,10 +89,16 @@ class NemesisState:
     partitioned: bool = False
     message_faults: set[str] = field(default_factory=set)
     strobes: list[tuple[trio.CancelScope, list[str]]] = field(default_factory=list)
+    #: Faults that could not be applied, one line each ("at 12.5 s kill: ..."): the run
+    #: did not test what its schedule says, so the harness must not call it valid.
+    errors: list[str] = field(default_factory=list)
 
 
-def _event(clock: Clock, f: str, value: Any) -> dict[str, Any]:
-    return {"time": clock(), "process": "nemesis", "type": "info", "f": f, "value": value}
+def _event(clock: Clock, f: str, value: Any, compose: str | None = None) -> dict[str, Any]:
+    event = {"time": clock(), "process": "nemesis", "type": "info", "f": f, "value": value}
+    if compose is not None:
+        event["compose"] = compose  # the composite scenario the entry belongs to
+    return event
 
 
 async def resolve_target(target: str | list[str], candidates: Sequence[str],
@@ -151,8 +165,11 @@ class _Executor:
         try:
             value = await self._apply(f, entry["value"], rng)
         except Exception as exc:  # recorded, and the schedule goes on (see module doc)
-            value = {"requested": entry["value"], "error": f"{type(exc).__name__}: {exc}"}
-        self.record(_event(self.clock, history_f(entry), value))
+            error = f"{type(exc).__name__}: {exc}"
+            value = {"requested": entry["value"], "error": error}
+            self.state.errors.append(f"{history_f(entry)} (schedule at {entry['at']:g} s): "
+                                     f"{error}")
+        self.record(_event(self.clock, history_f(entry), value, entry.get("compose")))
 
     async def arm(self, entry: dict[str, Any], group: _TriggerGroup,
                   pending: set[trio.CancelScope],
@@ -177,7 +194,8 @@ class _Executor:
                 pending.discard(scope)
                 if skipped:  # also when the run itself is cancelled
                     self.record(_event(self.clock, history_f(entry),
-                                       {"requested": entry["value"], "skipped": skipped}))
+                                       {"requested": entry["value"], "skipped": skipped},
+                                       entry.get("compose")))
         if not skipped:
             await self.apply(entry)
 
@@ -230,8 +248,9 @@ class _Executor:
             description: dict[str, Any] = {"grudge": value["grudge"]}
         else:
             shape = value["shape"]
-            leader = await self.control.leader() if shape == "isolate-leader" else None
-            if shape == "isolate-leader" and leader is None:
+            wants_leader = shape in LEADER_SHAPES or shape == "lagging-majority"
+            leader = await self.control.leader() if wants_leader else None
+            if shape in LEADER_SHAPES and leader is None:
                 return {"shape": shape, "note": "no leader right now: nothing cut"}
             graph = connectivity_graph(shape, nodes, rng, leader=leader, node=value.get("node"))
             grudge = grudge_from_graph(graph)
@@ -385,16 +404,18 @@ async def heal_all(control: ClusterControl, state: NemesisState | None = None,
 
 async def run_schedule(schedule: Sequence[dict[str, Any]], control: ClusterControl,
                        record: Record, clock: Clock, *, rng: random.Random | None = None,
-                       heal_timeout: float = 60.0) -> NemesisState:
+                       heal_timeout: float = 60.0,
+                       state: NemesisState | None = None) -> NemesisState:
     """Apply the schedule in time, then heal everything (also on error or cancellation).
 
     ``record(event)`` receives each nemesis event (without "index": the history
     writer numbers events); ``clock()`` gives the history time in ns since the
     run began. Raises HealError if the final heal could not make the cluster
-    whole (not when the run was cancelled: the cancellation wins).
+    whole (not when the run was cancelled: the cancellation wins). Pass ``state`` to
+    read what was done (``state.errors``: faults that failed) even when it raises.
     """
     entries = validate_schedule(list(schedule), list(control.nodes))
-    state = NemesisState()
+    state = state if state is not None else NemesisState()
     rng = rng if rng is not None else random.Random(0)
     errors: list[str] = []
     start = trio.current_time()

@@ -9,7 +9,7 @@ reproducible. The faults and their values:
 f                  value
 =================  ==============================================================
 partition          ``{"shape": S}`` with S in SHAPES (``"node": n`` optional for
-                   isolate-one), or ``{"grudge": {node: [nodes it must not
+                   NODE_SHAPES), or ``{"grudge": {node: [nodes it must not
                    receive from]}}``
 heal               ``null`` — remove every partition
 kill / start       a target (see below); start restarts killed nodes from disk
@@ -41,6 +41,11 @@ those with the same ``at`` wait for the same election (each with its own
 takes three). Entries without a trigger keep their own times, and triggers
 still waiting when the schedule ends are dropped (recorded as skipped).
 
+An entry may carry ``"compose": name``: the generated scenario it belongs to
+(``nemesis.schedule.COMPOSITES``), when several faults overlap on purpose. It
+only labels the entry (history events and reports can say which composition
+ran); applying the entry does not depend on it.
+
 Validation errors name the entry (its position and content) and say what was
 expected, because schedules are often written by hand.
 """
@@ -71,7 +76,14 @@ FAULTS = (
 TRIGGERS = ("new-leader",)
 #: Default ``within`` of a ``when`` trigger, in seconds.
 DEFAULT_TRIGGER_WITHIN = 10.0
-SHAPES = ("halves", "isolate-one", "isolate-leader", "majorities-ring", "bridge", "random")
+SHAPES = ("halves", "isolate-one", "isolate-leader", "majorities-ring", "bridge", "random",
+          "deaf-one", "deaf-leader", "mute-one", "mute-leader", "lagging-majority")
+#: Shapes that may name their node (``"node": n``); a random one when they do not.
+NODE_SHAPES = ("isolate-one", "deaf-one", "mute-one", "lagging-majority")
+#: Shapes cut around the leader of the moment: nothing is cut when there is none.
+LEADER_SHAPES = ("isolate-leader", "deaf-leader", "mute-leader")
+#: Shapes that cut one direction of some links only (A hears B, B does not hear A).
+ONE_WAY_SHAPES = ("deaf-one", "deaf-leader", "mute-one", "mute-leader")
 TARGET_WORDS = ("one", "leader", "minority", "majority", "all")
 #: Faults whose value is a target.
 NODE_FAULTS = ("kill", "start", "pause", "resume", "lose-unfsynced")
@@ -184,8 +196,8 @@ def _validate_partition(value: object, nodes: Sequence[str] | None) -> dict[str,
     _only_keys(value, ("shape", "node"), "partition")
     result: dict[str, Any] = {"shape": shape}
     if "node" in value:
-        if shape != "isolate-one":
-            raise ValueError(f'"node" only goes with shape "isolate-one", not {shape!r}')
+        if shape not in NODE_SHAPES:
+            raise ValueError(f'"node" only goes with shapes {list(NODE_SHAPES)}, not {shape!r}')
         result["node"] = _node(value["node"], nodes, "partition node")
     return result
 
@@ -281,9 +293,10 @@ def validate_entry(entry: object, position: int = 0,
     if not isinstance(entry, dict):
         raise ScheduleError(f"{where}: must be a map with keys at, f, value")
     try:
-        extra = sorted(set(entry) - {"at", "f", "value", "seed", "when"})
+        extra = sorted(set(entry) - {"at", "f", "value", "seed", "when", "compose"})
         if extra:
-            raise ValueError(f"unexpected key(s) {extra}; allowed: at, f, value, seed, when")
+            raise ValueError(f"unexpected key(s) {extra}; allowed: at, f, value, seed, when, "
+                             f"compose")
         if "at" not in entry or "f" not in entry:
             raise ValueError('needs "at" (seconds) and "f" (fault name)')
         at = _number(entry["at"], "at", minimum=0.0)
@@ -299,6 +312,11 @@ def validate_entry(entry: object, position: int = 0,
             normalized["seed"] = seed
         if "when" in entry:
             normalized["when"] = validate_when(entry["when"])
+        if "compose" in entry:
+            compose = entry["compose"]
+            if not isinstance(compose, str) or not compose:
+                raise ValueError(f"compose must be a scenario name (string), got {compose!r}")
+            normalized["compose"] = compose
     except ValueError as exc:
         raise ScheduleError(f"{where}: {exc}") from None
     return normalized

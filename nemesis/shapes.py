@@ -17,6 +17,13 @@ Shapes (Jepsen's vocabulary):
   have a quorum in different windows).
 * ``bridge`` — two halves that cannot talk, plus one node that talks to both.
 * ``random`` — a random G(n, 1/2) graph, redrawn until at least one link is cut.
+* ``deaf-one`` / ``deaf-leader`` — one-way: the node receives from nobody while
+  every other node still hears it (its heartbeats go out, no answer comes back).
+* ``mute-one`` / ``mute-leader`` — one-way: nobody receives from the node while it
+  still hears everyone (a deposed leader that hears the higher term).
+* ``lagging-majority`` — the given node (``node``, e.g. one isolated just before
+  so that it fell behind) on the majority side, the current leader on the
+  minority side: the lagging node stands in the majority's election.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from collections.abc import Mapping, Sequence
 
 import networkx as nx
 
-from nemesis.faults import SHAPES
+from nemesis.faults import LEADER_SHAPES, NODE_SHAPES, SHAPES
 
 
 def _complete(nodes: Sequence[str]) -> nx.DiGraph:
@@ -53,6 +60,41 @@ def isolate(nodes: Sequence[str], node: str) -> nx.DiGraph:
     if node not in nodes:
         raise ValueError(f"cannot isolate {node!r}: not one of {list(nodes)}")
     return _cliques([[node], [other for other in nodes if other != node]])
+
+
+def deaf(nodes: Sequence[str], node: str) -> nx.DiGraph:
+    """One-way cut: ``node`` receives from nobody, every other node still hears it."""
+    if node not in nodes:
+        raise ValueError(f"cannot make {node!r} deaf: not one of {list(nodes)}")
+    graph = _complete(nodes)
+    graph.remove_edges_from([(src, node) for src in nodes if src != node])
+    return graph
+
+
+def mute(nodes: Sequence[str], node: str) -> nx.DiGraph:
+    """One-way cut: nobody receives from ``node``, which still hears every other node."""
+    if node not in nodes:
+        raise ValueError(f"cannot make {node!r} mute: not one of {list(nodes)}")
+    graph = _complete(nodes)
+    graph.remove_edges_from([(node, dst) for dst in nodes if dst != node])
+    return graph
+
+
+def lagging_majority(nodes: Sequence[str], node: str, leader: str | None,
+                     rng: random.Random) -> nx.DiGraph:
+    """``node`` with a majority that excludes ``leader``; the leader with the rest.
+
+    After ``node`` was cut off long enough to fall behind, this is the cut that
+    makes it a candidate of the side that can elect: a correct Raft refuses it
+    its votes (its log is not up to date) and elects another; a Raft with a
+    broken vote or log check elects it and loses what the others committed.
+    """
+    if node not in nodes:
+        raise ValueError(f"lagging-majority: {node!r} is not one of {list(nodes)}")
+    others = [other for other in nodes if other not in (node, leader)]
+    rng.shuffle(others)
+    side = [node, *others[: len(nodes) // 2]]
+    return _cliques([side, [other for other in nodes if other not in side]])
 
 
 def majorities_ring(nodes: Sequence[str], rng: random.Random) -> nx.DiGraph:
@@ -99,15 +141,21 @@ def random_graph(nodes: Sequence[str], rng: random.Random) -> nx.DiGraph:
 
 def connectivity_graph(shape: str, nodes: Sequence[str], rng: random.Random, *,
                        leader: str | None = None, node: str | None = None) -> nx.DiGraph:
-    """The graph of a named shape; ``leader`` is needed for isolate-leader."""
+    """The graph of a named shape; ``leader`` is needed for the LEADER_SHAPES."""
+    if shape in LEADER_SHAPES and leader is None:
+        raise ValueError(f"{shape} needs a leader and there is none")
     if shape == "halves":
         return halves(nodes, rng)
-    if shape == "isolate-one":
-        return isolate(nodes, node if node is not None else rng.choice(list(nodes)))
-    if shape == "isolate-leader":
-        if leader is None:
-            raise ValueError("isolate-leader needs a leader and there is none")
-        return isolate(nodes, leader)
+    if shape in NODE_SHAPES and node is None:
+        node = rng.choice(list(nodes))
+    if shape in ("isolate-one", "isolate-leader"):
+        return isolate(nodes, node if shape == "isolate-one" else leader)  # type: ignore[arg-type]
+    if shape in ("deaf-one", "deaf-leader"):
+        return deaf(nodes, node if shape == "deaf-one" else leader)  # type: ignore[arg-type]
+    if shape in ("mute-one", "mute-leader"):
+        return mute(nodes, node if shape == "mute-one" else leader)  # type: ignore[arg-type]
+    if shape == "lagging-majority":
+        return lagging_majority(nodes, node, leader, rng)  # type: ignore[arg-type]
     if shape == "majorities-ring":
         return majorities_ring(nodes, rng)
     if shape == "bridge":

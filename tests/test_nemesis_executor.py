@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from nemesis import schedule as schedules
 from nemesis.api import ClusterControl, Network
-from nemesis.executor import HealError, heal_all, run_schedule
+from nemesis.executor import HealError, NemesisState, heal_all, run_schedule
 
 NODES = ["n1", "n2", "n3", "n4", "n5"]
 
@@ -278,9 +278,12 @@ async def test_failed_steps_are_recorded_and_a_failed_heal_raises(autojump_clock
     schedule = [{"at": 0, "f": "kill", "value": ["n1"]},
                 {"at": 1, "f": "start", "value": ["n1"]},
                 {"at": 2, "f": "pause", "value": ["n2"]}]
+    state = NemesisState()
     with pytest.raises(HealError, match="start n1: RuntimeError: n1 will not start"):
-        await run_schedule(schedule, cluster, record, clock)
+        await run_schedule(schedule, cluster, record, clock, state=state)
     assert events[1]["f"] == "start" and "will not start" in events[1]["value"]["error"]
+    # Listed for the harness, which then cannot call the run valid (no silent faults).
+    assert state.errors == ["start (schedule at 1 s): RuntimeError: n1 will not start"]
     assert events[2]["value"]["nodes"] == ["n2"]  # the schedule went on
     assert events[-1]["value"]["errors"] == ["start n1: RuntimeError: n1 will not start"]
     assert cluster.paused == set()
@@ -394,3 +397,18 @@ def test_any_generated_schedule_runs_cleanly_and_leaves_the_cluster_whole(packag
     times = [event["time"] for event in events]
     assert times == sorted(times)
     assert events[-1]["f"] == "heal-all"
+
+
+async def test_entries_of_a_composite_carry_its_name_into_the_history(autojump_clock):
+    cluster = FakeCluster()
+    events, record, clock = recorder()
+    state = NemesisState()
+    await run_schedule([{"at": 0, "f": "partition", "value": {"shape": "deaf-leader"},
+                         "compose": "one-way"},
+                        {"at": 1, "f": "heal", "value": None, "compose": "one-way"},
+                        {"at": 2, "f": "kill", "value": "one"}], cluster, record, clock,
+                       state=state)
+    assert [event.get("compose") for event in events] == ["one-way", "one-way", None, None]
+    # deaf-leader: the leader hears nobody, everyone still hears it.
+    assert events[0]["value"]["grudge"] == {"n1": ["n2", "n3", "n4", "n5"]}
+    assert state.errors == []

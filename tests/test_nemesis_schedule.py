@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 
 import pytest
@@ -35,6 +36,7 @@ NODES = ["n1", "n2", "n3", "n4", "n5"]
         ({"at": 1, "f": "partition", "value": {"grudge": {"n1": ["n1"]}}}, "names the node"),
         ({"at": 1, "f": "partition", "value": {"shape": "halves", "node": "n1"}},
          "only goes with"),
+        ({"at": 1, "f": "heal", "compose": 3}, "compose must be a scenario name"),
         ({"at": 1, "f": "clock", "value": {"targets": "one"}}, 'needs "offset"'),
         ({"at": 1, "f": "clock", "value": {"targets": "one", "offset": 1, "rate": 0}},
          "rate must be > 0"),
@@ -123,7 +125,70 @@ def _key(entry):
     return entry["f"], value if not isinstance(value, dict) else "shape"
 
 
-STOPS = {"partition": "heal", "kill": "start", "lose-unfsynced": "start", "pause": "resume"}
+#: The kind of fault an entry starts or stops: what "different kinds" means below.
+KIND = {"partition": "partition", "heal": "partition", "kill": "crash",
+        "lose-unfsynced": "crash", "start": "crash", "pause": "pause", "resume": "pause",
+        "loss": "loss", "delay": "delay", "duplicate": "duplicate", "reorder": "reorder",
+        "clock": "clock"}
+
+
+def _starts(entry) -> bool:
+    """True for an entry that starts a fault (False for heal, start, resume, off, reset)."""
+    if entry["f"] in ("heal", "start", "resume"):
+        return False
+    if entry["f"] in ("loss", "duplicate", "reorder"):
+        return entry["value"]["p"] > 0
+    if entry["f"] == "delay":
+        return entry["value"]["mean"] > 0 or entry["value"]["jitter"] > 0
+    if entry["f"] == "clock":
+        return not entry["value"].get("reset")
+    return True
+
+
+def _slots(schedule, interval, time_limit, chosen):
+    """The generated entries per slot, without the final heal. A start belongs to the
+    slot its time falls in, a stop to the slot of the start before it (a stop due at
+    the very moment the next slot starts was generated, and so sorts, before it)."""
+    generated = schedule[: len(schedule) - len(schedules.final_heal(0, list(chosen)))]
+    slots: dict[int, list] = {}
+    index = 0
+    for entry in generated:
+        if _starts(entry) or "when" in entry:
+            index = int((entry["at"] - interval / 2 + 0.001) // interval)  # at is rounded
+        slots.setdefault(index, []).append(entry)
+    return slots
+
+
+def _timeline(entries, election):
+    """(time, entry) in the order the executor applies them, with every trigger's
+    election ``election`` s after its ``at`` (triggered entries fire delay after it)."""
+    timed = []
+    for position, entry in enumerate(entries):
+        t = entry["at"]
+        if "when" in entry:
+            t += min(election, entry["when"]["within"]) + entry["when"]["delay"]
+        timed.append((t, position, entry))
+    return [(t, entry) for t, _, entry in sorted(timed, key=lambda item: item[:2])]
+
+
+def _replay(entries, election):
+    """Replay a slot: (active kinds at the end, most kinds active at once, last time)."""
+    active: dict[str, int] = {}
+    most = 0
+    last = 0.0
+    for t, entry in _timeline(entries, election):
+        kind = KIND[entry["f"]]
+        if _starts(entry):
+            active[kind] = active.get(kind, 0) + 1
+        else:
+            active.pop(kind, None)  # every stop undoes the whole kind ("all", p 0, heal)
+        most = max(most, len(active))
+        last = max(last, t)
+    return set(active), most, last
+
+
+#: Composites that are a pattern of one kind of fault (cuts that change over time).
+ONE_KIND = {"flicker", "one-way", "lagging-electable"}
 
 
 @settings(max_examples=60, deadline=None)
@@ -147,51 +212,106 @@ def test_generated_schedules_are_valid_timed_and_end_whole(packages, n, time_lim
     final = [entry for entry in schedule if entry["at"] == times[-1]]
     stops = {MESSAGE_STOPS[f] for f in chosen if f in MESSAGE_STOPS}
     assert {_key(entry) for entry in final} >= WHOLE | stops
-    # Every fault is stopped before the next one starts: faults do not pile up.
-    faults = schedule[: len(schedule) - len(schedules.final_heal(0, list(chosen)))]
-    active: list[dict] = []
-    for entry in faults:
-        if _is_stop(entry, stops):
-            assert active and _stops(entry, active[-1]), (entry, active)
-            active.pop()
-        else:
-            assert not active or _hangs_the_leader(active, entry), (entry, active)
-            active.append(entry)
-    assert active == []
-    assert {entry["f"] for entry in faults} <= chosen | set(STOPS.values())
+    # Only the chosen packages start faults, and only composites they offer appear.
+    assert {entry["f"] for entry in schedule if _starts(entry)} <= chosen
+    for entry in schedule:
+        if "compose" in entry:
+            assert schedules.COMPOSITES[entry["compose"]].offered(list(chosen), n)
+    # Each slot undoes what it started before the next slot begins, however soon or
+    # late (within its window) the election a trigger waits for comes.
+    for index, entries in _slots(schedule, interval, time_limit, chosen).items():
+        next_slot = interval / 2 + (index + 1) * interval
+        for election in (0.0, math.inf):
+            left, _, last = _replay(entries, election)
+            assert left == set(), (index, entries)
+            assert last <= min(next_slot, round(time_limit, 3)) + 0.002, (index, entries)
 
 
-def _is_stop(entry, stops) -> bool:
-    return entry["f"] in STOPS.values() or _key(entry) in WHOLE | stops
+def _composites(schedule, interval, time_limit):
+    """(name, entries) of every composite slot of a schedule of all packages."""
+    for entries in _slots(schedule, interval, time_limit, schedules.PACKAGES).values():
+        names = {entry.get("compose") for entry in entries}
+        assert len(names) == 1  # a slot holds one scenario
+        if None not in names:
+            yield names.pop(), entries
 
 
-def _stops(stop, start) -> bool:
-    return stop["f"] == STOPS.get(start["f"], start["f"])
+def test_every_composition_is_reached_and_overlaps_faults_of_different_kinds():
+    """Over 200 one-minute runs of --nemesis all, every composite scenario occurs, and each
+    one (but the cut patterns of one kind) has two kinds of fault active at once."""
+    seen: dict[str, int] = {}
+    for seed in range(200):
+        schedule = schedules.generate(["all"], NODES, 60, 5, random.Random(seed))
+        for name, entries in _composites(schedule, 5, 60):
+            seen[name] = seen.get(name, 0) + 1
+            if name in ONE_KIND:
+                continue
+            for election in (0.0, 1.0):
+                assert _replay(entries, election)[1] >= 2, (name, entries)
+    assert set(seen) == set(schedules.COMPOSITES)
+    assert min(seen.values()) >= 50  # each one about every other run, or more
+    composite_slots = sum(seen.values())
+    assert composite_slots / (200 * 12) >= 0.6  # most slots compose faults
 
 
-def _hangs_the_leader(active, entry) -> bool:
-    """The one fault allowed inside another: a pause of the leader cut off alone."""
-    return (len(active) == 1 and active[0]["value"] == {"shape": "isolate-leader"}
-            and entry["f"] == "pause" and entry["value"] == "leader")
+def test_composites_shape_what_they_promise():
+    flickers = one_ways = laggards = restarts = 0
+    for seed in range(200):
+        schedule = schedules.generate(["all"], NODES, 60, 5, random.Random(seed))
+        for name, entries in _composites(schedule, 5, 60):
+            if name == "flicker":  # several cuts, each shorter than an election timeout
+                flickers += 1
+                cuts = [e for e in entries if e["f"] == "partition"]
+                heals = [e for e in entries if e["f"] == "heal"]
+                assert len(cuts) == len(heals) >= 1
+                assert all(heal["at"] - cut["at"] < 0.3
+                           for cut, heal in zip(cuts, heals, strict=True))
+                assert len({json.dumps(c["value"]) for c in cuts}) == 1
+            elif name == "one-way":  # deaf then mute (or back), the same node or leader
+                one_ways += 1
+                shapes = [e["value"]["shape"] for e in entries if e["f"] == "partition"]
+                assert {s.split("-")[0] for s in shapes} == {"deaf", "mute"}
+                assert len({s.split("-")[1] for s in shapes}) == 1
+            elif name == "lagging-electable":  # cut off long, then with the majority
+                laggards += 1
+                first, second, heal = entries
+                assert first["value"]["shape"] == "isolate-one"
+                assert second["value"] == {"shape": "lagging-majority",
+                                           "node": first["value"]["node"]}
+                assert second["at"] - first["at"] >= 0.4 * (heal["at"] - first["at"]) - 0.002
+            elif name == "restart-after-vote":  # crash right after an election, restart
+                restarts += 1
+                crash, restart = [e for e in entries if "when" in e]
+                assert crash["f"] in ("kill", "lose-unfsynced") and restart["f"] == "start"
+                assert crash["when"]["delay"] <= 0.05 < restart["when"]["delay"]
+    assert min(flickers, one_ways, laggards, restarts) >= 50
 
 
-def _hung_leaders(schedule) -> int:
-    return sum(1 for before, entry in itertools.pairwise(schedule)
-               if _hangs_the_leader([before], entry)
-               and round(entry["at"] - before["at"], 3) <= 0.01)
+@pytest.mark.parametrize("packages", [["partition"], ["pause", "clock"], ["kill", "loss"],
+                                      ["partition", "delay"], ["clock"]])
+def test_only_chosen_packages_are_composed(packages):
+    schedule = schedules.generate(packages, NODES, 600, 5, random.Random(1))
+    assert {entry["f"] for entry in schedule if _starts(entry)} <= set(packages)
+    offered = {name for name, composite in schedules.COMPOSITES.items()
+               if composite.offered(packages, len(NODES))}
+    used = {entry["compose"] for entry in schedule if "compose" in entry}
+    assert used == offered
 
 
-def test_a_minute_of_partitions_and_pauses_hangs_the_leader_several_times():
+def test_a_minute_of_partitions_and_pauses_hangs_the_leader_often():
     """A leader cut off and paused together is what --nemesis all must reach by itself."""
-    counts = [_hung_leaders(schedules.generate(["all"], NODES, 60, 5, random.Random(seed)))
+    def hung(schedule):
+        return sum(1 for before, entry in itertools.pairwise(schedule)
+                   if before["value"] == {"shape": "isolate-leader"}
+                   and entry["f"] == "pause" and entry["value"] == "leader"
+                   and round(entry["at"] - before["at"], 3) <= 0.01)
+
+    counts = [hung(schedules.generate(["all"], NODES, 60, 5, random.Random(seed)))
               for seed in range(200)]
-    assert sum(counts) / len(counts) >= 2.5
-    assert sum(1 for c in counts if c >= 1) / len(counts) >= 0.94
+    assert sum(counts) / len(counts) >= 1.4
+    assert sum(1 for c in counts if c >= 1) / len(counts) >= 0.75
     for packages in (["partition", "kill", "loss"], ["pause", "clock"]):
-        schedule = schedules.generate(packages, NODES, 600, 5, random.Random(1))
-        assert _hung_leaders(schedule) == 0
-        assert {entry["f"] for entry in schedule if entry["at"] < 600} <= set(packages) | set(
-            STOPS.values()) | {"loss"}
+        assert hung(schedules.generate(packages, NODES, 600, 5, random.Random(1))) == 0
 
 
 def test_generate_uses_every_package_of_all_over_a_long_run():

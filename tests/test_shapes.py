@@ -124,3 +124,40 @@ def test_shapes_refuse_clusters_too_small_for_them():
         shapes.bridge(names(2), random.Random(0))
     with pytest.raises(ValueError, match="unknown partition shape"):
         shapes.connectivity_graph("donut", names(3), random.Random(0))
+
+
+@given(sizes, seeds)
+def test_one_way_shapes_cut_one_direction_only(n, seed):
+    """deaf: the node hears nobody, all hear it; mute: nobody hears it, it hears all."""
+    nodes = names(n)
+    node = random.Random(seed).choice(nodes)
+    others = set(nodes) - {node}
+    for shape, leader in (("deaf-one", None), ("deaf-leader", node)):
+        grudge = shapes.shape_grudge(shape, nodes, random.Random(seed), leader=leader,
+                                     node=node if leader is None else None)
+        assert grudge[node] == others
+        assert all(not grudge[other] for other in others)
+    for shape, leader in (("mute-one", None), ("mute-leader", node)):
+        grudge = shapes.shape_grudge(shape, nodes, random.Random(seed), leader=leader,
+                                     node=node if leader is None else None)
+        assert not grudge[node]
+        assert all(grudge[other] == {node} for other in others)
+
+
+@given(sizes, seeds, st.booleans())
+def test_lagging_majority_puts_the_node_with_a_majority_and_the_leader_outside(n, seed, same):
+    nodes = names(n)
+    rng = random.Random(seed)
+    node = rng.choice(nodes)
+    leader = node if same else rng.choice([other for other in nodes if other != node])
+    graph = shapes.connectivity_graph("lagging-majority", nodes, random.Random(seed),
+                                      leader=leader, node=node)
+    parts = shapes.components(graph)
+    side = next(part for part in parts if node in part)
+    assert len(side) == n // 2 + 1 and len(parts) == 2
+    assert same or leader not in side
+
+
+def test_leader_shapes_need_a_leader():
+    with pytest.raises(ValueError, match="needs a leader"):
+        shapes.connectivity_graph("mute-leader", names(3), random.Random(0))

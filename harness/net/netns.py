@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import ipaddress
 import os
 import random
 import re
 import shutil
 import signal
+import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,26 @@ LOCK_PATH = Path("/run/splitbrain-netns.lock")
 REQUIRED_TOOLS = ("ip", "iptables", "iptables-restore")
 REORDER_BASE_DELAY = 0.010
 _NAME = re.compile(r"^[A-Za-z0-9_.]{1,32}$")
+
+
+#: Faults that need ``tc netem``.
+NETEM_FAULTS = ("delay", "duplicate", "reorder")
+
+
+@functools.cache
+def netem_available() -> bool:
+    """Whether ``tc`` can add a netem qdisc here: tried in a throwaway network
+    namespace (``unshare --net``, gone when the command exits), so nothing is left
+    behind. Needs root, as the netns backend does anyway."""
+    if shutil.which("tc") is None or shutil.which("unshare") is None:
+        return False
+    try:
+        probe = subprocess.run(
+            ["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem",
+             "delay", "1ms"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
 
 
 class NetnsUnavailable(UserError):
@@ -153,6 +175,18 @@ class _Netem:
 
 class NetnsNetwork:
     """Namespaces on a bridge; partitions by iptables DROP (see module doc). Implements Network."""
+
+    @staticmethod
+    def unsupported_faults() -> dict[str, str]:
+        """The faults this machine cannot make: delay, duplicate and reorder without tc
+        netem. Asked before a run starts (see ``harness.net.unsupported_faults``), so a
+        run never records a fault it could not make; one-way cuts work (packet DROP on
+        one direction; TCP then stalls the other direction too)."""
+        if netem_available():
+            return {}
+        why = ("--net netns needs tc netem (kernel module sch_netem) for it, which this "
+               "machine lacks; --net proxy has it (raft_impl), or leave it out")
+        return dict.fromkeys(NETEM_FAULTS, why)
 
     def __init__(self, run_id: str | None = None) -> None:
         self.run_id = run_id or new_run_id()

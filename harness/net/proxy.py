@@ -233,6 +233,12 @@ class _Connection:
 class ProxyNetwork:
     """Frame-aware relays on every directed link (see module doc). Implements ``Network``."""
 
+    @staticmethod
+    def unsupported_faults() -> dict[str, str]:
+        """Every link fault works here, one-way cuts too (each directed link is its own
+        relay), so nothing is refused (see ``harness.net.unsupported_faults``)."""
+        return {}
+
     def __init__(self, seed: int = 0, *, rng: random.Random | None = None,
                  trace_path: str | Path | None = None, clock: Callable[[], int] | None = None,
                  host: str = "127.0.0.1", reorder_hold: float = 0.05) -> None:

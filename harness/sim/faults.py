@@ -14,7 +14,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from nemesis.faults import history_f
+from nemesis.faults import LEADER_SHAPES, history_f
 from nemesis.shapes import components, graph_from_grudge, shape_grudge
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def apply_entry(cluster: SimCluster, entry: dict[str, Any], position: int) -> No
             grudge = {dst: set(srcs) for dst, srcs in value["grudge"].items()}
         else:
             leader = cluster.leader()
-            if value["shape"] == "isolate-leader" and leader is None:
+            if value["shape"] in LEADER_SHAPES and leader is None:
                 cluster.record_nemesis(history_f(entry), {**value, "skipped": "no leader"})
                 return
             grudge = shape_grudge(value["shape"], nodes, rng, leader=leader,
