@@ -348,3 +348,31 @@ def test_unknown_micro_op_is_a_model_error(model: str) -> None:
 
     with pytest.raises(ModelError):
         check(concurrent([["incr", "x", 1]]), model)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**32), st.sampled_from(["list-append", "rw-register"]))
+def test_simulated_executions_are_valid(seed: int, model: str) -> None:
+    """Concurrent, with info transactions and key retirement: still strictly serializable."""
+    import random
+
+    from checker.elle.synth import simulate_txns
+    from checker.history import history_from_events
+
+    events = simulate_txns(random.Random(seed), 200, clients=6, keys=3, model=model,
+                           info_rate=0.1, writes_per_key=8)
+    result = check(history_from_events(events), model)
+    assert result["valid"] is True, result["anomaly_types"]
+
+
+def test_simulated_stale_snapshots_are_caught() -> None:
+    import random
+
+    from checker.elle.synth import simulate_txns
+    from checker.history import history_from_events
+
+    events = simulate_txns(random.Random(0), 300, clients=5, keys=3, stale_rate=0.2,
+                           writes_per_key=10)
+    result = check(history_from_events(events))
+    assert result["valid"] is False
+    assert {"G-single", "G2-item"} & set(result["anomaly_types"])
