@@ -4,7 +4,8 @@ A run directory (DESIGN.md, "Store") holds ``history.jsonl``, ``test.json`` and,
 when the harness could observe the nodes, ``observations.jsonl``. This module
 is the one place that knows every checker: linearizability of the history
 (with the model named in ``test.json``, ``raft-kv`` by default) and, when
-observations were recorded, log-order agreement and the Raft invariants.
+observations were recorded, log-order agreement and the Raft invariants, and
+what the nodes said about their own safety (``node-complaints``).
 Nothing is written: callers decide what to do with the composed result.
 """
 
@@ -63,7 +64,8 @@ def model_from_config(config: Mapping[str, Any]) -> tuple[str, Any]:
 
 
 def _compose(results: dict[str, dict[str, Any]], config: Mapping[str, Any]) -> dict[str, Any]:
-    """Compose; checkers the database cannot feed (test.json ``unobservable``) are advisory."""
+    """Compose; checkers the database cannot feed (test.json ``unobservable``) are advisory,
+    and so is ``node-complaints`` when nothing was watched (it says unknown, and why)."""
     from checker.results import compose
 
     unobservable = config.get("unobservable")
@@ -71,6 +73,8 @@ def _compose(results: dict[str, dict[str, Any]], config: Mapping[str, Any]) -> d
     if unobservable and "log-order" in results:
         results["log-order"] = {**results["log-order"], "unobservable": unobservable}
         advisory.append("log-order")
+    if results.get("node-complaints", {}).get("valid") == "unknown":
+        advisory.append("node-complaints")
     return compose(results, advisory=advisory)
 
 
@@ -128,7 +132,11 @@ def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None
     if observations_path.is_file():
         from checker.logorder import check_log_order, load_observations
 
-        results["log-order"] = check_log_order(load_observations(observations_path), history)
+        observations = load_observations(observations_path)
+        results["log-order"] = check_log_order(observations, history)
+        watch = config.get("complaint_watch") if isinstance(config, Mapping) else None
+        results["node-complaints"] = observations.complaints.result(
+            observations.pushing, watch if isinstance(watch, Mapping) else None)
     composed = _compose(results, config if isinstance(config, Mapping) else {})
     composed["run_dir"] = str(run_dir)
     return composed

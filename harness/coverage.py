@@ -207,7 +207,8 @@ def node_coverage(observations: Iterable[dict[str, Any]]) -> dict[str, Any]:
             index = record.get("snapshot_index", record.get("index"))
             if kind != "log":
                 pushed_snapshots = True
-                installed += kind in _INSTALLED_KINDS or record.get("installed") is True
+                installed += (kind in _INSTALLED_KINDS or record.get("installed") is True
+                              or record.get("source") == "installed")
             if isinstance(index, int) and not isinstance(index, bool):
                 if index > snapshot_index.get(node, 0):
                     snapshots += 1

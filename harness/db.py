@@ -78,6 +78,22 @@ class Completion:
             raise ValueError(f"completion type must be ok/fail/info, not {self.type!r}")
 
 
+@dataclass(frozen=True)
+class ComplaintPattern:
+    """A line a system prints when it notices it is breaking safety (or close to it).
+
+    The collector matches ``regex`` (Python ``re``, searched) against every new line of
+    a node's output files (:meth:`DB.complaint_files`) and records a ``complaint``
+    observation; the ``node-complaints`` checker fails the run on a ``violation``
+    and lists a ``warning``.
+    """
+
+    name: str
+    regex: str
+    severity: Literal["violation", "warning"]
+    message: str
+
+
 #: Callback the DB calls for every structured event a node prints
 #: (``{"event": "role", ...}``); the collector turns them into observations.
 NodeEventSink = Callable[[str, dict[str, Any]], None]
@@ -122,6 +138,11 @@ class DB:
     #: True when nodes print ``{"event": "role", "role": ..., "term": ...}`` on
     #: every role change (elections are then seen as they happen, not polled).
     role_events = False
+    #: True when nodes push committed entries, snapshots and complaints as events
+    #: (docs/node-events.md); the log is still polled for what pushes cannot show.
+    pushes_events = False
+    #: What a node of this system prints when it breaks safety (see ComplaintPattern).
+    complaint_patterns: tuple[ComplaintPattern, ...] = ()
 
     def plan(
         self, run_dir: Path, nodes: list[str], host: str = "127.0.0.1"
@@ -169,6 +190,10 @@ class DB:
 
     def log_files(self, node: str) -> list[Path]:
         """Files worth keeping for this node (stdout, stderr, dumps)."""
+        return []
+
+    def complaint_files(self, node: str) -> list[Path]:
+        """The node's output files searched for :attr:`complaint_patterns` (its text logs)."""
         return []
 
     def client(self, node: str) -> Client:

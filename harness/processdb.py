@@ -330,6 +330,14 @@ class ProcessDB(DB):
         node = self.nodes[node_id]
         return [p for p in (node.stdout_path, node.stderr_path) if p.exists()]
 
+    def complaint_files(self, node_id: str) -> list[Path]:
+        """stderr, where the systems log (stdout is the JSON event stream when piped)."""
+        node = self.nodes[node_id]
+        files = [node.stderr_path]
+        if not self.pipes_stdout:
+            files.append(node.stdout_path)
+        return files
+
     async def statuses(self) -> dict[str, dict[str, Any]]:
         """Status of every node that answers, asked concurrently (down nodes are left out)."""
         found: dict[str, dict[str, Any]] = {}

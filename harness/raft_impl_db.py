@@ -31,6 +31,8 @@ READY_TIMEOUT = 10.0
 
 class RaftImplDB(WireNodeDB):
     name = "raft_impl"
+    #: Committed entries, snapshots and complaints arrive as stdout events (raft_impl/events.py).
+    pushes_events = True
     ready_timeout = READY_TIMEOUT
     ready_event = "ready"
     stdout_name = "stdout.jsonl"

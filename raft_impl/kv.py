@@ -116,6 +116,9 @@ class KVStateMachine:
         self.data: dict[Any, Any] = {}
         self.sessions: OrderedDict[str, tuple[int, Result]] = OrderedDict()
         self.applied = 0
+        #: Whether the last command applied was skipped as a retry or a stale seq of its
+        #: session (no effect): the node tells the harness, which checks exactly-once.
+        self.skipped = False
 
     # ---- applying
 
@@ -129,14 +132,17 @@ class KVStateMachine:
 
     def apply(self, command: Command) -> Result:
         client, seq = command.client, command.seq
+        self.skipped = False
         if client is not None and seq is not None:
             session = self.sessions.get(client)
             if session is not None and self.dedup:
                 last_seq, last_result = session
                 if seq == last_seq:
                     self.sessions.move_to_end(client)
+                    self.skipped = True
                     return last_result
                 if seq < last_seq:
+                    self.skipped = True
                     return Result(False, None, "stale-seq", definite=False)
             result = self._execute(command)
             self.sessions[client] = (seq, result)

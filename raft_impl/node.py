@@ -62,6 +62,7 @@ import trio
 
 from .client import receive_raw
 from .core import LEADER, READ_MODES, RaftConfig, RaftCore, Ready
+from .events import EventSink, EventStream, SafetyWatch
 from .kv import Command, CommandError, KVStateMachine
 from .messages import AppendEntries, Heartbeat, HeartbeatResponse, Message, MessageError
 from .storage import Storage, write_snapshot_file
@@ -319,10 +320,17 @@ class DiskThread:
 
 
 class Node:
-    """One raft_impl node. ``await Node(config).run()`` serves until cancelled."""
+    """One raft_impl node. ``await Node(config).run()`` serves until cancelled.
 
-    def __init__(self, config: NodeConfig) -> None:
+    ``events`` receives what the node pushes to the harness (raft_impl/events.py);
+    by default its stdout.
+    """
+
+    def __init__(self, config: NodeConfig, events: EventSink | None = None) -> None:
         self.config = config
+        self._stream = EventStream() if events is None else None
+        self.events: EventSink = events if events is not None else self._stream  # type: ignore[assignment]
+        self._watch = SafetyWatch(self.events)
         self.id = config.node_id
         self.bugs = config.bugs
         self.rng = random.Random(config.seed)
@@ -409,6 +417,9 @@ class Node:
         self._recover()
         try:
             async with trio.open_nursery() as nursery:
+                if self._stream is not None:
+                    self._stream.open()
+                    nursery.start_soon(self._stream.run)
                 if hasattr(select, "epoll"):
                     self._client_poller = _ClientPoller(self._handle_request, self._kick)
                     nursery.start_soon(self._client_poller.run)
@@ -435,7 +446,7 @@ class Node:
                 nursery.start_soon(self._ready_loop)
                 nursery.start_soon(self._syncer)
                 nursery.start_soon(self._ticker)
-                emit({
+                self.events.emit({
                     "event": "ready",
                     "id": self.id,
                     "peer": "{}:{}".format(*self.peer_address),
@@ -443,6 +454,8 @@ class Node:
                 })
                 task_status.started()
         finally:
+            if self._stream is not None:
+                self._stream.close()
             self._disk.stop()
             if self._client_poller is not None:
                 self._client_poller.close()
@@ -526,6 +539,8 @@ class Node:
         if rd.entries:
             # Entries from this index on are being replaced: not durable until fsynced.
             first = rd.entries[0].index
+            if first <= self.kv.applied:
+                self._watch.rewriting(rd.entries, self.kv.applied)
             self._durable_index = min(self._durable_index, first - 1)
             self._cut_since_take = min(self._cut_since_take, first)
             storage.stage_entries(rd.entries)
@@ -547,10 +562,13 @@ class Node:
             self._read_rejected(ctx)
         if rd.role_changed is not None:
             role, term = rd.role_changed
-            emit({"event": "role", "term": term, "role": role, "leader": core.leader_id})
+            self.events.emit(
+                {"event": "role", "term": term, "role": role, "leader": core.leader_id}
+            )
             if role != LEADER:
                 self._fail_pending("leadership-lost")
         core.advance(rd)
+        self._watch.state(core.term, core.commit_index, core.last_index)
         self._serve_waiting_reads()
         if storage.needs_sync:
             self._sync_wanted.set()
@@ -636,7 +654,9 @@ class Node:
     async def _install_snapshot(self, snapshot: Snapshot) -> None:
         """A leader's snapshot replaces state machine and log (rare: awaited in the loop)."""
         index = snapshot.meta.index
+        self._watch.installing_snapshot(index, snapshot.meta.term, self.kv.applied)
         self.kv.restore(snapshot.data)
+        digest = self.kv.digest()
         await self._disk.run(write_snapshot_file, self.storage.data_dir, snapshot)
         # The mark is staged only now that the file is durable; the snapshot-resp
         # in this Ready's messages waits for the mark's fsync.
@@ -648,6 +668,8 @@ class Node:
         for pending_index in [i for i in self._pending if i <= index]:
             waiter = self._pending.pop(pending_index)
             waiter.reply(_unknown(waiter.request_id, "entry-compacted"))
+        self.events.emit({"event": "snapshot", "source": "installed", "index": index,
+                          "term": snapshot.meta.term, "digest": digest})
 
     async def _take_snapshot(self) -> None:
         """Snapshot the state machine in the background; compact WAL and core log after."""
@@ -659,22 +681,35 @@ class Node:
             if term is None:
                 return
             snapshot = Snapshot(SnapshotMeta(index, term), self.kv.snapshot())
+            digest = self.kv.digest()  # of the state just serialized: same applied index
             await self._disk.run(write_snapshot_file, self.storage.data_dir, snapshot)
             if core.snapshot_index >= index:
                 return  # a leader's snapshot overtook ours meanwhile
             self.storage.stage_snapshot_mark(snapshot.meta, reset=False)
             self._sync_wanted.set()
             core.compact(snapshot)
+            self.events.emit({"event": "snapshot", "source": "taken", "index": index,
+                              "term": term, "digest": digest})
         finally:
             self._snapshotting = False
 
     def _apply(self, entries: list[Entry]) -> None:
+        """Apply, answer the waiting clients, and push the batch as one ``committed`` event
+        (the harness sees every committed entry before a snapshot can compact it)."""
         kv = self.kv
         pending = self._pending
+        rows: list[list[Any]] = []
         for entry in entries:
             if entry.index <= kv.applied:
                 continue
-            _, result = kv.apply_entry(entry)
+            command, result = kv.apply_entry(entry)
+            if command is None or command.client is None or command.seq is None:
+                client = None if command is None else command.client
+                seq = None if command is None else command.seq
+                rows.append([entry.index, entry.term, entry.digest(), client, seq, None])
+            else:
+                rows.append([entry.index, entry.term, entry.digest(), command.client,
+                             command.seq, kv.skipped])
             waiter = pending.pop(entry.index, None)
             if waiter is None:
                 continue
@@ -683,6 +718,11 @@ class Node:
                 waiter.reply(_unknown(waiter.request_id, "entry-overwritten"))
             else:
                 waiter.reply({"id": waiter.request_id, **result.reply_fields()})
+        if rows:
+            commit = self.core.commit_index if self.core is not None else rows[-1][0]
+            self.events.emit({"event": "committed", "commit": commit, "entries": rows},
+                             droppable=(rows[0][0], rows[-1][0]))
+            self._watch.applied(rows)
 
     def _fail_pending(self, reason: str) -> None:
         pending, self._pending = self._pending, {}

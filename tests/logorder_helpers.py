@@ -73,6 +73,22 @@ class Obs:
     def healed(self, time: int | None = None) -> dict:
         return self._add("healed", None, time)
 
+    def committed(self, node: str, entries: list[dict[str, Any]], commit: int | None = None,
+                  time: int | None = None) -> dict:
+        """Entries ``node`` pushed as it applied them."""
+        top = max((e["index"] for e in entries), default=0)
+        return self._add("committed", node, time, commit=commit or top, entries=entries)
+
+    def snapshot(self, node: str, index: int, term: int, digest: str | None = None,
+                 source: str = "taken", time: int | None = None) -> dict:
+        return self._add("snapshot", node, time, source=source, index=index, term=term,
+                         digest=digest)
+
+    def complaint(self, node: str, complaint: str, severity: str = "violation",
+                  time: int | None = None, **fields: Any) -> dict:
+        return self._add("complaint", node, time, complaint=complaint, severity=severity,
+                         message=f"{complaint} happened", **fields)
+
     def observations(self) -> Observations:
         return Observations.from_records(self.records)
 

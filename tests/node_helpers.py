@@ -18,6 +18,19 @@ from raft_impl.node import Node, NodeConfig
 from raft_impl.wire import FrameDecoder, encode_frame
 
 
+class RecordedEvents:
+    """An event sink (raft_impl.events.EventSink) that keeps what a node pushed."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, event: dict[str, Any], droppable: tuple[int, int] | None = None) -> None:
+        self.events.append(event)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [event for event in self.events if event.get("event") == kind]
+
+
 class InProcessCluster:
     def __init__(self, nursery: trio.Nursery, base: Path, size: int, **config: Any) -> None:
         self.nursery = nursery
@@ -30,6 +43,8 @@ class InProcessCluster:
         self.nodes: dict[str, Node] = {}
         self.scopes: dict[str, trio.CancelScope] = {}
         self.stopped: dict[str, trio.Event] = {}
+        #: What each node pushed (all its incarnations), instead of its stdout.
+        self.events: dict[str, RecordedEvents] = {nid: RecordedEvents() for nid in self.ids}
 
     def node_config(self, node_id: str, **overrides: Any) -> NodeConfig:
         peers = {
@@ -46,7 +61,7 @@ class InProcessCluster:
         )
 
     async def start(self, node_id: str, **overrides: Any) -> Node:
-        node = Node(self.node_config(node_id, **overrides))
+        node = Node(self.node_config(node_id, **overrides), events=self.events[node_id])
 
         stopped = self.stopped[node_id] = trio.Event()
 

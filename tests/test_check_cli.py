@@ -175,7 +175,11 @@ def test_run_directory_with_observations_runs_log_order(tmp_path: Path) -> None:
     ]
     (run / "observations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     result = run_all(run)
-    assert set(result["checkers"]) == {"linearizable", "log-order"}
+    assert set(result["checkers"]) == {"linearizable", "log-order", "node-complaints"}
+    # Nothing could complain in these crafted observations (no pushes, no test.json
+    # saying what was watched): unknown, and advisory so it does not decide the verdict.
+    assert result["checkers"]["node-complaints"]["valid"] == "unknown"
+    assert "node-complaints" in result["advisory"]
     direct = check_log_order(load_observations(run / "observations.jsonl"),
                              load_history(run / "history.jsonl"))
     assert result["checkers"]["log-order"]["valid"] == direct["valid"]

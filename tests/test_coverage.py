@@ -121,6 +121,17 @@ def test_pushed_snapshot_events_count_installs() -> None:
     assert coverage["snapshots"] == 2 and coverage["snapshots_installed"] == 1
 
 
+def test_raft_impl_snapshot_records_count_installs() -> None:
+    """The shape the collector writes for raft_impl's pushed snapshot events."""
+    observations = [
+        {"kind": "snapshot", "node": "n1", "source": "taken", "index": 200, "term": 2},
+        {"kind": "snapshot", "node": "n3", "source": "installed", "index": 200, "term": 2},
+        {"kind": "snapshot", "node": "n1", "source": "taken", "index": 400, "term": 2},
+    ]
+    coverage = node_coverage(observations)
+    assert coverage["snapshots"] == 3 and coverage["snapshots_installed"] == 1
+
+
 def test_run_coverage_reads_the_files_and_skips_torn_lines(tmp_path: Path) -> None:
     lines = [op(0, "invoke", "read", read="lease"), op(0, "ok", "read"),
              nemesis("kill", nodes("n1"))]

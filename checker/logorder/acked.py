@@ -119,9 +119,11 @@ class _AckedWrites:
         ]
         majority = len(self.known_nodes) // 2 + 1
         if hidden:
+            pushed = ("" if self.logs.pushed_entries else
+                      " (the nodes do not push their committed entries; only polls saw the log)")
             self.note_unknown(
                 "acknowledged write not seen in the log; it may be under a snapshot, at indexes "
-                "whose content no dump showed",
+                "whose content no dump showed" + pushed,
                 op=_op_evidence(op),
                 unobserved_indexes=hidden,
             )

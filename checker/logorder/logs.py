@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checker.logorder.evidence import Violations, ranges
-from checker.logorder.records import LogEntry, LogRecord, Where
+from checker.logorder.records import CommittedRecord, LogEntry, LogRecord, SnapshotRecord, Where
 from checker.logorder.views import EMPTY_VIEW, DumpView
 from checker.results import invalid_result, unknown_result, valid_result
 
@@ -68,6 +68,12 @@ class NodeLog:
     last: LogRecord | None = None
     last_view: DumpView = EMPTY_VIEW
     checked_snapshot: tuple[int, int] = (0, 0)
+    #: index -> (term, digest, where) of what this node pushed as applied, above its
+    #: latest pushed snapshot. Kept apart from ``committed``: pushes and dumps reach the
+    #: file by different paths and may be written out of the node's order, while pushes
+    #: among themselves are in order.
+    pushed: dict[int, tuple[int, str, Where]] = field(default_factory=dict)
+    pushed_records: int = 0
 
 
 def _entry_evidence(entry: LogEntry | tuple[int, str] | None, where: Where) -> dict[str, Any]:
@@ -105,6 +111,10 @@ class LogTracker:
         #: (time, commit) each time a dump showed a higher commit index than any before.
         self.commit_marks: list[tuple[int, int]] = []
         self.max_commit_seen = 0
+        #: Pushed committed records and entries; snapshot claims (index, term, where).
+        self.pushed_records = 0
+        self.pushed_entries = 0
+        self.snapshot_claims: list[tuple[int, int, Where]] = []
 
     def commit_horizon(self) -> tuple[list[int], list[int]]:
         """``(times, commits)``: sorted times and the highest commit index seen by each.
@@ -147,6 +157,99 @@ class LogTracker:
             log.committed_max = min(log.committed_max, log.durable)
         if kind == "lose-unfsynced":
             log.lost_unsynced_since_dump = True
+
+    # -- pushed by the nodes -----------------------------------------------------------------
+
+    def on_committed(self, record: CommittedRecord) -> None:
+        """Entries a node pushed as it applied them: committed, and durable on that node.
+
+        They join the table of committed entries (agreement with every dump and every other
+        node's pushes), and the node's own pushes must never disagree with each other — an
+        applied entry never changes, not even across a crash. They do not raise the index
+        the node must still hold in its next dump: a dump taken before the push may be
+        written after it.
+        """
+        where = record.where
+        assert where.node is not None
+        node = self.node(where.node)
+        node.pushed_records += 1
+        self.pushed_records += 1
+        self.pushed_entries += len(record.entries)
+        pushed = node.pushed
+        top = 0
+        for entry in record.entries:
+            index = entry.index
+            top = max(top, index)
+            mine = pushed.get(index)
+            if mine is not None:
+                if mine[0] == entry.term and mine[1] == entry.digest:
+                    continue  # applied again after a restart: the same entry
+                self.durability.add(
+                    "committed-entry-changed",
+                    f"{node.name} applied index {index} in term {mine[0]}; later it applied a "
+                    f"different entry there (term {entry.term})",
+                    node=node.name,
+                    index=index,
+                    time=where.time,
+                    before=_entry_evidence((mine[0], mine[1]), mine[2]),
+                    after=_entry_evidence(entry, where),
+                )
+            pushed[index] = (entry.term, entry.digest, where)
+            self._agree(node, index, entry, where)
+        if record.entries:
+            self.on_applied(node.name, top)
+            commit = max(top, record.commit or 0)
+            if commit > self.max_commit_seen:
+                self.max_commit_seen = commit
+                self.commit_marks.append((where.time, commit))
+        for index, flag in record.duplicates.items():
+            current = self.duplicate_flags.get(index)
+            if current is None or (current and not flag):
+                self.duplicate_flags[index] = flag
+
+    def on_snapshot(self, record: SnapshotRecord) -> None:
+        """A node took or installed a snapshot ending at ``(index, term)``; its term must be
+        that of the entry committed there (checked at the end, whichever came first)."""
+        where = record.where
+        assert where.node is not None
+        node = self.node(where.node)
+        self.snapshot_claims.append((record.index, record.term, where))
+        # Pushes below the snapshot cannot come again in this incarnation (it applies
+        # above it), nor after a restart (it restores the snapshot): forget them.
+        # (They hold about one snapshot interval: rebuilding the dict is cheap.)
+        node.pushed = {i: v for i, v in node.pushed.items() if i > record.index}
+
+    def _agree(self, node: NodeLog, index: int, entry: LogEntry, where: Where) -> None:
+        """Compare a committed entry with the one first seen committed at its index."""
+        first = self.committed.get(index)
+        if first is None:
+            self.committed[index] = (entry, where)
+        elif first[0].term != entry.term or first[0].digest != entry.digest:
+            self.agreement.add(
+                "committed-entries-differ",
+                f"index {index} is committed as different entries on "
+                f"{first[1].node} and {node.name}",
+                index=index,
+                nodes=sorted({str(first[1].node), node.name}),
+                time=where.time,
+                first=_entry_evidence(first[0], first[1]),
+                second=_entry_evidence(entry, where),
+            )
+
+    def _check_snapshot_claims(self, violations: Violations) -> None:
+        for index, term, where in self.snapshot_claims:
+            known = self.committed.get(index)
+            if known is not None and known[0].term != term:
+                violations.add(
+                    "snapshot-term-mismatch",
+                    f"{where.node}'s snapshot ends at index {index} in term {term}, but the "
+                    f"entry committed there has term {known[0].term}",
+                    node=where.node,
+                    index=index,
+                    time=where.time,
+                    snapshot={"term": term, **where.describe()},
+                    committed=_entry_evidence(known[0], known[1]),
+                )
 
     # -- one dump ---------------------------------------------------------------------------
 
@@ -232,7 +335,6 @@ class LogTracker:
         commit = record.commit
         where = record.where
         own = node.committed
-        committed = self.committed
         # Fast path: the committed entries this node already showed in its previous dump,
         # unchanged, were compared then. One C-level list comparison skips them all.
         skip_low, skip_high = 1, 0
@@ -257,20 +359,7 @@ class LogTracker:
                     continue  # unchanged since this node committed it: already compared
                 if mine is not None:
                     self._changed(node, index, mine, entry, where, still_committed=True)
-                first = committed.get(index)
-                if first is None:
-                    committed[index] = (entry, where)
-                elif first[0].term != entry.term or first[0].digest != entry.digest:
-                    self.agreement.add(
-                        "committed-entries-differ",
-                        f"index {index} is committed as different entries on "
-                        f"{first[1].node} and {node.name}",
-                        index=index,
-                        nodes=sorted({str(first[1].node), node.name}),
-                        time=where.time,
-                        first=_entry_evidence(first[0], first[1]),
-                        second=_entry_evidence(entry, where),
-                    )
+                self._agree(node, index, entry, where)
                 own[index] = (entry.term, entry.digest, where)
             else:
                 mine = own.get(index)
@@ -373,8 +462,11 @@ class LogTracker:
 
     def agreement_result(self, known_nodes: set[str]) -> dict[str, Any]:
         stats = self._stats()
-        if self.agreement:
-            return invalid_result(**stats, **self.agreement.describe())
+        violations = Violations()
+        violations.extend(self.agreement)
+        self._check_snapshot_claims(violations)
+        if violations:
+            return invalid_result(**stats, **violations.describe())
         if not self.dumps:
             return unknown_result("no log dumps were observed", **stats)
         if not self.committed:
@@ -468,6 +560,8 @@ class LogTracker:
         return {
             "nodes": sorted(self.nodes),
             "dumps": self.dumps,
+            "pushed_committed_entries": self.pushed_entries,
+            "snapshots": len(self.snapshot_claims),
             "committed_indexes": len(self.committed),
             "max_committed_index": max(self.committed, default=0),
         }

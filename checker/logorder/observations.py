@@ -17,16 +17,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from checker.complaints import ComplaintTracker
 from checker.logorder.digests import DigestTracker
 from checker.logorder.leaders import LeaderTracker
 from checker.logorder.logs import LogTracker
 from checker.logorder.records import (
+    CommittedRecord,
+    ComplaintRecord,
     DigestRecord,
+    DroppedRecord,
     HealedRecord,
     LifecycleRecord,
     LogRecord,
     Record,
     RoleRecord,
+    SnapshotRecord,
     StatusRecord,
     iter_file,
     parse_record,
@@ -43,6 +48,12 @@ class Observations:
         self.logs = LogTracker()
         self.leaders = LeaderTracker()
         self.digests = DigestTracker()
+        self.complaints = ComplaintTracker()
+        #: Nodes that pushed committed entries or snapshots (raft_impl does; polled
+        #: systems do not), and the index ranges they could not push.
+        self.pushing: set[str] = set()
+        self.dropped: list[tuple[str, int, int]] = []
+        self.snapshots: Counter[str] = Counter()
         self.nodes: set[str] = set()
         self.counts: Counter[str] = Counter()
         #: node -> how many crash / lose-unfsynced / restart marks it has had.
@@ -88,6 +99,20 @@ class Observations:
         elif isinstance(record, LifecycleRecord):
             self.incarnation[node] += 1
             self.logs.on_lifecycle(node, record.kind)
+        elif isinstance(record, CommittedRecord):
+            self.pushing.add(node)
+            self.logs.on_committed(record)
+        elif isinstance(record, SnapshotRecord):
+            self.pushing.add(node)
+            self.snapshots[record.source] += 1
+            self.logs.on_snapshot(record)
+            if record.digest is not None:
+                # A snapshot's digest is the state digest at its index, like a digest record.
+                self.digests.on_digest(DigestRecord(where, record.index, record.digest))
+        elif isinstance(record, ComplaintRecord):
+            self.complaints.on_complaint(record)
+        elif isinstance(record, DroppedRecord):
+            self.dropped.append((node, record.first, record.last))
 
     def summary(self) -> dict[str, Any]:
         """What was read, for results: counts per kind, nodes, time span."""
@@ -98,6 +123,13 @@ class Observations:
             "first_time": self.first_time,
             "last_time": self.last_time,
             "healed_time": self.healed_time,
+            "pushed": {
+                "nodes": sorted(self.pushing),
+                "committed_entries": self.logs.pushed_entries,
+                "snapshots_taken": self.snapshots["taken"],
+                "snapshots_installed": self.snapshots["installed"],
+                "dropped_ranges": [list(d) for d in self.dropped[:20]],
+            },
         }
 
 

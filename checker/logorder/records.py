@@ -17,7 +17,11 @@ from typing import Any, NamedTuple
 from checker.errors import InputError
 
 LIFECYCLE_KINDS = ("crash", "restart", "lose-unfsynced")
-KINDS = ("status", "log", "role", "digest", "healed", *LIFECYCLE_KINDS)
+#: What nodes push about themselves as it happens (raft_impl; see docs/node-events.md),
+#: and what the harness found in a node's output (``complaint`` with ``source: output``).
+PUSHED_KINDS = ("committed", "snapshot", "complaint", "events-dropped")
+KINDS = ("status", "log", "role", "digest", "healed", *LIFECYCLE_KINDS, *PUSHED_KINDS)
+SEVERITIES = ("violation", "warning")
 
 
 class LogEntry(NamedTuple):
@@ -107,7 +111,51 @@ class HealedRecord:
     where: Where
 
 
-Record = StatusRecord | LogRecord | RoleRecord | DigestRecord | LifecycleRecord | HealedRecord
+@dataclass(frozen=True, slots=True)
+class CommittedRecord:
+    """Entries a node applied (so committed and durable on it), pushed as it applied them."""
+
+    where: Where
+    commit: int | None
+    entries: list[LogEntry]
+    duplicates: dict[int, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    """A snapshot a node took of its state machine or installed from a leader."""
+
+    where: Where
+    source: str  # "taken" or "installed"
+    index: int
+    term: int
+    #: State digest at ``index`` (the same function as the ``digest`` records').
+    digest: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ComplaintRecord:
+    """A node said it is being made to break safety (an event it pushed, or a known
+    pattern in its output)."""
+
+    where: Where
+    complaint: str
+    severity: str  # one of SEVERITIES
+    message: str | None
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedRecord:
+    """A node could not push committed batches for indexes ``first..last`` (slow reader)."""
+
+    where: Where
+    first: int
+    last: int
+
+
+Record = (StatusRecord | LogRecord | RoleRecord | DigestRecord | LifecycleRecord | HealedRecord
+          | CommittedRecord | SnapshotRecord | ComplaintRecord | DroppedRecord)
 
 
 _KIND_OF_TYPE = {
@@ -116,6 +164,10 @@ _KIND_OF_TYPE = {
     RoleRecord: "role",
     DigestRecord: "digest",
     HealedRecord: "healed",
+    CommittedRecord: "committed",
+    SnapshotRecord: "snapshot",
+    ComplaintRecord: "complaint",
+    DroppedRecord: "events-dropped",
 }
 
 
@@ -190,6 +242,26 @@ def parse_record(raw: object, path: str | None = None, line: int | None = None) 
         return DigestRecord(
             where, applied=fields.integer("applied"), digest=fields.string("digest")  # type: ignore[arg-type]
         )
+    if kind == "committed":
+        entries, duplicates = _parse_entries(fields)
+        return CommittedRecord(where, fields.integer("commit", required=False), entries,
+                               duplicates)
+    if kind == "snapshot":
+        source = fields.string("source")
+        if source not in ("taken", "installed"):
+            raise fields.fail(f"field 'source' must be 'taken' or 'installed', got {source!r}")
+        return SnapshotRecord(where, source, fields.integer("index", minimum=1),  # type: ignore[arg-type]
+                              fields.integer("term"), fields.string("digest", required=False))  # type: ignore[arg-type]
+    if kind == "complaint":
+        severity = fields.string("severity", required=False) or "violation"
+        if severity not in SEVERITIES:
+            raise fields.fail(f"field 'severity' must be one of {', '.join(SEVERITIES)}, "
+                              f"got {severity!r}")
+        return ComplaintRecord(where, fields.string("complaint"), severity,  # type: ignore[arg-type]
+                               fields.string("message", required=False), fields.raw)
+    if kind == "events-dropped":
+        return DroppedRecord(where, fields.integer("first", minimum=1),  # type: ignore[arg-type]
+                             fields.integer("last", minimum=1))  # type: ignore[arg-type]
     return LifecycleRecord(where, kind)
 
 
@@ -197,6 +269,24 @@ _new_tuple = tuple.__new__
 
 
 def _parse_log(fields: _Fields, where: Where) -> LogRecord:
+    entries, duplicates = _parse_entries(fields)
+    snapshot_index = fields.integer("snapshot_index", required=False) or 0
+    snapshot_term = fields.integer("snapshot_term", required=False) or 0
+    return LogRecord(
+        where,
+        commit=fields.integer("commit"),  # type: ignore[arg-type]
+        snapshot_index=snapshot_index,
+        snapshot_term=snapshot_term,
+        from_index=fields.integer("from", required=False, minimum=1),
+        applied=fields.integer("applied", required=False),
+        entries=entries,
+        last_index=fields.integer("last_index", required=False),
+        duplicates=duplicates,
+    )
+
+
+def _parse_entries(fields: _Fields) -> tuple[list[LogEntry], dict[int, bool]]:
+    """A record's ``entries`` list (log dumps and committed pushes share the shape)."""
     raw_entries = fields.raw.get("entries")
     if not isinstance(raw_entries, list):
         raise fields.fail(f"field 'entries' must be a list, got {raw_entries!r}")
@@ -222,19 +312,7 @@ def _parse_log(fields: _Fields, where: Where) -> LogRecord:
             if type(flag) is not bool:
                 raise fields.fail(f"entries[{position}]: 'duplicate' must be true, false or absent")
             duplicates[raw["index"]] = flag
-    snapshot_index = fields.integer("snapshot_index", required=False) or 0
-    snapshot_term = fields.integer("snapshot_term", required=False) or 0
-    return LogRecord(
-        where,
-        commit=fields.integer("commit"),  # type: ignore[arg-type]
-        snapshot_index=snapshot_index,
-        snapshot_term=snapshot_term,
-        from_index=fields.integer("from", required=False, minimum=1),
-        applied=fields.integer("applied", required=False),
-        entries=entries,
-        last_index=fields.integer("last_index", required=False),
-        duplicates=duplicates,
-    )
+    return entries, duplicates
 
 
 def _well_typed(entries: list[LogEntry]) -> bool:

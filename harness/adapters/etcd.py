@@ -50,7 +50,15 @@ import trio
 from harness.adapters import check_options
 from harness.adapters.http import HttpConnection, HttpError
 from harness.adapters.process import ProcessDB
-from harness.db import Client, Completion, DBError, DBOptions, Unsupported, register_db
+from harness.db import (
+    Client,
+    ComplaintPattern,
+    Completion,
+    DBError,
+    DBOptions,
+    Unsupported,
+    register_db,
+)
 from harness.node_client import NodeClient
 from harness.processdb import ADMIN_TIMEOUT
 from harness.wire_client import ConnectionLost
@@ -128,7 +136,33 @@ def error_text(status: int, answer: Any) -> str:
     return f"HTTP {status}"
 
 
+#: What etcd's raft says (then panics) when it notices a safety violation (raft/log.go,
+#: raft/raft.go of etcd 3.4): a committed entry asked to change, a commit index beyond
+#: the log, a persisted commit index out of range.
+COMPLAINTS = (
+    ComplaintPattern(
+        "conflict-with-committed-entry",
+        r"conflict with committed entry",
+        "violation",
+        "etcd was asked to overwrite a committed log entry",
+    ),
+    ComplaintPattern(
+        "commit-out-of-range",
+        r"tocommit\(\d+\) is out of range",
+        "violation",
+        "etcd was asked to commit beyond its log: the log was corrupted, truncated or lost",
+    ),
+    ComplaintPattern(
+        "state-commit-out-of-range",
+        r"state\.commit \d+ is out of range",
+        "violation",
+        "etcd's persisted commit index lies outside its log",
+    ),
+)
+
+
 class EtcdDB(ProcessDB):
+    complaint_patterns = COMPLAINTS
     name = "etcd"
 
     def __init__(self, options: DBOptions | None = None) -> None:

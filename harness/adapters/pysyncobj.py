@@ -27,12 +27,32 @@ from typing import Any
 
 from harness.adapters import check_options
 from harness.adapters.process import NodeSlot
-from harness.db import Client, Completion, DBError, DBOptions, register_db
+from harness.db import Client, ComplaintPattern, Completion, DBError, DBOptions, register_db
 from harness.wire_db import WireNodeClient, WireNodeDB, kv_request
+
+#: What PySyncObj 0.3.17 logs (to stderr, through Python's last-resort log handler) when
+#: it notices it is breaking Raft (syncobj.py: its append-entries and dump-loading paths).
+COMPLAINTS = (
+    ComplaintPattern(
+        "truncated-applied-entries",
+        r"truncating already-applied log entries",
+        "violation",
+        "PySyncObj truncated log entries it had already applied: its state machine may "
+        "have diverged from the other members",
+    ),
+    ComplaintPattern(
+        "commit-beyond-journal",
+        r"raftCommitIndex \(\d+\) exceeds journal end",
+        "warning",
+        "after a restart PySyncObj's commit index was beyond its journal (unsynced entries "
+        "lost in a crash); it clamped the commit index",
+    ),
+)
 
 
 class PySyncObjDB(WireNodeDB):
     name = "pysyncobj"
+    complaint_patterns = COMPLAINTS
 
     def __init__(self, options: DBOptions | None = None) -> None:
         super().__init__(options)

@@ -1,0 +1,83 @@
+"""The collector records what nodes push and what their output complains about; the
+checker reads those records back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from checker.logorder import load_observations
+from harness.adapters.pysyncobj import COMPLAINTS as PYSYNCOBJ_COMPLAINTS
+from harness.collect import Collector, ObservationWriter
+from harness.db import DB
+
+
+class OutputDB(DB):
+    """Only what the collector's pushes and output scan use."""
+
+    complaint_patterns = PYSYNCOBJ_COMPLAINTS
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def complaint_files(self, node: str) -> list[Path]:
+        return [self.home / node / "stderr.log"]
+
+
+def collector_in(tmp_path: Path, db: DB) -> tuple[Collector, ObservationWriter]:
+    ticks = iter(range(1, 1000))
+    writer = ObservationWriter(tmp_path / "observations.jsonl", clock=lambda: next(ticks))
+    return Collector(db, ["n1", "n2"], writer), writer
+
+
+def records(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "observations.jsonl").open()]
+
+
+def test_pushed_events_become_observations_the_checker_reads(tmp_path: Path) -> None:
+    collector, writer = collector_in(tmp_path, OutputDB(tmp_path))
+    collector.on_node_event("n1", {"event": "committed", "commit": 3, "entries": [
+        [1, 1, "d1", None, None, None], [2, 1, "d2", "c1", 1, False],
+        [3, 1, "d3", "c1", 1, True]]})
+    collector.on_node_event("n1", {"event": "snapshot", "source": "taken", "index": 3,
+                                   "term": 1, "digest": "s3"})
+    collector.on_node_event("n2", {"event": "complaint", "complaint": "commit-beyond-log",
+                                   "severity": "violation", "message": "m", "commit": 9})
+    collector.on_node_event("n2", {"event": "events-dropped", "first": 4, "last": 9,
+                                   "batches": 2})
+    writer.close()
+    committed, snapshot, complaint, dropped = records(tmp_path)
+    assert committed["entries"][2] == {"index": 3, "term": 1, "digest": "d3", "client": "c1",
+                                       "seq": 1, "duplicate": True}
+    assert (snapshot["kind"], snapshot["index"], snapshot["digest"]) == ("snapshot", 3, "s3")
+    assert complaint["details"] == {"commit": 9} and complaint["source"] == "event"
+    assert dropped["kind"] == "events-dropped"
+    assert dict(collector.pushed) == {"committed": 3, "snapshot": 1}
+    observations = load_observations(tmp_path / "observations.jsonl")
+    assert observations.logs.duplicate_flags == {2: False, 3: True}
+    assert observations.pushing == {"n1"}
+    assert observations.complaints.result(observations.pushing)["valid"] is False
+
+
+def test_output_lines_matching_a_pattern_become_complaints_once(tmp_path: Path) -> None:
+    (tmp_path / "n1").mkdir()
+    stderr = tmp_path / "n1" / "stderr.log"
+    stderr.write_text("starting\nall good\n")
+    collector, writer = collector_in(tmp_path, OutputDB(tmp_path))
+    collector.scan_outputs()
+    with stderr.open("a") as out:  # one line finished, one still being written
+        out.write("truncating already-applied log entries from index 5 (last applied: 7)\n"
+                  "raftCommitIndex (12) exceeds journal")
+    collector.scan_outputs()
+    with stderr.open("a") as out:
+        out.write(" end (10) after loading dump\n")
+    collector.scan_outputs()
+    collector.scan_outputs()  # nothing new: nothing recorded again
+    writer.close()
+    violation, warning = records(tmp_path)
+    assert (violation["node"], violation["complaint"], violation["severity"]) == (
+        "n1", "truncated-applied-entries", "violation")
+    assert (violation["file"], violation["file_line"]) == ("n1/stderr.log", 3)
+    assert violation["text"].startswith("truncating already-applied")
+    assert (warning["complaint"], warning["severity"], warning["file_line"]) == (
+        "commit-beyond-journal", "warning", 4)
