@@ -6,10 +6,12 @@ files — ``history.jsonl`` (client operations and nemesis events) and
 ``observations.jsonl`` (what the nodes said about themselves) — and counts
 what the run actually went through:
 
-* ``faults``: fault kinds that fired (skipped triggers excluded), and
+* ``faults``: fault kinds that fired (skipped triggers and faults that
+  failed to apply excluded; ``fault_errors`` counts the latter), and
   ``compositions``: which kinds were active *at the same time* (a kill during
   a partition is ``kill+partition``), so a campaign can tell overlapping
-  faults from faults that only ever came one at a time;
+  faults from faults that only ever came one at a time; ``scenarios``: the
+  composite scenarios of the schedule that ran (``compose`` labels), per name;
 * ``elections`` (a node taking office in a new term), ``step_downs`` (a
   leader losing office), ``snapshots`` (a node's snapshot index advancing:
   taken or installed, as far as polling or pushed events can tell) and
@@ -87,6 +89,9 @@ def fault_coverage(history: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Fault kinds that fired and the kinds active together when each fired."""
     faults: Counter[str] = Counter()
     compositions: Counter[str] = Counter()
+    scenarios: Counter[str] = Counter()
+    errors = 0
+    last_label: Any = None  # compose label of the previous nemesis event
     active: set[str] = set()  # link and clock faults in force
     down: set[str] = set()  # killed (or crashed by lose-unfsynced), not restarted
     paused: set[str] = set()
@@ -94,8 +99,15 @@ def fault_coverage(history: Iterable[dict[str, Any]]) -> dict[str, Any]:
         if event.get("process") != "nemesis":
             continue
         f, value = str(event.get("f", "")), event.get("value")
+        label = event.get("compose")
+        previous_label, last_label = last_label, label
         if isinstance(value, dict) and value.get("skipped"):
             continue  # a triggered fault whose moment never came
+        if isinstance(value, dict) and value.get("error"):
+            errors += 1  # it did not happen (the run's verdict says so too)
+            continue
+        if isinstance(label, str) and label != previous_label:
+            scenarios[label] += 1  # slots never overlap: a new label is a new instance
         kind = _STARTS.get(f)
         if kind is not None:
             if kind in ("kill", "lose-unfsynced", "pause") and not _nodes_of(value):
@@ -125,8 +137,12 @@ def fault_coverage(history: Iterable[dict[str, Any]]) -> dict[str, Any]:
             active.clear()
             down.clear()
             paused.clear()
-    return {"faults": dict(sorted(faults.items())),
-            "compositions": dict(sorted(compositions.items()))}
+    result: dict[str, Any] = {"faults": dict(sorted(faults.items())),
+                              "compositions": dict(sorted(compositions.items())),
+                              "scenarios": dict(sorted(scenarios.items()))}
+    if errors:
+        result["fault_errors"] = errors
+    return result
 
 
 def client_coverage(history: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -248,25 +264,26 @@ def write_run_coverage(run_dir: Path) -> dict[str, Any]:
 def merge(coverages: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """A campaign's coverage: sums of counts, maximum lag, runs merged."""
     total: dict[str, Any] = {
-        "runs": 0, "faults": Counter(), "compositions": Counter(), "ops": Counter(),
-        "reads": {}, "retried_ops": 0, "retries": 0, "elections": 0, "step_downs": 0,
-        "snapshots": 0, "max_follower_lag": 0, "crashes": 0, "restarts": 0,
+        "runs": 0, "faults": Counter(), "compositions": Counter(), "scenarios": Counter(),
+        "ops": Counter(), "reads": {}, "retried_ops": 0, "retries": 0, "elections": 0,
+        "step_downs": 0, "snapshots": 0, "max_follower_lag": 0, "crashes": 0, "restarts": 0,
+        "fault_errors": 0,
     }
     installed: int | None = None
     for cov in coverages:
         total["runs"] += 1
-        for name in ("faults", "compositions", "ops"):
+        for name in ("faults", "compositions", "scenarios", "ops"):
             total[name].update(cov.get(name) or {})
         for path, counts in (cov.get("reads") or {}).items():
             total["reads"].setdefault(path, Counter()).update(counts)
         for name in ("retried_ops", "retries", "elections", "step_downs", "snapshots",
-                     "crashes", "restarts"):
+                     "crashes", "restarts", "fault_errors"):
             total[name] += int(cov.get(name) or 0)
         total["max_follower_lag"] = max(total["max_follower_lag"],
                                         int(cov.get("max_follower_lag") or 0))
         if "snapshots_installed" in cov:
             installed = (installed or 0) + int(cov["snapshots_installed"])
-    for name in ("faults", "compositions", "ops"):
+    for name in ("faults", "compositions", "scenarios", "ops"):
         total[name] = dict(sorted(total[name].items()))
     total["reads"] = {p: dict(c) for p, c in sorted(total["reads"].items())}
     if installed is not None:
@@ -282,6 +299,11 @@ def describe(coverage: dict[str, Any]) -> list[str]:
         "faults: " + (", ".join(f"{k} {v}" for k, v in faults.items()) or "none"),
         "overlapping: " + (", ".join(f"{k} {v}" for k, v in comps.items()) or "none"),
     ]
+    scenarios = coverage.get("scenarios") or {}
+    if scenarios:
+        lines.append("scenarios: " + ", ".join(f"{k} {v}" for k, v in scenarios.items()))
+    if coverage.get("fault_errors"):
+        lines.append(f"faults that failed to apply: {coverage['fault_errors']}")
     nodes = (f"elections {coverage.get('elections', 0)}, "
              f"step-downs {coverage.get('step_downs', 0)}, "
              f"snapshots {coverage.get('snapshots', 0)}")

@@ -36,6 +36,7 @@ def test_faults_one_at_a_time_compose_nothing() -> None:
     ]
     assert fault_coverage(history) == {
         "faults": {"kill": 1, "loss": 1, "partition": 1, "pause": 1}, "compositions": {},
+        "scenarios": {},
     }
 
 
@@ -56,7 +57,31 @@ def test_overlapping_faults_are_compositions() -> None:
     assert fault_coverage(history) == {
         "faults": {"clock": 1, "delay": 1, "kill": 1, "partition": 1, "pause": 1},
         "compositions": {"delay+pause": 1, "kill+partition": 1, "kill+partition+pause": 1},
+        "scenarios": {},
     }
+
+
+def test_composite_scenarios_are_counted_once_per_instance_and_failed_faults_apart() -> None:
+    def labelled(f: str, value: Any, name: str) -> dict[str, Any]:
+        return {**nemesis(f, value), "compose": name}
+
+    history = [
+        labelled("start-partition", {"shape": "isolate-leader"}, "hung-leader"),
+        labelled("pause", nodes("n1"), "hung-leader"),
+        labelled("resume", nodes("n1"), "hung-leader"),
+        labelled("stop-partition", None, "hung-leader"),
+        nemesis("kill", nodes("n2")), nemesis("start", nodes("n2")),
+        labelled("start-partition", {"shape": "isolate-one"}, "hung-leader"),
+        labelled("stop-partition", None, "hung-leader"),
+        labelled("start-partition", {"shape": "halves"}, "flicker"),
+        nemesis("start-delay", {"requested": {"mean": 0.1}, "error": "no netem"}),
+    ]
+    coverage = fault_coverage(history)
+    assert coverage["scenarios"] == {"flicker": 1, "hung-leader": 2}
+    assert coverage["faults"] == {"kill": 1, "partition": 3, "pause": 1}
+    assert coverage["compositions"] == {"partition+pause": 1}
+    assert coverage["fault_errors"] == 1
+    assert "scenarios: flicker 1, hung-leader 2" in describe({**coverage, "reads": {}})
 
 
 def op(process: int, kind: str, f: str, **extra: Any) -> dict[str, Any]:
@@ -168,3 +193,23 @@ def test_merge_sums_counts_and_keeps_the_largest_lag(runs: list[dict[str, Any]])
         expected = sum(r["reads"].get(path, {}).get("ok", 0) for r in runs)
         assert total["reads"].get(path, {}).get("ok", 0) == expected
     json.dumps(total)  # campaign.json holds it
+
+
+def test_the_report_shows_coverage_whatever_keys_it_has(tmp_path: Path) -> None:
+    from reports.render import write_run_report
+
+    events = [op(0, "invoke", "write", value=1), op(0, "ok", "write", value=1),
+              op(1, "invoke", "read", read="lease"), op(1, "ok", "read", value=1)]
+    (tmp_path / "history.jsonl").write_text(
+        "".join(json.dumps({**e, "time": i, "index": i}) + "\n" for i, e in enumerate(events)))
+    for coverage in ({"faults": {"kill": 2}},  # partial: an older or hand-made file
+                     {**run_coverage(tmp_path), "scenarios": {"hung-leader": 1},
+                      "fault_errors": 1, "snapshots_installed": 3}):
+        (tmp_path / "coverage.json").write_text(json.dumps(coverage))
+        html = write_run_report(tmp_path)[0].read_text()
+        assert 'id="coverage"' in html
+        assert ("kill ×2" in html) != ("lease: 1 ok of 1" in html)
+    assert "hung-leader ×1" in html and "1 could not be applied" in html
+    assert "(3 installed)" in html
+    (tmp_path / "coverage.json").unlink()
+    assert 'id="coverage"' not in write_run_report(tmp_path)[0].read_text()
