@@ -47,7 +47,9 @@ READ_MODES = ("mixed", "lease", "read-index")
 #: None: the run's default threshold (``harness.run.DEFAULT_SNAPSHOT_THRESHOLD``, 200);
 #: others are passed as ``--node-arg=--snapshot-threshold=N``. The nodes push every
 #: committed entry before compacting it, so low thresholds are judged too.
-SNAPSHOT_THRESHOLDS: tuple[int | None, ...] = (None, 1000, 2000, None, 1500)
+#: Low ones make nodes snapshot, and lagging followers install snapshots, every few
+#: seconds; high ones keep long logs (and long catch-ups by AppendEntries).
+SNAPSHOT_THRESHOLDS: tuple[int | None, ...] = (None, 50, 1000, 100, 500)
 RETRY_SHARES = (0.4, 1.0, 0.0, 0.4, 0.6, 1.0, 0.2)
 FAULT_MIXES = (
     "all",

@@ -13,13 +13,16 @@ what the run actually went through:
   faults from faults that only ever came one at a time; ``scenarios``: the
   composite scenarios of the schedule that ran (``compose`` labels), per name;
 * ``elections`` (a node taking office in a new term), ``step_downs`` (a
-  leader losing office), ``snapshots`` (a node's snapshot index advancing:
-  taken or installed, as far as polling or pushed events can tell) and
-  ``snapshots_installed`` when the nodes push that event;
+  leader losing office), ``snapshots``: taken or installed, from the nodes'
+  pushed ``snapshot`` records (with ``snapshots_installed``: those a leader
+  sent) or, for systems that cannot push, a node's polled snapshot index
+  advancing; ``complaints`` the nodes made about themselves;
 * ``retries``: operations whose session re-sent an in-doubt attempt, and
   how many attempts were re-sent;
-* ``max_follower_lag``: the largest gap seen between the highest commit
-  index any node reported so far and a node's applied index;
+* ``max_follower_lag``: the largest gap seen between the highest index any
+  node reported committed or applied so far and what a node had applied
+  (polled statuses, and pushed ``committed`` batches: a node catching up
+  pushes its first batch far behind the others);
 * ``reads``: reads per read path (invoked and ok), and ``ops`` per outcome.
 
 It is computed from the files alone, so ``coverage.json`` can be rebuilt for
@@ -59,8 +62,6 @@ _STOPS = {
     "stop-reorder": "reorder",
     "reset-clock": "clock",
 }
-#: Pushed observation kinds that mean a snapshot was installed from a leader.
-_INSTALLED_KINDS = ("snapshot-installed", "install-snapshot")
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:
@@ -190,11 +191,11 @@ def node_coverage(observations: Iterable[dict[str, Any]]) -> dict[str, Any]:
     roles: dict[str, dict[str, str]] = {"role": {}, "status": {}}
     step_downs = {"role": 0, "status": 0}
     snapshot_index: dict[str, int] = {}
-    snapshots = installed = 0
-    pushed_snapshots = False
+    polled_snapshots = 0
+    pushed: Counter[str] = Counter()  # pushed snapshot records by source
     highest_commit = 0
     max_lag = 0
-    crashes = restarts = 0
+    crashes = restarts = complaints = 0
     for record in observations:
         kind, node = record.get("kind"), str(record.get("node", ""))
         if kind in ("role", "status"):
@@ -215,31 +216,43 @@ def node_coverage(observations: Iterable[dict[str, Any]]) -> dict[str, Any]:
             restarts += 1
         if kind == "status":
             commit, applied = record.get("commit"), record.get("applied")
-            if isinstance(commit, int):
+            if _is_int(commit):
                 highest_commit = max(highest_commit, commit)
-            if isinstance(applied, int):
+            if _is_int(applied):
                 max_lag = max(max_lag, highest_commit - applied)
-        elif kind in ("log", "snapshot", *_INSTALLED_KINDS) or str(kind).startswith("snapshot"):
-            index = record.get("snapshot_index", record.get("index"))
-            if kind != "log":
-                pushed_snapshots = True
-                installed += (kind in _INSTALLED_KINDS or record.get("installed") is True
-                              or record.get("source") == "installed")
-            if isinstance(index, int) and not isinstance(index, bool):
+        elif kind == "committed":
+            indexes = [e.get("index") for e in record.get("entries") or ()
+                       if isinstance(e, dict) and _is_int(e.get("index"))]
+            if indexes:
+                # the batch's first entry is where the node stood when it resumed applying
+                max_lag = max(max_lag, highest_commit - (min(indexes) - 1))
+                highest_commit = max(highest_commit, max(indexes))
+        elif kind == "snapshot":
+            pushed[str(record.get("source") or "taken")] += 1
+        elif kind == "complaint":
+            complaints += 1
+        elif kind == "log":
+            index = record.get("snapshot_index")
+            if _is_int(index):
                 if index > snapshot_index.get(node, 0):
-                    snapshots += 1
+                    polled_snapshots += 1
                 snapshot_index[node] = max(index, snapshot_index.get(node, 0))
     result: dict[str, Any] = {
         "elections": len(leaders),
         "step_downs": step_downs["role"] if roles["role"] else step_downs["status"],
-        "snapshots": snapshots,
+        "snapshots": sum(pushed.values()) if pushed else polled_snapshots,
         "max_follower_lag": max(0, max_lag),
         "crashes": crashes,
         "restarts": restarts,
+        "complaints": complaints,
     }
-    if pushed_snapshots:
-        result["snapshots_installed"] = installed
+    if pushed:
+        result["snapshots_installed"] = pushed["installed"]
     return result
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def run_coverage(run_dir: Path) -> dict[str, Any]:
@@ -267,7 +280,7 @@ def merge(coverages: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "runs": 0, "faults": Counter(), "compositions": Counter(), "scenarios": Counter(),
         "ops": Counter(), "reads": {}, "retried_ops": 0, "retries": 0, "elections": 0,
         "step_downs": 0, "snapshots": 0, "max_follower_lag": 0, "crashes": 0, "restarts": 0,
-        "fault_errors": 0,
+        "fault_errors": 0, "complaints": 0,
     }
     installed: int | None = None
     for cov in coverages:
@@ -277,7 +290,7 @@ def merge(coverages: Iterable[dict[str, Any]]) -> dict[str, Any]:
         for path, counts in (cov.get("reads") or {}).items():
             total["reads"].setdefault(path, Counter()).update(counts)
         for name in ("retried_ops", "retries", "elections", "step_downs", "snapshots",
-                     "crashes", "restarts", "fault_errors"):
+                     "crashes", "restarts", "fault_errors", "complaints"):
             total[name] += int(cov.get(name) or 0)
         total["max_follower_lag"] = max(total["max_follower_lag"],
                                         int(cov.get("max_follower_lag") or 0))
@@ -310,6 +323,8 @@ def describe(coverage: dict[str, Any]) -> list[str]:
     if "snapshots_installed" in coverage:
         nodes += f" ({coverage['snapshots_installed']} installed)"
     nodes += f", max follower lag {coverage.get('max_follower_lag', 0)} entries"
+    if coverage.get("complaints"):
+        nodes += f", {coverage['complaints']} complaints by the nodes"
     lines.append(nodes)
     reads = coverage.get("reads") or {}
     read_text = ", ".join(f"{p} {c.get('ok', 0)}/{c.get('invoked', 0)}"

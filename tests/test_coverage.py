@@ -132,18 +132,31 @@ def test_elections_step_downs_snapshots_and_lag() -> None:
     ]
     assert node_coverage(observations) == {
         "elections": 2, "step_downs": 1, "snapshots": 2, "max_follower_lag": 38,
-        "crashes": 1, "restarts": 1,
+        "crashes": 1, "restarts": 1, "complaints": 0,
     }
 
 
-def test_pushed_snapshot_events_count_installs() -> None:
+def entries(*indexes: int) -> list[dict[str, Any]]:
+    return [{"index": i, "term": 1, "digest": "d"} for i in indexes]
+
+
+def test_pushed_records_count_snapshots_lag_and_complaints() -> None:
     observations = [
-        {"kind": "snapshot-installed", "node": "n3", "index": 200},
-        {"kind": "snapshot", "node": "n1", "index": 200},
-        {"kind": "log", "node": "n3", "snapshot_index": 200, "entries": []},
+        {"kind": "committed", "node": "n1", "entries": entries(1, 2, 3)},
+        {"kind": "committed", "node": "n2", "entries": entries(1, 2, 3)},
+        {"kind": "snapshot", "node": "n1", "source": "taken", "index": 200, "term": 1},
+        {"kind": "committed", "node": "n1", "entries": entries(*range(4, 401))},
+        # n3 was cut off: it installs the snapshot, then applies from 201, 200 behind
+        {"kind": "snapshot", "node": "n3", "source": "installed", "index": 200, "term": 1},
+        {"kind": "committed", "node": "n3", "entries": entries(201, 202)},
+        # polled snapshot indexes do not count twice when nodes push
+        {"kind": "log", "node": "n3", "snapshot_index": 200, "commit": 202, "entries": []},
+        {"kind": "complaint", "node": "n2", "complaint": "commit-regressed"},
     ]
     coverage = node_coverage(observations)
     assert coverage["snapshots"] == 2 and coverage["snapshots_installed"] == 1
+    assert coverage["max_follower_lag"] == 200 and coverage["complaints"] == 1
+    assert "1 complaints by the nodes" in describe({**coverage, "reads": {}})[2]
 
 
 def test_raft_impl_snapshot_records_count_installs() -> None:
