@@ -34,7 +34,7 @@ from typing import Any
 import trio
 
 from harness.db import DB, Client, Completion
-from harness.workload import Pacer
+from harness.workload import MAX_CONCURRENCY, Pacer
 
 NEMESIS = "nemesis"
 
@@ -137,6 +137,8 @@ class ProcessPool:
         stats: ClientStats | None = None,
         retry_slots: int = 0,
     ) -> None:
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be 1 to {MAX_CONCURRENCY}, not {concurrency}")
         self.db = db
         self.nodes = nodes
         self.recorder = recorder

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import UserError
-from harness.workload import MIXED
+from harness.workload import MAX_CONCURRENCY, MIXED
 from raft_impl.core import READ_MODES
 
 NETWORKS = ("proxy", "netns", "none")
@@ -48,7 +48,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--rate", type=float, default=100.0, metavar="R",
                         help="operations per second over all clients; 0 = unlimited")
     parser.add_argument("--concurrency", type=int, default=5, metavar="C",
-                        help="concurrent client processes (default 5)")
+                        help=f"concurrent client processes, at most {MAX_CONCURRENCY} "
+                             f"(default 5)")
     parser.add_argument("--keys", type=int, default=5, metavar="K",
                         help="registers the workload spreads over (default 5)")
     parser.add_argument("--mix", default=None, metavar="MIX",
@@ -134,6 +135,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if not math.isfinite(args.rate) or args.rate < 0:
         raise UserError(f"--rate must be 0 (unlimited) or a positive number, not {args.rate:g}")
     _positive(args.concurrency, "--concurrency", integer=True)
+    if args.concurrency > MAX_CONCURRENCY:
+        raise UserError(
+            f"--concurrency must be at most {MAX_CONCURRENCY} (one task and one connection "
+            f"each), not {args.concurrency}"
+        )
     _positive(args.keys, "--keys", integer=True)
     if args.ops_per_key is not None:
         _positive(args.ops_per_key, "--ops-per-key", integer=True)

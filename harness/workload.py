@@ -61,6 +61,14 @@ def read_plan(db: str, read_mode: str) -> tuple[str, tuple[str, ...]]:
     return node_mode, paths
 
 
+#: Most concurrent client processes a run may have. Each is a task and a TCP
+#: connection to a node: a thousand already saturate a cluster on a small machine
+#: (most operations time out), and an unbounded number never got to run an
+#: operation at all (issue 16: 10^8 workers filled memory at 30-40 MB/s before
+#: the first one started, and outlived the time limit and Ctrl-C by 17-53 s).
+MAX_CONCURRENCY = 1000
+
+
 def parse_mix(text: str) -> dict[str, float]:
     """``"read=5,write=3,cas=2"`` → normalised weights; ValueError on nonsense."""
     mix: dict[str, float] = {}
@@ -100,8 +108,8 @@ class RegisterWorkload:
     def __post_init__(self) -> None:
         if self.keys < 1:
             raise ValueError("keys must be at least 1")
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be 1 to {MAX_CONCURRENCY}, not {self.concurrency}")
         if self.rate < 0:
             raise ValueError("rate must not be negative")
         if self.ops_per_key is not None and self.ops_per_key < 1:

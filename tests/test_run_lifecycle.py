@@ -73,3 +73,49 @@ def test_stopping_a_run_with_nodes_down_restarts_none_of_them(tmp_path: Path, si
     assert heal[0]["value"]["started"] == [] and heal[0]["value"]["left_down"] == ["n3"]
     stderr_log = next(store.glob("*/*/nodes/n3/stderr.log")).read_text()
     assert stderr_log.count("recovered") == 1, "n3 was started again during shutdown"
+
+
+# -- bounds ----------------------------------------------------------------------------
+
+
+def test_concurrency_beyond_the_maximum_is_refused_in_one_line(capsys):
+    """Issue 16 item 6: --concurrency 100000000 started workers until memory ran out,
+    never ran an operation, and ignored its time limit and Ctrl-C."""
+    from harness.cli import main as cli_main
+    from harness.workload import MAX_CONCURRENCY
+
+    assert cli_main(["run", "--concurrency", "100000000", "--time-limit", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--concurrency" in err and str(MAX_CONCURRENCY) in err
+    assert cli_main(["run", "--concurrency", str(MAX_CONCURRENCY + 1)]) == 2
+    from harness.workload import RegisterWorkload
+
+    with pytest.raises(ValueError, match="concurrency"):
+        RegisterWorkload(concurrency=MAX_CONCURRENCY + 1)
+
+
+async def test_the_most_clients_allowed_still_stop_on_time(tmp_path: Path, autojump_clock):
+    """At the maximum every worker starts, runs, and stops within one operation timeout
+    of the end of the time limit (virtual time: nothing here waits for real)."""
+    import trio
+
+    from harness.clients import HistoryRecorder, ProcessPool
+    from harness.cluster import RunClock
+    from harness.workload import MAX_CONCURRENCY, RegisterWorkload
+    from tests.test_harness_units import FakeDB
+
+    db = FakeDB()
+    db.script = ["hang"] * (100 * MAX_CONCURRENCY)  # every operation in doubt: the slow case
+    recorder = HistoryRecorder(tmp_path / "history.jsonl", RunClock())
+    pool = ProcessPool(db, ["n1", "n2", "n3"], recorder, concurrency=MAX_CONCURRENCY,
+                       op_timeout=1.0)
+    workload = RegisterWorkload(concurrency=MAX_CONCURRENCY, rate=0)
+    stop = trio.Event()
+    began = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pool.run_workers, workload.operations(1), 0, stop)
+        await trio.sleep(2.0)
+        stop.set()
+    recorder.close()
+    assert trio.current_time() - began <= 2.0 + 1.0 + 0.01
+    assert len({client for client, _seq in db.sessions}) >= MAX_CONCURRENCY
