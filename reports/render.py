@@ -91,6 +91,26 @@ def _checker_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _complaints(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What the nodes said about their own safety (node-complaints), violations first."""
+    checker = (result.get("checkers") or {}).get("node-complaints")
+    if not isinstance(checker, Mapping):
+        return []
+    said = [*(checker.get("violations") or []), *(checker.get("warnings") or [])]
+    rows = []
+    for item in said:
+        if not isinstance(item, Mapping):
+            continue
+        where = (f"{item['file']}:{item['file_line']}" if item.get("file")
+                 else f"observations.jsonl:{item.get('line', '?')}")
+        time = item.get("time")
+        rows.append({"severity": item.get("severity", "violation"), "node": item.get("node"),
+                     "time": fmt_time(time) if isinstance(time, int) else "",
+                     "complaint": item.get("complaint"), "said": item.get("said") or "",
+                     "text": item.get("text") or "", "where": where})
+    return rows
+
+
 def _lin_result(result: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
     checkers = result.get("checkers") or {}
     for name in (*LIN_CHECKER_NAMES, *checkers):
@@ -396,6 +416,7 @@ def build_context(
         "result": result,
         "verdict": result.get("valid", "unknown"),
         "checkers": _checker_rows(result),
+        "complaints": _complaints(result),
         "config": config,
         "config_json": json.dumps(config, indent=2, default=str),
         "schedule": _schedule(config),
