@@ -106,6 +106,10 @@ async def pump_lines(
         on_lines([buffer])
 
 
+#: How a node's ``committed`` events begin (raft_impl/events.py writes compact JSON).
+COMMITTED_PREFIX = b'{"event":"committed"'
+
+
 @dataclass
 class LocalNode:
     id: str
@@ -114,6 +118,8 @@ class LocalNode:
     client_port: int
     host: str = "127.0.0.1"
     process: trio.Process | None = None
+    #: What the node printed (ready, role, snapshot, complaint …), but not its committed
+    #: batches: a long benchmark would keep every entry it applied.
     events: list[dict[str, Any]] = field(default_factory=list)
     ready: trio.Event = field(default_factory=trio.Event)
     exited: trio.Event = field(default_factory=trio.Event)
@@ -190,6 +196,8 @@ class LocalCluster:
 
         def collect(lines: list[bytes]) -> None:
             for line in lines:
+                if line.startswith(COMMITTED_PREFIX):
+                    continue  # the bulk of the stream (every applied batch): not kept here
                 try:
                     event = json.loads(line)
                 except ValueError:

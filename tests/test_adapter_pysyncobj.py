@@ -69,6 +69,10 @@ def test_short_pysyncobj_run_with_faults(tmp_path: Path) -> None:
     for name in ("log-agreement", "committed-durability", "acked-writes", "digests"):
         assert log_checks[name]["valid"] in (True, False), (name, log_checks[name])
     assert log_checks["acked-writes"]["acknowledged_writes"] > 0
+    # Its stderr was searched for what PySyncObj says when it breaks Raft: judged either way.
+    complaints = checkers["node-complaints"]
+    assert complaints["output_patterns"] == ["truncated-applied-entries", "commit-beyond-journal"]
+    assert complaints["valid"] in (True, False), complaints
     history = [json.loads(line) for line in (outcome.run_dir / "history.jsonl").open()]
     assert sum(1 for e in history if e["type"] == "ok" and e["f"] == "write") > 0
     assert any(e["f"] in ("kill", "start-partition") for e in history

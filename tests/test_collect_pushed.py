@@ -3,8 +3,12 @@ checker reads those records back."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 from pathlib import Path
+
+import pytest
 
 from checker.logorder import load_observations
 from harness.adapters.pysyncobj import COMPLAINTS as PYSYNCOBJ_COMPLAINTS
@@ -81,3 +85,24 @@ def test_output_lines_matching_a_pattern_become_complaints_once(tmp_path: Path) 
     assert violation["text"].startswith("truncating already-applied")
     assert (warning["complaint"], warning["severity"], warning["file_line"]) == (
         "commit-beyond-journal", "warning", 4)
+
+
+def test_pysyncobj_patterns_match_the_messages_pysyncobj_logs() -> None:
+    """The patterns are checked against the installed library's own format strings."""
+    spec = importlib.util.find_spec("pysyncobj")
+    if spec is None or spec.origin is None:
+        pytest.skip("PySyncObj is not installed")
+    source = (Path(spec.origin).parent / "syncobj.py").read_text().replace("%d", "12")
+    for pattern in PYSYNCOBJ_COMPLAINTS:
+        assert re.search(pattern.regex, source), pattern.name
+
+
+def test_etcd_patterns_match_the_messages_in_the_etcd_binary() -> None:
+    from harness.adapters.etcd import COMPLAINTS, etcd_binary
+
+    binary = etcd_binary()
+    if binary is None:
+        pytest.skip("etcd is not installed")
+    text = Path(binary).read_bytes().replace(b"%d", b"12").decode("latin-1")
+    for pattern in COMPLAINTS:
+        assert re.search(pattern.regex, text), pattern.name

@@ -8,7 +8,8 @@ import os
 import trio
 from node_helpers import InProcessCluster, wait_until
 
-from raft_impl.events import EventStream, SafetyWatch
+from raft_impl.events import EventStream, SafetyWatch, encode_event
+from raft_impl.localcluster import COMMITTED_PREFIX
 from raft_impl.types import Entry, EntryKind
 
 
@@ -185,3 +186,10 @@ async def test_event_stream_never_blocks_and_says_what_it_dropped() -> None:
         os.close(read_fd)
         stream.close()
         os.close(write_fd)
+
+
+def test_local_clusters_recognise_committed_events_without_parsing_them() -> None:
+    line = encode_event({"event": "committed", "commit": 3, "entries": [[3, 1, "d", None,
+                                                                        None, None]]})
+    assert line.startswith(COMMITTED_PREFIX)
+    assert not encode_event({"event": "snapshot", "index": 3}).startswith(COMMITTED_PREFIX)
