@@ -11,7 +11,7 @@ is an *invocation* followed (maybe) by a *completion* of the same process:
 
 Formats (``load_history(path, format="auto")``):
 
-- ``jsonl``: splitbrain's own, one JSON object a line (DESIGN.md, "History"),
+- ``jsonl``: splitbrain's own, one JSON object a line (docs/DESIGN.md, "History"),
   written by :class:`HistoryWriter`, which flushes every event so a crashed run
   keeps everything up to the crash;
 - ``edn``: Jepsen histories, either one map a line or one vector of maps,
@@ -270,7 +270,7 @@ class HistoryWriter:
         self._next_index = 0
 
     def write(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Write one event (a dict of DESIGN.md's fields) and flush; returns what was written."""
+        """Write one event (docs/DESIGN.md's fields) and flush; returns what was written."""
         if self._file is None:
             raise ValueError(f"history writer for {self.path} is closed")
         if event.get("type") not in EVENT_TYPES:

@@ -19,7 +19,7 @@ Validity = bool | Literal["unknown"]
 
 UNKNOWN: Literal["unknown"] = "unknown"
 
-#: Exit codes of the command line, per verdict (DESIGN.md: 0 valid, 1 invalid, 2 unknown).
+#: Exit codes of the command line, per verdict (docs/DESIGN.md: 0 valid, 1 invalid, 2 unknown).
 EXIT_CODES: dict[Validity, int] = {True: 0, False: 1, UNKNOWN: 2}
 
 

@@ -1,6 +1,6 @@
 """Re-run every checker on what a run recorded in its store directory.
 
-A run directory (DESIGN.md, "Store") holds ``history.jsonl``, ``test.json`` and,
+A run directory (docs/DESIGN.md, "Store layout") holds ``history.jsonl``, ``test.json`` and,
 when the harness could observe the nodes, ``observations.jsonl``. This module
 is the one place that knows every checker: linearizability of the history
 (with the model named in ``test.json``, ``raft-kv`` by default) and, when

@@ -22,7 +22,7 @@ FUNCTIONS = ("read", "write", "cas", "append")
 def simulate(rng: random.Random, ops: int, keys: int = 3, clients: int = 3,
              info_rate: float = 0.05, functions: tuple[str, ...] = FUNCTIONS,
              values: int | None = None) -> list[dict[str, Any]]:
-    """Events (DESIGN.md's JSONL shape, ``time`` in ns) of ``ops`` operations.
+    """Events (docs/DESIGN.md's JSONL shape, ``time`` in ns) of ``ops`` operations.
 
     ``values`` bounds the values written (small ranges make collisions and
     hard cases likely); by default every write is distinct. ``append`` is only

@@ -59,7 +59,7 @@ class HistoryRecorder:
     def write(self, event: dict[str, Any]) -> dict[str, Any]:
         if "time" not in event:
             event = {**event, "time": self.clock()}
-        # index first, then time, as in DESIGN.md's example (cosmetic).
+        # index first, then time, as in docs/DESIGN.md's example (cosmetic).
         written = self._writer.write(event)
         for listener in self.listeners:
             listener(written)

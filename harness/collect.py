@@ -1,7 +1,7 @@
 """Collection of what the nodes say about themselves, for the log-order checker.
 
 Two ways in, both appended to ``RUN_DIR/observations.jsonl`` (format:
-checker/README.md):
+checker/README.md; who writes what: docs/DESIGN.md, "Observations"):
 
 - **Pushed**, as it happens: the nodes' stdout events (docs/node-events.md).
   Role changes from every wire-protocol node; from raft_impl also every entry

@@ -10,7 +10,7 @@ Everything a run produces goes to its store directory as it happens
 itself). The async part (:func:`execute`) owns every process and relay of
 the run inside one nursery; the checkers and the report run afterwards,
 outside Trio, on the files alone — exactly what ``splitbrain check RUN_DIR``
-does later.
+does later. The files and ``test.json``'s keys: docs/DESIGN.md, sections 7 and 8.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The store: one directory per run, ``store/<test-name>/<UTC timestamp>/``.
 
-Layout (DESIGN.md)::
+Layout (docs/DESIGN.md, "Store layout", has every file)::
 
     store/
       latest -> raft_impl-partition-kill/20261128T042651.123Z

@@ -1,5 +1,7 @@
 """Run a nemesis schedule against a cluster, recording every fault in the history.
 
+The events' ``f`` names and values per fault: docs/DESIGN.md, "Nemesis events".
+
 ``run_schedule`` sleeps until each entry's ``at`` (seconds since it was
 called), resolves the entry's targets at that moment (the leader is asked from
 ``control.leader()`` then, not when the schedule was written), applies it, and

@@ -1,4 +1,4 @@
-"""The fault vocabulary of splitbrain, as data, and its validation.
+"""The fault vocabulary of splitbrain, as data, and its validation (docs/DESIGN.md, section 5).
 
 A schedule is a JSON list of entries ``{"at": seconds, "f": name, "value": ...,
 "seed": int?}``. ``at`` counts from the moment the executor starts; ``seed``

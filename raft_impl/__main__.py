@@ -7,7 +7,7 @@
 
 ``--list-bugs`` prints the planted bugs, one a line. Exit codes: 0 after
 SIGTERM/SIGINT, 1 when the node cannot run (WAL corruption, port in use),
-2 for a bad command line.
+2 for a bad command line. The contract (options, stdout events): docs/DESIGN.md, section 2.
 """
 
 from __future__ import annotations

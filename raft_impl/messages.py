@@ -1,7 +1,7 @@
 """Raft peer messages: dataclasses with a msgpack-friendly wire form.
 
 On the wire every message is a map with at least ``type``, ``from``, ``to``
-and ``term`` (see INTERFACES.md §1); entries travel as
+and ``term`` (docs/DESIGN.md, "Peer connections"); entries travel as
 ``[index, term, kind, data]`` and snapshots as ``[index, term, data]``.
 ``Message.from_wire`` validates field types, so a corrupt or hostile frame
 raises :class:`MessageError` (which the node turns into "drop the frame")

@@ -33,6 +33,8 @@ Node clock: ``clock = real + offset + (rate - 1) * (real - t_set)`` where
 ``real`` is the monotonic clock and ``t_set`` is when the ``clock`` admin op
 was last received. So ``offset`` is a bump relative to real time and ``rate``
 the speed from then on, without a jump; ``offset 0, rate 1`` is normal.
+
+Requests, answers, error codes and stdout events: docs/DESIGN.md, sections 2 and 3.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ Every connection (peer to peer, client to node, relay in the middle) carries
 frames of a 4-byte big-endian length followed by one msgpack map. msgpack is
 used because it is compact, fast, language-neutral and — unlike pickle —
 cannot execute code when a hostile or corrupt frame is decoded.
+The protocol and its limits: docs/DESIGN.md, "Wire protocol".
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Parsing and validating observation records (INTERFACES.md §4, refined in checker/README.md).
+"""Parsing and validating observation records (checker/README.md; docs/DESIGN.md, "Observations").
 
 Each line of ``observations.jsonl`` becomes one small, typed record. Log dumps
 are the bulk of the file (up to ~100k entries each), so their entries become

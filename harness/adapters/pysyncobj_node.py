@@ -7,7 +7,7 @@
 The command line, the client requests (``{id, client, seq, op, key, value?,
 expected?}`` → ``{id, ok, value?, error?, definite}`` in length-prefixed
 msgpack frames) and the stdout events (``ready``, ``role``) are those of
-``raft_impl`` (DESIGN.md), so the harness drives both alike.
+``raft_impl`` (docs/DESIGN.md), so the harness drives both alike.
 
 Two worlds meet here. PySyncObj (the system under test) runs Raft on its own
 ticker thread, with its own TCP transport, journal and snapshots (its choice

@@ -5,7 +5,8 @@ the virtual clock, writes the same files a real run writes, runs the same
 checkers (``checker.runner.run_all`` on the run directory) and, if asked,
 renders the same HTML report. Nothing here reads the real clock except the
 wall-time measurement reported in :class:`SimResult` (never written into the
-history, so the history stays byte-identical for a given test).
+history, so the history stays byte-identical for a given test). How its files
+differ from a real run's: docs/DESIGN.md, sections 4, 6-8.
 """
 
 from __future__ import annotations
