@@ -128,7 +128,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     outcome = run_test(RunConfig(
         nodes=3, time_limit=4.0, rate=60, concurrency=4, keys=3, seed=11,
         nemesis_schedule=str(schedule), store=str(root / "store"), quiet_period=0.5,
-        run_checkers=False, render_report=False,
+        snapshot_threshold=30, run_checkers=False, render_report=False,
     ))
     assert outcome.error is None, outcome.error
     return outcome.run_dir
@@ -147,6 +147,9 @@ def test_a_real_run_writes_what_the_schemas_describe(real_run: Path, validators)
     assert {line["f"] for line in history if line["process"] != "nemesis"} == {
         "read", "write", "cas"}
     assert any("read" in line for line in history), "no read named its read path"
+    kinds = {line["kind"] for _, line in jsonl(real_run / "observations.jsonl")}
+    assert kinds >= {"status", "log", "role", "digest", "crash", "restart", "lose-unfsynced",
+                     "healed", "committed", "snapshot"}, sorted(kinds)
 
 
 def test_a_simulated_run_writes_what_the_schemas_describe(sim_run: Path, validators) -> None:
