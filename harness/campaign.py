@@ -276,6 +276,7 @@ def run_campaign(
     config: CampaignConfig,
     *,
     execute: Callable[[list[str]], Any] | None = None,
+    on_start: Callable[[RunRecord], None] | None = None,
     on_run: Callable[[RunRecord], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Campaign:
@@ -306,6 +307,8 @@ def run_campaign(
                                                    store_dir=str(store_dir)))
             record.started_minute = (clock() - began) / 60
             campaign.runs.append(record)
+            if on_start is not None:
+                on_start(record)
             started = clock()
             outcome = execute(record.command)
             record.seconds = clock() - started
@@ -403,14 +406,21 @@ def _execute_run(command: list[str]) -> Any:
 # -- output ------------------------------------------------------------------------
 
 
-def progress_line(record: RunRecord) -> str:
+def start_line(record: RunRecord) -> str:
     plan = record.plan
     snap = plan.snapshot_threshold or "default"
-    text = (f"run {plan.index + 1}: {record.status} · {plan.nodes} nodes, {plan.read_mode} "
-            f"reads, snapshot {snap}, retry {plan.retry_share:g}, {plan.nemesis} "
-            f"every {plan.nemesis_interval:g} s, {plan.time_limit:g} s · seed {plan.seed}")
+    return (f"run {plan.index + 1} at {record.started_minute:.1f} min: {plan.nodes} nodes, "
+            f"{plan.read_mode} reads, snapshot {snap}, retry {plan.retry_share:g}, "
+            f"{plan.nemesis} every {plan.nemesis_interval:g} s, {plan.time_limit:g} s, "
+            f"seed {plan.seed}")
+
+
+def progress_line(record: RunRecord) -> str:
+    text = f"run {record.plan.index + 1}: {record.status} in {record.seconds:.0f} s"
     if record.failing:
-        text += f" · failing: {', '.join(record.failing)}"
+        text += f", failing: {', '.join(record.failing)}"
+    if record.run_dir:
+        text += f" ({record.run_dir})"
     return text
 
 

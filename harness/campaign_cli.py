@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,10 +83,20 @@ def config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def handle_campaign(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from harness.campaign import progress_line, run_campaign, summary_lines, summary_table
+    from harness.campaign import (
+        progress_line,
+        run_campaign,
+        start_line,
+        summary_lines,
+        summary_table,
+    )
 
     config = config_from_args(args)
     console = Console(highlight=False)
@@ -93,7 +104,14 @@ def handle_campaign(args: argparse.Namespace) -> int:
         console = Console(highlight=False, width=200)
     print(f"campaign: {config.minutes:g} min on {config.db}"
           + (f" with --bug {', '.join(config.bugs)}" if config.bugs else ""), flush=True)
-    campaign = run_campaign(config, on_run=lambda r: print(progress_line(r), flush=True))
+    # SIGTERM between runs (while one runs, the run handles it) stops like Ctrl-C:
+    # the summary so far, campaign.json final.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        campaign = run_campaign(config, on_start=lambda r: print(start_line(r), flush=True),
+                                on_run=lambda r: print(progress_line(r), flush=True))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     console.print(summary_table(campaign))
     for line in summary_lines(campaign):
         print(line, flush=True)

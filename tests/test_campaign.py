@@ -219,3 +219,27 @@ def test_a_short_real_campaign_is_valid_and_says_what_it_covered(
     run = data["runs"][0]
     assert (store / run["run_dir"] / "coverage.json").is_file()
     assert run["coverage"]["ops"]["ok"] > 0 and data["coverage"]["runs"] == 1
+
+
+def test_sigterm_stops_the_campaign_like_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import signal
+
+    runs = FakeRuns(tmp_path, ["valid"])
+
+    def execute(command: list[str]) -> RunOutcome:
+        if runs.commands:  # the second run: a CI job's timeout sends SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)
+        return runs(command)
+
+    monkeypatch.setattr(cmp, "_execute_run", execute)
+    before = signal.getsignal(signal.SIGTERM)
+    code = cli_main(["campaign", "--minutes", "5", "--seed", "1",
+                     "--store", str(tmp_path / "store")])
+    out = capsys.readouterr().out
+    assert code == 2 and signal.getsignal(signal.SIGTERM) == before
+    assert "run 1: valid in 0 s (t/run1)" in out  # the real clock: fake runs are instant
+    assert "runs: 1 interrupted, 1 valid (stopped: interrupted)" in out
+    assert out.rstrip().endswith("verdict: unknown")
+    assert "run 2 at 0.0 min: " in out
