@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 
 #: Frames larger than this are refused: a corrupt length prefix must not make
-#: a node allocate gigabytes. Snapshots are chunked below this size.
+#: a node allocate gigabytes. A snapshot travels whole in one frame (no chunking).
 MAX_FRAME = 16 * 1024 * 1024
 
 _HEADER = struct.Struct(">I")
