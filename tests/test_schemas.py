@@ -172,6 +172,22 @@ def test_a_simulated_test_json_records_the_schedule_as_given(tmp_path: Path,
     assert_run_matches(tmp_path / "run", validators)
 
 
+@pytest.mark.parametrize(("db", "read_mode"), [("raft_impl", "mixed"), ("etcd", "read-index"),
+                                                ("pysyncobj", "log")])
+def test_test_json_of_every_backend_before_its_run(db: str, read_mode: str, validators) -> None:
+    """What a run of each database writes first (the facts come at its end, as above)."""
+    from harness.cluster import node_names
+    from harness.run import DEFAULT_SNAPSHOT_THRESHOLD, build_schedule, describe_test
+
+    config = RunConfig(db=db, nodes=3, read_mode=read_mode, nemesis=["partition", "kill"],
+                       seed=5, time_limit=10.0)
+    expected = DEFAULT_SNAPSHOT_THRESHOLD if db == "raft_impl" else None
+    assert config.resolved_snapshot_threshold() == expected
+    test = json.loads(json.dumps(describe_test(config, build_schedule(config, node_names(3)))))
+    assert not problems(validators["test"], test)
+    assert test["db"] == db and test["nodes"] == ["n1", "n2", "n3"]
+
+
 def _mutations() -> list[tuple[str, str, tuple[str, dict[str, Any]], Any]]:
     """(schema, what, mutate(document) -> None) of changes that break the contract."""
 
