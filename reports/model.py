@@ -77,6 +77,7 @@ class Op:
     index: int | None = None  # history index of the invocation
     end_index: int | None = None
     position: int = -1  # position of the invocation among all events (checker's "invoke")
+    end_position: int | None = None  # position of the completion (checker's "complete")
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -271,6 +272,7 @@ def build_history(events: Sequence[Mapping[str, Any]]) -> History:
                 continue  # a completion without invocation: nothing to pair it with
             op.result, op.end = kind, time
             op.end_index = event.get("index", position)
+            op.end_position = position
             op.out = event.get("value")
             op.error = event.get("error")
             if event.get("node") is not None:
@@ -500,6 +502,7 @@ class LinEvidence:
     final_state: Any
     model: str | None
     message: str | None
+    initial: Any = None  # the partition's initial state as the checker described it
 
 
 def lin_evidence(history: History, checker_result: Mapping[str, Any]) -> LinEvidence | None:
@@ -528,6 +531,7 @@ def lin_evidence(history: History, checker_result: Mapping[str, Any]) -> LinEvid
         failed=failed, prefix=steps, concurrent=concurrent, final_state=final_state,
         model=checker_result.get("model"),
         message=_first(evidence, "explanation", "message", "reason"),
+        initial=evidence.get("initial_state"),
     )
 
 
@@ -554,7 +558,9 @@ class Focus:
     failed: Op | None = None
     missed: Op | None = None  # the write the failing op should have seen
     source: Op | None = None  # the write whose value the failing op returned instead
-    witness: Op | None = None  # a read that had already seen the newer value
+    witness: Op | None = None  # an op that had already seen the newer value
+    kind: str | None = None  # a key of ANOMALY_HEADLINES; None: not a proven anomaly
+    proof: str = ""  # why real time rules the failing op out (a proven anomaly only)
     faults: list[Fault] = field(default_factory=list)
     window: tuple[int, int] = (0, 0)
     details: list[str] = field(default_factory=list)
@@ -572,128 +578,397 @@ def _value_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+# ---------------------------------------------------------------- proven anomalies
+
+#: The first words of each proven anomaly's headline, by kind. A headline that starts
+#: with one of these names an operation that real time alone proves wrong; the
+#: fallback (UNEXPLAINED) only names where the checker's search stopped.
+ANOMALY_HEADLINES = {
+    "stale-read": "Stale read",
+    "stale-cas": "Stale cas",
+    "lost-write": "Lost write",
+    "never-written": "Value never written",
+}
+ANOMALY_PREFIXES = tuple(ANOMALY_HEADLINES.values())
+UNEXPLAINED = "Not linearizable"
+
+# The proofs assume a register: a read returns the value exactly, a write or a
+# successful cas sets it, a failed operation did nothing. These models are such
+# registers (per key); "kv" is one as long as the key sees no append.
+_REGISTER_MODELS = frozenset({None, "raft-kv", "register", "cas-register", "etcd", "kv"})
+#: Knossos's registers take a read of nil as no constraint: it proves nothing there.
+_NIL_READ_IS_NO_CONSTRAINT = frozenset({"register", "cas-register"})
+_PLAIN_WRITES = frozenset({"write", "put", "w"})
+_INF = math.inf
+
+
 @dataclass
-class StaleRead:
-    """A read that provably returned an overwritten value, with the proof's parts."""
+class Anomaly:
+    """An observation real time alone rules out, with the parts of the proof."""
 
-    read: Op
-    missed: Op  # the write of a newer value that real time orders before the read
-    source: Op | None  # the (latest) write of the value the read returned; None: initial
-    witness: Op | None = None  # a read that had already returned the newer value
+    kind: str  # a key of ANOMALY_HEADLINES
+    op: Op  # the read (or successful cas) that observed what it could not have
+    value: Any  # what it observed: a read's result, a cas's expected value
+    newer: Any = None  # a value that provably replaced ``value`` before ``op`` began
+    missed: Op | None = None  # a write of ``newer`` (acknowledged, or in doubt but seen)
+    witness: Op | None = None  # what observed ``newer`` before ``op`` began; None:
+    #                            ``missed`` was acknowledged before it began
+    earlier: Op | None = None  # an op that observed ``value`` before ``newer`` showed up
+    source: Op | None = None  # the latest write of ``value`` that could be it; None:
+    #                           the initial value, or nothing wrote it at all
+    proof: str = ""  # why real time rules the observation out, in a sentence or two
 
 
-def find_stale_read(history: History, key: Any, near: int, limit: int = 300,
-                    only: Op | None = None) -> StaleRead | None:
-    """A read that provably returned an overwritten value, nearest to ``near``.
+def _observed(op: Op) -> tuple[bool, Any]:
+    """(True, value) when ``op`` succeeded and its success shows the register held
+    ``value`` right before it: a read's result, a successful cas's expected value."""
+    if op.result != "ok" or op.end_position is None:
+        return False, None
+    if op.is_read:
+        return True, op.out
+    if op.f == "cas":
+        return True, op.value[0]
+    return False, None
 
-    The certificate: every write that could have produced the value read (ok
-    or unknown) had finished before a newer write W began, and before the read
-    began W was acknowledged, or another read had already returned W's value.
-    Real time then orders the old value before W before the read. The
-    checker's culprit need not be that read (it names the op whose return
-    blocked its deepest search), so the reads around it are examined, earlier
-    ones first.
+
+def _phrase(op: Op, value: Any) -> str:
+    """How ``op`` observed ``value``, for a headline: "read k2 → 88", "cas k2 88→90"."""
+    key = "" if op.key is None else f" {op.key}"
+    if op.is_read:
+        return f"read{key} → {fmt_value(value)}"
+    if op.f == "cas":
+        return f"cas{key} {fmt_value(op.value[0])}→{fmt_value(op.value[1])}"
+    return f"{op.f}{key} {fmt_value(value)}"
+
+
+def _key(key: Any, word: str = "") -> str:
+    """" k2", " to k2"...: nothing for a history without keys."""
+    return "" if key is None else f"{' ' + word if word else ''} {key}"
+
+
+class _Prefix:
+    """Entries sorted by an end position; for any position, the entry of the highest
+    rank among those that ended before it, and the highest whose value differs
+    from that one's (two values: a proof needs a value other than the stale one)."""
+
+    def __init__(self, entries: list[tuple[int, float, str, Op]]) -> None:
+        entries.sort(key=lambda e: e[0])
+        self.ends = [e[0] for e in entries]
+        self.best: list[tuple[tuple[float, str, Op] | None, tuple[float, str, Op] | None]] = []
+        first = second = None
+        for _, rank, value, op in entries:
+            if first is None or rank > first[0]:
+                if first is not None and value != first[1]:
+                    second = first
+                first = (rank, value, op)
+            elif value != first[1] and (second is None or rank > second[0]):
+                second = (rank, value, op)
+            self.best.append((first, second))
+
+    def best_before(self, position: int, other_than: str) -> tuple[float, str, Op] | None:
+        i = bisect.bisect_left(self.ends, position) - 1
+        if i < 0:
+            return None
+        first, second = self.best[i]
+        return first if first is not None and first[1] != other_than else second
+
+
+class _KeyProofs:
+    """Everything the proofs of one key need, computed once (sorted lists and
+    prefix maxima: each proof is a few binary searches, so a long run is cheap).
+
+    Times are event positions, the order the checker itself uses: op X precedes
+    op Y exactly when X's completion comes before Y's invocation in the history.
     """
-    writes = [o for o in history.ops if o.key == key and o.is_write and o.result in ("ok", "info")]
-    by_value: dict[str, list[Op]] = {}
-    for write in writes:
-        by_value.setdefault(_value_key(writes_value(write)), []).append(write)
-    first_start = {value: min(w.start for w in ws) for value, ws in by_value.items()}
-    acked = sorted((w for w in writes if w.result == "ok" and w.end is not None),
-                   key=lambda w: w.end or 0)
-    acked_ends = [w.end or 0 for w in acked]
-    ok_reads = sorted((o for o in history.ops if o.key == key and o.is_read
-                       and o.result == "ok" and o.end is not None), key=lambda o: o.end or 0)
-    read_ends = [o.end or 0 for o in ok_reads]
-    # for each prefix of reads (by end): the read whose value's first write began latest,
-    # among values some write had begun before that read returned. A read ending before R
-    # that saw a value first written after R's value was done proves R stale.
-    newest: list[tuple[int, Op | None]] = []
-    best: tuple[int, Op | None] = (-1, None)
-    for other in ok_reads:
-        began = first_start.get(_value_key(other.out))
-        if began is not None and began < (other.end or 0) and began > best[0]:
-            best = (began, other)
-        newest.append(best)
-    candidates = [only] if only is not None else sorted(
-        ok_reads, key=lambda o: (o.start > near, abs(o.start - near)))[:limit]
 
-    for read in candidates:
-        read_end = read.end if read.end is not None else history.end
-        value = _value_key(read.out)
-        sources = [w for w in by_value.get(value, []) if w.start < read_end]
-        if not sources and read.out is not None:
-            continue  # a value nobody wrote: another anomaly, not staleness
-        if any(w.result == "info" or w.end is None for w in sources):
-            continue  # an unknown write may take effect late: no certain order
-        old_done = max((w.end or history.end for w in sources), default=-1)
-        source = max(sources, key=lambda w: w.start) if sources else None
-        # the latest acknowledged newer write: the one most obviously missed
-        for i in range(bisect.bisect_left(acked_ends, read.start) - 1, -1, -1):
-            write = acked[i]
-            if acked_ends[i] <= old_done:
-                break  # it began before the old value was done: no certain order
-            if write.start > old_done and writes_value(write) != read.out:
-                return StaleRead(read, write, source)
-        before = bisect.bisect_left(read_ends, read.start)
-        if before:
-            began, witness = newest[before - 1]
-            if witness is not None and began > old_done and witness.out != read.out:
-                newer = [w for w in by_value[_value_key(witness.out)] if w.start < (
-                    witness.end or 0)]
-                return StaleRead(read, max(newer, key=lambda w: w.start), source, witness)
+    def __init__(self, history: History, key: Any, initial: Any, model: str | None) -> None:
+        self.ops = [o for o in history.ops if o.key == key]
+        self.initial = _value_key(initial)
+        self.nil_no_constraint = model in _NIL_READ_IS_NO_CONSTRAINT
+        self.usable = model in _REGISTER_MODELS and all(
+            o.is_read or o.f in _PLAIN_WRITES or (
+                o.f == "cas" and isinstance(o.value, list | tuple) and len(o.value) == 2)
+            for o in self.ops)
+        if not self.usable:
+            return
+        self.writers: dict[str, list[Op]] = {}  # value -> its writes that may have happened
+        for op in sorted(self.ops, key=lambda o: o.position):
+            if op.is_write and op.result != "fail":
+                self.writers.setdefault(_value_key(writes_value(op)), []).append(op)
+        self.starts = {v: [w.position for w in ws] for v, ws in self.writers.items()}
+        self.latest_end: dict[str, list[float]] = {}  # prefix max of the writes' last moment
+        for v, ws in self.writers.items():
+            running, ends = -_INF, []
+            for w in ws:
+                running = max(running, self._end(w))
+                ends.append(running)
+            self.latest_end[v] = ends
+        # the first moment each value was seen: an acknowledged write of it, a read of it,
+        # a successful cas from it
+        self.first_seen: dict[str, tuple[int, Op]] = {}
+        acked: list[tuple[int, float, str, Op]] = []  # acknowledged writes
+        seen: list[tuple[int, float, str, Op]] = []  # reads and successful cas
+        states: list[tuple[int, float, str, Op]] = []  # the same, ranked by invocation
+        for op in self.ops:
+            end = op.end_position
+            if end is None or op.result != "ok":
+                continue
+            if op.is_write:
+                v = _value_key(writes_value(op))
+                acked.append((end, op.position, v, op))
+                self._saw(v, end, op)
+            if self.observes(op):
+                v = _value_key(_observed(op)[1])
+                self._saw(v, end, op)
+                producers = self._producers(v, end, op)
+                # every write that could have produced what it saw began at or after this
+                first = producers[0].position if producers and v != self.initial else -_INF
+                seen.append((end, first, v, op))
+                states.append((end, op.position, v, op))
+        self.acked, self.seen, self.states = _Prefix(acked), _Prefix(seen), _Prefix(states)
+        reads = [o for o in self.ops if o.is_read and o.result == "ok" and self.observes(o)]
+        last_read = max(reads, key=lambda o: o.position, default=None)
+        writes_done = max((-1 if w.end_position is None else w.end_position
+                           for w in self.ops if w.is_write), default=-1)
+        self.final = last_read if last_read is not None and all(
+            w.end_position is not None for w in self.ops if w.is_write
+        ) and writes_done < last_read.position else None
+
+    @staticmethod
+    def _end(write: Op) -> float:
+        """The latest position a write can take effect: its acknowledgement, or never."""
+        return write.end_position if write.result == "ok" and write.end_position is not None \
+            else _INF
+
+    def _saw(self, value: str, end: int, op: Op) -> None:
+        if value not in self.first_seen or end < self.first_seen[value][0]:
+            self.first_seen[value] = (end, op)
+
+    def observes(self, op: Op) -> bool:
+        """Whether ``op``'s success constrains the register (Knossos ignores nil reads)."""
+        ok, value = _observed(op)
+        return ok and not (self.nil_no_constraint and op.is_read and value is None)
+
+    def _producers(self, value: str, before: int, op: Op) -> list[Op]:
+        """The writes of ``value`` invoked before position ``before``, other than ``op``."""
+        count = bisect.bisect_left(self.starts.get(value, []), before)
+        return [w for w in self.writers.get(value, [])[:count] if w is not op]
+
+    def _bound(self, value: str) -> tuple[float, Op | None] | None:
+        """The position before which the one write of ``value`` took effect, and the op
+        that saw it there (None: the initial value, never written); None if unknown."""
+        if value == self.initial:
+            return (-_INF, None) if not self.writers.get(value) else None
+        if self.unique(value) and value in self.first_seen:
+            return self.first_seen[value]
+        return None
+
+    def unique(self, value: str) -> bool:
+        """Written once (the initial value: never): seeing it pins down its one write."""
+        return len(self.writers.get(value, [])) == (0 if value == self.initial else 1)
+
+    def prove(self, op: Op, strong: bool = True) -> Anomaly | None:
+        """The anomaly ``op`` (a read or a successful cas) is the face of, if real
+        time proves one, with the proof's parts. ``strong``: only proofs where real
+        time also says which value is the newer one; else also "it came back"."""
+        if not self.usable or not self.observes(op) or (op.f == "cas" and (
+                _value_key(op.value[0]) == _value_key(op.value[1]))):
+            return None
+        _, value = _observed(op)
+        v = _value_key(value)
+        end, begin = op.end_position, op.position
+        assert end is not None
+        producers = self._producers(v, end, op)
+        source = producers[-1] if producers else None
+        if not producers and v != self.initial:
+            written = self.writers.get(v, [])
+            failed = [w for w in self.ops if w.is_write and w.result == "fail"
+                      and _value_key(writes_value(w)) == v]
+            notes = []
+            if written:
+                notes.append(f"the first write of it began at {fmt_time(written[0].start)}, "
+                             "after this operation had returned")
+            if failed:
+                notes.append(f"{len(failed)} write{'s' if len(failed) > 1 else ''} of it "
+                             f"failed, which means {'they' if len(failed) > 1 else 'it'} "
+                             "did not happen")
+            return Anomaly("never-written", op, value, proof=(
+                f"No write of {fmt_value(value)}{_key(op.key, 'to')} had begun before this "
+                f"operation returned" + (f" ({'; '.join(notes)})" if notes else "") + "."))
+        if self.unique(v) and v != self.initial:
+            seen_end, earlier = self.first_seen[v]
+            latest = float(seen_end)  # its one write took effect before anyone saw it
+            why_old = (f"{fmt_value(value)} is written only once and had been seen by "
+                       f"{fmt_time(earlier.end)} (process {earlier.process}: "
+                       f"{_phrase(earlier, value)})")
+            writer = self.writers[v][0]
+            bound = self._bound(_value_key(writer.value[0])) if writer.f == "cas" else None
+            if bound is not None and bound[0] < latest:
+                # a cas from X that took effect came right after X's one write: whatever
+                # began after X was seen also follows it
+                latest, seen_op = bound
+                x = fmt_value(writer.value[0])
+                why_old = (f"{fmt_value(value)} is written only once, by process "
+                           f"{writer.process}'s cas from {x}, so right after {x}, which "
+                           + ("is the initial value" if seen_op is None else
+                              f"had been seen by {fmt_time(seen_op.end)} (process "
+                              f"{seen_op.process}: {_phrase(seen_op, writer.value[0])})"))
+        else:
+            earlier = None
+            latest = self.latest_end[v][len(producers) - 1] if producers else -_INF
+            why_old = (f"{fmt_value(value)} is the initial value" if latest == -_INF else
+                       f"every write of {fmt_value(value)} that could be it had been "
+                       f"acknowledged by {fmt_time(max(w.end or 0 for w in producers))}")
+        anomaly = None
+        hit = self.acked.best_before(begin, v)
+        if hit is not None and hit[0] > latest:
+            missed = hit[2]
+            anomaly = Anomaly("stale-read", op, value, writes_value(missed), missed=missed,
+                              earlier=earlier, source=source, proof=(
+                f"{why_old}; the write of {fmt_value(writes_value(missed))} began after "
+                f"that ({fmt_time(missed.start)}) and was acknowledged at "
+                f"{fmt_time(missed.end)}, before this operation began."))
+        if anomaly is None:
+            hit = self.seen.best_before(begin, v)
+            if hit is not None and hit[0] > latest:
+                witness = hit[2]
+                newer = _observed(witness)[1]
+                makers = self._producers(hit[1], witness.end_position or 0, witness)
+                anomaly = Anomaly("stale-read", op, value, newer, missed=makers[-1],
+                                  witness=witness, earlier=earlier, source=source, proof=(
+                    f"{why_old}; every write of {fmt_value(newer)} that could have "
+                    f"produced what process {witness.process} saw began after that "
+                    f"(the first at {fmt_time(makers[0].start)}), and process "
+                    f"{witness.process} saw {fmt_value(newer)} at {fmt_time(witness.end)}, "
+                    "before this operation began."))
+        if anomaly is None and not strong and earlier is not None:
+            # A seen, then B seen by an op begun after that, then A again: A is
+            # written once, so no order has it back. Which of the last two is stale
+            # real time does not say (the strong proofs, tried first on every op,
+            # would have caught the read of B); the later one is blamed.
+            hit = self.states.best_before(begin, v)
+            seen_end = self.first_seen[v][0]
+            if hit is not None and hit[0] > seen_end:
+                witness = hit[2]
+                newer = _observed(witness)[1]
+                makers = self._producers(hit[1], witness.end_position or 0, witness)
+                if makers:  # what nothing wrote is an anomaly of its own
+                    anomaly = Anomaly("stale-read", op, value, newer, missed=makers[-1],
+                                      witness=witness, earlier=earlier, source=source, proof=(
+                        f"{fmt_value(value)} is written only once and had been seen by "
+                        f"{fmt_time(earlier.end)} (process {earlier.process}: "
+                        f"{_phrase(earlier, value)}); process {witness.process}'s "
+                        f"{_phrase(witness, newer)} began after that "
+                        f"({fmt_time(witness.start)}) and returned before this operation "
+                        f"began, so {fmt_value(newer)} had replaced {fmt_value(value)}, "
+                        f"which nothing wrote again. (Real time alone does not order the "
+                        f"writes of {fmt_value(value)} and {fmt_value(newer)}: if "
+                        f"{fmt_value(newer)} was the older one, that read of it was the "
+                        f"stale one; either way no order explains both.)"))
+        if anomaly is not None:
+            if op.f == "cas":
+                anomaly.kind = "stale-cas"
+            elif op is self.final:
+                anomaly.kind = "lost-write"
+        return anomaly
+
+
+def _end_time(op: Op | None) -> int | None:
+    return None if op is None else op.end
+
+
+def find_anomaly(history: History, key: Any, near: int | None = None,
+                 initial: Any = None, model: str | None = None,
+                 first: Op | None = None) -> Anomaly | None:
+    """The proven anomaly on ``key`` nearest to position ``near`` (``first`` is tried
+    before all others: the checker's culprit).
+
+    What real time alone proves, for a register (reads return the value, writes
+    and successful cas set it, a failed op did nothing, an op of unknown outcome
+    took effect at some point after its invocation, or never):
+
+    - a value is *seen* when an op that returned observed it: an acknowledged
+      write of it, a read of it, a successful cas from it; the initial value is
+      seen before everything. A value written once took effect before it was
+      first seen, so that moment bounds its write even when the write's own
+      outcome is unknown; a value written more than once is bounded only when
+      every write of it that could be the one was acknowledged;
+    - value A is *older* than B when A's write was bounded before every write of
+      B (that could have produced the observation of B) began;
+    - an op that observed A after B had been seen (before it began) is then
+      stale: a stale read, a stale cas, or, for the read that began after every
+      write of the key had completed (the harness's final read), a lost write.
+      This holds whether B's write was acknowledged or still in doubt but seen;
+    - an op that observed a value no write begun before it returned wrote (and
+      not the initial value) saw a value never written.
+
+    A value written by a cas from X that took effect was written right after
+    X's one write, so X's bound serves it too (a cas from 1 to 2 that succeeded
+    puts 2 before a write of 3 begun after 1 was seen, though the writes of 2
+    and 3 overlap).
+
+    These proofs also say by real time which value is the newer one, so they
+    blame the right op; they are tried on every op first. Failing them: A
+    (written once) seen, then B seen by an op begun after that, then A again by
+    an op begun after that. That is not linearizable either, but real time does
+    not say whether the read of B or the second read of A is the stale one; the
+    later one is blamed and the proof says so.
+
+    A history with no final read gets no lost-write headline; such a loss shows
+    as the first stale read after it.
+    """
+    proofs = _KeyProofs(history, key, initial, model)
+    if not proofs.usable:
+        return None
+    candidates = sorted((o for o in proofs.ops if proofs.observes(o)),
+                        key=lambda o: (o is not first, near is not None and o.position > near,
+                                       abs(o.position - (near or 0))))
+    for strong in (True, False):
+        for op in candidates:
+            found = proofs.prove(op, strong)
+            if found is not None:
+                return found
     return None
 
 
 def explain_lin_failure(history: History, ev: LinEvidence) -> Focus:
-    """Name the failing op, the write it missed, and the faults active meanwhile.
+    """The first screen's story of a linearizability failure.
 
-    When the checker's culprit is a read that provably missed a write, that is
-    the story. Otherwise (the checker blocked on some op's return) the nearest
-    provably stale read on the same key is the story, and the culprit is
-    named in the details.
+    A proven anomaly (see ``find_anomaly``) on the failing key is the story,
+    the checker's culprit first; its headline names the op, the newer value,
+    who saw it and when. Otherwise the headline names the checker's culprit
+    and says it is only where the search stopped.
     """
     culprit = ev.failed
-    if culprit is None:
+    key = culprit.key if culprit is not None else ev.key
+    near = culprit.position if culprit is not None else None
+    initial = _initial_value(ev.model, key, ev.initial)
+    anomaly = find_anomaly(history, key, near, initial, ev.model, first=culprit)
+    if anomaly is None and culprit is None:
         return Focus(checker="linearizable",
                      headline="Linearizability violated (the evidence names no operation).")
-    stale = None
-    if culprit.is_read and culprit.result == "ok":
-        stale = find_stale_read(history, culprit.key, culprit.start, only=culprit)
-    if stale is None:
-        stale = find_stale_read(history, culprit.key, culprit.start)
-    details = []
-    witness = None
-    if stale is not None:
-        op, missed, source, witness = stale.read, stale.missed, stale.source, stale.witness
-        if op is not culprit:
+    details: list[str] = []
+    if anomaly is not None:
+        op = anomaly.op
+        headline = _anomaly_headline(anomaly)
+        if culprit is not None and culprit is not op:
             details.append(
                 f"The checker's search stopped at {culprit.describe()} "
                 f"({fmt_time(culprit.start)}), which cannot be placed after the longest "
-                f"linearizable prefix; the read above is a stale read on the same key that "
-                f"real time alone proves.")
+                f"linearizable prefix; the operation above is an anomaly on the same key "
+                f"that real time alone proves.")
     else:
-        op, source = culprit, None
-        changing = [s.op for s in ev.prefix if s.op.is_write and s.op is not op]
-        missed = changing[-1] if changing else None
+        assert culprit is not None
+        op = culprit
+        node = f" on {op.node}" if op.node is not None else ""
+        headline = (f"{UNEXPLAINED}: the checker's search stopped at {op.describe()}{node} "
+                    f"({fmt_time(op.start)}), which no order of the operations"
+                    f"{_key(key, 'on')} explains; that is where the search stopped, not "
+                    f"necessarily the faulty operation.")
     end = op.end if op.end is not None else history.end
     faults = [f for f in history.faults if f.overlaps(op.start, end)]
-    during = f" While {faults[0].label} was active." if faults else ""
-    node = f" on {op.node}" if op.node is not None else ""
-    read_part = (f"Stale read: process {op.process} read {op.key} → {fmt_value(op.out)}{node} "
-                 f"({fmt_time(op.start)}–{fmt_time(op.end)}), but ")
-    if stale is not None and witness is None:
-        headline = (
-            f"{read_part}process {missed.process}'s {missed.f} of "
-            f"{fmt_value(writes_value(missed))} had been acknowledged at "
-            f"{fmt_time(missed.end)}, before the read began.{during}")
-    elif stale is not None:
-        headline = (
-            f"{read_part}process {witness.process} had already read the newer value "
-            f"{fmt_value(witness.out)} (written by process {missed.process}) at "
-            f"{fmt_time(witness.end)}, before this read began.{during}")
-    else:
-        headline = f"Cannot linearize {op.describe()}{node} at {fmt_time(op.start)}.{during}"
+    if faults:
+        headline += f" While {faults[0].label} was active."
     if ev.final_state is not None or ev.prefix:
         details.append(
             f"After the longest linearizable prefix ({len(ev.prefix)} operations on key "
@@ -704,13 +979,79 @@ def explain_lin_failure(history: History, ev: LinEvidence) -> Focus:
         )
     if ev.message:
         details.append(str(ev.message))
-    shown = [o for o in (missed, source, witness) if o is not None]
+    parts = [] if anomaly is None else [anomaly.missed, anomaly.source, anomaly.witness]
+    shown = [o for o in parts if o is not None]
     lo = min([op.start] + [o.start for o in shown])
     hi = max([end] + [o.end or o.start for o in shown])
     pad = max((hi - lo) // 4, 50_000_000)
-    return Focus(checker="linearizable", headline=headline, failed=op, missed=missed,
-                 source=source, witness=witness, faults=faults, window=(lo - pad, hi + pad),
-                 details=details)
+    return Focus(
+        checker="linearizable", headline=headline, failed=op, kind=anomaly and anomaly.kind,
+        missed=anomaly and anomaly.missed, source=anomaly and anomaly.source,
+        witness=anomaly and anomaly.witness, faults=faults, window=(lo - pad, hi + pad),
+        details=details, proof=anomaly.proof if anomaly else "")
+
+
+def _initial_value(model_name: str | None, key: Any, described: Any) -> Any:
+    """The register's initial value from the checker's description of the initial
+    state: the model's own default when it describes it so (etcd says "absent"
+    for None), else the description itself (a value given with ``--init``)."""
+    from checker.models import ModelError, get_model, thaw
+
+    try:
+        spec = get_model(model_name or "raft-kv", None)
+        default = spec.init(key)
+    except ModelError:
+        return described
+    return thaw(default) if spec.describe(default) == described else described
+
+
+def _anomaly_headline(a: Anomaly) -> str:
+    """One sentence: the op, what it saw, the newer value, who saw that and when."""
+    op = a.op
+    node = f" on {op.node}" if op.node is not None else ""
+    span = f"({fmt_time(op.start)}–{fmt_time(op.end)})"
+    prefix = ANOMALY_HEADLINES[a.kind]
+    if a.kind == "never-written":
+        if op.is_read:
+            return (f"{prefix}: process {op.process} read{_key(op.key)} → {fmt_value(a.value)}"
+                    f"{node} {span}, but no write of {fmt_value(a.value)}{_key(op.key, 'to')} had "
+                    f"begun before the read ended.")
+        return (f"{prefix}: process {op.process}'s {_phrase(op, a.value)} succeeded{node} "
+                f"{span}, but no write of {fmt_value(a.value)}{_key(op.key, 'to')} had begun "
+                f"before it ended.")
+    missed, witness = a.missed, a.witness
+    assert missed is not None
+    where = "" if witness is None or witness.node is None else f" on {witness.node}"
+    if witness is None:
+        newer = (f"process {missed.process}'s {missed.f} of {fmt_value(a.newer)} had been "
+                 f"acknowledged at {fmt_time(missed.end)}")
+        writer = ""
+    else:
+        if witness.is_read:
+            newer = (f"process {witness.process} had already read the newer value "
+                     f"{fmt_value(a.newer)}{where} at {fmt_time(witness.end)}")
+        else:
+            newer = (f"process {witness.process}'s {_phrase(witness, a.newer)} had already "
+                     f"found the newer value {fmt_value(a.newer)}{where} at "
+                     f"{fmt_time(witness.end)}")
+        status = (f"acknowledged at {fmt_time(missed.end)}" if missed.result == "ok"
+                  else "its outcome unknown" if missed.result == "info"
+                  else "it never returned")
+        writer = f" ({fmt_value(a.newer)} was written by process {missed.process}, {status})"
+    if a.kind == "lost-write":
+        lost = (f"process {missed.process}'s {missed.f} of {fmt_value(a.newer)} was "
+                f"acknowledged at {fmt_time(missed.end)}" if witness is None else
+                f"process {witness.process} had seen {fmt_value(a.newer)} "
+                f"({_phrase(witness, a.newer)}{where}) at {fmt_time(witness.end)}{writer}")
+        return (f"{prefix}: {lost}, but the final read{_key(op.key, 'of')} (process {op.process}"
+                f"{node}, {fmt_time(op.start)}–{fmt_time(op.end)}) returned the older value "
+                f"{fmt_value(a.value)}.")
+    if a.kind == "stale-cas":
+        return (f"{prefix}: process {op.process}'s {_phrase(op, a.value)} succeeded{node} "
+                f"{span}, but {fmt_value(a.value)} had already been overwritten: {newer}, "
+                f"before the cas began{writer}.")
+    return (f"{prefix}: process {op.process} read{_key(op.key)} → {fmt_value(a.value)}{node} "
+            f"{span}, but {newer}, before this read began{writer}.")
 
 
 # ---------------------------------------------------------------- log divergence

@@ -41,6 +41,19 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 LIN_CHECKER_NAMES = ("linearizable", "linearizability", "lin", "knossos", "porcupine")
 MAX_WINDOW_OPS = 40  # rows of the failure window beyond the marked ops
 MAX_STEPS_SHOWN = 14
+#: The failing op's card, by the kind of failure (model.ANOMALY_HEADLINES' keys).
+FAILED_TITLES = {
+    "stale-read": "The stale read",
+    "stale-cas": "The cas that succeeded against an overwritten value",
+    "lost-write": "The final read, missing an acknowledged write",
+    "never-written": "The operation that saw a value never written",
+}
+WINDOW_TITLES = {
+    "stale-read": "the stale read and the newer write it missed",
+    "stale-cas": "the stale cas and the newer write it missed",
+    "lost-write": "the final read and the write it lost",
+    "never-written": "the operation that saw a value never written",
+}
 
 
 def _environment() -> jinja2.Environment:
@@ -349,7 +362,8 @@ def build_context(
         marked = _window_ops(history, focus, evidence, wide=False)
         focus.window = _fit_window(focus, marked, history.end)
         window_picture = window_svg(marked, focus.faults, focus.window, run_end=history.end,
-                                    title="the failing operation and the write it missed")
+                                    title=WINDOW_TITLES.get(focus.kind or "",
+                                                            "the failing operation"))
         if evidence is not None:
             wide = _window_ops(history, focus, evidence, wide=True)
             first_step = max(len(evidence.prefix) - MAX_STEPS_SHOWN, 0) + 1
@@ -435,6 +449,8 @@ def build_context(
         "faults": history.faults,
         "focus": focus,
         "failed_card": _op_card(focus.failed) if focus else None,
+        "failed_title": FAILED_TITLES.get(focus.kind or "", "Where the checker's search stopped")
+        if focus else None,
         "missed_card": _op_card(focus.missed) if focus else None,
         "source_card": _op_card(focus.source) if focus else None,
         "witness_card": _op_card(focus.witness) if focus else None,
