@@ -303,3 +303,41 @@ def test_schema_vocabularies_are_the_codes() -> None:
         recorded | {"stop-clock-strobe", "heal-all"}
     assert _enum(observation, "properties", "kind") == set(KINDS)
     assert _enum(observation, "$defs", "role") == {FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER}
+
+
+def test_design_doc_names_only_what_exists() -> None:
+    """Every module, object, file and link docs/DESIGN.md names is there, so a rename or
+    a move cannot leave the contract pointing at nothing."""
+    import importlib
+    import re
+
+    root = SCHEMAS.parent.parent
+    text = (root / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    missing = []
+    for token in sorted(set(re.findall(r"`([^`\s]+)`", text))):
+        name = token.split(":")[0]
+        if re.fullmatch(r"(raft_impl|harness|nemesis|checker|reports)(\.\w+)+", name):
+            parts = name.split(".")
+            for cut in range(len(parts), 0, -1):
+                try:
+                    found: Any = importlib.import_module(".".join(parts[:cut]))
+                    break
+                except ImportError:
+                    continue
+            for attribute in parts[cut:]:
+                found = getattr(found, attribute, None)
+            if found is None:
+                missing.append(token)
+        elif re.fullmatch(r"(raft_impl|harness|nemesis|checker|reports|docs|tests)/[\w./-]*",
+                          name) and not (root / name.rstrip("/")).exists():
+            missing.append(token)
+    headings = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                for h in re.findall(r"^#+ (.*)$", text, re.M)}
+    for target in re.findall(r"\]\(([^)]+)\)", text):
+        path, _, anchor = target.partition("#")
+        if not path:
+            if anchor not in headings:
+                missing.append(target)
+        elif not (root / "docs" / path).exists():
+            missing.append(target)
+    assert not missing, missing
