@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 
 import networkx as nx
 
-from nemesis.faults import LEADER_SHAPES, NODE_SHAPES, SHAPES
+from nemesis.faults import ALL_SHAPES, LEADER_SHAPES, NODE_SHAPES
 
 
 def _complete(nodes: Sequence[str]) -> nx.DiGraph:
@@ -162,7 +162,7 @@ def connectivity_graph(shape: str, nodes: Sequence[str], rng: random.Random, *,
         return bridge(nodes, rng)
     if shape == "random":
         return random_graph(nodes, rng)
-    raise ValueError(f"unknown partition shape {shape!r}; expected one of {list(SHAPES)}")
+    raise ValueError(f"unknown partition shape {shape!r}; expected one of {list(ALL_SHAPES)}")
 
 
 def grudge_from_graph(graph: nx.DiGraph) -> dict[str, set[str]]:
