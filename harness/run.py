@@ -494,6 +494,8 @@ def describe_test(config: RunConfig, schedule: list[dict[str, Any]] | None) -> d
     data = asdict(config)
     data["test_name"] = config.name()
     data["workload"] = config.workload().to_json()
+    # which processes retry in doubt: those of worker slots 0..retry_slots-1
+    data["retry_slots"] = config.retry_slots()
     data["nemesis_schedule_file"] = config.nemesis_schedule
     data["nemesis_schedule"] = schedule
     data["nodes"] = node_names(config.nodes)

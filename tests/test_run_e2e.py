@@ -96,6 +96,16 @@ def test_short_run_gives_a_verdict_and_a_complete_store(tmp_path: Path):
     assert results["valid"] is True, results
     assert outcome.exit_code == 0
     assert (run_dir / "report.html").exists()
+    # workload variety by default: both read paths, two of four processes retry in doubt
+    assert test["read_mode"] == "mixed" and test["retry_slots"] == 2
+    assert test["workload"]["read_paths"] == ["read-index", "lease"]
+    worker_reads = [e for e in invokes if e["f"] == "read" and e["process"] < 10_000_000]
+    assert {e["read"] for e in worker_reads} == {"read-index", "lease"}
+    coverage = json.loads((run_dir / "coverage.json").read_text())
+    assert coverage == outcome.coverage
+    assert sum(c["invoked"] for c in coverage["reads"].values()) == sum(
+        1 for e in invokes if e["f"] == "read")
+    assert coverage["elections"] >= 1 and coverage["faults"]
 
 
 async def test_five_nodes_start_within_three_seconds(tmp_path: Path):
