@@ -186,6 +186,11 @@ def _format_evidence(evidence: dict[str, Any], indent: str) -> list[str]:
         lines.append(f"{indent}cannot linearize {_describe(evidence['op'])}")
     if evidence.get("explanation"):
         lines.append(f"{indent}  {evidence['explanation']}")
+    if evidence.get("decided_from_values") and not evidence.get("prefix"):
+        lines.append(f"{indent}proved from the values read and written (no search):")
+        for op in evidence.get("witness") or []:
+            lines.append(f"{indent}  {_describe(op)}")
+        return lines
     prefix = evidence.get("prefix") or []
     lines.append(f"{indent}longest linearizable prefix: {len(prefix)} operation(s) "
                  f"from state {evidence.get('initial_state')!r}")

@@ -48,6 +48,7 @@ import time
 from collections.abc import Generator
 from typing import Any
 
+from checker.elle.registers import decide as decide_from_values
 from checker.history import History, Op
 from checker.models import ANY, UNKNOWN, Model, get_model
 
@@ -401,16 +402,54 @@ def _evidence(model: Model, key: Any, ops: list[Op], prepared: list[tuple[Any, A
     return evidence
 
 
+#: seconds a search may take to explain, in the usual terms, a violation proved from values
+_EXPLAIN_BUDGET_S = 10.0
+
+
+def _value_evidence(model: Model, key: Any, init_state: Any, ops: list[Op],
+                    prepared: list[tuple[Any, Any]], decision: Any,
+                    memory_mb: float | None) -> dict[str, Any]:
+    """Evidence of a violation proved from values: the witness operations and why.
+
+    The WGL search of that one key then gets a short budget to add the usual
+    evidence (longest linearizable prefix, concurrent operations); the verdict
+    does not depend on it.
+    """
+    witness = [_op_view(model, ops[i], prepared[i]) for i in decision.ops]
+    proof = {"decided_from_values": True, "value_explanation": decision.explanation,
+             "witness": witness}
+    search = _search(model, init_state, [p[0] for p in prepared], [p[1] for p in prepared],
+                     [op.call for op in ops],
+                     [_INF if op.unknown or op.complete is None else op.complete for op in ops],
+                     _Budget(_EXPLAIN_BUDGET_S, memory_mb))
+    try:
+        while True:
+            next(search)
+    except StopIteration as done:
+        outcome: _Outcome = done.value
+    if outcome.verdict is False:
+        return {**_evidence(model, key, ops, prepared, outcome, init_state), **proof}
+    evidence: dict[str, Any] = {"partition": key, "initial_state": model.describe(init_state),
+                                "explanation": decision.explanation, "prefix": [], **proof}
+    if witness:
+        evidence["op"] = witness[0]
+    return evidence
+
+
 #: default memory budget: growth of resident memory during one check
 DEFAULT_MEMORY_MB = 1024
 
 
 def check_ops(ops: list[Op], model: Model, timeout: float | None = None,
-              memory_mb: float | None = DEFAULT_MEMORY_MB) -> dict[str, Any]:
+              memory_mb: float | None = DEFAULT_MEMORY_MB,
+              from_values: bool = True) -> dict[str, Any]:
     """Check operations (paired, as in :class:`History`) against ``model``.
 
     Partitions are searched in turns, a slice of steps each, so one that fails
-    quickly is found even when another one is slow to search.
+    quickly is found even when another one is slow to search. With
+    ``from_values`` a register partition whose written values are unique is
+    first decided without a search where the values allow a proof either way
+    (:mod:`checker.elle.registers`); the search runs on the rest.
     """
     started = time.monotonic()
     budget = _Budget(timeout, memory_mb)
@@ -420,6 +459,8 @@ def check_ops(ops: list[Op], model: Model, timeout: float | None = None,
                               "partitions": len(partitions), "ops": 0, "evidence": {},
                               "unobserved_unknown_ops": 0}
     running: list[tuple[Any, Any, list[Op], list[tuple[Any, Any]], Generator]] = []
+    decided = 0  # partitions decided from values, without a search (checker/elle/registers.py)
+    value_failure = None
     for key in keys:
         part_ops: list[Op] = []
         prepared: list[tuple[Any, Any]] = []
@@ -436,6 +477,13 @@ def check_ops(ops: list[Op], model: Model, timeout: float | None = None,
             result["unobserved_unknown_ops"] += len(drop)
         result["ops"] += len(part_ops)
         init_state = model.init(key)
+        decision = (decide_from_values(model, part_ops, prepared, init_state)
+                    if from_values else None)
+        if decision is not None:
+            decided += 1
+            if not decision.valid and value_failure is None:
+                value_failure = (key, init_state, part_ops, prepared, decision)
+            continue
         search = _search(
             model, init_state,
             [p[0] for p in prepared], [p[1] for p in prepared],
@@ -443,8 +491,15 @@ def check_ops(ops: list[Op], model: Model, timeout: float | None = None,
             [_INF if op.unknown or op.complete is None else op.complete for op in part_ops],
             budget)
         running.append((key, init_state, part_ops, prepared, search))
-    checked = 0
+    result["decided_from_values"] = decided
+    checked = decided
     steps = 0
+    if value_failure is not None:  # a proof of non-linearizability: the other keys can wait
+        for item in running:
+            item[4].close()
+        running = []
+        result["valid"] = False
+        result["evidence"] = _value_evidence(model, *value_failure, memory_mb)
     unknown: tuple[Any, Any, list[Op], list[tuple[Any, Any]], _Outcome] | None = None
     failed = None
     while running and failed is None:
@@ -484,7 +539,8 @@ def check_ops(ops: list[Op], model: Model, timeout: float | None = None,
 
 def check_history(history: History, model: Model | str | None = None, initial: Any = None,
                   timeout: float | None = None,
-                  memory_mb: float | None = DEFAULT_MEMORY_MB) -> dict[str, Any]:
+                  memory_mb: float | None = DEFAULT_MEMORY_MB,
+                  from_values: bool = True) -> dict[str, Any]:
     """Check a loaded history; ``model`` defaults to the one its format implies.
 
     Returns ``{"valid": True|False|"unknown", "model", "partitions", "ops",
@@ -494,7 +550,7 @@ def check_history(history: History, model: Model | str | None = None, initial: A
         model = history.default_model
     if isinstance(model, str):
         model = get_model(model, initial)
-    return check_ops(history.ops, model, timeout, memory_mb)
+    return check_ops(history.ops, model, timeout, memory_mb, from_values)
 
 
 __all__ = ["UNKNOWN", "check_history", "check_ops"]
