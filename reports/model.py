@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from checker.errors import InputError
+from checker.models import freeze
 
 NS_PER_S = 1_000_000_000
 RESULT_CODES = {"ok": 0, "fail": 1, "info": 2, "pending": 3}
@@ -574,8 +575,12 @@ def writes_value(op: Op) -> Any:
     return op.value
 
 
-def _value_key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+def _value_key(value: Any) -> Any:
+    """A value as the checker compares it (lists as tuples; 1 == 1.0, as in Python)."""
+    try:
+        return freeze(value)
+    except TypeError:  # not JSON-like: compare its text
+        return json.dumps(value, sort_keys=True, default=str)
 
 
 # ---------------------------------------------------------------- proven anomalies
@@ -651,10 +656,10 @@ class _Prefix:
     rank among those that ended before it, and the highest whose value differs
     from that one's (two values: a proof needs a value other than the stale one)."""
 
-    def __init__(self, entries: list[tuple[int, float, str, Op]]) -> None:
+    def __init__(self, entries: list[tuple[int, float, Any, Op]]) -> None:
         entries.sort(key=lambda e: e[0])
         self.ends = [e[0] for e in entries]
-        self.best: list[tuple[tuple[float, str, Op] | None, tuple[float, str, Op] | None]] = []
+        self.best: list[tuple[tuple[float, Any, Op] | None, tuple[float, Any, Op] | None]] = []
         first = second = None
         for _, rank, value, op in entries:
             if first is None or rank > first[0]:
@@ -665,7 +670,7 @@ class _Prefix:
                 second = (rank, value, op)
             self.best.append((first, second))
 
-    def best_before(self, position: int, other_than: str) -> tuple[float, str, Op] | None:
+    def best_before(self, position: int, other_than: Any) -> tuple[float, Any, Op] | None:
         i = bisect.bisect_left(self.ends, position) - 1
         if i < 0:
             return None
@@ -691,24 +696,27 @@ class _KeyProofs:
             for o in self.ops)
         if not self.usable:
             return
-        self.writers: dict[str, list[Op]] = {}  # value -> its writes that may have happened
+        self.writers: dict[Any, list[Op]] = {}  # value -> its writes that may have happened
         for op in sorted(self.ops, key=lambda o: o.position):
             if op.is_write and op.result != "fail":
                 self.writers.setdefault(_value_key(writes_value(op)), []).append(op)
         self.starts = {v: [w.position for w in ws] for v, ws in self.writers.items()}
-        self.latest_end: dict[str, list[float]] = {}  # prefix max of the writes' last moment
+        self.latest_end: dict[Any, list[float]] = {}  # prefix max of the writes' last moment
+        self.acked_by: dict[Any, list[int]] = {}  # the same as times, for the proofs' text
         for v, ws in self.writers.items():
-            running, ends = -_INF, []
+            running, ends, time, times = -_INF, [], 0, []
             for w in ws:
                 running = max(running, self._end(w))
+                time = max(time, w.end or 0)
                 ends.append(running)
-            self.latest_end[v] = ends
+                times.append(time)
+            self.latest_end[v], self.acked_by[v] = ends, times
         # the first moment each value was seen: an acknowledged write of it, a read of it,
         # a successful cas from it
-        self.first_seen: dict[str, tuple[int, Op]] = {}
-        acked: list[tuple[int, float, str, Op]] = []  # acknowledged writes
-        seen: list[tuple[int, float, str, Op]] = []  # reads and successful cas
-        states: list[tuple[int, float, str, Op]] = []  # the same, ranked by invocation
+        self.first_seen: dict[Any, tuple[int, Op]] = {}
+        acked: list[tuple[int, float, Any, Op]] = []  # acknowledged writes
+        seen: list[tuple[int, float, Any, Op]] = []  # reads and successful cas
+        states: list[tuple[int, float, Any, Op]] = []  # the same, ranked by invocation
         for op in self.ops:
             end = op.end_position
             if end is None or op.result != "ok":
@@ -720,9 +728,9 @@ class _KeyProofs:
             if self.observes(op):
                 v = _value_key(_observed(op)[1])
                 self._saw(v, end, op)
-                producers = self._producers(v, end, op)
+                _, earliest, _ = self._producers(v, end, op)
                 # every write that could have produced what it saw began at or after this
-                first = producers[0].position if producers and v != self.initial else -_INF
+                first = earliest.position if earliest and v != self.initial else -_INF
                 seen.append((end, first, v, op))
                 states.append((end, op.position, v, op))
         self.acked, self.seen, self.states = _Prefix(acked), _Prefix(seen), _Prefix(states)
@@ -740,7 +748,7 @@ class _KeyProofs:
         return write.end_position if write.result == "ok" and write.end_position is not None \
             else _INF
 
-    def _saw(self, value: str, end: int, op: Op) -> None:
+    def _saw(self, value: Any, end: int, op: Op) -> None:
         if value not in self.first_seen or end < self.first_seen[value][0]:
             self.first_seen[value] = (end, op)
 
@@ -749,12 +757,20 @@ class _KeyProofs:
         ok, value = _observed(op)
         return ok and not (self.nil_no_constraint and op.is_read and value is None)
 
-    def _producers(self, value: str, before: int, op: Op) -> list[Op]:
-        """The writes of ``value`` invoked before position ``before``, other than ``op``."""
+    def _producers(self, value: Any, before: int, op: Op) -> tuple[int, Op | None, Op | None]:
+        """How many writes of ``value`` were invoked before position ``before`` (other
+        than ``op``), the first and the last of them: binary search, no copying."""
+        writers = self.writers.get(value, [])
         count = bisect.bisect_left(self.starts.get(value, []), before)
-        return [w for w in self.writers.get(value, [])[:count] if w is not op]
+        among = [i for i in (0, 1, count - 2, count - 1) if 0 <= i < count
+                 and writers[i] is not op]
+        if not among:
+            return 0, None, None
+        itself = op.is_write and op.result != "fail" and op.position < before and (
+            _value_key(writes_value(op)) == value)
+        return count - itself, writers[min(among)], writers[max(among)]
 
-    def _bound(self, value: str) -> tuple[float, Op | None] | None:
+    def _bound(self, value: Any) -> tuple[float, Op | None] | None:
         """The position before which the one write of ``value`` took effect, and the op
         that saw it there (None: the initial value, never written); None if unknown."""
         if value == self.initial:
@@ -763,7 +779,7 @@ class _KeyProofs:
             return self.first_seen[value]
         return None
 
-    def unique(self, value: str) -> bool:
+    def unique(self, value: Any) -> bool:
         """Written once (the initial value: never): seeing it pins down its one write."""
         return len(self.writers.get(value, [])) == (0 if value == self.initial else 1)
 
@@ -778,9 +794,8 @@ class _KeyProofs:
         v = _value_key(value)
         end, begin = op.end_position, op.position
         assert end is not None
-        producers = self._producers(v, end, op)
-        source = producers[-1] if producers else None
-        if not producers and v != self.initial:
+        count, _, source = self._producers(v, end, op)
+        if not count and v != self.initial:
             written = self.writers.get(v, [])
             failed = [w for w in self.ops if w.is_write and w.result == "fail"
                       and _value_key(writes_value(w)) == v]
@@ -815,10 +830,10 @@ class _KeyProofs:
                               f"{seen_op.process}: {_phrase(seen_op, writer.value[0])})"))
         else:
             earlier = None
-            latest = self.latest_end[v][len(producers) - 1] if producers else -_INF
+            latest = self.latest_end[v][count - 1] if count else -_INF
             why_old = (f"{fmt_value(value)} is the initial value" if latest == -_INF else
                        f"every write of {fmt_value(value)} that could be it had been "
-                       f"acknowledged by {fmt_time(max(w.end or 0 for w in producers))}")
+                       f"acknowledged by {fmt_time(self.acked_by[v][count - 1])}")
         anomaly = None
         hit = self.acked.best_before(begin, v)
         if hit is not None and hit[0] > latest:
@@ -833,12 +848,13 @@ class _KeyProofs:
             if hit is not None and hit[0] > latest:
                 witness = hit[2]
                 newer = _observed(witness)[1]
-                makers = self._producers(hit[1], witness.end_position or 0, witness)
-                anomaly = Anomaly("stale-read", op, value, newer, missed=makers[-1],
+                _, first, last = self._producers(hit[1], witness.end_position or 0, witness)
+                assert first is not None and last is not None
+                anomaly = Anomaly("stale-read", op, value, newer, missed=last,
                                   witness=witness, earlier=earlier, source=source, proof=(
                     f"{why_old}; every write of {fmt_value(newer)} that could have "
                     f"produced what process {witness.process} saw began after that "
-                    f"(the first at {fmt_time(makers[0].start)}), and process "
+                    f"(the first at {fmt_time(first.start)}), and process "
                     f"{witness.process} saw {fmt_value(newer)} at {fmt_time(witness.end)}, "
                     "before this operation began."))
         if anomaly is None and not strong and earlier is not None:
@@ -851,9 +867,9 @@ class _KeyProofs:
             if hit is not None and hit[0] > seen_end:
                 witness = hit[2]
                 newer = _observed(witness)[1]
-                makers = self._producers(hit[1], witness.end_position or 0, witness)
-                if makers:  # what nothing wrote is an anomaly of its own
-                    anomaly = Anomaly("stale-read", op, value, newer, missed=makers[-1],
+                _, _, last = self._producers(hit[1], witness.end_position or 0, witness)
+                if last is not None:  # what nothing wrote is an anomaly of its own
+                    anomaly = Anomaly("stale-read", op, value, newer, missed=last,
                                       witness=witness, earlier=earlier, source=source, proof=(
                         f"{fmt_value(value)} is written only once and had been seen by "
                         f"{fmt_time(earlier.end)} (process {earlier.process}: "

@@ -385,3 +385,22 @@ def test_a_claimed_anomaly_is_never_linearizable(data: st.DataObject, model_name
     if claims:
         assert check_history(history_from_events(events), model_name)["valid"] is False, claims
         assert _oracle(events, model_name) is False, claims
+
+
+def test_report_cards_of_a_value_never_written_and_of_an_unexplained_failure(tmp_path) -> None:
+    def failure_of(events: list[dict]) -> str:
+        result = check_history(history_from_events(events), "raft-kv")
+        html = render_history_report(events, {"valid": False,
+                                              "checkers": {"linearizable": result}},
+                                     tmp_path / "r.html").read_text()
+        return html.split('id="failure"', 1)[1].split('id="verdicts"', 1)[0]
+
+    never = failure_of(events_of(op(0, "write", 1, 0, 10),
+                                 op(1, "read", None, 20, 30, out=7)))
+    assert "The operation that saw a value never written" in never
+    assert 'id="card-unwritten"' in never and 'id="card-missed"' not in never
+    assert "No write of 7 to k had begun before this operation returned." in never
+    unexplained = failure_of(events_of(op(0, "append", 1, 0, 10),
+                                       op(1, "read", None, 20, 30, out=None)))
+    assert "Where the checker&#39;s search stopped" in unexplained
+    assert 'id="card-missed"' not in unexplained and "Why:" not in unexplained
