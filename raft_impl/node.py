@@ -69,7 +69,15 @@ from .kv import Command, CommandError, KVStateMachine
 from .messages import AppendEntries, Heartbeat, HeartbeatResponse, Message, MessageError
 from .storage import Storage, write_snapshot_file
 from .types import Entry, EntryKind, HardState, Snapshot, SnapshotMeta
-from .wire import FrameDecoder, FrameError, encode_frame
+from .wire import (
+    BUFFER_BUDGET,
+    MAX_FRAME,
+    STALL_TIMEOUT,
+    BufferBudget,
+    FrameDecoder,
+    FrameError,
+    encode_frame,
+)
 
 log = logging.getLogger("raft_impl.node")
 
@@ -81,6 +89,9 @@ BACKOFF_MAX = 1.0
 #: Entries returned by one ``log`` admin answer at most (use ``from`` to page).
 MAX_LOG_ENTRIES = 100_000
 ADMIN_OPS = frozenset({"status", "log", "state-digest", "clock"})
+#: Largest first frame a peer connection may send: the hello is tiny, and a
+#: connection that has not said who it is must not buffer megabytes.
+HELLO_MAX = 4096
 
 
 @dataclass
@@ -99,6 +110,10 @@ class NodeConfig:
     #: Unacknowledged appends per follower (RaftConfig.max_inflight_appends).
     max_inflight_appends: int = 64
     seed: int | None = None
+    #: Bytes of partial frames all connections together may hold (wire.BufferBudget).
+    buffer_budget: int = BUFFER_BUDGET
+    #: Seconds a partial frame may wait for its next byte before its connection closes.
+    stall_timeout: float = STALL_TIMEOUT
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -352,6 +367,8 @@ class Node:
         self._sync_wanted = trio.Event()
         self._disk = DiskThread(f"wal-{self.id}")
         self._client_poller: _ClientPoller | None = None
+        #: What the peer and client connections' partial frames may hold together.
+        self.buffers = BufferBudget(config.buffer_budget)
         self._batches_taken = 0
         self._batches_durable = 0
         self._staged_term_vote: tuple[int, str | None] = (0, None)
@@ -423,7 +440,10 @@ class Node:
                     self._stream.open()
                     nursery.start_soon(self._stream.run)
                 if hasattr(select, "epoll"):
-                    self._client_poller = _ClientPoller(self._handle_request, self._kick)
+                    self._client_poller = _ClientPoller(
+                        self._handle_request, self._kick, self.buffers,
+                        self.config.stall_timeout,
+                    )
                     nursery.start_soon(self._client_poller.run)
                 peer_host, peer_port = self.config.peer_listen
                 client_host, client_port = self.config.client_listen
@@ -766,30 +786,44 @@ class Node:
     async def _serve_peer(self, stream: trio.SocketStream) -> None:
         core = self.core
         assert core is not None and self.clock is not None
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(HELLO_MAX, self.buffers)
         sender: str | None = None
         try:
             async with stream:
-                while True:
-                    try:
-                        data = await receive_raw(stream)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                        return
-                    if not data:
-                        return
-                    decoder.feed(data)
-                    for wire in decoder.messages():
-                        if sender is None:
-                            sender = self._check_hello(wire)
-                            continue
-                        message = Message.from_wire(wire)
-                        core.step(message, self.clock.now())
-                    if core.role == LEADER:
-                        self._kick()  # acks of several followers may share one Ready
-                    else:
-                        self._handle_ready_now()
+                try:
+                    while True:
+                        try:
+                            data = await self._receive(stream, decoder)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                            return
+                        if not data:
+                            return
+                        decoder.feed(data)
+                        for wire in decoder.messages():
+                            if sender is None:
+                                sender = self._check_hello(wire)
+                                decoder.max_frame = MAX_FRAME
+                                continue
+                            message = Message.from_wire(wire)
+                            core.step(message, self.clock.now())
+                        if core.role == LEADER:
+                            self._kick()  # acks of several followers may share one Ready
+                        else:
+                            self._handle_ready_now()
+                finally:
+                    decoder.close()  # before the stream closes: its bytes are free again
         except (FrameError, MessageError, _BadHello) as exc:
             log.warning("closing peer connection from %s: %s", sender or "?", exc)
+
+    async def _receive(self, stream: trio.SocketStream, decoder: FrameDecoder) -> bytes:
+        """The next bytes of a connection read by its own task; FrameError when the
+        partial frame it holds gets no byte within the stall timeout."""
+        if not decoder.partial:
+            return await receive_raw(stream)
+        timeout = self.config.stall_timeout
+        with trio.move_on_after(timeout):
+            return await receive_raw(stream)
+        raise FrameError(f"no byte of a partial frame for {timeout:g} s")
 
     def _check_hello(self, wire: dict[str, Any]) -> str:
         if wire.get("type") != "hello":
@@ -820,10 +854,10 @@ class Node:
     async def _read_client(self, connection: _ClientConnection, peer: str) -> None:
         """Requests of one connection, read by its own task (where there is no epoll)."""
         reply = connection.reply
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(MAX_FRAME, self.buffers)
         try:
             while True:
-                data = await receive_raw(connection.stream)
+                data = await self._receive(connection.stream, decoder)
                 if not data:
                     return
                 decoder.feed(data)
@@ -834,6 +868,8 @@ class Node:
             log.warning("closing client connection %s: %s", peer, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
+        finally:
+            decoder.close()
 
     def _handle_request(self, request: dict[str, Any], reply: Callable[[dict], None]) -> None:
         core = self.core
@@ -935,17 +971,25 @@ class _ClientPoller:
     one wakeup and one ``epoll_wait`` instead of a task switch and two
     ``epoll_ctl`` calls per request. Each connection's handler task only waits
     for its connection to end (:meth:`serve`).
+
+    The decoders share the node's buffer budget, and a connection whose
+    partial frame gets no byte within ``stall_timeout`` is closed: the task
+    wakes at least that often while any frame is partial to look.
     """
 
     def __init__(
         self, handle: Callable[[dict[str, Any], Callable[[dict], None]], None],
-        kick: Callable[[], None],
+        kick: Callable[[], None], budget: BufferBudget, stall_timeout: float,
     ) -> None:
         self._epoll = select.epoll()
         self._handle = handle
         self._kick = kick
+        self._budget = budget
+        self._stall_timeout = stall_timeout
         #: fd -> (connection, decoder, peer name, event set when the connection ends)
         self._connections: dict[int, tuple[_ClientConnection, FrameDecoder, str, trio.Event]] = {}
+        #: fd -> when the last byte came, for connections holding a partial frame.
+        self._partial: dict[int, float] = {}
 
     def close(self) -> None:
         self._epoll.close()
@@ -954,7 +998,7 @@ class _ClientPoller:
         """Read ``connection`` until it ends (end of stream, an error, a bad frame)."""
         fd = connection.stream.socket.fileno()
         done = trio.Event()
-        self._connections[fd] = (connection, FrameDecoder(), peer, done)
+        self._connections[fd] = (connection, FrameDecoder(MAX_FRAME, self._budget), peer, done)
         self._epoll.register(fd, select.EPOLLIN)
         try:
             await done.wait()
@@ -963,21 +1007,39 @@ class _ClientPoller:
 
     def _forget(self, fd: int) -> None:
         entry = self._connections.pop(fd, None)
+        self._partial.pop(fd, None)
         if entry is not None:
             with contextlib.suppress(OSError):
                 self._epoll.unregister(fd)
+            entry[1].close()
             entry[3].set()
 
     async def run(self) -> None:
         epoll = self._epoll
         connections = self._connections
+        partial = self._partial
         while True:
-            await trio.lowlevel.wait_readable(epoll.fileno())
+            if partial:
+                with trio.move_on_after(self._stall_timeout / 2):
+                    await trio.lowlevel.wait_readable(epoll.fileno())
+                self._close_stalled()
+            else:
+                await trio.lowlevel.wait_readable(epoll.fileno())
             for fd, _events in epoll.poll(0):
                 entry = connections.get(fd)
                 if entry is not None:
                     self._read(fd, *entry)
             self._kick()
+
+    def _close_stalled(self) -> None:
+        oldest = trio.current_time() - self._stall_timeout
+        for fd, last in list(self._partial.items()):
+            if last <= oldest:
+                entry = self._connections.get(fd)
+                peer = entry[2] if entry is not None else "?"
+                log.warning("closing client connection %s: no byte of a partial frame "
+                            "for %g s", peer, self._stall_timeout)
+                self._forget(fd)
 
     def _read(
         self, fd: int, connection: _ClientConnection, decoder: FrameDecoder, peer: str,
@@ -992,15 +1054,20 @@ class _ClientPoller:
         if not data:
             self._forget(fd)
             return
-        decoder.feed(data)
         handle = self._handle
         reply = connection.reply
         try:
+            decoder.feed(data)
             for request in decoder.messages():
                 handle(request, reply)
         except FrameError as exc:
             log.warning("closing client connection %s: %s", peer, exc)
             self._forget(fd)
+            return
+        if decoder.partial:
+            self._partial[fd] = trio.current_time()
+        else:
+            self._partial.pop(fd, None)
 
 
 class _ClientConnection:

@@ -21,6 +21,21 @@ MAX_FRAME = 16 * 1024 * 1024
 
 _HEADER = struct.Struct(">I")
 
+#: Bytes of partial frames a whole process (a node, the proxy) may hold across
+#: all its connections. Per connection a partial frame is bounded by MAX_FRAME,
+#: but many connections each sending the start of a large frame and then
+#: hanging would add up without limit (issue 16: fifty of them took a node from
+#: 29 MB to 440 MB). Legitimate partial frames live for microseconds on the
+#: loopback links of a test cluster, so a budget of a few whole frames is
+#: never reached by a healthy cluster.
+BUFFER_BUDGET = 4 * MAX_FRAME
+
+#: Seconds a connection may hold a partial frame without receiving a byte of it
+#: before it is closed: a sender that stopped mid-frame is gone or hostile, and
+#: its bytes must not hold the budget for ever. (A paused node's connections are
+#: closed by this too; it reconnects when it wakes, and Raft resends.)
+STALL_TIMEOUT = 5.0
+
 
 class FrameError(Exception):
     """A frame could not be decoded; the connection that sent it must close."""
@@ -45,19 +60,68 @@ def decode_body(body: bytes) -> dict[str, Any]:
     return message
 
 
+class BufferBudget:
+    """The bytes that the decoders of one process may buffer together.
+
+    Each :class:`FrameDecoder` given the budget charges it for the bytes it
+    holds; a ``feed`` that would take the total past ``limit`` raises
+    :class:`FrameError`, so the connection that asks for more than is left is
+    the one that closes, and the partial frames already buffered (probably
+    nearly complete) are kept.
+    """
+
+    def __init__(self, limit: int = BUFFER_BUDGET) -> None:
+        if limit < 1:
+            raise ValueError(f"a buffer budget must be positive, not {limit}")
+        self.limit = limit
+        self.used = 0
+        #: Connections closed because the budget was exhausted (for status/tests).
+        self.refusals = 0
+
+
 class FrameDecoder:
     """Incremental decoder: feed it bytes as they arrive, take whole frames out.
 
     Sans-IO in the h11 style, so the node, the client and the relay share one
-    decoder and it can be tested without sockets.
+    decoder and it can be tested without sockets. With a :class:`BufferBudget`
+    the bytes it holds count against that budget until :meth:`close`, which
+    the owner of the connection must call when the connection ends.
+    ``max_frame`` may be lowered and raised while decoding (e.g. tiny until a
+    peer has said hello).
     """
 
-    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME, budget: BufferBudget | None = None) -> None:
         self._buffer = bytearray()
-        self._max_frame = max_frame
+        self.max_frame = max_frame
+        self._budget = budget
+        self._charged = 0
 
     def feed(self, data: bytes) -> None:
+        budget = self._budget
+        if budget is not None:
+            self._settle()
+            if budget.used + len(data) > budget.limit:
+                budget.refusals += 1
+                raise FrameError(
+                    f"buffer budget of {budget.limit} bytes exhausted "
+                    f"({budget.used} bytes of partial frames held by all connections)"
+                )
         self._buffer += data
+        if budget is not None:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Charge (or refund) the budget for what the buffer holds now."""
+        assert self._budget is not None
+        held = len(self._buffer)
+        self._budget.used += held - self._charged
+        self._charged = held
+
+    def close(self) -> None:
+        """Drop what is buffered and give its bytes back to the budget (idempotent)."""
+        self._buffer = bytearray()
+        if self._budget is not None:
+            self._settle()
 
     def frames_raw(self) -> Iterator[bytes]:
         """Yield complete frames as raw bytes (prefix included), undecoded.
@@ -65,16 +129,23 @@ class FrameDecoder:
         The relay uses this to forward, drop or duplicate single frames
         without paying for a decode.
         """
-        while len(self._buffer) >= _HEADER.size:
-            (length,) = _HEADER.unpack_from(self._buffer)
-            if length > self._max_frame:
-                raise FrameError(f"frame length {length} exceeds the limit of {self._max_frame}")
-            end = _HEADER.size + length
-            if len(self._buffer) < end:
-                return
-            frame = bytes(self._buffer[:end])
-            del self._buffer[:end]
-            yield frame
+        buffer = self._buffer
+        try:
+            while len(buffer) >= _HEADER.size:
+                (length,) = _HEADER.unpack_from(buffer)
+                if length > self.max_frame:
+                    raise FrameError(
+                        f"frame length {length} exceeds the limit of {self.max_frame}")
+                end = _HEADER.size + length
+                if len(buffer) < end:
+                    return
+                with memoryview(buffer) as view:
+                    frame = bytes(view[:end])  # one copy, not a slice and then a copy
+                del buffer[:end]
+                yield frame
+        finally:
+            if self._budget is not None:
+                self._settle()
 
     def messages(self) -> Iterator[dict[str, Any]]:
         """Yield every complete decoded message buffered so far."""
@@ -84,6 +155,11 @@ class FrameDecoder:
     @property
     def pending_bytes(self) -> int:
         return len(self._buffer)
+
+    @property
+    def partial(self) -> bool:
+        """Whether bytes of an incomplete frame are buffered."""
+        return bool(self._buffer)
 
 
 def body_of(frame: bytes) -> bytes:

@@ -57,13 +57,23 @@ import msgpack
 import trio
 
 from harness.net.base import Grudge, Link, NodeAddress, link_name
-from raft_impl.wire import FrameDecoder, FrameError, body_of, decode_body
+from raft_impl.wire import (
+    BUFFER_BUDGET,
+    MAX_FRAME,
+    STALL_TIMEOUT,
+    BufferBudget,
+    FrameDecoder,
+    FrameError,
+    body_of,
+    decode_body,
+)
 
 RECEIVE_SIZE = 65536
 #: Frames at least this long get their header peeked at instead of fully decoded.
 HEADER_PEEK_FROM = 512
 COUNTER_NAMES = ("connections", "refused", "frames", "bytes", "delivered", "dropped",
-                 "duplicated", "delayed", "reordered", "bad_frames", "reverse_bytes")
+                 "duplicated", "delayed", "reordered", "bad_frames", "reverse_bytes",
+                 "over_budget", "stalled")
 
 
 def message_header(frame: bytes) -> tuple[Any, Any]:
@@ -241,16 +251,24 @@ class ProxyNetwork:
 
     def __init__(self, seed: int = 0, *, rng: random.Random | None = None,
                  trace_path: str | Path | None = None, clock: Callable[[], int] | None = None,
-                 host: str = "127.0.0.1", reorder_hold: float = 0.05) -> None:
+                 host: str = "127.0.0.1", reorder_hold: float = 0.05,
+                 buffer_budget: int = BUFFER_BUDGET, stall_timeout: float = STALL_TIMEOUT,
+                 ) -> None:
         """``seed`` (or a seeded ``rng`` to draw one from) seeds every link's fault draws.
 
         ``clock`` gives trace times in ns since the run began (default: since construction).
+        Like a node, the relays bound what partial frames hold: ``buffer_budget`` bytes
+        over all connections (the one that would exceed it is closed, counted
+        ``over_budget``), and a connection whose partial frame gets no byte for
+        ``stall_timeout`` s is closed (counted ``stalled``).
         """
         if not host.startswith("127."):
             raise ValueError(f"relays listen on loopback only, not {host!r}")
         self.seed = rng.getrandbits(64) if rng is not None else seed
         self.host = host
         self.reorder_hold = reorder_hold
+        self.buffers = BufferBudget(buffer_budget)
+        self.stall_timeout = stall_timeout
         self._trace_path = Path(trace_path) if trace_path is not None else None
         self._trace_file: IO[str] | None = None
         started = time.monotonic_ns()
@@ -355,18 +373,36 @@ class ProxyNetwork:
 
     async def _read(self, link: _Link, source: trio.SocketStream,
                     relayed: _Connection) -> None:
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(MAX_FRAME, self.buffers)
+        try:
+            await self._read_frames(link, source, relayed, decoder)
+        finally:
+            decoder.close()
+
+    async def _read_frames(self, link: _Link, source: trio.SocketStream,
+                           relayed: _Connection, decoder: FrameDecoder) -> None:
         first = True
         counters = link.counters
         while True:
             try:
-                data = await source.receive_some(RECEIVE_SIZE)
+                if decoder.partial:
+                    with trio.move_on_after(self.stall_timeout) as waited:
+                        data = await source.receive_some(RECEIVE_SIZE)
+                    if waited.cancelled_caught:
+                        counters["stalled"] += 1
+                        return  # a sender stopped mid-frame must not hold the budget
+                else:
+                    data = await source.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             if not data:
                 return
             counters["bytes"] += len(data)
-            decoder.feed(data)
+            try:
+                decoder.feed(data)
+            except FrameError:
+                counters["over_budget"] += 1
+                return
             try:
                 frames = list(decoder.frames_raw())
             except FrameError:
