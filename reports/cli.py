@@ -2,12 +2,16 @@
 
     splitbrain report RUN_DIR            re-render RUN_DIR/report.html (and the store index)
     splitbrain serve [--store DIR] [--port P]   browse the store on http://127.0.0.1:P/
+
+``serve`` runs until Ctrl-C or SIGTERM, its documented way to stop: then it
+says "stopped" and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import signal
 import sys
 from pathlib import Path
 
@@ -31,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
         "serve", help="serve the store's reports on 127.0.0.1 with an index of runs",
         description="Serve the store over HTTP on 127.0.0.1 (never other interfaces). "
-                    "/ lists every run (test, time, verdict, faults) with a link to its report.")
+                    "/ lists every run (test, time, verdict, faults) with a link to its report. "
+                    "Ctrl-C or SIGTERM stops it (exit 0).")
     serve.add_argument("--store", default="store", help="store directory (default: store)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT,
                        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
@@ -62,18 +67,35 @@ def run_serve(args: argparse.Namespace) -> int:
     problems: list[str] = []
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            try:
-                port = await nursery.start(functools.partial(serve, store, args.port))
-            except OSError as exc:  # port taken: say so after the nursery closed
-                problems.append(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}")
-                return
-            print(f"serving {store} on http://127.0.0.1:{port}/ (Ctrl-C to stop)", flush=True)
+        with trio.open_signal_receiver(signal.SIGTERM) as terminate:
+            async with trio.open_nursery() as nursery:
+                try:
+                    port = await nursery.start(functools.partial(serve, store, args.port))
+                except OSError as exc:  # port taken: say so after the nursery closed
+                    problems.append(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}")
+                    nursery.cancel_scope.cancel()
+                    return
+                print(f"serving {store} on http://127.0.0.1:{port}/ (Ctrl-C to stop)",
+                      flush=True)
+                async for _ in terminate:
+                    nursery.cancel_scope.cancel()
+                    break
 
     try:
         trio.run(main)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        # Ctrl-C lands in some task and reaches us alone or inside the nursery's group.
+        if not _only_interrupts(exc):
+            raise
+    if not problems:
         print("stopped", file=sys.stderr)
     if problems:
         raise UserError(problems[0])
     return EXIT_VALID
+
+
+def _only_interrupts(exc: BaseException) -> bool:
+    """Whether ``exc`` is a KeyboardInterrupt, or a group of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_interrupts(inner) for inner in exc.exceptions)
+    return isinstance(exc, KeyboardInterrupt)

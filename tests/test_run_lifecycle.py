@@ -119,3 +119,32 @@ async def test_the_most_clients_allowed_still_stop_on_time(tmp_path: Path, autoj
     recorder.close()
     assert trio.current_time() - began <= 2.0 + 1.0 + 0.01
     assert len({client for client, _seq in db.sessions}) >= MAX_CONCURRENCY
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_cleanly_on_ctrl_c_and_sigterm(tmp_path: Path, signum):
+    """Ctrl-C is serve's documented way to stop; it printed a traceback and exited 1."""
+    import urllib.request
+
+    (tmp_path / "store").mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "serve", "--store", str(tmp_path / "store"),
+         "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()  # the server announces its port when it listens
+        assert "http://127.0.0.1:" in line, line + process.stderr.read()
+        url = line.split()[3]
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert answer.status == 200
+        process.send_signal(signum)
+        _out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and err.strip() == "stopped", err
