@@ -23,12 +23,15 @@ from typing import Any
 import trio
 
 from harness.db import DB, DBError, NodeAddress, NodeEventSink, Unsupported
-from nemesis.api import poll_next_election
+from nemesis.api import TriggerUnsupported, poll_next_election, poll_next_step_down
 
 #: Called with (kind, node) for each lifecycle mark: "crash", "restart", "lose-unfsynced".
 MarkSink = Callable[[str, str], None]
 
 SUPPORTED_SIZES = (1, 3, 5, 7)
+#: Seconds between status polls while a follower-behind trigger waits (systems
+#: that push no commits).
+BEHIND_POLL_INTERVAL = 0.2
 
 
 class RunClock:
@@ -74,6 +77,15 @@ class Cluster:
         self.last_leader: str | None = None
         #: Set (and replaced) when a node takes office; holds the winner once set.
         self._election = _Election()
+        #: The same for the other trigger events (step-down, snapshot, ...), by event.
+        self._occurrences: dict[str, _Election] = {}
+        #: Roles as the nodes' role events said (to see a leader step down).
+        self._roles: dict[str, str] = {}
+        #: Applied index per node and the highest commit index, from pushed events.
+        self._applied: dict[str, int] = {}
+        self._highest_commit = 0
+        #: Follower-behind thresholds someone waits for.
+        self._behind_wanted: set[int] = set()
         #: Where node events go on after the cluster has looked at them (the collector).
         self.forward_events: NodeEventSink | None = None
 
@@ -106,17 +118,93 @@ class Cluster:
         assert election.winner is not None
         return election.winner
 
+    async def next_event(self, event: str, entries: int = 0) -> str:
+        """Wait for the next ``event`` (a ``nemesis.faults.TRIGGERS`` name) and return the
+        node it names: the deposed leader (step-down, from role events), the node that
+        took or installed a snapshot (pushed events), the node whose applied index
+        fell ``entries`` behind the highest commit index (pushed commits, else polled
+        statuses). TriggerUnsupported when these nodes cannot tell."""
+        if event == "new-leader":
+            return await self.next_election()
+        if event == "follower-behind":
+            return await self._next_behind(entries)
+        if event == "step-down" and not self.db.role_events:
+            return await poll_next_step_down(self)
+        if event in ("snapshot", "snapshot-installed") and not self.db.pushes_events:
+            raise TriggerUnsupported(f"--db {self.db.name} nodes do not report snapshots")
+        occurrence = self._occurrences.setdefault(event, _Election())
+        await occurrence.happened.wait()
+        assert occurrence.winner is not None
+        return occurrence.winner
+
+    def _happened(self, event: str, node: str) -> None:
+        occurrence = self._occurrences.pop(event, None)
+        if occurrence is not None:
+            occurrence.winner = node
+            occurrence.happened.set()
+
+    async def _next_behind(self, entries: int) -> str:
+        if self.db.pushes_events:
+            key = f"follower-behind:{entries}"
+            self._behind_wanted.add(entries)
+            try:
+                occurrence = self._occurrences.setdefault(key, _Election())
+                await occurrence.happened.wait()
+            finally:
+                self._behind_wanted.discard(entries)
+            assert occurrence.winner is not None
+            return occurrence.winner
+        while True:  # no pushed commits: poll the nodes' statuses
+            try:
+                statuses = await self.db.statuses()
+            except (Unsupported, AttributeError):
+                raise TriggerUnsupported(
+                    f"--db {self.db.name} reports neither commits nor statuses") from None
+            highest = max((s.get("commit") or 0 for s in statuses.values()), default=0)
+            for node, status in sorted(statuses.items()):
+                if highest - (status.get("applied") or 0) >= entries:
+                    return node
+            await trio.sleep(BEHIND_POLL_INTERVAL)
+
+    def _check_behind(self) -> None:
+        for entries in sorted(self._behind_wanted):
+            for node, applied in sorted(self._applied.items()):
+                if node not in self.down and self._highest_commit - applied >= entries:
+                    self._happened(f"follower-behind:{entries}", node)
+                    break
+
     def on_node_event(self, node: str, event: dict[str, Any]) -> None:
         """Sink for the nodes' stdout events: notes elections, then forwards the event."""
-        if event.get("event") == "role" and event.get("role") == "leader":
-            self.last_leader = node
-            election, self._election = self._election, _Election()
-            election.winner = node
-            election.happened.set()
+        kind = event.get("event")
+        if kind == "role":
+            role = event.get("role")
+            if role == "leader":
+                self.last_leader = node
+                election, self._election = self._election, _Election()
+                election.winner = node
+                election.happened.set()
+            elif self._roles.get(node) == "leader":
+                self._happened("step-down", node)
+            if isinstance(role, str):
+                self._roles[node] = role
+        elif kind == "snapshot":
+            self._happened("snapshot", node)
+            if event.get("source") == "installed":
+                self._happened("snapshot-installed", node)
+        elif kind == "committed":
+            rows = event.get("entries") or []
+            if rows and isinstance(rows[-1], list) and isinstance(rows[-1][0], int):
+                self._applied[node] = rows[-1][0]
+            commit = event.get("commit")
+            if isinstance(commit, int):
+                self._highest_commit = max(self._highest_commit, commit)
+            if self._behind_wanted:
+                self._check_behind()
         if self.forward_events is not None:
             self.forward_events(node, event)
 
     async def kill(self, node: str) -> None:
+        self._roles.pop(node, None)  # a killed leader does not step down
         was_running = self.db.is_running(node)
         await self.db.kill(node)
         self.down.add(node)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import trio
 
@@ -165,8 +165,54 @@ class ElectionWatch(Protocol):
         ...
 
 
+@runtime_checkable
+class EventWatch(Protocol):
+    """A control that learns of the other trigger events the nodes report (step-down,
+    snapshot, snapshot-installed, follower-behind; see ``nemesis.faults.TRIGGERS``)."""
+
+    async def next_event(self, event: str, entries: int = 0) -> str:
+        """Wait for the next ``event`` after this call; the node it names. Raises
+        :class:`TriggerUnsupported` when this cluster cannot report that event."""
+        ...
+
+
+class TriggerUnsupported(Exception):
+    """The cluster cannot report the event a trigger waits for (the message says why)."""
+
+
 #: Seconds between leader() polls when a control cannot watch elections.
 ELECTION_POLL_INTERVAL = 0.05
+
+
+async def next_event(control: ClusterControl, when: Mapping[str, Any],
+                     poll: float = ELECTION_POLL_INTERVAL) -> str:
+    """The node named by the next occurrence of ``when["event"]``.
+
+    Elections as :func:`next_election`; other events from ``control.next_event``
+    when the control has it, else a step-down by polling :meth:`leader` (the node
+    that led at one poll and not at the next), and TriggerUnsupported otherwise.
+    """
+    event = when["event"]
+    if event == "new-leader":
+        return await next_election(control, poll)
+    if isinstance(control, EventWatch):
+        return await control.next_event(event, int(when.get("entries", 0)))
+    if event == "step-down":
+        return await poll_next_step_down(control, poll)
+    raise TriggerUnsupported(f"this cluster does not report {event} events")
+
+
+async def poll_next_step_down(control: ClusterControl,
+                              poll: float = ELECTION_POLL_INTERVAL) -> str:
+    """The node that led at one ``leader()`` poll and not at the next (for controls
+    without role events)."""
+    before = await control.leader()
+    while True:
+        await trio.sleep(poll)
+        now = await control.leader()
+        if before is not None and now != before:
+            return before
+        before = now
 
 
 async def next_election(control: ClusterControl, poll: float = ELECTION_POLL_INTERVAL) -> str:

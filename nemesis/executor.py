@@ -22,9 +22,11 @@ An entry of a composite scenario carries its ``"compose"`` name into the event.
 An entry with a ``when`` trigger is armed at its ``at`` (in a background
 task; the entries after it keep their own times): it waits for the next
 election won (``nemesis.api.next_election``: the cluster's role events, or
-polling ``leader()`` for a control without them) and is applied ``delay`` s
-after it. Triggered entries wait in order, as in the simulator: those with the
-same ``at`` share one election; a later group starts waiting only once the
+polling ``leader()`` for a control without them), or the other event it names
+(``nemesis.api.next_event``), and is applied ``delay`` s after it, with the
+node the event named as its target ``"trigger"``. Triggered entries wait in
+order, as in the simulator: those with the same ``at`` (and event) share one
+election; a later group starts waiting only once the
 group before it saw its election (or gave up), so a chain of groups acts on
 successive elections. With no election within ``within`` s (the group's first
 entry's) an entry is recorded as skipped::
@@ -59,12 +61,15 @@ from typing import Any
 
 import trio
 
-from nemesis.api import ClusterControl, next_election
+from nemesis.api import ClusterControl, TriggerUnsupported, next_event
 from nemesis.faults import (
     LEADER_SHAPES,
     NODE_FAULTS,
     PROBABILITY_FAULTS,
+    TRIGGER_NODE,
     history_f,
+    trigger_key,
+    trigger_missed,
     validate_schedule,
 )
 from nemesis.shapes import components, connectivity_graph, grudge_from_graph
@@ -104,11 +109,15 @@ def _event(clock: Clock, f: str, value: Any, compose: str | None = None) -> dict
 
 
 async def resolve_target(target: str | list[str], candidates: Sequence[str],
-                         control: ClusterControl, rng: random.Random) -> list[str]:
-    """The nodes a target means right now, among ``candidates`` (e.g. live nodes for kill)."""
+                         control: ClusterControl, rng: random.Random,
+                         trigger: str | None = None) -> list[str]:
+    """The nodes a target means right now, among ``candidates`` (e.g. live nodes for kill);
+    ``trigger`` is the node the entry's trigger named (target ``"trigger"``)."""
     eligible = sorted(candidates)
     if isinstance(target, list):
         return [node for node in target if node in eligible]
+    if target == TRIGGER_NODE:
+        return [trigger] if trigger in eligible else []
     if target == "all":
         return eligible
     if target == "leader":
@@ -147,10 +156,12 @@ class _TriggerGroup:
     """Triggered entries due at one ``at``: they share one election."""
 
     at: float
-    within: float
+    when: dict[str, Any]
     previous: _TriggerGroup | None
     decided: trio.Event = field(default_factory=trio.Event)
     skipped: str = ""
+    #: The node the event named (the new leader, the deposed one, ...), once decided.
+    node: str | None = None
     #: Cancelled when the schedule ends (an entry already applying is not).
     watch: trio.CancelScope = field(default_factory=trio.CancelScope)
 
@@ -161,11 +172,11 @@ class _Executor:
         self.control, self.record, self.clock = control, record, clock
         self.rng, self.nursery, self.state = rng, nursery, state
 
-    async def apply(self, entry: dict[str, Any]) -> None:
+    async def apply(self, entry: dict[str, Any], trigger: str | None = None) -> None:
         rng = random.Random(entry["seed"]) if "seed" in entry else self.rng
         f = entry["f"]
         try:
-            value = await self._apply(f, entry["value"], rng)
+            value = await self._apply(f, entry["value"], rng, trigger)
         except Exception as exc:  # recorded, and the schedule goes on (see module doc)
             error = f"{type(exc).__name__}: {exc}"
             value = {"requested": entry["value"], "error": error}
@@ -199,36 +210,42 @@ class _Executor:
                                        {"requested": entry["value"], "skipped": skipped},
                                        entry.get("compose")))
         if not skipped:
-            await self.apply(entry)
+            await self.apply(entry, group.node)
 
-    async def await_election(self, group: _TriggerGroup,
-                             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-                             ) -> None:
-        """The group's election: the next one won after the group before it saw its own.
+    async def await_trigger(self, group: _TriggerGroup,
+                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+                            ) -> None:
+        """The group's event: the next one after the group before it saw its own.
 
         Started with ``nursery.start``: once started it is already waiting (or
         queued), so an election right after the group's ``at`` is not missed.
         """
+        when = group.when
         with group.watch:
             task_status.started()
             if group.previous is not None:
                 await group.previous.decided.wait()
-            with trio.move_on_after(group.within) as window:
-                await next_election(self.control)
+            with trio.move_on_after(when["within"]) as window:
+                try:
+                    group.node = await next_event(self.control, when)
+                except TriggerUnsupported as exc:
+                    group.skipped = str(exc)
             if window.cancelled_caught:
-                group.skipped = f"no new leader within {group.within} s"
+                group.skipped = trigger_missed(when)
             group.decided.set()
 
-    async def _apply(self, f: str, value: Any, rng: random.Random) -> Any:
+    async def _apply(self, f: str, value: Any, rng: random.Random,
+                     trigger: str | None = None) -> Any:
+        """Apply one fault; ``trigger`` is the node the entry's trigger named, if any."""
         state, network = self.state, self.control.network
         if f == "partition":
-            return await self._partition(value, rng)
+            return await self._partition(value, rng, trigger)
         if f == "heal":
             await network.heal()
             state.partitioned = False
             return None
         if f in NODE_FAULTS:
-            return await self._node_fault(f, value, rng)
+            return await self._node_fault(f, value, rng, trigger)
         if f in PROBABILITY_FAULTS:
             setter = {"loss": network.set_loss, "duplicate": network.set_duplicate,
                       "reorder": network.set_reorder}[f]
@@ -241,9 +258,10 @@ class _Executor:
             (state.message_faults.add if on else state.message_faults.discard)(f)
             return value
         assert f == "clock"
-        return await self._clock(value, rng)
+        return await self._clock(value, rng, trigger)
 
-    async def _partition(self, value: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    async def _partition(self, value: dict[str, Any], rng: random.Random,
+                         trigger: str | None) -> dict[str, Any]:
         nodes = list(self.control.nodes)
         if "grudge" in value:
             grudge = {dst: set(srcs) for dst, srcs in value["grudge"].items()}
@@ -254,19 +272,28 @@ class _Executor:
             leader = await self.control.leader() if wants_leader else None
             if shape in LEADER_SHAPES and leader is None:
                 return {"shape": shape, "note": "no leader right now: nothing cut"}
-            graph = connectivity_graph(shape, nodes, rng, leader=leader, node=value.get("node"))
+            node = value.get("node")
+            if node == TRIGGER_NODE:
+                if trigger not in nodes:
+                    return {**value, "note": "the trigger named no node: nothing cut"}
+                node = trigger
+            graph = connectivity_graph(shape, nodes, rng, leader=leader, node=node)
             grudge = grudge_from_graph(graph)
             description = {"shape": shape, "components": components(graph),
                            "grudge": {dst: sorted(srcs) for dst, srcs in grudge.items() if srcs}}
             if leader is not None:
                 description["leader"] = leader
+            if node is not None:
+                description["node"] = node
         await self.control.network.partition(grudge)
         self.state.partitioned = True
         return description
 
-    async def _node_fault(self, f: str, target: Any, rng: random.Random) -> dict[str, Any]:
+    async def _node_fault(self, f: str, target: Any, rng: random.Random,
+                          trigger: str | None) -> dict[str, Any]:
         control, state = self.control, self.state
-        nodes = await resolve_target(target, _candidates(f, control, state), control, rng)
+        nodes = await resolve_target(target, _candidates(f, control, state), control, rng,
+                                     trigger)
         action = {"kill": control.kill, "start": control.start, "pause": control.pause,
                   "resume": control.resume, "lose-unfsynced": control.lose_unfsynced}[f]
         done = []
@@ -285,7 +312,8 @@ class _Executor:
                 state.paused.discard(node)
         return {"target": target, "nodes": done}
 
-    async def _clock(self, value: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    async def _clock(self, value: dict[str, Any], rng: random.Random,
+                     trigger: str | None) -> dict[str, Any]:
         control, state = self.control, self.state
         if value.get("reset"):
             for scope, strobed in state.strobes:
@@ -299,7 +327,7 @@ class _Executor:
                 state.skewed.discard(node)
             return {"nodes": reset}
         nodes = await resolve_target(value["targets"], _candidates("clock", control, state),
-                                     control, rng)
+                                     control, rng, trigger)
         if "strobe" in value:
             strobe = value["strobe"]
             scope = await self.nursery.start(self._strobe, nodes, strobe)
@@ -434,10 +462,11 @@ async def run_schedule(schedule: Sequence[dict[str, Any]], control: ClusterContr
                     if "when" not in entry:
                         await executor.apply(entry)
                         continue
-                    if group is None or group.at != entry["at"]:
-                        group = _TriggerGroup(entry["at"], entry["when"]["within"], group)
+                    if (group is None or group.at != entry["at"]
+                            or trigger_key(group.when) != trigger_key(entry["when"])):
+                        group = _TriggerGroup(entry["at"], entry["when"], group)
                         groups.append(group)
-                        await triggers.start(executor.await_election, group)
+                        await triggers.start(executor.await_trigger, group)
                     await triggers.start(executor.arm, entry, group, pending)
                 for scope in list(pending):  # still waiting when the schedule ends
                     scope.cancel()

@@ -41,6 +41,19 @@ those with the same ``at`` wait for the same election (each with its own
 takes three). Entries without a trigger keep their own times, and triggers
 still waiting when the schedule ends are dropped (recorded as skipped).
 
+Other events the nodes report may trigger an entry the same way (TRIGGERS):
+``step-down`` (a leader leaves office), ``snapshot`` (a node compacted its log
+into a snapshot), ``snapshot-installed`` (a follower installed its leader's
+snapshot) and ``follower-behind`` (a node's applied index falls ``entries``
+behind the highest commit index any node reports, default 100:
+``{"event": "follower-behind", "entries": 200}``). Entries that share an
+``at`` and an event wait for the same occurrence. The node the event names
+(the winner, the deposed leader, the node that snapshotted, the lagging
+follower) is the target ``"trigger"`` of the entries it fires, and may be the
+``"node"`` of a partition shape: ``{"shape": "lagging-majority", "node":
+"trigger"}`` puts the follower that fell behind with a majority. A cluster
+that cannot report an event skips the entries waiting for it, saying so.
+
 An entry may carry ``"compose": name``: the generated scenario it belongs to
 (``nemesis.schedule.COMPOSITES``), when several faults overlap on purpose. It
 only labels the entry (history events and reports can say which composition
@@ -73,7 +86,9 @@ FAULTS = (
     "clock",
 )
 #: Events an entry may wait for (``"when"``).
-TRIGGERS = ("new-leader",)
+TRIGGERS = ("new-leader", "step-down", "snapshot", "snapshot-installed", "follower-behind")
+#: Default ``entries`` of a follower-behind trigger.
+DEFAULT_BEHIND = 100
 #: Default ``within`` of a ``when`` trigger, in seconds.
 DEFAULT_TRIGGER_WITHIN = 10.0
 #: Cuts of links both ways (the simulator's fuzzer draws from these; its tuned seeds
@@ -87,7 +102,9 @@ LEADER_SHAPES = ("isolate-leader", "deaf-leader", "mute-leader")
 ONE_WAY_SHAPES = ("deaf-one", "deaf-leader", "mute-one", "mute-leader")
 #: Every shape a partition may name.
 ALL_SHAPES = (*SHAPES, *ONE_WAY_SHAPES, "lagging-majority")
-TARGET_WORDS = ("one", "leader", "minority", "majority", "all")
+TARGET_WORDS = ("one", "leader", "minority", "majority", "all", "trigger")
+#: The target (and partition node) that means the node a ``when`` trigger named.
+TRIGGER_NODE = "trigger"
 #: Faults whose value is a target.
 NODE_FAULTS = ("kill", "start", "pause", "resume", "lose-unfsynced")
 #: Per-message network faults whose value is {"p": ..., "links": ...}.
@@ -202,7 +219,8 @@ def _validate_partition(value: object, nodes: Sequence[str] | None) -> dict[str,
     if "node" in value:
         if shape not in NODE_SHAPES:
             raise ValueError(f'"node" only goes with shapes {list(NODE_SHAPES)}, not {shape!r}')
-        result["node"] = _node(value["node"], nodes, "partition node")
+        result["node"] = (TRIGGER_NODE if value["node"] == TRIGGER_NODE
+                          else _node(value["node"], nodes, "partition node"))
     return result
 
 
@@ -263,14 +281,49 @@ def validate_when(value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f'when must be "new-leader" or {{"event": ..., "delay": s, '
                          f'"within": s}}, got {value!r}')
-    _only_keys(value, ("event", "delay", "within"), "when")
+    _only_keys(value, ("event", "delay", "within", "entries"), "when")
     event = value.get("event")
     if event not in TRIGGERS:
         raise ValueError(f"when event must be one of {list(TRIGGERS)}, got {event!r}")
-    return {"event": event,
+    when = {"event": event,
             "delay": _number(value.get("delay", 0.0), "when delay", minimum=0.0),
             "within": _number(value.get("within", DEFAULT_TRIGGER_WITHIN), "when within",
                               positive=True)}
+    if event == "follower-behind":
+        entries = value.get("entries", DEFAULT_BEHIND)
+        if isinstance(entries, bool) or not isinstance(entries, int) or entries < 1:
+            raise ValueError(f"when entries must be a whole number >= 1, got {entries!r}")
+        when["entries"] = entries
+    elif "entries" in value:
+        raise ValueError(f'when "entries" only goes with follower-behind, not {event!r}')
+    return when
+
+
+def trigger_key(when: Mapping[str, Any]) -> tuple[str, int]:
+    """Entries with the same ``at`` and this key wait for one occurrence of the event."""
+    return when["event"], int(when.get("entries", 0))
+
+
+def trigger_missed(when: Mapping[str, Any]) -> str:
+    """Why an entry was skipped when its event did not come within its window."""
+    within = when["within"]
+    return {
+        "new-leader": f"no new leader within {within} s",
+        "step-down": f"no leader stepped down within {within} s",
+        "snapshot": f"no node took or installed a snapshot within {within} s",
+        "snapshot-installed": f"no node installed a snapshot within {within} s",
+        "follower-behind": (f"no node fell {when.get('entries', DEFAULT_BEHIND)} entries "
+                            f"behind within {within} s"),
+    }[when["event"]]
+
+
+def names_trigger(entry: Mapping[str, Any]) -> bool:
+    """Whether the entry acts on the node its trigger names (``"trigger"``)."""
+    value = entry.get("value")
+    if value == TRIGGER_NODE:
+        return True
+    return isinstance(value, dict) and TRIGGER_NODE in (value.get("node"),
+                                                        value.get("targets"))
 
 
 def _validate_value(f: str, value: object, nodes: Sequence[str] | None) -> Any:
@@ -316,6 +369,8 @@ def validate_entry(entry: object, position: int = 0,
             normalized["seed"] = seed
         if "when" in entry:
             normalized["when"] = validate_when(entry["when"])
+        elif names_trigger(normalized):
+            raise ValueError(f'target "{TRIGGER_NODE}" needs a "when" trigger to name a node')
         if "compose" in entry:
             compose = entry["compose"]
             if not isinstance(compose, str) or not compose:

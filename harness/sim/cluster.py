@@ -32,7 +32,7 @@ from harness.sim.config import SimTest
 from harness.sim.loop import BudgetExceeded, EventLoop
 from harness.sim.network import SimNetwork
 from harness.sim.node import Reply, SimNode
-from nemesis.faults import history_f, validate_schedule
+from nemesis.faults import history_f, trigger_key, trigger_missed, validate_schedule
 from nemesis.schedule import final_heal
 
 #: Seconds between two observations (status + log) of every node, as the real collector.
@@ -43,6 +43,8 @@ ELECTION_WAIT = 5.0
 SETTLE = 0.5
 #: Longest wait for every node to reach the same applied index before the final digests.
 CONVERGENCE_WAIT = 5.0
+#: Virtual seconds between lag checks while a follower-behind trigger is armed.
+BEHIND_POLL = 0.05
 
 
 def _ns(seconds: float) -> int:
@@ -157,8 +159,8 @@ class SimCluster:
         self._leading_since = now
         if leads and was < len(self._leading):
             self.leader_changes += 1
-        if leads and self._armed:
-            self._fire_triggers()
+        if leads:
+            self._sim_event("new-leader", node_id)
 
     # -- ``when`` triggers ---------------------------------------------------------------
 
@@ -168,8 +170,9 @@ class SimCluster:
             faults.apply_entry(self, entry, position)
             return
         item = (entry, position)
-        if self._armed and self._armed[0][0]["at"] == entry["at"]:
-            self._arm(item)  # same ``at``: waits for the same election
+        if (self._armed and self._armed[0][0]["at"] == entry["at"]
+                and trigger_key(self._armed[0][0]["when"]) == trigger_key(entry["when"])):
+            self._arm(item)  # same ``at`` and event: waits for the same occurrence
             return
         self._due.append(item)
         if not self._armed:
@@ -181,30 +184,53 @@ class SimCluster:
         successive elections."""
         self._armed = []
         if self._due:
-            at = self._due[0][0]["at"]
-            while self._due and self._due[0][0]["at"] == at:
+            at, key = self._due[0][0]["at"], trigger_key(self._due[0][0]["when"])
+            while (self._due and self._due[0][0]["at"] == at
+                   and trigger_key(self._due[0][0]["when"]) == key):
                 self._arm(self._due.popleft())
+            if key[0] == "follower-behind":
+                self.loop.call_later(BEHIND_POLL, self._poll_behind, self._armed[0])
 
     def _arm(self, item: tuple[dict[str, Any], int]) -> None:
         self._armed.append(item)
         self.loop.call_later(item[0]["when"]["within"], self._expire_trigger, item)
 
-    def _fire_triggers(self) -> None:
-        """A node just took office: the armed entries fire now (before the new leader's
-        first message leaves, as this runs from its role change) or ``delay`` later."""
+    def _sim_event(self, event: str, node_id: str) -> None:
+        """A trigger event happened (nodes report it here): armed entries waiting for it
+        fire, with ``node_id`` as their target ``"trigger"``."""
+        if self._armed and self._armed[0][0]["when"]["event"] == event:
+            self._fire_triggers(node_id)
+
+    def _poll_behind(self, first: tuple[dict[str, Any], int]) -> None:
+        """While a follower-behind group is armed: does a node lag that far?"""
+        if not self._armed or self._armed[0] is not first:
+            return
+        entries = first[0]["when"]["entries"]
+        statuses = {node_id: node.status() for node_id, node in self.nodes.items() if node.up}
+        highest = max((status["commit"] for status in statuses.values()), default=0)
+        for node_id, status in sorted(statuses.items()):
+            if highest - status["applied"] >= entries:
+                self._fire_triggers(node_id)
+                return
+        self.loop.call_later(BEHIND_POLL, self._poll_behind, first)
+
+    def _fire_triggers(self, node_id: str) -> None:
+        """The event happened: the armed entries fire now (for an election, before the new
+        leader's first message leaves, as this runs from its role change) or ``delay``
+        later."""
         fired = self._armed
         self._arm_next()
         for entry, position in fired:
             delay = entry["when"]["delay"]
             if delay > 0:
-                self.loop.call_later(delay, faults.apply_entry, self, entry, position)
+                self.loop.call_later(delay, faults.apply_entry, self, entry, position, node_id)
             else:
-                faults.apply_entry(self, entry, position)
+                faults.apply_entry(self, entry, position, node_id)
 
     def _expire_trigger(self, item: tuple[dict[str, Any], int]) -> None:
         if any(armed is item for armed in self._armed):
             self._armed = [armed for armed in self._armed if armed is not item]
-            self._skip(item[0], f"no new leader within {item[0]['when']['within']} s")
+            self._skip(item[0], trigger_missed(item[0]["when"]))
             if not self._armed:
                 self._arm_next()
 
@@ -219,6 +245,8 @@ class SimCluster:
 
     def observe(self, node_id: str | None, kind: str, **fields: Any) -> None:
         if node_id is not None:
+            if kind == "role" and fields.get("role") != "leader" and node_id in self._leading:
+                self._sim_event("step-down", node_id)
             if kind == "role":
                 self._leadership(node_id, fields.get("role") == "leader")
             elif kind in ("crash", "lose-unfsynced"):

@@ -14,7 +14,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from nemesis.faults import LEADER_SHAPES, history_f
+from nemesis.faults import LEADER_SHAPES, TRIGGER_NODE, history_f
 from nemesis.shapes import components, graph_from_grudge, shape_grudge
 
 if TYPE_CHECKING:
@@ -22,10 +22,13 @@ if TYPE_CHECKING:
 
 
 def resolve_target(target: str | Sequence[str], nodes: Sequence[str], leader: str | None,
-                   rng: random.Random) -> list[str]:
-    """Nodes a target word names now; [] when it names nobody (no leader)."""
+                   rng: random.Random, trigger: str | None = None) -> list[str]:
+    """Nodes a target word names now; [] when it names nobody (no leader, or no node
+    named by the entry's trigger for ``"trigger"``)."""
     if not isinstance(target, str):
         return list(target)
+    if target == TRIGGER_NODE:
+        return [trigger] if trigger in nodes else []
     n = len(nodes)
     if target == "all":
         return list(nodes)
@@ -47,8 +50,10 @@ def _links(value: dict[str, Any]) -> list[tuple[str, str]] | None:
     return None if links is None else [(src, dst) for src, dst in links]
 
 
-def apply_entry(cluster: SimCluster, entry: dict[str, Any], position: int) -> None:
-    """Apply one validated schedule entry now and record it."""
+def apply_entry(cluster: SimCluster, entry: dict[str, Any], position: int,
+                trigger: str | None = None) -> None:
+    """Apply one validated schedule entry now and record it; ``trigger`` is the node the
+    entry's trigger event named (its target ``"trigger"``)."""
     f, value = entry["f"], entry["value"]
     seed = entry.get("seed")
     rng = random.Random(f"{cluster.test.seed}:{position}" if seed is None else seed)
@@ -63,14 +68,19 @@ def apply_entry(cluster: SimCluster, entry: dict[str, Any], position: int) -> No
             if value["shape"] in LEADER_SHAPES and leader is None:
                 cluster.record_nemesis(history_f(entry), {**value, "skipped": "no leader"})
                 return
-            grudge = shape_grudge(value["shape"], nodes, rng, leader=leader,
-                                  node=value.get("node"))
+            node = value.get("node")
+            if node == TRIGGER_NODE:
+                if trigger is None:
+                    cluster.record_nemesis(history_f(entry), {**value, "skipped": "no node"})
+                    return
+                node = trigger
+            grudge = shape_grudge(value["shape"], nodes, rng, leader=leader, node=node)
         network.partition(grudge)
         described = {**value, "components": components(graph_from_grudge(grudge, nodes))}
     elif f == "heal":
         network.heal()
     elif f in ("kill", "lose-unfsynced", "start", "pause", "resume"):
-        targets = resolve_target(value, nodes, cluster.leader(), rng)
+        targets = resolve_target(value, nodes, cluster.leader(), rng, trigger)
         for node_id in targets:
             node = cluster.nodes[node_id]
             if f == "kill":
@@ -89,19 +99,21 @@ def apply_entry(cluster: SimCluster, entry: dict[str, Any], position: int) -> No
     elif f == "delay":
         network.set_delay(value["mean"], value["jitter"], _links(value))
     elif f == "clock":
-        described = _clock(cluster, value, rng)
+        described = _clock(cluster, value, rng, trigger)
     else:  # pragma: no cover - validate_schedule refuses unknown faults
         raise ValueError(f"unknown fault {f!r}")
     cluster.record_nemesis(history_f(entry), described)
 
 
-def _clock(cluster: SimCluster, value: dict[str, Any], rng: random.Random) -> Any:
+def _clock(cluster: SimCluster, value: dict[str, Any], rng: random.Random,
+           trigger: str | None = None) -> Any:
     if value.get("reset"):
         for node in cluster.nodes.values():
             node.set_clock(0.0, 1.0)
             node.strobe = None
         return value
-    targets = resolve_target(value["targets"], cluster.node_ids, cluster.leader(), rng)
+    targets = resolve_target(value["targets"], cluster.node_ids, cluster.leader(), rng,
+                             trigger)
     for node_id in targets:
         node = cluster.nodes[node_id]
         if "strobe" in value:

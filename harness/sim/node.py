@@ -255,6 +255,8 @@ class SimNode:
             self._duplicates = {}
             self._snapshot_index = ready.snapshot.meta.index
             self._applied_term = ready.snapshot.meta.term
+            self.cluster._sim_event("snapshot", self.id)
+            self.cluster._sim_event("snapshot-installed", self.id)
         for entry in ready.committed_entries:
             self._apply(entry)
         for read_state in ready.read_states:
@@ -328,6 +330,7 @@ class SimNode:
         core.compact(snapshot)
         self._snapshot_index = applied
         self._duplicates = {i: d for i, d in self._duplicates.items() if i > applied}
+        self.cluster._sim_event("snapshot", self.id)
 
     def _lost_leadership(self) -> None:
         """Proposals of a deposed leader may or may not commit: their outcome is unknown."""
