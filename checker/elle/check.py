@@ -11,6 +11,10 @@
                    "G1a": [{"type", "txn", "key", "value", "writer"}], ...},
      "counts": {"G1a": 3, ...}, "txns": N, "stats": {...}, "elapsed_s": s}
 
+``counts`` is exact for the anomalies seen read by read (16 examples of each
+are kept); for cycles it is how many were kept (at most
+:data:`checker.elle.cycles.MAX_CYCLES` of each name, one per component).
+
 ``valid`` is false when an anomaly rules out the requested consistency model
 (``consistency_model``, strict serializability by default, as Elle's), true
 when none is found, and unknown when the history cannot be read under the
@@ -69,8 +73,8 @@ def check_txns(txns: list[Txn], model: str = "list-append",
         counts[name] = len(found)
     names = sorted(anomalies)
     excluded = ruled_out(names)
-    edges = graph.graph.number_of_edges()
-    data_edges = sum(1 for _, _, t in graph.graph.edges(data="t") if t & DATA)
+    edges = graph.edge_count()
+    data_edges = graph.edge_count(DATA)
     evidence = {
         **base,
         "anomaly_types": names,

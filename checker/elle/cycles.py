@@ -156,13 +156,12 @@ def find_cycles(graph: DepGraph, time_limit: float | None = 30.0,
     found: dict[str, list[Cycle]] = {}
     seen: set[tuple[int, ...]] = set()
     notes: dict[str, Any] = {"components": 0, "largest_component": 0, "truncated": False}
-    for component in nx.strongly_connected_components(graph.graph):
+    for component in nx.strongly_connected_components(graph.to_networkx()):
         if len(component) < 2:
             continue
         notes["components"] += 1
         notes["largest_component"] = max(notes["largest_component"], len(component))
-        succ = graph.graph.succ
-        adj = {u: [(v, d["t"]) for v, d in succ[u].items() if v in component]
+        adj = {u: [(v, m) for v, m in graph.succ[u].items() if v in component]
                for u in component}
         for search in _searches():
             if time_limit is not None and time.monotonic() - started > time_limit:

@@ -8,12 +8,13 @@ Edge types (Adya's, plus the two orders clients see):
 - ``process``: T1 and T2 ran on one client process, T1 first;
 - ``realtime``: T1 completed before T2 was invoked.
 
-One pair of transactions may be linked for several reasons; the graph (a
-networkx ``DiGraph``) keeps one edge with a bit mask of its types in the
-attribute ``t``, and the first reason of each data edge (key, versions) in a
-side table, so that an explanation can be given for any edge of a cycle
-without storing text for the hundreds of thousands of edges that never end
-up in one.
+One pair of transactions may be linked for several reasons; the graph keeps
+one edge with a bit mask of its types, and the first reason of each data edge
+(key, versions) in a side table, so that an explanation can be given for any
+edge of a cycle without storing text for the hundreds of thousands of edges
+that never end up in one. Edges are gathered in plain dicts (the hot path of
+a 100,000-transaction check) and handed to networkx once, as a ``DiGraph``
+with the mask in the attribute ``t``, for the strongly connected components.
 
 Real-time edges are the *transitive reduction* of the real-time order: when T
 is invoked, it gets an edge from each transaction in the current *frontier*,
@@ -45,8 +46,8 @@ class DepGraph:
         #: how explanations say "installed a version": "wrote" or "appended"
         self.verb = verb
         self.txns: dict[int, Txn] = {t.id: t for t in txns}
-        self.graph = nx.DiGraph()
-        self.graph.add_nodes_from(self.txns)
+        #: u -> {v: type mask}
+        self.succ: dict[int, dict[int, int]] = {t: {} for t in self.txns}
         #: (from, to, type bit) -> (key, detail...) for data edges, first reason only
         self.reasons: dict[tuple[int, int, int], tuple[Any, ...]] = {}
 
@@ -54,16 +55,25 @@ class DepGraph:
         """Add (or widen) the edge u -> v by ``kind``; self-loops are ignored."""
         if u == v:
             return
-        succ = self.graph.succ[u]
-        data = succ.get(v)
-        if data is None:
-            self.graph.add_edge(u, v, t=kind)
-        elif not data["t"] & kind:
-            data["t"] |= kind
-        else:
+        out = self.succ[u]
+        mask = out.get(v, 0)
+        if mask & kind:
             return
+        out[v] = mask | kind
         if reason:
             self.reasons[(u, v, kind)] = reason
+
+    def to_networkx(self) -> nx.DiGraph:
+        """The graph as a networkx ``DiGraph``, each edge's type mask in ``t``."""
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self.succ)
+        graph.add_edges_from((u, v, {"t": m}) for u, out in self.succ.items()
+                             for v, m in out.items())
+        return graph
+
+    def edge_count(self, kinds: int = ~0) -> int:
+        """How many edges have a type among ``kinds``."""
+        return sum(1 for out in self.succ.values() for m in out.values() if m & kinds)
 
     def add_process_edges(self) -> None:
         """Chain each process's transactions in invocation order.
@@ -100,7 +110,7 @@ class DepGraph:
                 frontier.add(tid)
 
     def mask(self, u: int, v: int) -> int:
-        return self.graph.succ[u][v]["t"]
+        return self.succ[u][v]
 
     def explain(self, u: int, v: int, kind: int) -> dict[str, Any]:
         """Why the edge u -kind-> v exists, as data plus one sentence."""

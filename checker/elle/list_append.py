@@ -68,6 +68,7 @@ def infer(txns: list[Txn]) -> Inference:
             continue
         known: dict[Any, tuple[Any, ...]] = {}  # key -> the whole list, once read
         own: dict[Any, tuple[Any, ...]] = {}  # key -> own appends before any read
+        appending = {key for f, key, _ in txn.mops if f == APPEND}
         for f, key, value in txn.mops:
             if f == APPEND:
                 appenders.setdefault(key, set()).add(txn.id)
@@ -95,7 +96,8 @@ def infer(txns: list[Txn]) -> Inference:
                                                "expected_suffix": list(mine), "read": list(got)})
                 else:
                     outside = got[:len(got) - len(mine)]
-                    future = [v for v in outside if writer.get((key, v)) == txn.id]
+                    future = [v for v in outside if writer.get((key, v)) == txn.id] \
+                        if key in appending else []
                     if future:  # it read what it had yet to append
                         result.report("internal", {"txn": txn.view(), "key": key,
                                                    "read": list(got), "future": future})

@@ -94,6 +94,21 @@ def show_value(value: Any) -> str:
     return _show(value)
 
 
+_SCALARS = (int, str, type(None), bool, float)
+
+
+def _freeze(value: Any) -> Any:
+    """:func:`checker.models.freeze`, with a fast path for scalars and flat lists."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list:
+        frozen = tuple(value)
+        if all(type(v) in _SCALARS for v in frozen):
+            return frozen
+    return freeze(value)
+
+
 def _parse_mops(op: Op, raw: Any, from_invocation: bool) -> tuple[MicroOp, ...]:
     if not isinstance(raw, list | tuple):
         raise ModelError(f"a txn's value must be a list of micro-ops, got {raw!r} (op {op.id})")
@@ -105,8 +120,8 @@ def _parse_mops(op: Op, raw: Any, from_invocation: bool) -> tuple[MicroOp, ...]:
         if f is None:
             raise ModelError(f"unknown micro-op {item[0]!r}: expected append, r or w "
                              f"(op {op.id})")
-        value = None if (f == READ and from_invocation) else freeze(item[2])
-        mops.append((f, freeze(item[1]), value))
+        value = None if (f == READ and from_invocation) else _freeze(item[2])
+        mops.append((f, _freeze(item[1]), value))
     return tuple(mops)
 
 
