@@ -3,10 +3,13 @@
     splitbrain check PATH [--model M] [--init JSON] [--format F] [--timeout S]
                           [--memory MB] [--json] [--report HTML] [--edn-out EDN]
 
-PATH is a history file (splitbrain JSONL, Jepsen EDN, Porcupine kv or etcd
-logs; the format is detected unless given) or a run directory (it holds
-``history.jsonl``), in which case every checker runs again on what the run
-recorded. Exit code: 0 linearizable / valid, 1 not, 2 unknown or bad input.
+PATH is a history file (splitbrain JSONL, Jepsen EDN in any layout, Porcupine
+kv or etcd logs; the format is detected unless given; ``-`` reads standard
+input) or a run directory (it holds ``history.jsonl``), in which case every
+checker runs again on what the run recorded. A torn last line of a JSONL
+history (a crash, a full disk) is left out, and a note says so. Exit code: 0
+linearizable / valid, 1 not, 2 unknown, bad input, or nothing to check (a
+history without operations).
 Nothing is written unless asked (``--report``, ``--edn-out``, ``--write-results``).
 """
 
@@ -21,7 +24,7 @@ from typing import Any
 from checker.elle import TXN_MODELS, check_txn_history
 from checker.elle.text import format_txn_result, is_txn_result
 from checker.errors import InputError
-from checker.history import FORMATS, History, load_history, write_edn
+from checker.history import FORMATS, STDIN, History, load_history, write_edn
 from checker.linearizable import DEFAULT_MEMORY_MB, check_history
 from checker.models import MODELS, ModelError, get_model
 from checker.runner import RESULTS_NAME, is_run_dir, run_all
@@ -37,7 +40,8 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("path", metavar="PATH", help="history file or store run directory")
+    parser.add_argument("path", metavar="PATH",
+                        help="history file (- for standard input) or store run directory")
     parser.add_argument("--model", choices=sorted([*MODELS, *TXN_MODELS]),
                         help="model to check against (default: implied by the format, "
                              "or test.json's for a run directory; raft-kv otherwise)")
@@ -67,19 +71,28 @@ def _user_error(message: str) -> Exception:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from harness.cli import check_number, check_output_path
+
     initial: Any = None
     if args.init is not None:
         try:
             initial = json.loads(args.init)
         except json.JSONDecodeError as exc:
             raise _user_error(f"--init is not valid JSON: {exc.msg}") from None
-    if args.timeout is not None and args.timeout <= 0:
-        raise _user_error("--timeout must be positive")
-    if args.memory <= 0:
-        raise _user_error("--memory must be positive")
+    check_number(args.timeout, "--timeout")
+    check_number(args.memory, "--memory")
+    # Outputs are refused before the (maybe long) check, not after it.
+    for option in ("report", "edn_out"):
+        if getattr(args, option):
+            check_output_path(getattr(args, option), "--" + option.replace("_", "-"))
     path = Path(args.path)
+    is_run = args.path != STDIN and path.is_dir()
+    if args.write_results:
+        if not is_run:
+            raise _user_error("--write-results needs a run directory")
+        check_output_path(str(path / RESULTS_NAME), "--write-results")
     try:
-        if path.is_dir():
+        if is_run:
             if not is_run_dir(path):
                 raise _user_error(f"{path}: a directory, but not a run directory "
                                   "(no history.jsonl)")
@@ -90,10 +103,14 @@ def handle(args: argparse.Namespace) -> int:
             history = load_history(history_source, "jsonl") if args.edn_out else None
             title = f"check {path}"
         else:
-            if args.write_results:
-                raise _user_error("--write-results needs a run directory")
-            history = load_history(path, args.format)
+            history = load_history(args.path, args.format)
             history_source = history
+            for note in history.notes:
+                print(f"note: {note}", file=sys.stderr)
+            if not history.ops:
+                print(f"splitbrain: {history.source}: no operations in the history: nothing "
+                      "was checked", file=sys.stderr)
+                return EXIT_CODES["unknown"]
             model_name = args.model or history.default_model
             # a history the model cannot read is bad input here: ModelError -> exit 2
             if model_name in TXN_MODELS:
@@ -107,11 +124,15 @@ def handle(args: argparse.Namespace) -> int:
     except ModelError as exc:
         raise _user_error(str(exc)) from None
 
+    if is_run:
+        for note in result.get("notes") or ():
+            print(f"note: {note}", file=sys.stderr)
     if args.edn_out and history is not None:
-        write_edn(history, args.edn_out)
+        _write_output(args.edn_out, lambda: write_edn(history, args.edn_out))
     if args.write_results:
-        (path / RESULTS_NAME).write_text(json.dumps(result, indent=2, default=str) + "\n",
-                                        encoding="utf-8")
+        out = path / RESULTS_NAME
+        text = json.dumps(result, indent=2, default=str) + "\n"
+        _write_output(str(out), lambda: out.write_text(text, encoding="utf-8"))
     if args.report:
         _write_report(history_source, result, args.report, title)
 
@@ -119,8 +140,27 @@ def handle(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, default=str))
     else:
         name = "transactional" if is_txn_result(result) else "linearizable"
-        print(format_result(result, name=None if path.is_dir() else name))
-    return EXIT_CODES.get(result.get("valid"), 2)
+        print(format_result(result, name=None if is_run else name))
+    code = EXIT_CODES.get(result.get("valid"), 2)
+    if code == 0 and _checked_no_operation(result):
+        print(f"splitbrain: {path}: no operation the model could constrain (none, or "
+              "only reads of unknown outcome): linearizability checked nothing",
+              file=sys.stderr)
+        return EXIT_CODES["unknown"]
+    return code
+
+
+def _checked_no_operation(result: dict[str, Any]) -> bool:
+    linearizable = (result.get("checkers") or {}).get("linearizable", result)
+    return isinstance(linearizable, dict) and linearizable.get("ops") == 0
+
+
+def _write_output(path: str, write: Any) -> None:
+    """Run ``write``; a filesystem that refuses (read-only, full) is one line, exit 2."""
+    try:
+        write()
+    except OSError as exc:
+        raise _user_error(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _write_report(history: History | Path, result: dict[str, Any], out: str, title: str) -> None:
@@ -130,8 +170,10 @@ def _write_report(history: History | Path, result: dict[str, Any], out: str, tit
         raise _user_error(f"--report: the reports package is not available ({exc})") from None
     composed = result if "checkers" in result else {
         "valid": result.get("valid"), "checkers": {"linearizable": result}}
-    written = render_history_report(history, composed, out, title)
-    print(f"report: {written}", file=sys.stderr)
+    written: list[Path] = []
+    _write_output(out, lambda: written.append(
+        render_history_report(history, composed, out, title)))
+    print(f"report: {written[0]}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------

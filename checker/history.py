@@ -32,8 +32,12 @@ handed to Knossos or Elle.
 
 from __future__ import annotations
 
+import bisect
+import io
+import itertools
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -119,6 +123,8 @@ class History:
     source: str | None = None
     #: the model a history of this format is normally checked with
     default_model: str = "raft-kv"
+    #: what the reader had to say about the input (a torn last line), for the user
+    notes: list[str] = field(default_factory=list)
 
     def events(self) -> list[dict[str, Any]]:
         """The history as normalized events in real-time order (for writers and reports)."""
@@ -241,20 +247,77 @@ def history_from_events(events: Iterable[dict[str, Any]], source: str | None = N
 
 def read_jsonl(path: str | Path) -> History:
     """Read splitbrain's JSONL history (one event a line; blank lines are skipped)."""
-    pairer = _Pairer(str(path))
     with _open_text(path) as handle:
-        for number, raw in enumerate(handle, start=1):
+        return _jsonl_history(handle, path)
+
+
+def _jsonl_history(lines: Iterable[str], path: str | Path) -> History:
+    pairer = _Pairer(str(path))
+    rows = JsonLines(path)
+    for number, event in rows.read(lines):
+        pairer.add(event, number)
+    history = pairer.history("jsonl", "raft-kv")
+    history.notes.extend(rows.notes())
+    return history
+
+
+class JsonLines:
+    """The one reader of JSON-lines files (histories, and reports' other run files).
+
+    One rule for a torn last line, whoever reads the file: a final line without
+    its newline that starts a JSON object but does not parse, after at least one
+    complete line, is what a crashed writer or a full disk leaves (every writer
+    ends each line with a newline and flushes). It is dropped, everything before
+    it is kept, and :meth:`notes` says so. Any other bad line (a file of nothing
+    but one broken line too) is an :class:`InputError` naming its line.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        #: 1-based number of the torn last line, if there was one
+        self.torn: int | None = None
+        self.rows = 0  # complete lines read so far
+
+    def read(self, lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line number, object) for each non-blank line of ``lines`` (newlines kept)."""
+        for number, raw in enumerate(lines, start=1):
             text = raw.strip()
             if not text:
                 continue
             try:
-                event = json.loads(text)
+                row = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise InputError(path, number, f"not valid JSON: {exc.msg}") from None
-            if not isinstance(event, dict):
-                raise InputError(path, number, "each line must be a JSON object (an event)")
-            pairer.add(event, number)
-    return pairer.history("jsonl", "raft-kv")
+                if not raw.endswith("\n") and text.startswith("{") and self.rows:
+                    self.torn = number
+                    return
+                raise InputError(self.path, number, f"not valid JSON: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise InputError(
+                    self.path, number, "each line must be a JSON object (an event), got "
+                    f"{_json_kind(row)}")
+            self.rows += 1
+            yield number, row
+
+    def notes(self) -> list[str]:
+        if self.torn is None:
+            return []
+        return [f"{self.path}:{self.torn}: the last line is torn (an incomplete write, as a "
+                f"crash or a full disk leaves); read the {self.torn - 1} line(s) before it"]
+
+
+def read_json_lines(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every object of a JSON-lines file, and the reader's notes (see :class:`JsonLines`)."""
+    rows = JsonLines(path)
+    with _open_text(path) as handle:
+        objects = [row for _, row in rows.read(handle)]
+    return objects, rows.notes()
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list (a JSON array of events? write one event a line)"
+    return {str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), f"the number {value!r}" if isinstance(value, int | float) else "no object")
 
 
 class HistoryWriter:
@@ -405,39 +468,188 @@ def edn_to_python(value: Any) -> Any:
 
 def _edn_event(value: Any, path: str | Path, line: int | None) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise InputError(path, line, "each history element must be an EDN map")
+        raise InputError(path, line, "each history element must be an EDN map, got "
+                         f"{_edn_describe(value)}")
     return edn_to_python(value)
 
 
+def _edn_describe(value: Any) -> str:
+    text = edn_format.dumps(value) if value is not None else "nil"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def read_edn(path: str | Path, fmt: str = "edn") -> History:
-    """Read a Jepsen EDN history: one map a line, or a single vector/list of maps."""
+    """Read a Jepsen EDN history in any layout EDN allows.
+
+    One map a line (what Jepsen writes), one top-level vector or list of maps,
+    maps spread over several lines, ``;`` comments: all read the same. Errors
+    name the line where the element starts (or where the syntax breaks).
+    """
     with _open_text(path) as handle:
-        text = handle.read()
+        return _edn_history(handle, path, fmt)
+
+
+def _edn_history(lines: Iterable[str], path: str | Path, fmt: str) -> History:
+    text_lines = list(lines)
     pairer = _Pairer(str(path))
-    stripped = text.lstrip()
-    if stripped.startswith(("[", "(")):
-        try:
-            data = edn_format.loads(text)
-        except Exception as exc:  # the library raises several types for bad syntax
-            raise InputError(path, None, f"not valid EDN: {exc}") from None
-        if not isinstance(data, Sequence) or isinstance(data, str):
-            raise InputError(path, None, "an EDN history must be a vector or list of maps")
-        for element in data:
-            pairer.add(_edn_event(element, path, None), None)
-    else:
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.strip()
-            if not line or line.startswith(";"):
-                continue
-            event = _fast_edn_map(line)
-            if event is None:
-                try:
-                    parsed = edn_format.loads(line)
-                except Exception as exc:
-                    raise InputError(path, number, f"not valid EDN: {exc}") from None
-                event = _edn_event(parsed, path, number)
-            pairer.add(event, number)
+    events = _edn_line_by_line(text_lines)
+    if events is None:  # not one flat map a line: read the text as EDN forms
+        events = _edn_elements("".join(text_lines), path)
+    for number, event in events:
+        pairer.add(event, number)
     return pairer.history(fmt, _guess_edn_model(pairer.ops))
+
+
+def _edn_line_by_line(lines: Sequence[str]) -> list[tuple[int | None, dict[str, Any]]] | None:
+    """The fast path for Jepsen's usual layout, or None when a line is anything else."""
+    events: list[tuple[int | None, dict[str, Any]]] = []
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith(";"):
+            continue
+        event = _fast_edn_map(line)
+        if event is None:
+            return None
+        events.append((number, event))
+    return events
+
+
+# Where EDN forms begin and end: strings (which may hold brackets and span lines),
+# comments, character literals (\{), brackets, and the dispatch character #.
+_EDN_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|;[^\n]*|\\.|[\[\](){}#"]', re.DOTALL)
+_EDN_PAIRS = {"[": "]", "(": ")", "{": "}"}
+_EDN_OPEN, _EDN_CLOSE = frozenset(_EDN_PAIRS), frozenset(_EDN_PAIRS.values())
+
+
+class _EdnGiveUp(Exception):
+    """The layout needs the whole-text parser (a tagged or discarded top-level form)."""
+
+
+def _edn_elements(text: str, path: str | Path) -> list[tuple[int | None, dict[str, Any]]]:
+    """The history's maps, each with the line it starts on."""
+    try:
+        spans = list(_edn_spans(text, path))
+    except _EdnGiveUp:
+        return [(None, event) for event in _edn_whole_text(text, path)]
+    newlines = [m.start() for m in re.finditer("\n", text)]
+    events: list[tuple[int | None, dict[str, Any]]] = []
+    for start, end in spans:
+        line = bisect.bisect_left(newlines, start) + 1
+        chunk = text[start:end]
+        event = _fast_edn_map(chunk)
+        if event is None:
+            values = _edn_loads(chunk, path, line)
+            event = _edn_event(values[0], path, line)
+        events.append((line, event))
+    return events
+
+
+def _edn_spans(text: str, path: str | Path) -> Iterator[tuple[int, int]]:
+    """(start, end) offsets of each history element: the top-level forms, or the
+    elements of a single top-level vector or list."""
+    newlines: list[int] | None = None
+
+    def line_of(pos: int) -> int:
+        nonlocal newlines
+        if newlines is None:
+            newlines = [m.start() for m in re.finditer("\n", text)]
+        return bisect.bisect_left(newlines, pos) + 1
+
+    def atom_in(gap_start: int, gap_end: int) -> None:
+        gap = text[gap_start:gap_end]
+        stripped = gap.lstrip(" \t\r\n,")
+        if stripped:
+            where = gap_start + len(gap) - len(stripped)
+            word = stripped.split(None, 1)[0][:40]
+            raise InputError(path, line_of(where),
+                             f"each history element must be an EDN map, got {word}")
+
+    base = 0
+    opened: list[tuple[str, int]] = []  # the open brackets, innermost last
+    container: int | None = None  # offset of the top-level vector holding the history
+    closed = False  # that vector has ended: nothing but comments may follow
+    start = last = 0
+    seen = False
+    for match in _EDN_STRUCTURE.finditer(text):
+        token = match.group()
+        pos = match.start()
+        if token == '"':
+            raise InputError(path, line_of(pos), "not valid EDN: a string that never ends")
+        if token in _EDN_CLOSE:
+            if len(opened) == base:  # closing the history's vector: nothing left over?
+                atom_in(last, pos)
+            if not opened:
+                raise InputError(path, line_of(pos),
+                                 f"not valid EDN: unexpected {token!r}: nothing is open")
+            bracket, where = opened.pop()
+            if _EDN_PAIRS[bracket] != token:
+                raise InputError(path, line_of(pos),
+                                 f"not valid EDN: unexpected {token!r}: the {bracket!r} "
+                                 f"of line {line_of(where)} is still open")
+            if len(opened) == base:  # an element ends
+                yield start, match.end()
+                last = match.end()
+            elif len(opened) < base:  # the history's vector ends
+                closed, base, last = True, 0, match.end()
+            continue
+        if len(opened) > base:  # inside an element
+            if token in _EDN_OPEN:
+                opened.append((token, pos))
+            continue
+        if token.startswith(";"):
+            atom_in(last, pos)
+            last = match.end()
+            continue
+        if closed:
+            raise InputError(path, line_of(pos), "more text after the history's vector (a "
+                             "history is one vector of maps, or maps one after another)")
+        atom_in(last, pos)
+        if token == "#":
+            raise _EdnGiveUp
+        if token in _EDN_OPEN:
+            opened.append((token, pos))
+            if token != "{" and not seen and container is None:
+                container, base, last = pos, 1, match.end()
+            else:
+                start, seen = pos, True
+            continue
+        raise InputError(path, line_of(pos), "each history element must be an EDN map, got "
+                         f"{token[:40]}")
+    if opened:
+        bracket, where = opened[-1]
+        raise InputError(path, line_of(where), f"not valid EDN: this {bracket!r} is never "
+                         "closed (the text ends inside it)")
+    atom_in(last, len(text))
+
+
+def _edn_whole_text(text: str, path: str | Path) -> list[dict[str, Any]]:
+    forms = _edn_loads(text, path, 1)
+    if len(forms) == 1 and isinstance(forms[0], Sequence) and not isinstance(forms[0], str):
+        forms = list(forms[0])
+    return [_edn_event(form, path, None) for form in forms]
+
+
+_LEX_POSITION = re.compile(r"LexToken\((\w+),'(.*)',\d+,(\d+)\)|lexpos (\d+)")
+
+
+def _edn_loads(text: str, path: str | Path, first_line: int) -> list[Any]:
+    """Every form of ``text`` through the edn-format library; errors name their line."""
+    try:
+        return list(edn_format.loads_all(text))
+    except Exception as exc:  # the library raises several types for bad syntax
+        message = str(exc)
+        line: int | None = first_line
+        found = _LEX_POSITION.search(message)
+        if found:
+            offset = int(found.group(3) or found.group(4))
+            line = first_line + text.count("\n", 0, offset)
+            if found.group(2):
+                message = f"unexpected {found.group(2)!r}"
+            elif "Illegal character" in message:
+                message = message.split(" with lexpos")[0].lower()
+        elif "EOF" in message:
+            message = "the text ends inside a form (an unclosed bracket or string)"
+        raise InputError(path, line, f"not valid EDN: {message}") from None
 
 
 def _guess_edn_model(ops: Iterable[Op]) -> str:
@@ -520,59 +732,92 @@ def read_porcupine_etcd(path: str | Path) -> History:
     Every completion keeps its type as written: ``:fail :read :timed-out``
     closes a read with an unknown result, which the ``etcd`` model ignores.
     """
-    pairer = _Pairer(str(path))
     with _open_text(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            text = raw.strip()
-            if not text:
-                continue
-            match = _ETCD_LINE.match(text)
-            if match is None:
-                raise InputError(
-                    path, number,
-                    "not a Jepsen log line (expected 'INFO jepsen.util - PROCESS :TYPE :F VALUE')")
-            value = _etcd_value(match.group("value"), path, number)
-            event = {"process": int(match.group("process")), "type": match.group("type"),
-                     "f": match.group("f"), "value": value}
-            pairer.add(event, number)
+        return _etcd_history(handle, path)
+
+
+def _etcd_history(lines: Iterable[str], path: str | Path) -> History:
+    pairer = _Pairer(str(path))
+    for number, raw in enumerate(lines, start=1):
+        text = raw.strip()
+        if not text:
+            continue
+        match = _ETCD_LINE.match(text)
+        if match is None:
+            raise InputError(
+                path, number,
+                "not a Jepsen log line (expected 'INFO jepsen.util - PROCESS :TYPE :F VALUE')")
+        value = _etcd_value(match.group("value"), path, number)
+        event = {"process": int(match.group("process")), "type": match.group("type"),
+                 "f": match.group("f"), "value": value}
+        pairer.add(event, number)
     return pairer.history("porcupine-etcd", "etcd")
 
 
 # ---------------------------------------------------------------------------
 # Entry points
 
+#: The path that means standard input (``splitbrain check -``).
+STDIN = "-"
+
 
 def detect_format(path: str | Path) -> str:
     """Guess a file's format from its first non-blank line."""
     with _open_text(path) as handle:
-        for raw in handle:
-            text = raw.strip()
-            if not text:
-                continue
-            if text.startswith("INFO") and "jepsen.util" in text:
-                return "porcupine-etcd"
-            if re.match(r'^\{\s*"', text):
-                return "jsonl"
-            if text.startswith(("{", "[", "(", ";")):
-                return "edn"
-            raise InputError(path, None, "cannot tell the history format from its first line; "
-                             "pass --format")
-    return "jsonl"  # an empty file is an empty history in any format
+        return _sniff(iter(handle), path)[0]
+
+
+def _sniff(lines: Iterator[str], path: str | Path) -> tuple[str, list[str]]:
+    """The format told by the first non-blank line, and the lines read to tell it.
+
+    The caller goes on reading the same handle after these lines: a pipe or
+    ``/dev/stdin`` can be read only once.
+    """
+    seen: list[str] = []
+    for raw in lines:
+        seen.append(raw)
+        text = raw.strip()
+        if not text:
+            continue
+        if text.startswith("INFO") and "jepsen.util" in text:
+            return "porcupine-etcd", seen
+        if re.match(r'^\{\s*"', text):
+            return "jsonl", seen
+        if text.startswith(("[", "-")) or text[0].isdigit():
+            try:  # JSON that is not an object ([1,2,3]): JSONL's reader says what is wrong
+                parsed = json.loads(text)
+            except json.JSONDecodeError:
+                parsed = []
+            if parsed != []:
+                return "jsonl", seen
+        if text.startswith(("{", "[", "(", ";", "#")):
+            return "edn", seen
+        raise InputError(path, len(seen), "cannot tell the history format from this line; "
+                         "pass --format")
+    return "jsonl", seen  # an empty file is an empty history in any format
 
 
 def load_history(path: str | Path, format: str = "auto") -> History:
-    """Load a history file in any supported format; ops come paired, in invocation order."""
+    """Load a history in any supported format; ops come paired, in invocation order.
+
+    ``path`` may be ``-`` for standard input. The input is opened and read once,
+    so a pipe (``<(...)``, ``/dev/stdin``) is read whole, never half.
+    """
     if format not in FORMATS:
         raise InputError(path, None, f"unknown format {format!r} (one of {', '.join(FORMATS)})")
-    fmt = detect_format(path) if format == "auto" else format
-    if fmt == "jsonl":
-        return read_jsonl(path)
-    if fmt in ("edn", "porcupine-kv"):
-        history = read_edn(path, fmt)
-        if fmt == "porcupine-kv":
-            history.default_model = "kv"
-        return history
-    return read_porcupine_etcd(path)
+    name = "<stdin>" if str(path) == STDIN else path
+    with _open_text(path) as handle:
+        lines = iter(handle)
+        fmt, seen = _sniff(lines, name) if format == "auto" else (format, [])
+        everything = itertools.chain(seen, lines)
+        if fmt == "jsonl":
+            return _jsonl_history(everything, name)
+        if fmt in ("edn", "porcupine-kv"):
+            history = _edn_history(everything, name, fmt)
+            if fmt == "porcupine-kv":
+                history.default_model = "kv"
+            return history
+        return _etcd_history(everything, name)
 
 
 def iter_ops(history: History, keys: Iterable[Any] | None = None) -> Iterator[Op]:
@@ -584,13 +829,21 @@ def iter_ops(history: History, keys: Iterable[Any] | None = None) -> Iterator[Op
 
 
 class _TextFile:
-    """Open a file for reading with errors turned into InputError (missing, binary, ...)."""
+    """Open a file (or ``-``, standard input) for reading, with errors turned into
+    InputError (missing, binary, ...)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = path
         self.handle: IO[str] | None = None
+        self.borrowed = False  # standard input: detach, never close
 
     def __enter__(self) -> IO[str]:
+        if str(self.path) == STDIN:
+            buffer = getattr(sys.stdin, "buffer", None)
+            self.borrowed = True
+            self.handle = (sys.stdin if buffer is None
+                           else io.TextIOWrapper(buffer, encoding="utf-8"))
+            return _DecodeGuard(self.handle, "<stdin>")  # type: ignore[return-value]
         try:
             self.handle = open(self.path, encoding="utf-8")
         except FileNotFoundError:
@@ -602,8 +855,13 @@ class _TextFile:
         return _DecodeGuard(self.handle, self.path)  # type: ignore[return-value]
 
     def __exit__(self, *exc: object) -> None:
-        if self.handle is not None:
+        if self.handle is None:
+            return
+        if not self.borrowed:
             self.handle.close()
+        elif isinstance(self.handle, io.TextIOWrapper) and self.handle is not sys.stdin:
+            self.handle.detach()  # leave sys.stdin's buffer open
+        self.handle = None
 
 
 class _DecodeGuard:

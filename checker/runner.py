@@ -139,4 +139,6 @@ def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None
             observations.pushing, watch if isinstance(watch, Mapping) else None)
     composed = _compose(results, config if isinstance(config, Mapping) else {})
     composed["run_dir"] = str(run_dir)
+    if history.notes:  # a torn last line, say: the verdict is about the lines before it
+        composed["notes"] = list(history.notes)
     return composed

@@ -51,6 +51,9 @@ def run_report(args: argparse.Namespace) -> int:
         path = render_run_report(run_dir)
     except InputError as exc:
         raise UserError(str(exc)) from None
+    except OSError as exc:  # a read-only or full run directory
+        raise UserError(f"cannot write the report of {run_dir}: {exc.filename or ''}"
+                        f"{': ' if exc.filename else ''}{exc.strerror or exc}") from None
     print(path)
     return EXIT_VALID
 

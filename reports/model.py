@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checker.errors import InputError
+from checker.history import read_json_lines
 from checker.models import freeze
 
 NS_PER_S = 1_000_000_000
@@ -160,26 +160,10 @@ def fmt_tick(seconds: float, digits: int = 3) -> str:
 # ---------------------------------------------------------------- loading
 
 
-def read_jsonl(path: Path, limit_bytes: int | None = None) -> list[dict[str, Any]]:
-    """Read a JSON-lines file; a torn last line (crashed writer) is dropped, not fatal."""
-    rows: list[dict[str, Any]] = []
-    # decode once: json.loads on str skips the per-line encoding sniffing bytes need
-    with path.open("rb") as fh:
-        data = fh.read(limit_bytes) if limit_bytes else fh.read()
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    for number, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):
-                break  # the writer died mid-line: keep everything before it
-            raise InputError(path, number, f"not JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise InputError(path, number, "expected a JSON object")
-        rows.append(row)
-    return rows
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines file by the checker's rule (``checker.history.JsonLines``): a
+    torn last line (crashed writer) is dropped, any other bad line is an InputError."""
+    return read_json_lines(path)[0]
 
 
 def events_from(history: Any) -> list[dict[str, Any]]:

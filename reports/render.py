@@ -381,7 +381,8 @@ def build_context(
         first = history.faults[0].start
         anomaly = (max(first - NS_PER_S // 4, 0), first + NS_PER_S // 2)
     messages = stderr = None
-    node_names = sorted({str(n) for n in config.get("nodes") or []} | set(
+    nodes = config.get("nodes")  # a list of names; a hand-edited count names nothing
+    node_names = sorted({str(n) for n in (nodes if isinstance(nodes, list) else [])} | set(
         logs.nodes if logs else []))
     if run_dir is not None and anomaly is not None:
         marks = []
@@ -477,8 +478,12 @@ def _write(out_path: Path, html: str) -> Path:
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out_path)  # a reader (serve) never sees half a report
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(out_path)  # a reader (serve) never sees half a report
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        raise
     return out_path
 
 

@@ -77,7 +77,7 @@ def test_timeout_gives_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert out.startswith("linearizable: unknown") and "budget" in out
     assert check(str(CORPUS / "etcd" / "etcd_099.log"), "--timeout", "0") == 2
-    assert "--timeout must be positive" in capsys.readouterr().err
+    assert "--timeout must be a number > 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("name", "text", "where", "fmt"), [

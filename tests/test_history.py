@@ -106,8 +106,14 @@ def test_malformed_events_name_the_line(events: list[dict], message: str) -> Non
 
 
 @pytest.mark.parametrize(("text", "line", "message"), [
-    ('{"process": 0, "type": "invoke", "f": "read"}\n{"process": 0, "type": ', 2,
+    # a broken line that ends with its newline is not a torn write: refused
+    ('{"process": 0, "type": "invoke", "f": "read"}\n{"process": 0, "type": \n', 2,
      "not valid JSON"),
+    # nor a broken line in the middle, nor a file that is one broken line
+    ('{"process": 0, "type": "invoke", "f": "read"}\n{"process": 0, "ty\n{}\n', 2,
+     "not valid JSON"),
+    ('{"process": 0, "type": ', 1, "not valid JSON"),
+    ('garbage', 1, "not valid JSON"),
     ('{"process": 0, "type": "invoke", "f": "read"}\n\n[1, 2]\n', 3, "JSON object"),
 ])
 def test_malformed_jsonl(tmp_path: Path, text: str, line: int, message: str) -> None:
