@@ -271,17 +271,17 @@ def _enum(validator: jsonschema.Draft202012Validator, *path: str) -> set[Any]:
 def test_schema_vocabularies_are_the_codes() -> None:
     """Fault names, shapes, triggers, read modes, history f names and observation kinds."""
     from checker.logorder.records import KINDS
-    from nemesis.faults import FAULTS, SHAPES, TARGET_WORDS, TRIGGERS, history_f
+    from nemesis.faults import ALL_SHAPES, FAULTS, TARGET_WORDS, TRIGGERS, history_f
     from raft_impl.core import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE, READ_MODES
 
     test, history, observation = (load_schema(n) for n in ("test", "history-line",
                                                            "observation"))
     entry = test.schema["$defs"]["scheduleEntry"]
     assert set(entry["properties"]["f"]["enum"]) == set(FAULTS)
-    assert set(entry["properties"]["when"]["anyOf"][1]["properties"]["event"]["enum"]) == \
-        set(TRIGGERS)
+    assert _enum(test, "$defs", "trigger") == set(TRIGGERS)
     assert _enum(test, "$defs", "readMode") == set(READ_MODES)
-    assert _enum(history, "$defs", "shape") == set(SHAPES)
+    assert _enum(history, "$defs", "shape") == set(ALL_SHAPES)
+    assert _enum(test, "$defs", "shape") == set(ALL_SHAPES)
     assert _enum(history, "$defs", "target", "anyOf", 0) == set(TARGET_WORDS)
     assert _enum(history, "$defs", "target", "anyOf", 0) == _enum(test, "$defs", "target",
                                                                   "anyOf", 0)
