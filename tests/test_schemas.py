@@ -60,7 +60,10 @@ SCHEDULE: list[dict[str, Any]] = [
     {"at": 3.0, "f": "heal", "value": None, "compose": "one-way"},
     {"at": 3.1, "f": "start", "value": "all"},
     {"at": 3.2, "f": "partition", "value": {"shape": "isolate-leader"}},
+    {"at": 3.2, "f": "pause", "value": "trigger",
+     "when": {"event": "step-down", "delay": 0.0, "within": 0.25}},
     {"at": 3.5, "f": "heal", "value": None},
+    {"at": 3.5, "f": "resume", "value": "all"},
 ]
 
 #: History ``f`` of the nemesis events both runs must contain (the schedule above).
