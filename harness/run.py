@@ -192,12 +192,14 @@ def plan_faults(config: RunConfig, nodes: list[str]) -> dict[str, str]:
     """
     from harness.cli import UserError
     from nemesis import schedule as schedules
-    from nemesis.faults import history_f
+    from nemesis.faults import history_f, one_way
 
     refused = unsupported_faults(config)
     if config.nemesis_schedule:
-        wanted = {entry["f"] for entry in schedules.load(config.nemesis_schedule, nodes)
-                  if not history_f(entry).startswith("stop-")}
+        entries = schedules.load(config.nemesis_schedule, nodes)
+        wanted = {entry["f"] for entry in entries if not history_f(entry).startswith("stop-")}
+        if any(one_way(entry) for entry in entries):
+            wanted.add("one-way")
     elif list(config.nemesis) == list(schedules.PACKAGES):  # "all"
         left_out = {name: refused[name] for name in config.nemesis if name in refused}
         config.nemesis = [name for name in config.nemesis if name not in refused]
@@ -207,7 +209,8 @@ def plan_faults(config: RunConfig, nodes: list[str]) -> dict[str, str]:
     cannot = sorted(wanted & set(refused))
     if cannot:
         reasons = sorted({refused[name] for name in cannot})
-        raise UserError(f"cannot inject {', '.join(cannot)} in this run: {'; '.join(reasons)}")
+        names = ", ".join("one-way cuts" if name == "one-way" else name for name in cannot)
+        raise UserError(f"cannot inject {names} in this run: {'; '.join(reasons)}")
     return {}
 
 
@@ -218,7 +221,8 @@ def build_schedule(config: RunConfig, nodes: list[str]) -> list[dict[str, Any]]:
         return schedules.load(config.nemesis_schedule, nodes)
     rng = random.Random(config.resolved_seed() ^ 0x5EED)
     return schedules.generate(
-        config.nemesis, nodes, config.time_limit, config.nemesis_interval, rng
+        config.nemesis, nodes, config.time_limit, config.nemesis_interval, rng,
+        one_way="one-way" not in unsupported_faults(config),
     )
 
 

@@ -389,6 +389,18 @@ def validate_schedule(data: object, nodes: Sequence[str] | None = None) -> list[
     return sorted(entries, key=lambda entry: entry["at"])
 
 
+def one_way(entry: Mapping[str, Any]) -> bool:
+    """Whether a partition entry cuts some link in one direction only (a one-way shape,
+    or a grudge where a node blocks a peer that does not block it)."""
+    if entry["f"] != "partition":
+        return False
+    value = entry["value"]
+    if "grudge" not in value:
+        return value["shape"] in ONE_WAY_SHAPES
+    grudge = value["grudge"]
+    return any(dst not in grudge.get(src, ()) for dst, srcs in grudge.items() for src in srcs)
+
+
 def history_f(entry: Mapping[str, Any]) -> str:
     """The ``f`` a fault is recorded under in the history (Jepsen-like start/stop names)."""
     f, value = entry["f"], entry["value"]

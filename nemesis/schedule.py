@@ -74,10 +74,24 @@ def _point(rng: random.Random, at: float, until: float, low: float, high: float)
     return _t(at + (until - at) * rng.uniform(low, high))
 
 
-def _partition_shapes(nodes: Sequence[str]) -> list[str]:
+class Chosen(tuple[str, ...]):
+    """The chosen packages, and whether the network can cut one direction of a link only
+    (``one_way``: not with packet filters under TCP, see ``harness.net``)."""
+
+    one_way: bool = True
+
+    def __new__(cls, packages: Sequence[str], one_way: bool = True) -> Chosen:
+        chosen = super().__new__(cls, packages)
+        chosen.one_way = one_way
+        return chosen
+
+
+def _partition_shapes(nodes: Sequence[str], chosen: Sequence[str] = ()) -> list[str]:
     shapes = ["halves", "isolate-one", "isolate-leader"]
     if len(nodes) >= 2:
-        shapes += ["random", "deaf-leader", "mute-leader", "deaf-one", "mute-one"]
+        shapes.append("random")
+        if getattr(chosen, "one_way", True):
+            shapes += ["deaf-leader", "mute-leader", "deaf-one", "mute-one"]
     if len(nodes) >= 3:
         shapes += ["majorities-ring", "bridge"]
     return shapes
@@ -85,7 +99,7 @@ def _partition_shapes(nodes: Sequence[str]) -> list[str]:
 
 def _partition(rng: random.Random, nodes: Sequence[str], at: float, until: float,
                chosen: Sequence[str]) -> list[Entry]:
-    shape = rng.choice(_partition_shapes(nodes))
+    shape = rng.choice(_partition_shapes(nodes, chosen))
     return [{"at": at, "f": "partition", "value": {"shape": shape}, "seed": _seed(rng)},
             {"at": until, "f": "heal", "value": None}]
 
@@ -258,7 +272,7 @@ def _flicker(rng: random.Random, nodes: Sequence[str], at: float, until: float,
              chosen: Sequence[str]) -> list[Entry]:
     """The same cut made and healed again and again, each cut shorter than an election
     timeout: acknowledgements and votes go missing while nobody times out."""
-    shape = rng.choice([s for s in _partition_shapes(nodes) if s != "random"])
+    shape = rng.choice([s for s in _partition_shapes(nodes, chosen) if s != "random"])
     seed = _seed(rng)  # the same cut each time (a flaky link, not random noise)
     entries: list[Entry] = []
     t = at
@@ -366,7 +380,8 @@ def _restart_deposed(rng: random.Random, nodes: Sequence[str], at: float, until:
     what it wrote while it led, and what it learned stepping down, must survive."""
     way = rng.choice([f for f in ("partition", "pause") if f in chosen])
     if way == "partition":
-        shape = rng.choice(["isolate-leader", "deaf-leader"])
+        shape = rng.choice(["isolate-leader", "deaf-leader"] if getattr(chosen, "one_way", True)
+                           else ["isolate-leader"])
         depose = [{"at": at, "f": "partition", "value": {"shape": shape}, "seed": _seed(rng)},
                   {"at": until, "f": "heal", "value": None}]
     else:
@@ -416,10 +431,13 @@ class Composite:
     make: _Maker
     weight: int
     min_nodes: int = 1
+    #: Needs links cut in one direction only (``Chosen.one_way``).
+    one_way: bool = False
 
     def offered(self, chosen: Sequence[str], nodes: int) -> bool:
-        return nodes >= self.min_nodes and all(set(group) & set(chosen)
-                                                for group in self.needs)
+        return (nodes >= self.min_nodes
+                and all(set(group) & set(chosen) for group in self.needs)
+                and (not self.one_way or getattr(chosen, "one_way", True)))
 
 
 #: The compositions ``generate`` draws. A hung leader weighs most: a minute of
@@ -432,7 +450,7 @@ COMPOSITES: dict[str, Composite] = {
     "crash-in-partition": Composite((("partition",), CRASH_PACKAGES), _crash_in_partition,
                                     2, 3),
     "flicker": Composite((("partition",),), _flicker, 2, 2),
-    "one-way": Composite((("partition",),), _one_way, 2, 2),
+    "one-way": Composite((("partition",),), _one_way, 2, 2, one_way=True),
     "slow-election": Composite((MESSAGE_PACKAGES, ("partition", "pause", "kill")),
                                _slow_election, 2, 3),
     "lagging-electable": Composite((("partition",),), _lagging_electable, 2, 3),
@@ -493,7 +511,7 @@ def final_heal(at: float, packages: Sequence[str] = PACKAGES) -> list[Entry]:
 
 
 def generate(packages: Sequence[str], nodes: Sequence[str], time_limit: float,
-             interval: float, rng: random.Random) -> list[Entry]:
+             interval: float, rng: random.Random, *, one_way: bool = True) -> list[Entry]:
     """A schedule of faults from ``packages`` over ``time_limit`` seconds, ending healed.
 
     Each ``interval`` slot holds one scenario lasting 50-100 % of the slot (the
@@ -502,6 +520,7 @@ def generate(packages: Sequence[str], nodes: Sequence[str], time_limit: float,
     faults of the chosen packages. Every fault a slot starts is undone within
     the slot, so scenarios do not pile up; the entries of a composite carry
     ``"compose": name``. An empty package list gives only the final heal.
+    ``one_way=False`` leaves out one-way cuts (a network that cannot make them).
     """
     if time_limit <= 0:
         raise ScheduleError(f"time limit must be > 0 seconds, got {time_limit}")
@@ -509,7 +528,7 @@ def generate(packages: Sequence[str], nodes: Sequence[str], time_limit: float,
         raise ScheduleError(f"nemesis interval must be > 0 seconds, got {interval}")
     if not nodes:
         raise ScheduleError("a schedule needs at least one node")
-    chosen = parse_packages(packages)
+    chosen = Chosen(parse_packages(packages), one_way)
     menu = _menu(chosen, nodes)
     schedule: list[Entry] = []
     end = round(time_limit, 3)

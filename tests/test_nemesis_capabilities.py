@@ -33,10 +33,11 @@ def no_netem(monkeypatch):
 
 def test_backends_declare_what_they_cannot_do(no_netem):
     assert unsupported_faults("proxy") == {}
-    assert set(unsupported_faults("netns")) == {"delay", "duplicate", "reorder"}
+    assert set(unsupported_faults("netns")) == {"delay", "duplicate", "reorder", "one-way"}
     assert "--net proxy" in unsupported_faults("netns")["delay"]
+    assert "TCP" in unsupported_faults("netns")["one-way"]
     assert set(unsupported_faults("none")) == {"partition", "loss", "delay", "duplicate",
-                                               "reorder"}
+                                               "reorder", "one-way"}
 
 
 def test_a_named_fault_the_backend_cannot_make_is_refused_saying_what_works(no_netem):
@@ -66,6 +67,27 @@ def test_a_schedule_file_is_refused_for_faults_it_turns_on_not_for_stops(no_nete
     path.write_text(json.dumps([{"at": 1, "f": "reorder", "value": {"p": 0.2}}]))
     with pytest.raises(UserError, match="cannot inject reorder"):
         plan_faults(RunConfig(net="netns", nemesis_schedule=str(path)), NODES)
+    for cut in ({"shape": "mute-leader"}, {"grudge": {"n1": ["n2"]}}):
+        path.write_text(json.dumps([{"at": 1, "f": "partition", "value": cut}]))
+        with pytest.raises(UserError, match=r"cannot inject one-way cuts .*TCP"):
+            plan_faults(RunConfig(net="netns", nemesis_schedule=str(path)), NODES)
+        assert plan_faults(RunConfig(net="proxy", nemesis_schedule=str(path)), NODES) == {}
+    path.write_text(json.dumps([{"at": 1, "f": "partition",
+                                 "value": {"grudge": {"n1": ["n2"], "n2": ["n1"]}}}]))
+    assert plan_faults(RunConfig(net="netns", nemesis_schedule=str(path)), NODES) == {}
+
+
+def test_a_generated_schedule_cuts_one_way_only_where_the_network_can(no_netem):
+    from harness.run import build_schedule
+    from nemesis.faults import one_way
+
+    def one_way_cuts(net: str) -> int:
+        config = RunConfig(net=net, nemesis=["partition", "kill"], time_limit=300, seed=4)
+        schedule = build_schedule(config, ["n1", "n2", "n3", "n4", "n5"])
+        return sum(map(one_way, schedule))
+
+    assert one_way_cuts("proxy") > 10
+    assert one_way_cuts("netns") == 0
 
 
 def test_a_fault_that_fails_mid_run_makes_an_otherwise_valid_run_exit_2(monkeypatch,

@@ -371,3 +371,16 @@ def test_every_generated_partition_shape_fits_the_cluster(n):
     for entry in shapes:
         connectivity_graph(entry["value"]["shape"], nodes, random.Random(entry["seed"]),
                            leader=nodes[0])
+
+
+def test_without_one_way_cuts_no_entry_cuts_one_way():
+    """A network that cannot cut one direction alone (netns under TCP) gets none."""
+    from nemesis.faults import one_way
+
+    for seed in range(30):
+        without = schedules.generate(["all"], NODES, 60, 5, random.Random(seed), one_way=False)
+        assert not any(map(one_way, without))
+        assert "one-way" not in {entry.get("compose") for entry in without}
+    assert sum(any(map(one_way, schedules.generate(["partition"], NODES, 60, 5,
+                                                   random.Random(seed))))
+               for seed in range(30)) >= 25

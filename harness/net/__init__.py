@@ -15,10 +15,12 @@ LINK_FAULTS = ("partition", "loss", "delay", "duplicate", "reorder")
 
 def unsupported_faults(kind: str) -> dict[str, str]:
     """Fault name -> why ``--net kind`` cannot make it here and what would, for every
-    fault that backend cannot make on this machine (``none`` means no backend)."""
+    fault that backend cannot make on this machine (``none`` means no backend).
+    ``"one-way"`` stands for partitions that cut one direction of a link only."""
     if kind == "none":
-        return dict.fromkeys(LINK_FAULTS, "--net none has no link faults; use --net proxy "
-                                          "(raft_impl) or --net netns (root)")
+        return dict.fromkeys((*LINK_FAULTS, "one-way"),
+                             "--net none has no link faults; use --net proxy (raft_impl) or "
+                             "--net netns (root)")
     if kind == "proxy":
         from harness.net.proxy import ProxyNetwork
 

@@ -68,6 +68,9 @@ REORDER_BASE_DELAY = 0.010
 _NAME = re.compile(r"^[A-Za-z0-9_.]{1,32}$")
 
 
+#: Why netns refuses one-way cuts (``harness.net.unsupported_faults``).
+ONE_WAY_REFUSAL = ("--net netns cuts packets, and a TCP connection needs both directions, "
+                   "so a one-way cut would stop both; --net proxy cuts messages one way")
 #: Faults that need ``tc netem``.
 NETEM_FAULTS = ("delay", "duplicate", "reorder")
 
@@ -179,14 +182,16 @@ class NetnsNetwork:
     @staticmethod
     def unsupported_faults() -> dict[str, str]:
         """The faults this machine cannot make: delay, duplicate and reorder without tc
-        netem. Asked before a run starts (see ``harness.net.unsupported_faults``), so a
-        run never records a fault it could not make; one-way cuts work (packet DROP on
-        one direction; TCP then stalls the other direction too)."""
-        if netem_available():
-            return {}
-        why = ("--net netns needs tc netem (kernel module sch_netem) for it, which this "
-               "machine lacks; --net proxy has it (raft_impl), or leave it out")
-        return dict.fromkeys(NETEM_FAULTS, why)
+        netem, and one-way cuts (``"one-way"``: dropping A's packets at B also drops
+        the ACKs and handshakes of B's connection to A, so TCP peers lose both
+        directions). Asked before a run starts (see ``harness.net.unsupported_faults``),
+        so a run never records a fault it could not make."""
+        refused = {"one-way": ONE_WAY_REFUSAL}
+        if not netem_available():
+            refused.update(dict.fromkeys(NETEM_FAULTS, (
+                "--net netns needs tc netem (kernel module sch_netem) for it, which this "
+                "machine lacks; --net proxy has it (raft_impl), or leave it out")))
+        return refused
 
     def __init__(self, run_id: str | None = None) -> None:
         self.run_id = run_id or new_run_id()
