@@ -272,23 +272,17 @@ def _enum(validator: jsonschema.Draft202012Validator, *path: str) -> set[Any]:
 
 
 def test_schema_vocabularies_are_the_codes() -> None:
-    """Fault names, shapes, triggers, read modes, history f names and observation kinds."""
+    """Fault names, shapes, triggers, read modes, history f names and observation kinds.
+
+    When this fails, the code grew (or lost) a word of the contract: add it to the
+    schema named in the message and to docs/DESIGN.md.
+    """
     from checker.logorder.records import KINDS
     from nemesis.faults import ALL_SHAPES, FAULTS, TARGET_WORDS, TRIGGERS, history_f
     from raft_impl.core import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE, READ_MODES
 
     test, history, observation = (load_schema(n) for n in ("test", "history-line",
                                                            "observation"))
-    entry = test.schema["$defs"]["scheduleEntry"]
-    assert set(entry["properties"]["f"]["enum"]) == set(FAULTS)
-    assert _enum(test, "$defs", "trigger") == set(TRIGGERS)
-    assert _enum(test, "$defs", "readMode") == set(READ_MODES)
-    assert _enum(history, "$defs", "shape") == set(ALL_SHAPES)
-    assert _enum(test, "$defs", "shape") == set(ALL_SHAPES)
-    assert _enum(history, "$defs", "target", "anyOf", 0) == set(TARGET_WORDS)
-    assert _enum(history, "$defs", "target", "anyOf", 0) == _enum(test, "$defs", "target",
-                                                                  "anyOf", 0)
-    assert _enum(history, "$defs", "clientEvent", "properties", "read") == set(READ_MODES)
     # Every f a schedule entry can be recorded under, plus the executor's own two.
     values: dict[str, list[Any]] = {
         "partition": [{"shape": "halves"}], "heal": [None],
@@ -300,12 +294,30 @@ def test_schema_vocabularies_are_the_codes() -> None:
         "clock": [{"reset": True}, {"targets": "one", "offset": 1.0},
                   {"targets": "one", "strobe": {}}],
     }
-    assert set(values) == set(FAULTS)
+    assert set(values) == set(FAULTS), "a new fault: add its history f names below"
     recorded = {history_f({"f": f, "value": v}) for f, vs in values.items() for v in vs}
-    assert _enum(history, "$defs", "nemesisEvent", "properties", "f") == \
-        recorded | {"stop-clock-strobe", "heal-all"}
-    assert _enum(observation, "properties", "kind") == set(KINDS)
-    assert _enum(observation, "$defs", "role") == {FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER}
+    expected = [
+        (test, ("$defs", "scheduleEntry", "properties", "f"), set(FAULTS), "FAULTS"),
+        (test, ("$defs", "trigger"), set(TRIGGERS), "TRIGGERS"),
+        (test, ("$defs", "readMode"), set(READ_MODES), "READ_MODES"),
+        (test, ("$defs", "shape"), set(ALL_SHAPES), "ALL_SHAPES"),
+        (test, ("$defs", "target", "anyOf", 0), set(TARGET_WORDS), "TARGET_WORDS"),
+        (history, ("$defs", "shape"), set(ALL_SHAPES), "ALL_SHAPES"),
+        (history, ("$defs", "target", "anyOf", 0), set(TARGET_WORDS), "TARGET_WORDS"),
+        (history, ("$defs", "clientEvent", "properties", "read"), set(READ_MODES),
+         "READ_MODES"),
+        (history, ("$defs", "nemesisEvent", "properties", "f"),
+         recorded | {"stop-clock-strobe", "heal-all"}, "nemesis.faults.history_f"),
+        (observation, ("properties", "kind"), set(KINDS), "checker.logorder.records.KINDS"),
+        (observation, ("$defs", "role"), {FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER},
+         "raft_impl.core roles"),
+    ]
+    for validator, path, code, name in expected:
+        schema = _enum(validator, *path)
+        assert schema == code, (
+            f"{validator.schema['$id'].rsplit('/', 1)[-1]} {'/'.join(map(str, path))}: "
+            f"only in the schema {sorted(schema - code)}, only in {name} "
+            f"{sorted(code - schema)}; update the schema and docs/DESIGN.md")
 
 
 def test_design_doc_names_only_what_exists() -> None:
