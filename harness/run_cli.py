@@ -61,13 +61,14 @@ def register(subparsers: Any) -> None:
                         help="comma-separated fault packages (partition, kill, pause, loss, "
                              "clock, lose-unfsynced, delay, duplicate, reorder) or all (every "
                              "package this run can make). Each slot holds a single fault or, "
-                             "about two slots in three, a composition of overlapping faults "
+                             "about three slots in four, a composition of overlapping faults "
                              "of the chosen packages (partition with a paused node or lossy "
                              "links, kill during a partition, flickering and one-way cuts, "
                              "a slow election, a lagging node made electable, crashes right "
-                             "after an election, clock skew as the leader goes, the hung "
-                             "leader); a fault the run cannot make is refused before it "
-                             "starts; default none")
+                             "after an election, as a leader steps down or after a "
+                             "snapshot, clock skew as the leader goes, the hung leader); "
+                             "a fault the run cannot make is refused before it starts; "
+                             "default none")
     parser.add_argument("--nemesis-interval", type=float, default=5.0, metavar="S",
                         help="seconds per slot of a generated schedule: each slot's "
                              "scenario lasts 50-100%% of it and is undone before the next "
