@@ -348,6 +348,9 @@ class Node:
         self._stream = EventStream() if events is None else None
         self.events: EventSink = events if events is not None else self._stream  # type: ignore[assignment]
         self._watch = SafetyWatch(self.events)
+        #: Rows of applied entries not yet pushed: one ``committed`` event per round of
+        #: the loop (at :meth:`_flush_links`), not one per apply, keeps the stream cheap.
+        self._applied_rows: list[list[Any]] = []
         self.id = config.node_id
         self.bugs = config.bugs
         self.rng = random.Random(config.seed)
@@ -476,6 +479,7 @@ class Node:
                 })
                 task_status.started()
         finally:
+            self._push_applied()
             if self._stream is not None:
                 self._stream.close()
             self._disk.stop()
@@ -584,6 +588,7 @@ class Node:
             self._read_rejected(ctx)
         if rd.role_changed is not None:
             role, term = rd.role_changed
+            self._push_applied()
             self.events.emit(
                 {"event": "role", "term": term, "role": role, "leader": core.leader_id}
             )
@@ -613,8 +618,22 @@ class Node:
         )
 
     def _flush_links(self) -> None:
+        """End of a round of work: peers' frames leave, and what was applied is pushed."""
         for link in self.links.values():
             link.flush()
+        if self._applied_rows:
+            self._push_applied()
+
+    def _push_applied(self) -> None:
+        """One ``committed`` event for the entries applied since the last one. Called
+        before any other event too, so the stream keeps the order things happened in."""
+        rows = self._applied_rows
+        if not rows:
+            return
+        self._applied_rows = []
+        commit = self.core.commit_index if self.core is not None else rows[-1][0]
+        self.events.emit({"event": "committed", "commit": commit, "entries": rows},
+                         droppable=(rows[0][0], rows[-1][0]))
 
     def _send(self, m: Message) -> None:
         """Encode ``m`` for its link; it leaves at the next :meth:`_flush_links`."""
@@ -657,6 +676,7 @@ class Node:
             self._flush_links()
             self._apply_durable()
             self._serve_waiting_reads()
+            self._push_applied()
             if batch.compact:
                 await self._disk.run(storage.compact)
             if self.core is not None and self.core.has_ready():
@@ -690,6 +710,7 @@ class Node:
         for pending_index in [i for i in self._pending if i <= index]:
             waiter = self._pending.pop(pending_index)
             waiter.reply(_unknown(waiter.request_id, "entry-compacted"))
+        self._push_applied()
         self.events.emit({"event": "snapshot", "source": "installed", "index": index,
                           "term": snapshot.meta.term, "digest": digest})
 
@@ -710,14 +731,16 @@ class Node:
             self.storage.stage_snapshot_mark(snapshot.meta, reset=False)
             self._sync_wanted.set()
             core.compact(snapshot)
+            self._push_applied()  # (already pushed at the round's end: it applied before)
             self.events.emit({"event": "snapshot", "source": "taken", "index": index,
                               "term": term, "digest": digest})
         finally:
             self._snapshotting = False
 
     def _apply(self, entries: list[Entry]) -> None:
-        """Apply, answer the waiting clients, and push the batch as one ``committed`` event
-        (the harness sees every committed entry before a snapshot can compact it)."""
+        """Apply, answer the waiting clients, and queue the entries for the next
+        ``committed`` event (the harness sees every committed entry before a snapshot
+        can compact it: the snapshot event comes after)."""
         kv = self.kv
         pending = self._pending
         rows: list[list[Any]] = []
@@ -741,10 +764,8 @@ class Node:
             else:
                 waiter.reply({"id": waiter.request_id, **result.reply_fields()})
         if rows:
-            commit = self.core.commit_index if self.core is not None else rows[-1][0]
-            self.events.emit({"event": "committed", "commit": commit, "entries": rows},
-                             droppable=(rows[0][0], rows[-1][0]))
             self._watch.applied(rows)
+            self._applied_rows.extend(rows)
 
     def _fail_pending(self, reason: str) -> None:
         pending, self._pending = self._pending, {}
