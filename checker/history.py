@@ -321,28 +321,31 @@ def _json_kind(value: Any) -> str:
 
 
 class HistoryWriter:
-    """Appends events to a JSONL history, flushing each one as it happens.
+    """Appends events to a JSONL history, each written as it happens.
 
-    A crashed or interrupted run therefore keeps every event up to the crash.
+    A crashed or interrupted run therefore keeps every event up to the crash,
+    and a write the disk refuses leaves the file whole up to the event before
+    and raises :class:`checker.lines.LineWriteError` (an ``OSError``).
     ``index`` is filled in (a running counter) unless the event has one.
     """
 
     def __init__(self, path: str | Path) -> None:
+        from checker.lines import LineAppender
+
         self.path = Path(path)
-        self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._file: LineAppender | None = LineAppender(self.path)
         self._next_index = 0
 
     def write(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Write one event (docs/DESIGN.md's fields) and flush; returns what was written."""
+        """Write one event (docs/DESIGN.md's fields); returns what was written."""
         if self._file is None:
             raise ValueError(f"history writer for {self.path} is closed")
         if event.get("type") not in EVENT_TYPES:
             raise ValueError(f"event type must be one of {EVENT_TYPES}: {event!r}")
         if "index" not in event:
             event = {"index": self._next_index, **event}
-        self._next_index = max(self._next_index, int(event["index"])) + 1
         self._file.write(json.dumps(event, separators=(",", ":"), default=str) + "\n")
-        self._file.flush()
+        self._next_index = max(self._next_index, int(event["index"])) + 1
         return event
 
     append = write

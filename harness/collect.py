@@ -33,10 +33,11 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import trio
 
+from checker.lines import LineAppender
 from harness.db import DB, DBError, Unsupported
 
 #: Entries below the last seen commit index re-read by an incremental dump.
@@ -50,12 +51,13 @@ MAX_LINE_KEPT = 300
 
 
 class ObservationWriter:
-    """Appends observations one JSON line each, flushed (a crashed run keeps them)."""
+    """Appends observations one JSON line each, written at once (a crashed run keeps
+    them); a write the disk refuses leaves whole lines and raises LineWriteError."""
 
     def __init__(self, path: Path, clock: Callable[[], int]) -> None:
         self.path = path
         self.clock = clock
-        self._file: IO[str] | None = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self._file: LineAppender | None = LineAppender(path)
         self.count = 0
 
     def write(self, kind: str, node: str | None = None, **fields: Any) -> None:
@@ -67,7 +69,6 @@ class ObservationWriter:
         record["kind"] = kind
         record.update(fields)
         self._file.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
-        self._file.flush()
         self.count += 1
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from checker.lines import LineAppender
 from harness.db import DB, DBError, NodeAddress, NodeEventSink
 from raft_impl.localcluster import free_ports, pump_lines
 
@@ -248,20 +249,23 @@ class ProcessDB(DB):
     pipes_stdout = False
 
     async def _pump_stdout(self, node: NodeSlot, process: trio.Process) -> None:
-        """Copy the node's stdout to its file line by line and hand each line on."""
+        """Copy the node's stdout to its file line by line and hand each line on.
+
+        Whole lines only: a write the disk refuses raises LineWriteError (the run
+        stops) and leaves the file whole up to the lines before."""
         assert process.stdout is not None
+        # Small appends to a local file; a thread per line would cost more.
+        sink = LineAppender(node.stdout_path)
         try:
-            # Small appends to a local file; a thread per line would cost more.
-            with open(node.stdout_path, "ab") as sink:  # noqa: ASYNC230
 
-                def copy(lines: list[bytes]) -> None:
-                    for line in lines:
-                        sink.write(line + b"\n")
-                        self.on_stdout_line(node, line)
-                    sink.flush()
+            def copy(lines: list[bytes]) -> None:
+                sink.write(b"".join(line + b"\n" for line in lines))
+                for line in lines:
+                    self.on_stdout_line(node, line)
 
-                await pump_lines(process.stdout, copy)
+            await pump_lines(process.stdout, copy)
         finally:
+            sink.close()
             node.pump_done.set()
 
     def stderr_tail(self, node: NodeSlot) -> str:

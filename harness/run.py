@@ -159,6 +159,8 @@ class RunOutcome:
     #: Packages ``--nemesis all`` left out because this run cannot make them: name -> why.
     nemesis_left_out: dict[str, str] = field(default_factory=dict)
     headline: str | None = None  # what went wrong, in one sentence, when the run failed
+    #: The store refused a write (full, read-only): the run stopped there.
+    store_failed: bool = False
     #: What the run exercised (harness.coverage), also in coverage.json.
     coverage: dict[str, Any] | None = None
 
@@ -543,11 +545,16 @@ def run_test(config: RunConfig) -> RunOutcome:
     nodes = node_names(config.nodes)
     left_out = plan_faults(config, nodes)  # before the run directory: a refusal leaves none
     schedule = build_schedule(config, nodes)
-    run_dir = store.create_run_dir(Path(config.store), config.name())
     test = describe_test(config, schedule)
     if left_out:
         test["nemesis_left_out"] = left_out
-    store.write_json(run_dir / store.TEST_JSON, test)
+    try:
+        run_dir = store.create_run_dir(Path(config.store), config.name())
+        store.write_json(run_dir / store.TEST_JSON, test)
+    except OSError as exc:
+        raise store.StoreError(
+            f"cannot write to the store {config.store}: {exc.strerror or exc}"
+        ) from None
     state = RunState(config, RunClock())
     outcome = RunOutcome(run_dir, EXIT_UNKNOWN, nemesis_left_out=left_out)
     began = time.monotonic()
@@ -562,7 +569,17 @@ def run_test(config: RunConfig) -> RunOutcome:
             outcome.interrupted = True
             test["interrupted"] = True
         elif _contains(exc, Exception) and not _contains(exc, (SystemExit, GeneratorExit)):
-            outcome.error = "; ".join(_describe(leaf) for leaf in _leaves(exc))
+            problem = store.store_problem(exc)
+            if problem is not None:
+                # The writers stop at the first refused write and leave whole lines.
+                outcome.store_failed = True
+                outcome.error = (
+                    f"the store could not be written ({problem}), so the run stopped "
+                    f"after {time.monotonic() - began:.1f} s; what is on disk is whole: "
+                    f"check it with `splitbrain check {run_dir}`"
+                )
+            else:
+                outcome.error = "; ".join(_describe(leaf) for leaf in _leaves(exc))
             test["error"] = outcome.error
         else:
             raise
@@ -570,7 +587,19 @@ def run_test(config: RunConfig) -> RunOutcome:
     outcome.stats = state.stats.to_json()
     test["finished_utc"] = store.utc_stamp()
     test.setdefault("stats", outcome.stats)
-    store.write_json(run_dir / store.TEST_JSON, test)
+    try:
+        store.write_json(run_dir / store.TEST_JSON, test)
+    except OSError as exc:
+        if store.store_problem(exc) is None:
+            raise
+        # test.json as written at the start stays: the configuration, for check.
+        outcome.store_failed = True
+        outcome.error = outcome.error or (
+            f"the store could not be written ({exc.strerror}): {store.TEST_JSON} keeps "
+            f"what it said at the start"
+        )
+    if outcome.store_failed:
+        return outcome
     outcome.coverage = _write_coverage(run_dir)
     if outcome.interrupted or outcome.error:
         return outcome
@@ -590,8 +619,14 @@ def run_test(config: RunConfig) -> RunOutcome:
             results["valid"] = "unknown"
             results["fault_errors"] = outcome.fault_errors
         outcome.results = results
-        store.write_json(run_dir / store.RESULTS, results)
         outcome.exit_code = exit_code_for(results)
+        try:
+            store.write_json(run_dir / store.RESULTS, results)
+        except OSError as exc:
+            if store.store_problem(exc) is None:
+                raise
+            outcome.error = f"{store.RESULTS} not written: {exc.strerror}"
+            return outcome
     if config.render_report or outcome.exit_code == 1:
         outcome.headline, problem = report_and_headline(run_dir, config.render_report)
         if problem is not None:

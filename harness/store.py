@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any
+
+from harness.cli import UserError
 
 TEST_JSON = "test.json"
 HISTORY = "history.jsonl"
@@ -37,6 +40,29 @@ MESSAGES = "messages.jsonl"
 RESULTS = "results.json"
 REPORT = "report.html"
 NODES = "nodes"
+
+#: errno values that mean the store cannot take more data (as opposed to a bug).
+STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG,
+                          errno.EACCES, errno.EPERM})
+
+
+class StoreError(UserError):
+    """The store cannot be written (full, read-only, not ours): one line, exit 2."""
+
+
+def store_problem(exc: BaseException) -> OSError | None:
+    """The OSError in ``exc`` (or a leaf of its group) that says the store cannot be
+    written, if there is one."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = store_problem(inner)
+            if found is not None:
+                return found
+        return None
+    if isinstance(exc, OSError) and exc.errno in STORE_ERRNOS:
+        return exc
+    return None
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._,+=-]+")
 
@@ -87,10 +113,19 @@ def _point(link: Path, target: Path) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON via a temporary file and rename, so readers never see half a file."""
+    """Write JSON via a temporary file and rename, so readers never see half a file.
+
+    If the write fails (a full disk, a read-only store) the old file, if any, is
+    left as it was and no temporary file stays behind; the OSError is raised.
+    """
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    temporary.replace(path)
+    try:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        temporary.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
 
 
 def read_json(path: Path) -> Any:

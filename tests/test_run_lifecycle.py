@@ -148,3 +148,155 @@ def test_serve_stops_cleanly_on_ctrl_c_and_sigterm(tmp_path: Path, signum):
             process.wait()
     assert process.returncode == 0, err
     assert "Traceback" not in err and err.strip() == "stopped", err
+
+
+# -- a store that cannot be written ------------------------------------------------------------
+
+
+def _enospc_after(limit: int, monkeypatch) -> None:
+    """Make os.write behave like a disk with ``limit`` bytes left: short writes, then
+    ENOSPC (how a filling filesystem tears a buffered line)."""
+    import errno
+    import os
+
+    real_write = os.write
+    left = [limit]
+
+    def write(fd: int, data) -> int:
+        if left[0] <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        chunk = bytes(data[: left[0]])
+        left[0] -= len(chunk)
+        return real_write(fd, chunk)
+
+    monkeypatch.setattr(os, "write", write)
+
+
+@pytest.mark.parametrize("limit", [0, 1, 37, 100, 1000])
+def test_a_full_disk_leaves_whole_lines_and_says_so(tmp_path: Path, monkeypatch, limit):
+    from checker.history import HistoryWriter
+    from checker.lines import LineWriteError
+
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"index":0,"type":"invoke","process":1,"f":"read"}\n')
+    writer = HistoryWriter(path)
+    _enospc_after(limit, monkeypatch)
+    written = 0
+    with pytest.raises(LineWriteError) as raised:
+        for i in range(100):
+            writer.write({"index": i + 1, "type": "ok", "process": 1, "f": "read",
+                          "value": "x" * 20})
+            written += 1
+    import errno
+
+    assert raised.value.errno == errno.ENOSPC and "history.jsonl" in str(raised.value)
+    monkeypatch.undo()
+    text = path.read_text()
+    assert text.endswith("\n")
+    lines = text.splitlines()
+    assert len(lines) == 1 + written
+    assert all(json.loads(line) for line in lines)
+    with pytest.raises(LineWriteError):  # broken for good: nothing more is appended
+        writer.write({"index": 999, "type": "ok", "process": 1, "f": "read"})
+    assert path.read_text() == text
+    writer.close()
+
+
+def test_write_json_that_fails_keeps_the_old_file_and_no_temporary(tmp_path: Path,
+                                                                  monkeypatch):
+    import errno
+
+    from harness import store
+
+    path = tmp_path / "test.json"
+    store.write_json(path, {"a": 1})
+    real_write_text = Path.write_text
+
+    def full_disk(self: Path, text: str, *args, **kwargs) -> int:
+        real_write_text(self, text[:5])  # what a filling disk takes, then refuses
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError):
+        store.write_json(path, {"a": 2, "b": "x" * 100})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.json"]
+
+
+def test_a_store_that_cannot_be_created_is_one_line_and_exit_2(tmp_path, monkeypatch,
+                                                                capsys):
+    """A read-only store failed with a traceback and exit 1 (issue 16 item 3)."""
+    import errno
+
+    from harness import store
+    from harness.cli import main as cli_main
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(store, "create_run_dir", read_only)
+    assert cli_main(["run", "--nodes", "1", "--time-limit", "1", "--store",
+                     str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Read-only file system" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A 1 MB tmpfs (root only: a real full disk, not an injected one); unmounted after."""
+    import os
+
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root on Linux")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_real_read_only_store_is_one_line_and_exit_2(small_tmpfs: Path):
+    (small_tmpfs / "store").mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--nodes", "1", "--time-limit", "1",
+         "--store", str(small_tmpfs / "store"), "--no-display"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "Read-only file system" in done.stderr
+
+
+def test_a_disk_that_fills_mid_run_stops_it_and_leaves_it_checkable(small_tmpfs: Path):
+    """The run used to notice only at its end, exit 1 with a traceback, leave torn
+    JSONL lines and an empty .test.json.tmp, and `check` then refused the run."""
+    store_dir = small_tmpfs / "store"
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--nodes", "3", "--time-limit", "120",
+         "--store", str(store_dir), "--no-display"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], done.stdout
+    run_dir = next(store_dir.glob("*/2*"))
+    assert not list(run_dir.rglob(".*.tmp")), "a temporary file was left"
+    for path in [*run_dir.glob("*.jsonl"), *run_dir.glob("nodes/*/stdout.jsonl")]:
+        text = path.read_text()
+        assert not text or text.endswith("\n"), f"{path.name} ends in a torn line"
+        for line in text.splitlines():
+            json.loads(line)
+    history = _history(store_dir)
+    last = max(event["time"] for event in history)
+    assert last < 120e9, "the run went on to its time limit"
+    assert json.loads((run_dir / "test.json").read_text())["nodes"]
+    checked = subprocess.run([sys.executable, "-m", "harness", "check", str(run_dir)],
+                             capture_output=True, text=True, timeout=120)
+    assert checked.returncode in (0, 1, 2) and "Traceback" not in checked.stderr
+    assert "not valid JSON" not in checked.stdout + checked.stderr

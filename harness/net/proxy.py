@@ -44,6 +44,7 @@ order of messages on that link.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import random
@@ -51,11 +52,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import msgpack
 import trio
 
+from checker.lines import LineAppender
 from harness.net.base import Grudge, Link, NodeAddress, link_name
 from raft_impl.wire import (
     BUFFER_BUDGET,
@@ -69,6 +71,8 @@ from raft_impl.wire import (
 )
 
 RECEIVE_SIZE = 65536
+#: Bytes of trace lines collected before they are written in one go.
+TRACE_CHUNK = 65536
 #: Frames at least this long get their header peeked at instead of fully decoded.
 HEADER_PEEK_FROM = 512
 COUNTER_NAMES = ("connections", "refused", "frames", "bytes", "delivered", "dropped",
@@ -270,7 +274,10 @@ class ProxyNetwork:
         self.buffers = BufferBudget(buffer_budget)
         self.stall_timeout = stall_timeout
         self._trace_path = Path(trace_path) if trace_path is not None else None
-        self._trace_file: IO[str] | None = None
+        self._trace_file: LineAppender | None = None
+        #: Trace lines not yet written (written at TRACE_CHUNK bytes or every 0.2 s).
+        self._trace_pending: list[str] = []
+        self._trace_pending_bytes = 0
         started = time.monotonic_ns()
         self._clock = clock if clock is not None else (lambda: time.monotonic_ns() - started)
         self._nodes: dict[str, NodeAddress] = {}
@@ -295,7 +302,7 @@ class ProxyNetwork:
             try:
                 if self._trace_path is not None:
                     self._trace_path.parent.mkdir(parents=True, exist_ok=True)
-                    self._trace_file = self._trace_path.open("a", encoding="utf-8")
+                    self._trace_file = LineAppender(self._trace_path)
                 async with trio.open_nursery() as relays:
                     self._nodes = nodes
                     peers: dict[str, dict[str, str]] = {node: {} for node in nodes}
@@ -319,6 +326,8 @@ class ProxyNetwork:
                     task_status.started(peers)
             finally:
                 if self._trace_file is not None:
+                    with contextlib.suppress(OSError):  # a full disk: what is written is whole
+                        self._write_trace()
                     self._trace_file.close()
                     self._trace_file = None
                 self._stopped.set()
@@ -452,11 +461,24 @@ class ProxyNetwork:
         kind, term = message_header(frame)
         record = {"time": self._clock(), "from": link.src, "to": link.dst, "type": kind,
                   "term": term, "action": action, **extra}
-        self._trace_file.write(json.dumps(record) + "\n")
+        line = json.dumps(record) + "\n"
+        self._trace_pending.append(line)
+        self._trace_pending_bytes += len(line)
+        if self._trace_pending_bytes >= TRACE_CHUNK:
+            self._write_trace()
+
+    def _write_trace(self) -> None:
+        """Write the pending trace lines at once: whole lines, or LineWriteError."""
+        if self._trace_file is None or not self._trace_pending:
+            return
+        data = "".join(self._trace_pending)
+        self._trace_pending.clear()
+        self._trace_pending_bytes = 0
+        self._trace_file.write(data)
 
     async def _flush_trace_periodically(self) -> None:
         while self._trace_file is not None:
-            self._trace_file.flush()
+            self._write_trace()
             await trio.sleep(0.2)
 
     # -- faults -----------------------------------------------------------------------------
