@@ -34,8 +34,18 @@ def collector_in(tmp_path: Path, db: DB) -> tuple[Collector, ObservationWriter]:
     return Collector(db, ["n1", "n2"], writer), writer
 
 
+SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "schemas" / "observation.schema.json"
+
+
 def records(tmp_path: Path) -> list[dict]:
-    return [json.loads(line) for line in (tmp_path / "observations.jsonl").open()]
+    """The collector's records, each checked against the observation schema (DESIGN.md)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+    found = [json.loads(line) for line in (tmp_path / "observations.jsonl").open()]
+    for record in found:
+        assert not list(validator.iter_errors(record)), record
+    return found
 
 
 def test_pushed_events_become_observations_the_checker_reads(tmp_path: Path) -> None:
