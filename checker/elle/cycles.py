@@ -4,8 +4,10 @@ A history is serializable only if its ww/wr/rw graph is acyclic (Adya), and
 strictly serializable only if that stays so with real-time edges added. The
 search:
 
-1. Strongly connected components of the whole graph (networkx). A valid
-   history has none but single nodes, and the search ends there.
+1. Strongly connected components of the whole graph (networkx), real time
+   as a timeline (:mod:`checker.elle.graph`). A valid history has none but
+   single nodes, and the search ends there; inside a component, real-time
+   edges among its transactions are made for the search.
 2. Within each non-trivial component, searches from the weakest anomaly to
    the strongest, each on the subgraph of the edge types it may use, so a
    cycle is reported under the weakest name that fits it:
@@ -156,9 +158,11 @@ def find_cycles(graph: DepGraph, time_limit: float | None = 30.0,
     found: dict[str, list[Cycle]] = {}
     seen: set[tuple[int, ...]] = set()
     notes: dict[str, Any] = {"components": 0, "largest_component": 0, "truncated": False}
-    for component in nx.strongly_connected_components(graph.to_networkx()):
+    for whole in nx.strongly_connected_components(graph.to_networkx()):
+        component = {t for t in whole if t >= 0}  # without the timeline's virtual nodes
         if len(component) < 2:
             continue
+        graph.add_realtime_edges(among=component)
         notes["components"] += 1
         notes["largest_component"] = max(notes["largest_component"], len(component))
         adj = {u: [(v, m) for v, m in graph.succ[u].items() if v in component]

@@ -16,12 +16,18 @@ that never end up in one. Edges are gathered in plain dicts (the hot path of
 a 100,000-transaction check) and handed to networkx once, as a ``DiGraph``
 with the mask in the attribute ``t``, for the strongly connected components.
 
-Real-time edges are the *transitive reduction* of the real-time order: when T
-is invoked, it gets an edge from each transaction in the current *frontier*,
-the completed transactions that no other completed transaction follows in
-real time. When T completes, what preceded it leaves the frontier and T
-enters it. Any real-time predecessor of T reaches T through the frontier, so
-cycles are preserved, and the edges stay about (history length x concurrency).
+Real-time order is not stored as edges between transactions for the whole
+history: that would be about (history length x concurrency) edges. For the
+strongly connected components it is a *timeline*: one virtual node per ok
+completion, chained in event order, with T -> (T's completion) and (the last
+completion before U's invocation) -> U; T reaches U along the timeline
+exactly when T completed before U was invoked. Only inside a component that has a
+cycle are real-time edges made, as the *transitive reduction* of real-time
+order among its transactions: when T is invoked, it gets an edge from each
+transaction in the current *frontier*, the completed transactions that no
+other completed transaction follows in real time; when T completes, what
+preceded it leaves the frontier and T enters it. Any real-time predecessor
+of T reaches T through the frontier, so no cycle is lost.
 """
 
 from __future__ import annotations
@@ -63,13 +69,39 @@ class DepGraph:
         if reason:
             self.reasons[(u, v, kind)] = reason
 
-    def to_networkx(self) -> nx.DiGraph:
-        """The graph as a networkx ``DiGraph``, each edge's type mask in ``t``."""
+    def to_networkx(self, timeline: bool = True) -> nx.DiGraph:
+        """The graph for networkx, each edge's type mask in ``t``; with the timeline
+        (virtual nodes, negative numbers, edges with ``t = 0``) standing for real time."""
         graph = nx.DiGraph()
         graph.add_nodes_from(self.succ)
         graph.add_edges_from((u, v, {"t": m}) for u, out in self.succ.items()
                              for v, m in out.items())
+        if timeline:
+            graph.add_edges_from(self._timeline(), t=0)
         return graph
+
+    def _timeline(self) -> list[tuple[int, int]]:
+        """Edges of the real-time timeline: virtual node -(id + 1) is T's ok completion;
+        completions are chained in event order, and each transaction hangs off the
+        last completion before its invocation."""
+        events: list[tuple[int, int, int]] = []  # (position, 0 completion / 1 invocation, id)
+        for txn in self.txns.values():
+            events.append((txn.call, 1, txn.id))
+            if txn.complete is not None and txn.type == "ok":
+                events.append((txn.complete, 0, txn.id))
+        events.sort()
+        edges: list[tuple[int, int]] = []
+        last: int | None = None
+        for _, kind, tid in events:
+            if kind == 0:
+                node = -(tid + 1)
+                edges.append((tid, node))
+                if last is not None:
+                    edges.append((last, node))
+                last = node
+            elif last is not None:
+                edges.append((last, tid))
+        return edges
 
     def edge_count(self, kinds: int = ~0) -> int:
         """How many edges have a type among ``kinds``."""
@@ -89,10 +121,11 @@ class DepGraph:
             if txn.type == "ok":
                 last[txn.process] = txn.id
 
-    def add_realtime_edges(self) -> None:
-        """Real-time order, transitively reduced through the completed frontier."""
+    def add_realtime_edges(self, among: Iterable[int] | None = None) -> None:
+        """Real-time order among ``among`` (default: all), transitively reduced."""
+        txns = self.txns.values() if among is None else [self.txns[t] for t in among]
         events: list[tuple[int, int, int]] = []  # (position, 0 complete / 1 invoke, txn)
-        for txn in self.txns.values():
+        for txn in txns:
             events.append((txn.call, 1, txn.id))
             if txn.complete is not None and txn.type == "ok":
                 events.append((txn.complete, 0, txn.id))
