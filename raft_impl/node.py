@@ -861,7 +861,7 @@ class Node:
     async def _serve_client(self, stream: trio.SocketStream) -> None:
         peer = _peer_name(stream)
         async with stream, trio.open_nursery() as nursery:
-            connection = _ClientConnection(stream, nursery.cancel_scope)
+            connection = _ClientConnection(stream, nursery.cancel_scope, self.buffers, peer)
             nursery.start_soon(connection.write_backlog)
             try:
                 if self._client_poller is not None:
@@ -1098,12 +1098,19 @@ class _ClientConnection:
     waiting before it: no task switch per answer. What the socket does not take
     at once waits in a backlog that :meth:`write_backlog` sends, and until that
     is drained later answers queue behind it. A client that went away leaves its
-    answers nowhere to go.
+    answers nowhere to go. The backlog counts against the node's buffer budget
+    (like partial frames): a client that sends requests but does not read the
+    answers is closed when its backlog would exceed what is left of it.
     """
 
-    def __init__(self, stream: trio.SocketStream, scope: trio.CancelScope) -> None:
+    def __init__(self, stream: trio.SocketStream, scope: trio.CancelScope,
+                 budget: BufferBudget, peer: str = "?") -> None:
         self.stream = stream
         self._scope = scope
+        self._budget = budget
+        self._peer = peer
+        #: Bytes of the backlog (and of the write in flight) charged to the budget.
+        self._charged = 0
         #: The socket while direct writes are allowed (open, backlog empty and idle).
         self._fd: int | None = stream.socket.fileno()
         self._backlog: list[bytes] = []
@@ -1128,6 +1135,16 @@ class _ClientConnection:
                 return
             self._fd = None
             frame = frame[sent:]
+        budget = self._budget
+        if budget.used + len(frame) > budget.limit:
+            budget.refusals += 1
+            log.warning("closing client connection %s: its unread answers would exceed the "
+                        "buffer budget of %d bytes", self._peer, budget.limit)
+            self.close()
+            self._scope.cancel()
+            return
+        budget.used += len(frame)
+        self._charged += len(frame)
         self._backlog.append(frame)
         self._wake.set()
 
@@ -1136,6 +1153,8 @@ class _ClientConnection:
         self._closed = True
         self._fd = None
         self._backlog.clear()
+        self._budget.used -= self._charged
+        self._charged = 0
 
     async def write_backlog(self) -> None:
         fd = self.stream.socket.fileno()
@@ -1147,6 +1166,9 @@ class _ClientConnection:
                     data = b"".join(self._backlog)
                     self._backlog.clear()
                     await self.stream.send_all(data)
+                    if not self._closed:
+                        self._budget.used -= len(data)
+                        self._charged -= len(data)
                 if self._closed:
                     return
                 self._fd = fd

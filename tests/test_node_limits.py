@@ -260,3 +260,36 @@ async def test_a_node_process_stays_small_under_many_hanging_half_frames(tmp_pat
             await stream.aclose()
     growth_mb = (peak - before) / 2**20
     assert growth_mb < BUFFER_BUDGET / 2**20 + 40, f"RSS grew by {growth_mb:.0f} MB"
+
+
+async def test_a_client_that_never_reads_its_answers_is_closed_at_the_budget(
+        nursery, tmp_path: Path) -> None:
+    """Answers the socket does not take wait in a backlog; it counts against the same
+    budget, so requests piped in without reading the answers cannot grow the node."""
+    cluster = InProcessCluster(nursery, tmp_path, 1, buffer_budget=1_000_000,
+                               read_mode="stale")
+    node = await cluster.start("n1")
+    await cluster.wait_leader()
+    big = "v" * 200_000
+    assert (await cluster.request("n1", {"client": "c", "seq": 1, "op": "write",
+                                         "key": "k", "value": big}))["ok"]
+    greedy = await connect(cluster.client_ports["n1"])
+    reads = b"".join(frame({"id": i, "op": "read", "key": "k"}) for i in range(300))
+    await send_and_see(greedy, reads)  # 60 MB of answers, none of them read
+    await wait_until(lambda: node.buffers.refusals >= 1, within=30)
+    assert node.buffers.used <= 1_000_000
+    await drain_until_closed(greedy)  # the node closed it: end of stream or a reset
+    await wait_until(lambda: node.buffers.used == 0)
+    assert (await cluster.request("n1", {"op": "status"}))["ok"], "others are still served"
+    await greedy.aclose()
+
+
+async def drain_until_closed(stream: trio.SocketStream) -> None:
+    """Read what was sent until the node's close shows (EOF or a reset); a connection
+    the node kept open would hang here until the guard fails the test."""
+    with trio.fail_after(30):
+        try:
+            while await stream.receive_some(1 << 20):
+                pass
+        except trio.BrokenResourceError:
+            pass
