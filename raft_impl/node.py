@@ -1,19 +1,19 @@
-"""The raft_impl node process: drives a sans-IO RaftCore with Trio, a WAL and a KV store.
+"""The raft_impl node process: the Trio I/O shell around a sans-IO NodeHost.
 
-Tasks of one node (all in one nursery, so a signal or a fatal error ends them
-together):
+Everything the node decides (durability ordering, group commit, early sends
+and the commit cap, client and admin answers, snapshots, the node-level
+planted bugs) is in :class:`raft_impl.host.NodeHost`, which the simulator
+hosts too. This module only does the I/O. Tasks of one node (all in one
+nursery, so a signal or a fatal error ends them together):
 
-- **ready loop** — the only task that persists, sends and applies. It takes a
-  ``Ready`` from the core, stages its hard state and entries in the WAL, runs
-  one ``write`` + ``fsync`` in a worker thread, then sends the messages and
-  applies committed entries. While the fsync is in flight the other tasks keep
-  stepping the core (messages, proposals, ticks), so everything that arrives
-  meanwhile lands in the next Ready and shares the next fsync: group commit.
-  A leader's append/heartbeat messages go out *before* its own fsync (Raft
-  thesis §10.2.1) when its term and vote are already durable: the leader's
-  own entries only count once the loop moves past this fsync, because commit
-  decisions are acted on (applied, acknowledged, sent) only in a later Ready.
-- **ticker** — ``core.tick(now)`` every ~10 ms with the node clock.
+- **ready loop** — ``host.process()`` after a wakeup, then one write per
+  peer link. It waits one scheduling round first, so every request and ack
+  that arrived with the same network poll lands in one Ready.
+- **syncer** — group commit: takes what the host staged (``take_batch``),
+  runs one ``write`` + ``fsync`` on the node's disk thread, reports it
+  durable (``batch_durable``). While the fsync is in flight the other tasks
+  keep stepping the host, so what arrives meanwhile shares the next fsync.
+- **ticker** — ``host.tick()`` every ~10 ms with the node clock.
 - **peer links** — one task per peer dialing its ``--peer`` address: a hello
   frame, then frames written straight to the socket while it takes them, else
   through a bounded queue (dropped when full or while the peer is unreachable;
@@ -23,11 +23,8 @@ together):
 - **client server** — requests from ``--client-listen`` connections; answers
   are written straight to the socket, or, when it is full, left to a
   per-connection writer task, so a slow client never blocks the node.
-
-Client answers are never wrong and definite: a proposal is answered from the
-state machine when its own entry (same index and term) is applied; if the
-node loses leadership first, or another entry is applied at that index, the
-answer is ``definite: false``.
+- **snapshot writers** — a snapshot file the host asks for, written on the
+  disk thread, then reported back (``snapshot_written``).
 
 Node clock: ``clock = real + offset + (rate - 1) * (real - t_set)`` where
 ``real`` is the monotonic clock and ``t_set`` is when the ``clock`` admin op
@@ -40,13 +37,9 @@ Requests, answers, error codes and stdout events: docs/DESIGN.md, sections 2 and
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
-import heapq
-import itertools
 import json
 import logging
-import math
 import os
 import queue
 import random
@@ -56,19 +49,20 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from .client import receive_raw
-from .core import LEADER, READ_MODES, RaftConfig, RaftCore, Ready
-from .events import EventSink, EventStream, SafetyWatch
-from .kv import Command, CommandError, KVStateMachine
-from .messages import AppendEntries, Heartbeat, HeartbeatResponse, Message, MessageError
+from .core import LEADER, RaftConfig, RaftCore
+from .events import EventSink, EventStream
+from .host import HostSettings, NodeHost
+from .kv import KVStateMachine
+from .messages import Message, MessageError
 from .storage import Storage, write_snapshot_file
-from .types import Entry, EntryKind, HardState, Snapshot, SnapshotMeta
+from .types import Snapshot
 from .wire import (
     BUFFER_BUDGET,
     MAX_FRAME,
@@ -86,9 +80,6 @@ TICK_INTERVAL = 0.01
 PEER_QUEUE = 2048
 BACKOFF_MIN = 0.02
 BACKOFF_MAX = 1.0
-#: Entries returned by one ``log`` admin answer at most (use ``from`` to page).
-MAX_LOG_ENTRIES = 100_000
-ADMIN_OPS = frozenset({"status", "log", "state-digest", "clock"})
 #: Largest first frame a peer connection may send: the hello is tiny, and a
 #: connection that has not said who it is must not buffer megabytes.
 HELLO_MAX = 4096
@@ -138,24 +129,6 @@ class NodeClock:
         self.offset = offset
         self.rate = rate
         self._set_at = trio.current_time()
-
-
-@dataclass
-class _Pending:
-    """A client proposal waiting for its entry to be applied."""
-
-    term: int
-    reply: Callable[[dict[str, Any]], None]
-    request_id: Any
-
-
-@dataclass(order=True)
-class _WaitingRead:
-    index: int
-    seq: int
-    key: Any = field(compare=False)
-    reply: Callable[[dict[str, Any]], None] = field(compare=False)
-    request_id: Any = field(compare=False)
 
 
 class PeerLink:
@@ -337,8 +310,10 @@ class DiskThread:
 
 
 class Node:
-    """One raft_impl node. ``await Node(config).run()`` serves until cancelled.
+    """One raft_impl node process: the I/O shell around a :class:`~raft_impl.host.NodeHost`.
 
+    The host decides everything (what to stage, send, apply, answer); this
+    shell owns the sockets, the WAL's disk thread, the clock and the tasks.
     ``events`` receives what the node pushes to the harness (raft_impl/events.py);
     by default its stdout.
     """
@@ -347,47 +322,31 @@ class Node:
         self.config = config
         self._stream = EventStream() if events is None else None
         self.events: EventSink = events if events is not None else self._stream  # type: ignore[assignment]
-        self._watch = SafetyWatch(self.events)
-        #: Rows of applied entries not yet pushed: one ``committed`` event per round of
-        #: the loop (at :meth:`_flush_links`), not one per apply, keeps the stream cheap.
-        self._applied_rows: list[list[Any]] = []
         self.id = config.node_id
         self.bugs = config.bugs
         self.rng = random.Random(config.seed)
         self.storage = Storage(config.data_dir, fsync="ack-before-fsync" not in self.bugs)
-        self.kv = KVStateMachine(dedup="no-dedup" not in self.bugs)
         self.clock: NodeClock | None = None
-        self.core: RaftCore | None = None
+        self.host: NodeHost | None = None
         self.links: dict[str, PeerLink] = {}
         self._wake = trio.Event()
-        self._pending: dict[int, _Pending] = {}
-        self._reads: dict[int, tuple[Any, Callable[[dict[str, Any]], None], Any]] = {}
-        self._waiting_reads: list[_WaitingRead] = []
-        self._read_ctx = itertools.count(1)
-        self._read_seq = itertools.count()
-        self._ack_first = "ack-before-fsync" in self.bugs
-        # Group commit bookkeeping (see _handle_ready and _syncer).
+        # Group commit: the syncer takes a batch when the host staged something.
         self._sync_wanted = trio.Event()
         self._disk = DiskThread(f"wal-{self.id}")
         self._client_poller: _ClientPoller | None = None
         #: What the peer and client connections' partial frames may hold together.
         self.buffers = BufferBudget(config.buffer_budget)
-        self._batches_taken = 0
-        self._batches_durable = 0
-        self._staged_term_vote: tuple[int, str | None] = (0, None)
-        self._durable_term_vote: tuple[int, str | None] = (0, None)
-        #: Last log index known to be fsynced in this node's WAL.
-        self._durable_index = 0
-        #: Lowest index staged for replacement since the last batch was taken.
-        self._cut_since_take: float = math.inf
-        self._held: deque[tuple[int, Message]] = deque()
-        self._to_apply: deque[Entry] = deque()
-        self._snapshotting = False
-        #: The ready loop is inside a Ready (maybe awaiting a snapshot install).
-        self._in_ready_loop = False
         self._nursery: trio.Nursery | None = None
         self.peer_address: tuple[str, int] | None = None
         self.client_address: tuple[str, int] | None = None
+
+    @property
+    def core(self) -> RaftCore | None:
+        return None if self.host is None else self.host.core
+
+    @property
+    def kv(self) -> KVStateMachine | None:
+        return None if self.host is None else self.host.kv
 
     # ------------------------------------------------------------------ startup
 
@@ -402,32 +361,24 @@ class Node:
         for warning in recovered.warnings:
             log.warning("WAL: %s", warning)
         hs = recovered.hard_state
-        self._durable_term_vote = self._staged_term_vote = (hs.term, hs.vote)
-        self._durable_index = self.storage.last_index
-        if recovered.snapshot is not None:
-            self.kv.restore(recovered.snapshot.data)
-        cfg = RaftConfig(
-            election_timeout_min=self.config.election_timeout[0],
-            election_timeout_max=self.config.election_timeout[1],
-            heartbeat_interval=min(0.05, self.config.election_timeout[0] / 4),
-            snapshot_threshold=self.config.snapshot_threshold,
-            max_entries_per_append=self.config.max_append_entries,
-            max_inflight_appends=self.config.max_inflight_appends,
+        settings = HostSettings(
+            RaftConfig(
+                election_timeout_min=self.config.election_timeout[0],
+                election_timeout_max=self.config.election_timeout[1],
+                heartbeat_interval=min(0.05, self.config.election_timeout[0] / 4),
+                snapshot_threshold=self.config.snapshot_threshold,
+                max_entries_per_append=self.config.max_append_entries,
+                max_inflight_appends=self.config.max_inflight_appends,
+                read_mode=self.config.read_mode,
+                bugs=self.bugs,
+            ),
             read_mode=self.config.read_mode,
-            bugs=self.bugs,
+            snapshot_threshold=self.config.snapshot_threshold,
         )
         assert self.clock is not None
-        self.core = RaftCore(
-            self.id,
-            [self.id, *self.config.peers],
-            cfg,
-            self.rng,
-            hs,
-            recovered.snapshot,
-            recovered.entries,
-            self.clock.now(),
-            applied=self.kv.applied,
-        )
+        self.host = NodeHost(self.id, [self.id, *self.config.peers], settings, self.rng,
+                             self.storage, self, self.events, self.clock)
+        self.host.recover(hs, recovered.snapshot, recovered.entries)
         log.info(
             "%s recovered: term %d vote %s commit %d, snapshot %d, %d entries",
             self.id, hs.term, hs.vote, hs.commit,
@@ -439,6 +390,7 @@ class Node:
         self._recover()
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 if self._stream is not None:
                     self._stream.open()
                     nursery.start_soon(self._stream.run)
@@ -467,7 +419,6 @@ class Node:
                     link = PeerLink(self.id, peer_id, address, jitter)
                     self.links[peer_id] = link
                     nursery.start_soon(link.run)
-                self._nursery = nursery
                 nursery.start_soon(self._ready_loop)
                 nursery.start_soon(self._syncer)
                 nursery.start_soon(self._ticker)
@@ -479,7 +430,8 @@ class Node:
                 })
                 task_status.started()
         finally:
-            self._push_applied()
+            if self.host is not None:
+                self.host.push_applied()
             if self._stream is not None:
                 self._stream.close()
             self._disk.stop()
@@ -487,164 +439,13 @@ class Node:
                 self._client_poller.close()
             self.storage.close()
 
-    # ------------------------------------------------------------------ core driving
+    # ------------------------------------------------------------------ HostIO
 
-    def _kick(self) -> None:
-        self._wake.set()
-
-    async def _ticker(self) -> None:
-        assert self.core is not None and self.clock is not None
-        while True:
-            await trio.sleep(TICK_INTERVAL)
-            core = self.core
-            core.tick(self.clock.now())
-            if core.has_ready():  # most ticks change nothing: no wakeup of the loop for them
-                self._kick()
-
-    async def _ready_loop(self) -> None:
-        core = self.core
-        assert core is not None
-        while True:
-            await self._wake.wait()
-            # One scheduling round first: every task that became runnable with the same
-            # network poll (other clients' requests, peers' acks) gets to step the core,
-            # so all of it lands in one Ready instead of one Ready each.
-            await trio.lowlevel.checkpoint()
-            self._wake = trio.Event()
-            self._in_ready_loop = True
-            try:
-                while core.has_ready():
-                    await self._handle_ready(core.ready())
-            finally:
-                self._in_ready_loop = False
-            self._flush_links()
-
-    def _handle_ready_now(self) -> None:
-        """Handle the core's output in the calling task, without a hop to the ready loop.
-
-        For a follower's peer reader: its leader's messages are the only source of
-        work, so there is nothing to batch by waiting a scheduling round. Falls back
-        to waking the loop while it is inside a Ready (Readies never interleave) and
-        for a snapshot to install (which awaits the disk).
-        """
-        core = self.core
-        assert core is not None
-        if self._in_ready_loop:
-            self._kick()
-            return
-        while core.has_ready():
-            rd = core.ready()
-            if rd.snapshot is not None:
-                self._kick()
-                break
-            self._handle_ready_sync(rd)
-        self._flush_links()
-
-    async def _handle_ready(self, rd: Ready) -> None:
-        """Stage a Ready for the WAL and act on what is already safe; never wait for fsync.
-
-        What needs durability waits in queues released by :meth:`_syncer`:
-        messages (acks, votes) until the batch holding what they acknowledge is
-        fsynced, committed entries until they are durable here.
-        """
-        if rd.snapshot is not None:
-            await self._install_snapshot(rd.snapshot)
-        self._handle_ready_sync(rd)
-
-    def _handle_ready_sync(self, rd: Ready) -> None:
-        """:meth:`_handle_ready` after its snapshot (if any) is installed."""
-        core = self.core
-        assert core is not None
-        storage = self.storage
-        if rd.hard_state is not None:
-            hs = rd.hard_state
-            if "forget-vote" in self.bugs:
-                hs = HardState(hs.term, None, hs.commit)
-            storage.stage_hard_state(hs)
-            self._staged_term_vote = (rd.hard_state.term, rd.hard_state.vote)
-        if rd.entries:
-            # Entries from this index on are being replaced: not durable until fsynced.
-            first = rd.entries[0].index
-            if first <= self.kv.applied:
-                self._watch.rewriting(rd.entries, self.kv.applied)
-            self._durable_index = min(self._durable_index, first - 1)
-            self._cut_since_take = min(self._cut_since_take, first)
-            storage.stage_entries(rd.entries)
-        if self._ack_first:
-            # Planted bug: everything counts as durable at once (and is never fsynced).
-            self._durable_index = storage.last_index
-            self._durable_term_vote = self._staged_term_vote
-        needed = self._batches_taken + 1 if storage.needs_sync else self._batches_taken
-        for m in rd.messages:
-            if self._ack_first or needed <= self._batches_durable or self._may_send_early(m):
-                self._send(m)
-            else:
-                self._held.append((needed, m))
-        self._to_apply.extend(rd.committed_entries)
-        self._apply_durable()
-        for read_state in rd.read_states:
-            self._read_ready(read_state.ctx, read_state.index)
-        for ctx in rd.rejected_reads:
-            self._read_rejected(ctx)
-        if rd.role_changed is not None:
-            role, term = rd.role_changed
-            self._push_applied()
-            self.events.emit(
-                {"event": "role", "term": term, "role": role, "leader": core.leader_id}
-            )
-            if role != LEADER:
-                self._fail_pending("leadership-lost")
-        core.advance(rd)
-        self._watch.state(core.term, core.commit_index, core.last_index)
-        self._serve_waiting_reads()
-        if storage.needs_sync:
-            self._sync_wanted.set()
-        if (
-            not self._snapshotting
-            and self.kv.applied - core.snapshot_index >= self.config.snapshot_threshold
-        ):
-            self._snapshotting = True
-            assert self._nursery is not None
-            self._nursery.start_soon(self._take_snapshot)
-
-    def _may_send_early(self, m: Message) -> bool:
-        """Messages that acknowledge no log data may leave before the pending fsync, once
-        this node's term and vote are durable: a leader's appends and heartbeats (Raft
-        thesis §10.2.1: the leader writes its log in parallel with replicating it), and a
-        follower's heartbeat answers (so a slow disk does not look like a dead follower)."""
-        return (
-            isinstance(m, AppendEntries | Heartbeat | HeartbeatResponse)
-            and self._staged_term_vote == self._durable_term_vote
-        )
-
-    def _flush_links(self) -> None:
-        """End of a round of work: peers' frames leave, and what was applied is pushed."""
-        for link in self.links.values():
-            link.flush()
-        if self._applied_rows:
-            self._push_applied()
-
-    def _push_applied(self) -> None:
-        """One ``committed`` event for the entries applied since the last one. Called
-        before any other event too, so the stream keeps the order things happened in."""
-        rows = self._applied_rows
-        if not rows:
-            return
-        self._applied_rows = []
-        commit = self.core.commit_index if self.core is not None else rows[-1][0]
-        self.events.emit({"event": "committed", "commit": commit, "entries": rows},
-                         droppable=(rows[0][0], rows[-1][0]))
-
-    def _send(self, m: Message) -> None:
+    def send(self, m: Message) -> None:
         """Encode ``m`` for its link; it leaves at the next :meth:`_flush_links`."""
         link = self.links.get(m.to)
         if link is None:
             return
-        if isinstance(m, AppendEntries | Heartbeat) and m.commit > self._durable_index:
-            # The core counts the leader's own entries before they are fsynced. Followers
-            # must not apply an entry only durable on a minority (a power loss here could
-            # then erase it), so they learn a commit index only up to what is durable here.
-            m = dataclasses.replace(m, commit=self._durable_index)
         try:
             link.send(encode_frame(m.to_wire()))
         except FrameError as exc:
@@ -652,161 +453,91 @@ class Node:
             # stays behind and the leader retries), crashing the node is not.
             log.error("cannot send %s to %s: %s", m.wire_type, m.to, exc)
 
+    def want_sync(self) -> None:
+        self._sync_wanted.set()
+
+    def write_snapshot(self, snapshot: Snapshot, installed: bool) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._write_snapshot, snapshot, installed)
+
+    async def _write_snapshot(self, snapshot: Snapshot, installed: bool) -> None:
+        """Write a snapshot file on the disk thread (a leader's install holds the host's
+        Readies until it is durable; one of our own compacts the log after)."""
+        await self._disk.run(write_snapshot_file, self.storage.data_dir, snapshot)
+        assert self.host is not None
+        self.host.snapshot_written(snapshot, installed)
+        self._flush_links()
+        self._kick()
+
+    # ------------------------------------------------------------------ core driving
+
+    def _kick(self) -> None:
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        host = self.host
+        assert host is not None
+        while True:
+            await trio.sleep(TICK_INTERVAL)
+            if host.tick():  # most ticks change nothing: no wakeup of the loop for them
+                self._kick()
+
+    async def _ready_loop(self) -> None:
+        host = self.host
+        assert host is not None
+        while True:
+            await self._wake.wait()
+            # One scheduling round first: every task that became runnable with the same
+            # network poll (other clients' requests, peers' acks) gets to step the core,
+            # so all of it lands in one Ready instead of one Ready each.
+            await trio.lowlevel.checkpoint()
+            self._wake = trio.Event()
+            host.process()
+            self._flush_links()
+
+    def _handle_ready_now(self) -> None:
+        """Handle the core's output in the calling task, without a hop to the ready loop.
+
+        For a follower's peer reader: its leader's messages are the only source of
+        work, so there is nothing to batch by waiting a scheduling round.
+        """
+        assert self.host is not None
+        self.host.process()
+        self._flush_links()
+
+    def _flush_links(self) -> None:
+        """End of a round of work: peers' frames leave, and what was applied is pushed."""
+        for link in self.links.values():
+            link.flush()
+        if self.host is not None:
+            self.host.push_applied()
+
     async def _syncer(self) -> None:
         """Group commit: one durable write for everything staged since the last one."""
+        host = self.host
+        assert host is not None
         storage = self.storage
         while True:
             await self._sync_wanted.wait()
             self._sync_wanted = trio.Event()
-            batch = storage.take_staged()
-            if batch is None:
+            taken = host.take_batch()
+            if taken is None:
                 continue
-            self._batches_taken += 1
-            number = self._batches_taken
-            term_vote = self._staged_term_vote
-            self._cut_since_take = math.inf
-            await self._disk.run(storage.write_batch, batch)
-            self._batches_durable = number
-            if not self._ack_first:
-                self._durable_term_vote = term_vote
-                self._durable_index = int(min(batch.last_index, self._cut_since_take - 1))
-            held = self._held
-            while held and held[0][0] <= number:
-                self._send(held.popleft()[1])
+            await self._disk.run(storage.write_batch, taken.batch)
+            host.batch_durable(taken)
             self._flush_links()
-            self._apply_durable()
-            self._serve_waiting_reads()
-            self._push_applied()
-            if batch.compact:
+            if taken.batch.compact:
                 await self._disk.run(storage.compact)
-            if self.core is not None and self.core.has_ready():
+            if host.has_ready():
                 self._kick()
-
-    def _apply_durable(self) -> None:
-        """Apply committed entries, in order, as far as they are durable on this node."""
-        queue = self._to_apply
-        durable = self._durable_index
-        if not queue or queue[0].index > durable:
-            return
-        ready = []
-        while queue and queue[0].index <= durable:
-            ready.append(queue.popleft())
-        self._apply(ready)
-
-    async def _install_snapshot(self, snapshot: Snapshot) -> None:
-        """A leader's snapshot replaces state machine and log (rare: awaited in the loop)."""
-        index = snapshot.meta.index
-        self._watch.installing_snapshot(index, snapshot.meta.term, self.kv.applied)
-        self.kv.restore(snapshot.data)
-        digest = self.kv.digest()
-        await self._disk.run(write_snapshot_file, self.storage.data_dir, snapshot)
-        # The mark is staged only now that the file is durable; the snapshot-resp
-        # in this Ready's messages waits for the mark's fsync.
-        self.storage.stage_snapshot_mark(snapshot.meta, reset=True)
-        self._durable_index = min(self._durable_index, index)
-        self._cut_since_take = min(self._cut_since_take, index + 1)
-        while self._to_apply and self._to_apply[0].index <= index:
-            self._to_apply.popleft()
-        for pending_index in [i for i in self._pending if i <= index]:
-            waiter = self._pending.pop(pending_index)
-            waiter.reply(_unknown(waiter.request_id, "entry-compacted"))
-        self._push_applied()
-        self.events.emit({"event": "snapshot", "source": "installed", "index": index,
-                          "term": snapshot.meta.term, "digest": digest})
-
-    async def _take_snapshot(self) -> None:
-        """Snapshot the state machine in the background; compact WAL and core log after."""
-        core = self.core
-        assert core is not None
-        try:
-            index = self.kv.applied
-            term = core.term_at(index)
-            if term is None:
-                return
-            snapshot = Snapshot(SnapshotMeta(index, term), self.kv.snapshot())
-            digest = self.kv.digest()  # of the state just serialized: same applied index
-            await self._disk.run(write_snapshot_file, self.storage.data_dir, snapshot)
-            if core.snapshot_index >= index:
-                return  # a leader's snapshot overtook ours meanwhile
-            self.storage.stage_snapshot_mark(snapshot.meta, reset=False)
-            self._sync_wanted.set()
-            core.compact(snapshot)
-            self._push_applied()  # (already pushed at the round's end: it applied before)
-            self.events.emit({"event": "snapshot", "source": "taken", "index": index,
-                              "term": term, "digest": digest})
-        finally:
-            self._snapshotting = False
-
-    def _apply(self, entries: list[Entry]) -> None:
-        """Apply, answer the waiting clients, and queue the entries for the next
-        ``committed`` event (the harness sees every committed entry before a snapshot
-        can compact it: the snapshot event comes after)."""
-        kv = self.kv
-        pending = self._pending
-        rows: list[list[Any]] = []
-        for entry in entries:
-            if entry.index <= kv.applied:
-                continue
-            command, result = kv.apply_entry(entry)
-            if command is None or command.client is None or command.seq is None:
-                client = None if command is None else command.client
-                seq = None if command is None else command.seq
-                rows.append([entry.index, entry.term, entry.digest(), client, seq, None])
-            else:
-                rows.append([entry.index, entry.term, entry.digest(), command.client,
-                             command.seq, kv.skipped])
-            waiter = pending.pop(entry.index, None)
-            if waiter is None:
-                continue
-            if waiter.term != entry.term or result is None:
-                # Our entry was overwritten by another leader's: outcome unknown.
-                waiter.reply(_unknown(waiter.request_id, "entry-overwritten"))
-            else:
-                waiter.reply({"id": waiter.request_id, **result.reply_fields()})
-        if rows:
-            self._watch.applied(rows)
-            self._applied_rows.extend(rows)
-
-    def _fail_pending(self, reason: str) -> None:
-        pending, self._pending = self._pending, {}
-        for waiter in pending.values():
-            waiter.reply(_unknown(waiter.request_id, reason))
-        reads, self._reads = self._reads, {}
-        for _key, reply, request_id in reads.values():
-            reply(self._not_leader(request_id))
-        waiting, self._waiting_reads = self._waiting_reads, []
-        for read in waiting:
-            read.reply(self._not_leader(read.request_id))
-
-    # ------------------------------------------------------------------ reads
-
-    def _read_ready(self, ctx: int, index: int) -> None:
-        read = self._reads.pop(ctx, None)
-        if read is None:
-            return
-        key, reply, request_id = read
-        heapq.heappush(
-            self._waiting_reads, _WaitingRead(index, next(self._read_seq), key, reply, request_id)
-        )
-
-    def _read_rejected(self, ctx: int) -> None:
-        read = self._reads.pop(ctx, None)
-        if read is not None:
-            _key, reply, request_id = read
-            reply(self._not_leader(request_id))
-
-    def _serve_waiting_reads(self) -> None:
-        waiting = self._waiting_reads
-        applied = self.kv.applied
-        while waiting and waiting[0].index <= applied:
-            read = heapq.heappop(waiting)
-            read.reply(_read_answer(read.request_id, self.kv.read(read.key)))
 
     # ------------------------------------------------------------------ peers
 
     async def _serve_peer(self, stream: trio.SocketStream) -> None:
-        core = self.core
-        assert core is not None and self.clock is not None
+        host = self.host
+        assert host is not None
+        core = host.core
+        assert core is not None
         decoder = FrameDecoder(HELLO_MAX, self.buffers)
         sender: str | None = None
         try:
@@ -825,8 +556,7 @@ class Node:
                                 sender = self._check_hello(wire)
                                 decoder.max_frame = MAX_FRAME
                                 continue
-                            message = Message.from_wire(wire)
-                            core.step(message, self.clock.now())
+                            host.step(Message.from_wire(wire))
                         if core.role == LEADER:
                             self._kick()  # acks of several followers may share one Ready
                         else:
@@ -893,95 +623,8 @@ class Node:
             decoder.close()
 
     def _handle_request(self, request: dict[str, Any], reply: Callable[[dict], None]) -> None:
-        core = self.core
-        assert core is not None and self.clock is not None
-        request_id = request.get("id")
-        op = request.get("op")
-        if op in ADMIN_OPS:
-            reply(self._admin(request_id, op, request))
-            return
-        try:
-            command = Command.from_request(request)
-        except CommandError as exc:
-            reply({"id": request_id, "ok": False, "error": "bad-request", "message": str(exc),
-                   "definite": True})
-            return
-        mode = _read_path(self.config.read_mode, request.get("read"))
-        if op == "read" and mode == "stale":
-            reply(_read_answer(request_id, self.kv.read(command.key)))
-            return
-        if core.role != LEADER:
-            reply(self._not_leader(request_id))
-            return
-        if op == "read" and mode in ("read-index", "lease"):
-            ctx = next(self._read_ctx)
-            self._reads[ctx] = (command.key, reply, request_id)
-            core.request_read(ctx, self.clock.now(), lease=mode == "lease")
-            return
-        index = core.propose(command.encode())
-        if index is None:  # cannot happen after the role check, but never hang a client
-            reply(self._not_leader(request_id))
-            return
-        self._pending[index] = _Pending(core.term, reply, request_id)
-
-    def _not_leader(self, request_id: Any) -> dict[str, Any]:
-        assert self.core is not None
-        return {
-            "id": request_id, "ok": False, "error": "not-leader",
-            "leader": self.core.leader_id, "definite": True,
-        }
-
-    def _admin(self, request_id: Any, op: str, request: dict[str, Any]) -> dict[str, Any]:
-        core = self.core
-        assert core is not None and self.clock is not None
-        if op == "status":
-            value: Any = {
-                "id": self.id,
-                "role": core.role,
-                "term": core.term,
-                "leader": core.leader_id,
-                "commit": core.commit_index,
-                "applied": self.kv.applied,
-                "last_index": core.last_index,
-            }
-        elif op == "log":
-            start = request.get("from", 1)
-            if isinstance(start, bool) or not isinstance(start, int):
-                return _bad_request(request_id, "from must be an integer")
-            lo = max(start, core.first_index)
-            hi = min(core.last_index + 1, lo + MAX_LOG_ENTRIES)
-            value = {
-                "commit": core.commit_index,
-                "snapshot_index": core.snapshot_index,
-                "snapshot_term": core.snapshot_term,
-                "entries": [_log_entry(e) for e in core.entries(lo, hi)],
-            }
-        elif op == "state-digest":
-            value = {"applied": self.kv.applied, "digest": self.kv.digest()}
-        else:  # clock
-            if "offset" in request or "rate" in request:
-                offset = request.get("offset", self.clock.offset)
-                rate = request.get("rate", self.clock.rate)
-                if not _is_number(offset) or not _is_number(rate) or rate <= 0:
-                    return _bad_request(request_id, "clock needs numeric offset and rate > 0")
-                self.clock.set(float(offset), float(rate))
-            value = {"offset": self.clock.offset, "rate": self.clock.rate,
-                     "clock": self.clock.now()}
-        return {"id": request_id, "ok": True, "value": value}
-
-
-def _read_path(configured: str, asked: Any) -> str:
-    """How to serve one read: the path the request asks for (``"read"``), else the node's.
-
-    A client may pick any path per read, so one run mixes them, except a
-    lease: that is only sound on a node configured for leases (its vote
-    embargo), so elsewhere a lease read is served as read-index.
-    """
-    if asked not in READ_MODES:
-        return configured
-    if asked == "lease" and configured != "lease":
-        return "read-index"
-    return str(asked)
+        assert self.host is not None
+        self.host.request(request, reply)
 
 
 class _ClientPoller:
@@ -1179,36 +822,6 @@ class _ClientConnection:
 
 class _BadHello(Exception):
     pass
-
-
-def _unknown(request_id: Any, reason: str) -> dict[str, Any]:
-    return {"id": request_id, "ok": False, "error": reason, "definite": False}
-
-
-def _bad_request(request_id: Any, message: str) -> dict[str, Any]:
-    return {"id": request_id, "ok": False, "error": "bad-request", "message": message,
-            "definite": True}
-
-
-def _read_answer(request_id: Any, value: Any) -> dict[str, Any]:
-    return {"id": request_id, "ok": True, "value": value, "definite": True}
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _log_entry(entry: Entry) -> dict[str, Any]:
-    client = seq = key = None
-    op = "noop"
-    if entry.kind is EntryKind.COMMAND:
-        try:
-            command = Command.decode(entry.data)
-            client, seq, op, key = command.client, command.seq, command.op, command.key
-        except Exception:  # an entry the state machine cannot read is still listed
-            op = "undecodable"
-    return {"index": entry.index, "term": entry.term, "client": client, "seq": seq,
-            "digest": entry.digest(), "op": op, "key": key}
 
 
 def _encode_answer(answer: dict[str, Any]) -> bytes:

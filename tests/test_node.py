@@ -277,22 +277,30 @@ async def test_restart_recovers_state_and_snapshots_bound_the_log(nursery, tmp_p
         assert answer["value"] == i
 
 
-async def test_a_proposal_whose_entry_was_replaced_is_answered_unknown(tmp_path) -> None:
+def test_a_proposal_whose_entry_was_replaced_is_answered_unknown() -> None:
     """The entry applied at the proposal's index has another term: never a definite answer."""
+    import random
+
+    from raft_impl.core import RaftConfig
+    from raft_impl.host import HostSettings, NodeHost, _Pending
     from raft_impl.kv import Command
-    from raft_impl.node import Node, _Pending
     from raft_impl.types import Entry, EntryKind
 
-    cluster = InProcessCluster(None, tmp_path, 1)  # only for the config
-    node = Node(cluster.node_config("n1"))
+    host = NodeHost("n1", ["n1"], HostSettings(RaftConfig()), random.Random(1),
+                    None, None, _NoEvents(), None)  # type: ignore[arg-type]
     answers: list[dict] = []
-    node._pending[5] = _Pending(term=3, reply=answers.append, request_id=9)
-    node._pending[6] = _Pending(term=4, reply=answers.append, request_id=10)
+    host._pending[5] = _Pending(term=3, reply=answers.append, request_id=9)
+    host._pending[6] = _Pending(term=4, reply=answers.append, request_id=10)
     other = Command("write", "k", 1, client="someone-else", seq=1).encode()
     ours = Command("write", "k", 2, client="c", seq=1).encode()
-    node.kv.applied = 4
-    node._apply([Entry(5, 4, EntryKind.COMMAND, other), Entry(6, 4, EntryKind.COMMAND, ours)])
+    host.kv.applied = 4
+    host.apply([Entry(5, 4, EntryKind.COMMAND, other), Entry(6, 4, EntryKind.COMMAND, ours)])
     assert answers == [
         {"id": 9, "ok": False, "error": "entry-overwritten", "definite": False},
         {"id": 10, "ok": True, "definite": True},
     ]
+
+
+class _NoEvents:
+    def emit(self, event: dict, droppable: tuple[int, int] | None = None) -> None:
+        pass

@@ -17,7 +17,7 @@ from harness.db import DB, Client, Completion
 from harness.run import RunConfig
 from harness.wire_db import kv_request
 from harness.workload import MIXED, RegisterWorkload, read_plan
-from raft_impl.node import _read_path
+from raft_impl.host import read_path as _read_path
 
 
 @given(seed=st.integers(0, 2**31), keys=st.integers(1, 6))
