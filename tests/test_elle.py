@@ -397,3 +397,13 @@ def test_register_real_time_version_order_is_opt_in() -> None:
     result = check(history, "rw-register", linearizable_keys=True)
     assert result["anomaly_types"] == ["G-single"]
     assert edges(result, "G-single") == [("rw", "x"), ("wr", "y")]
+
+
+def test_an_invalid_result_has_a_one_line_message() -> None:
+    """The report's summary line: the anomaly that rules out the most, and its cycle."""
+    result = check(concurrent(
+        [["r", "x", []], ["append", "y", 1]],
+        [["r", "y", []], ["append", "x", 1]],
+        [["r", "x", [1]], ["r", "y", [1]]]))
+    assert result["message"].startswith("G2-item: cycle T")
+    assert "rw x" in result["message"] and "rw y" in result["message"]

@@ -86,11 +86,33 @@ def check_txns(txns: list[Txn], model: str = "list-append",
         "elapsed_s": round(time.monotonic() - started, 6),
     }
     if consistency_model in excluded:
-        return invalid_result(**evidence)
+        return invalid_result(message=_headline(names, anomalies, consistency_model),
+                              **evidence)
     if notes.get("truncated"):
         # a cycle search that ran out of time cannot vouch for what it did not see
         return unknown_result("the cycle search ran out of time", **evidence)
     return valid_result(**evidence)
+
+
+def _headline(names: list[str], anomalies: dict[str, list[dict[str, Any]]],
+              consistency_model: str) -> str:
+    """One line for summaries and reports: the first anomaly that rules the model out."""
+    from checker.elle.consistency import ruled_out
+
+    # the anomaly that rules out the most models, among those that rule this one out
+    relevant = [n for n in names if consistency_model in ruled_out([n])] or names
+    worst = max(relevant, key=lambda n: len(ruled_out([n])))
+    example = anomalies[worst][0]
+    if "steps" in example:
+        ids = [f"T{t['id']}" for t in example["cycle"]]
+        kinds = ", ".join(f"{s['type']}" + (f" {s['key']}" if "key" in s else "")
+                          for s in example["steps"])
+        where = f"cycle {' -> '.join([*ids, ids[0]])} ({kinds})"
+    else:
+        txn = example.get("txn")
+        where = f"T{txn['id']} on key {example.get('key')!r}" if txn else \
+            f"key {example.get('key')!r}"
+    return f"{worst}: {where}; not {consistency_model}"
 
 
 def check_txn_history(history: History, model: str = "list-append",
