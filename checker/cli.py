@@ -168,8 +168,9 @@ def _write_report(history: History | Path, result: dict[str, Any], out: str, tit
         from reports.render import render_history_report
     except ImportError as exc:
         raise _user_error(f"--report: the reports package is not available ({exc})") from None
+    name = "transactional" if is_txn_result(result) else "linearizable"
     composed = result if "checkers" in result else {
-        "valid": result.get("valid"), "checkers": {"linearizable": result}}
+        "valid": result.get("valid"), "checkers": {name: result}}
     written: list[Path] = []
     _write_output(out, lambda: written.append(
         render_history_report(history, composed, out, title)))

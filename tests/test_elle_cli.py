@@ -80,3 +80,13 @@ def test_a_history_the_model_cannot_read_is_unknown(tmp_path: Path,
     assert main(["check", str(path), "--model", "rw-register"]) == 2
     out = capsys.readouterr().out
     assert out.startswith("transactional: unknown") and "not a rw-register history" in out
+
+
+def test_report_names_the_transactional_checker(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "skew.edn"
+    path.write_text(SKEW_EDN, encoding="utf-8")
+    out = tmp_path / "report.html"
+    assert main(["check", str(path), "--model", "list-append", "--report", str(out)]) == 1
+    html = out.read_text(encoding="utf-8")
+    assert "transactional" in html and "G2-item: cycle T" in html
