@@ -407,3 +407,25 @@ def test_an_invalid_result_has_a_one_line_message() -> None:
         [["r", "x", [1]], ["r", "y", [1]]]))
     assert result["message"].startswith("G2-item: cycle T")
     assert "rw x" in result["message"] and "rw y" in result["message"]
+
+
+def test_classify_names_cycles_by_their_edges() -> None:
+    from checker.elle.cycles import classify
+    from checker.elle.graph import PROCESS, REALTIME, RW, WR, WW
+
+    assert classify([WW, WW]) == "G0"
+    assert classify([WW, PROCESS]) == "G0-process"
+    assert classify([WW, REALTIME, PROCESS]) == "G0-realtime"
+    assert classify([WR, WW]) == "G1c"
+    assert classify([RW, WR, REALTIME]) == "G-single-realtime"
+    assert classify([RW, RW, WW]) == "G2-item"
+    assert classify([RW, RW, PROCESS]) == "G2-item-process"
+
+
+def test_g0_process() -> None:
+    """Two appends by one process land in the opposite order of the process's order."""
+    history = serial([["append", "x", 1]], [["append", "x", 2]], [["r", "x", [2, 1]]],
+                     one_process=True)
+    result = check(history)
+    assert result["anomaly_types"] == ["G0-process"]
+    assert edges(result, "G0-process") == [("process", None), ("ww", "x")]

@@ -84,10 +84,8 @@ _LABEL_ORDER = (WW, WR, PROCESS, REALTIME, RW)
 def classify(labels: list[int]) -> str:
     """Adya's name for a cycle with these edge labels (one type per edge)."""
     rw = labels.count(RW)
-    if rw == 0:
-        base = "G0" if all(label == WW for label in labels) else "G1c"
-    else:
-        base = "G-single" if rw == 1 else "G2-item"
+    names = {0: "G1c" if WR in labels else "G0", 1: "G-single"}
+    base = names.get(rw, "G2-item")
     if REALTIME in labels:
         return base + "-realtime"
     if PROCESS in labels:
