@@ -64,6 +64,8 @@ class EventStream:
         self._backlog_bytes = 0
         self._wake = trio.Event()
         self._nonblocking = False
+        #: Nobody reads any more (the pipe broke): nothing is written or kept.
+        self._gone = False
         #: [first, last] index range and batch count of committed batches dropped and not
         #: yet reported.
         self._dropped: list[int] | None = None
@@ -96,6 +98,8 @@ class EventStream:
     def emit(self, event: dict[str, Any], droppable: tuple[int, int] | None = None) -> None:
         """Write one event; ``droppable`` (an index range) marks a committed batch that may
         be dropped when the backlog is full."""
+        if self._gone:
+            return
         line = encode_event(event)
         if droppable is not None and self._backlog_bytes + len(line) > self._limit:
             self.dropped_batches += 1
@@ -112,11 +116,18 @@ class EventStream:
                                  "batches": batches}) + line
         self._write(line)
 
+    def _reader_gone(self) -> None:
+        self._gone = True
+        self._backlog.clear()
+        self._backlog_bytes = 0
+
     def _write(self, data: bytes) -> None:
         if not self._nonblocking:
-            with contextlib.suppress(OSError):  # nobody reads any more: nothing to tell
+            try:
                 while data:
                     data = data[os.write(self._fd, data):]
+            except OSError:
+                self._reader_gone()
             return
         if not self._backlog:
             try:
@@ -124,7 +135,8 @@ class EventStream:
             except BlockingIOError:
                 sent = 0
             except OSError:
-                return  # the reader is gone
+                self._reader_gone()
+                return
             if sent == len(data):
                 return
             data = data[sent:]
@@ -146,7 +158,7 @@ class EventStream:
                 except BlockingIOError:
                     sent = 0
                 except OSError:
-                    self._backlog_bytes = 0
+                    self._reader_gone()
                     return
                 if sent < len(data):
                     self._backlog.append(data[sent:])

@@ -6,6 +6,7 @@ import json
 import os
 
 import trio
+import trio.testing
 from node_helpers import InProcessCluster, wait_until
 
 from raft_impl.events import EventStream, SafetyWatch, encode_event
@@ -193,3 +194,25 @@ def test_local_clusters_recognise_committed_events_without_parsing_them() -> Non
                                                                         None, None]]})
     assert line.startswith(COMMITTED_PREFIX)
     assert not encode_event({"event": "snapshot", "index": 3}).startswith(COMMITTED_PREFIX)
+
+
+async def test_event_stream_stops_writing_and_keeping_when_the_reader_is_gone() -> None:
+    """The harness went away while a backlog waited: the drain finds out, and from then
+    on nothing is kept (a node must not grow its memory for nobody)."""
+    read_fd, write_fd = os.pipe()
+    stream = EventStream(fd=write_fd, limit=1 << 20)
+    stream.open()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.run)
+            while not stream._backlog:  # fill the pipe: the rest waits in the backlog
+                stream.emit({"event": "role", "pad": "x" * 4096})
+            os.close(read_fd)
+            await trio.testing.wait_all_tasks_blocked()
+            for term in range(100):
+                stream.emit({"event": "role", "term": term})
+            assert not stream._backlog and stream._backlog_bytes == 0
+            nursery.cancel_scope.cancel()
+    finally:
+        stream.close()
+        os.close(write_fd)
