@@ -310,9 +310,14 @@ def run_campaign(
             if on_start is not None:
                 on_start(record)
             started = clock()
-            outcome = execute(record.command)
-            record.seconds = clock() - started
-            _record_outcome(record, outcome, store_dir)
+            try:
+                outcome = execute(record.command)
+            except Exception as exc:  # an internal error is "could not complete", never 1
+                record.seconds = clock() - started
+                record.status, record.error = "error", f"{type(exc).__name__}: {exc}"
+            else:
+                record.seconds = clock() - started
+                _record_outcome(record, outcome, store_dir)
             campaign.save()
             if on_run is not None:
                 on_run(record)
@@ -473,9 +478,10 @@ def summary_lines(campaign: Campaign) -> list[str]:
             lines.append(f"report: {first.report}")
         lines.append(f"repeat: {reproduce_line(first.command)}")
     for record in campaign.runs:
-        if record.status in ("error", "unknown") and record.run_dir:
+        if record.status in ("error", "unknown"):
             why = record.error or "the checkers could not decide"
-            lines.append(f"{record.status}: run {record.plan.index + 1} ({record.run_dir}): {why}")
+            where = f" ({record.run_dir})" if record.run_dir else ""
+            lines.append(f"{record.status}: run {record.plan.index + 1}{where}: {why}")
     verdict = {EXIT_VALID: "valid", EXIT_INVALID: "invalid"}.get(campaign.exit_code, "unknown")
     lines.append(f"verdict: {verdict}")
     return lines

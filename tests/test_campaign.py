@@ -100,6 +100,8 @@ class FakeRuns:
         status = self.script.pop(0) if self.script else "valid"
         if status == "interrupt":
             raise KeyboardInterrupt
+        if status == "crash":
+            raise ImportError("cannot import name 'X'")
         run_dir = self.tmp_path / "store" / "t" / f"run{len(self.commands)}"
         run_dir.mkdir(parents=True)
         code = {"valid": 0, "invalid": 1}.get(status, 2)
@@ -177,6 +179,16 @@ def test_a_run_that_could_not_complete_stops_with_2(tmp_path: Path) -> None:
     assert len(runs.commands) == 2 and campaign.exit_code == 2
     assert campaign.stopped_because == "a run could not complete"
     assert any("RuntimeError: no leader" in line for line in cmp.summary_lines(campaign))
+
+
+def test_an_internal_error_in_a_run_stops_with_2_not_1(tmp_path: Path) -> None:
+    campaign, runs = campaign_with(tmp_path, ["valid", "crash", "valid"])
+    assert len(runs.commands) == 2 and campaign.exit_code == 2
+    assert campaign.runs[1].status == "error"
+    assert campaign.runs[1].error == "ImportError: cannot import name 'X'"
+    assert "error: run 2: ImportError: cannot import name 'X'" in cmp.summary_lines(campaign)
+    data = json.loads((campaign.directory / cmp.CAMPAIGN_JSON).read_text())
+    assert data["runs"][1]["status"] == "error" and data["exit_code"] == 2
 
 
 @pytest.mark.parametrize("how", ["interrupted", "interrupt"])
