@@ -90,3 +90,13 @@ def test_report_names_the_transactional_checker(tmp_path: Path,
     assert main(["check", str(path), "--model", "list-append", "--report", str(out)]) == 1
     html = out.read_text(encoding="utf-8")
     assert "transactional" in html and "G2-item: cycle T" in html
+
+
+def test_edn_maps_over_several_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Pretty-printed EDN (a map spread over lines, as fipp writes Jepsen histories)."""
+    path = tmp_path / "pretty.edn"
+    pretty = SKEW_EDN.replace(", :process", ",\n :process").replace(", :f", ",\n :f")
+    assert pretty.count("\n") > SKEW_EDN.count("\n")
+    path.write_text(pretty, encoding="utf-8")
+    assert main(["check", str(path), "--model", "list-append", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["anomaly_types"] == ["G2-item"]
