@@ -205,6 +205,22 @@ def _generic_focus(history: History, result: Mapping[str, Any],
     return focus
 
 
+def _txn_cycle_picture(result: Mapping[str, Any]) -> Markup | None:
+    """The cycle a failed transactional checker names in its message, drawn as SVG."""
+    from checker.elle import cycle_svg
+
+    for _, checker in failing_leaves(result):
+        anomalies = checker.get("anomalies")
+        if not isinstance(anomalies, Mapping):
+            continue
+        named = str(checker.get("message") or "").split(":", 1)[0]
+        for name in (named, *anomalies):
+            for example in anomalies.get(name) or []:
+                if isinstance(example, Mapping) and example.get("steps"):
+                    return Markup(cycle_svg(example))
+    return None
+
+
 def _window_ops(history: History, focus: Focus, ev: LinEvidence | None,
                 wide: bool) -> list[Marked]:
     """The ops to draw around the failure.
@@ -456,6 +472,7 @@ def build_context(
         "source_card": _op_card(focus.source) if focus else None,
         "witness_card": _op_card(focus.witness) if focus else None,
         "window_svg": window_picture,
+        "cycle_svg": _txn_cycle_picture(result),
         "lin": evidence,
         "lin_name": lin_name,
         "lin_svg": lin_picture,

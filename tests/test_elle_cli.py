@@ -90,6 +90,7 @@ def test_report_names_the_transactional_checker(tmp_path: Path,
     assert main(["check", str(path), "--model", "list-append", "--report", str(out)]) == 1
     html = out.read_text(encoding="utf-8")
     assert "transactional" in html and "G2-item: cycle T" in html
+    assert "The dependency cycle" in html and ">rw x</text>" in html  # the drawing
 
 
 def test_edn_maps_over_several_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
