@@ -383,10 +383,36 @@ def _record_outcome(record: RunRecord, outcome: Any, store_dir: Path) -> None:
     record.evidence = outcome.headline
     record.coverage = outcome.coverage
     record.failing = failing_checkers(outcome.results) if outcome.results else []
+    if record.status == "unknown" and record.error is None:
+        record.error = unknown_reason(outcome)
     run_dir = Path(outcome.run_dir)
     record.run_dir = _relative(run_dir, store_dir)
     report = run_dir / store.REPORT
     record.report = str(report) if report.is_file() else None
+
+
+def unknown_reason(outcome: Any) -> str:
+    """Why a run's verdict is unknown, in one line: what the undecided checkers said,
+    faults that failed to apply, nodes that exited by themselves."""
+    reasons: list[str] = []
+
+    def walk(name: str, result: Any) -> None:
+        if not isinstance(result, dict):
+            return
+        if result.get("valid") == "unknown" and result.get("reason"):
+            reasons.append(f"{name}: {result['reason']}")
+        for child, inner in (result.get("checkers") or {}).items():
+            walk(f"{name}.{child}" if name else child, inner)
+
+    results = outcome.results or {}
+    walk("", results)
+    if results.get("error"):
+        reasons.append(str(results["error"]))
+    reasons += [f"fault failed: {e}" for e in results.get("fault_errors") or ()]
+    if outcome.unexpected_exits:
+        reasons.append("nodes exited by themselves: " + ", ".join(outcome.unexpected_exits))
+    text = "; ".join(reasons) or "the checkers could not decide"
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _relative(path: Path, base: Path) -> str:

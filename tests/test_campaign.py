@@ -172,6 +172,20 @@ def test_keep_going_runs_on_and_still_exits_1(tmp_path: Path) -> None:
 def test_unknown_verdicts_do_not_stop_but_exit_2(tmp_path: Path) -> None:
     campaign, runs = campaign_with(tmp_path, ["unknown"], minutes=3)
     assert len(runs.commands) == 3 and campaign.exit_code == 2
+    assert "unknown: run 1 (t/run1): the checkers could not decide" in cmp.summary_lines(
+        campaign)
+
+
+def test_an_unknown_verdict_says_why() -> None:
+    outcome = RunOutcome(Path("r"), 2, results={
+        "valid": "unknown", "fault_errors": ["start (schedule at 15 s): DBError: n1 exited"],
+        "checkers": {"linearizable": {"valid": True}, "log-order": {
+            "valid": "unknown", "checkers": {"digests": {
+                "valid": "unknown", "reason": "no state digest after healing from n1"}}}}},
+        unexpected_exits=["n1"])
+    assert cmp.unknown_reason(outcome) == (
+        "log-order.digests: no state digest after healing from n1; fault failed: start "
+        "(schedule at 15 s): DBError: n1 exited; nodes exited by themselves: n1")
 
 
 def test_a_run_that_could_not_complete_stops_with_2(tmp_path: Path) -> None:
