@@ -165,7 +165,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     packages = [] if args.nemesis in ("", "none") else parse_packages(args.nemesis)
     nodes = [f"n{i}" for i in range(1, args.nodes + 1)]
     if args.nemesis_schedule:
-        load(args.nemesis_schedule, nodes)  # validate now: a bad file must not cost a run
+        # validate now: a bad file must not cost a run, nor an entry the run never reaches
+        load(args.nemesis_schedule, nodes, time_limit=args.time_limit)
     if args.bug:
         if args.db != "raft_impl":
             raise UserError("--bug only applies to --db raft_impl")

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.cli import UserError
+from harness.cli import UserError, check_number
 from raft_impl.core import READ_MODES
 
 #: Without a planted bug a fuzz is a check that passes: a short default suits CI.
@@ -79,7 +79,8 @@ def register(subparsers: Any) -> None:
             "Exit code 0 valid, 1 invalid, 2 unknown."
         ),
     )
-    replay.add_argument("repro", help="a repro.json written by splitbrain fuzz")
+    replay.add_argument("repro", help="a repro.json written by splitbrain fuzz (or the run "
+                                      "directory holding it)")
     replay.add_argument("--real", action="store_true",
                         help="replay against real processes through `splitbrain run`")
     replay.add_argument("--store", default="store", metavar="DIR",
@@ -87,19 +88,16 @@ def register(subparsers: Any) -> None:
     replay.set_defaults(handler=run_replay)
 
 
-def _positive(value: int | float | None, what: str) -> None:
-    if value is not None and value <= 0:
-        raise UserError(f"{what} must be > 0, got {value}")
-
-
 def run_fuzz(args: argparse.Namespace) -> int:
     from checker.results import failing_checkers
     from harness.sim.fuzz import fuzz
     from raft_impl.bugs import validate_bugs
 
-    _positive(args.examples, "--examples")
-    _positive(args.search_seconds, "--search-seconds")
-    _positive(args.time_limit, "--time-limit")
+    check_number(args.examples, "--examples", integer=True)
+    check_number(args.search_seconds, "--search-seconds")
+    check_number(args.time_limit, "--time-limit")
+    check_number(args.max_faults, "--max-faults", inclusive=True, integer=True)
+    check_number(args.shrink_seconds, "--shrink-seconds")
     if args.nodes < 1 or args.nodes > 9:
         raise UserError(f"--nodes must be between 1 and 9, got {args.nodes}")
     try:
@@ -152,15 +150,22 @@ def run_fuzz(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from harness.sim.fuzz import load_repro
+    from harness.sim.fuzz import REPRO, load_repro
 
     path = Path(args.repro)
-    if not path.is_file():
+    if path.is_dir():  # a fuzz run directory: its repro.json
+        if not (path / REPRO).is_file():
+            raise UserError(f"{path} is a directory without a {REPRO}; give the {REPRO} "
+                            "that splitbrain fuzz wrote")
+        path = path / REPRO
+    elif not path.exists():
         raise UserError(f"no such file: {path}")
     try:
         test, expect = load_repro(path)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
     except (ValueError, TypeError) as exc:
-        raise UserError(f"{path}: {exc}") from None
+        raise UserError(f"{path}: not a usable {REPRO}: {exc}") from None
     if args.real:
         return _replay_real(test, Path(args.store))
     return _replay_sim(test, expect, Path(args.store))

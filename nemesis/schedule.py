@@ -548,8 +548,28 @@ def generate(packages: Sequence[str], nodes: Sequence[str], time_limit: float,
     return validate_schedule(schedule, list(nodes))
 
 
-def load(path: str | Path, nodes: Sequence[str] | None = None) -> list[Entry]:
-    """Read and validate a schedule file; every problem becomes a ScheduleError."""
+def refuse_after(schedule: Sequence[Entry], time_limit: float,
+                 limit_name: str = "--time-limit") -> None:
+    """Refuse entries after the time limit: the run ends (and heals) before them.
+
+    Left in, ``"at": 100`` with a 3 s limit idles a run until 100 s, and
+    ``"at": 1e308`` never ends.
+    """
+    late = [entry for entry in schedule if entry["at"] > time_limit]
+    if late:
+        first = min(late, key=lambda entry: entry["at"])
+        raise ScheduleError(
+            f"{len(late)} schedule entr{'y' if len(late) == 1 else 'ies'} after "
+            f"{limit_name} ({time_limit:g} s), the first {first['f']!r} at {first['at']:g} s; "
+            f"the run heals and stops at {time_limit:g} s")
+
+
+def load(path: str | Path, nodes: Sequence[str] | None = None,
+         time_limit: float | None = None) -> list[Entry]:
+    """Read and validate a schedule file; every problem becomes a ScheduleError.
+
+    With ``time_limit``, entries after it are refused (:func:`refuse_after`).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -565,9 +585,12 @@ def load(path: str | Path, nodes: Sequence[str] | None = None) -> list[Entry]:
             f"column {exc.colno}"
         ) from None
     try:
-        return validate_schedule(data, nodes)
+        entries = validate_schedule(data, nodes)
+        if time_limit is not None:
+            refuse_after(entries, time_limit)
     except ScheduleError as exc:
         raise ScheduleError(f"{path}: {exc}") from None
+    return entries
 
 
 def save(schedule: Sequence[Entry], path: str | Path) -> None:

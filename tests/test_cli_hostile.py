@@ -338,3 +338,92 @@ def test_edn_errors_name_their_line(tmp_path: Path, text: str, line: int, messag
     assert main(["check", str(path)]) == 2
     err = one_line_error(capsys.readouterr().err)
     assert f"bad.edn:{line}: " in err and message in err
+
+
+# ---------------------------------------------------------------------------
+# 3, 6, 9: fuzz, replay and run refuse nonsense in one line
+
+
+@pytest.mark.parametrize(("argv", "blamed"), [
+    (["--max-faults", "-1"], "--max-faults"),
+    (["--shrink-seconds", "nan"], "--shrink-seconds"),
+    (["--shrink-seconds=-inf"], "--shrink-seconds"),
+    (["--time-limit", "nan"], "--time-limit"),  # was blamed on a schedule entry
+    (["--time-limit", "inf"], "--time-limit"),
+    (["--search-seconds", "nan"], "--search-seconds"),
+])
+def test_fuzz_refuses_nonsense_numbers(tmp_path: Path, argv: list[str], blamed: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fuzz", *argv, "--examples", "1", "--store", str(tmp_path), "--quiet"]) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert blamed in line and "schedule" not in line
+    assert not any(tmp_path.iterdir())
+
+
+def repro(tmp_path: Path, **changes: Any) -> Path:
+    data: dict[str, Any] = {"name": "hostile", "seed": 1, "cluster": {"nodes": 3},
+                            "workload": {"time_limit": 3.0}, "schedule": []}
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        target = data
+        for parent in parents:
+            target = target[parent]
+        target[last] = value
+    path = tmp_path / "repro.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"schedule": "oops"}, "'schedule' must be a list"),
+    ({"schedule": [{"at": "soon", "f": "kill", "value": "one"}]}, "at must be a number"),
+    ({"cluster__nodes": 1_000_000_000}, "cluster.nodes must be between 1 and 9"),
+    ({"cluster__nodes": "3"}, "cluster.nodes must be an integer"),
+    ({"workload__concurrency": 10**9}, "workload.concurrency must be between"),
+    ({"workload__time_limit": "3"}, "workload.time_limit must be a number"),
+    ({"workload__mix": {"read": "x"}}, "workload.mix must be a number"),
+    ({"cluster__latency": [1]}, "cluster.latency must be a pair"),
+    ({"cluster__pre_vote": 1}, "cluster.pre_vote must be true or false"),
+    ({"seed": "one"}, "'seed' must be an integer"),
+    ({"workload": []}, "'workload' must be a JSON object"),
+    ({"expect": "oops"}, "'expect' must be a JSON object"),
+    # entries the run never reaches (a 3 s test): refused, not idled on or never ended
+    ({"schedule": [{"at": 100, "f": "kill", "value": "one"}]}, "after the workload's time"),
+    ({"schedule": [{"at": 1e308, "f": "kill", "value": "one"}]}, "after the workload's time"),
+])
+def test_replay_refuses_a_damaged_repro_in_one_line(
+        tmp_path: Path, changes: dict[str, Any], message: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = repro(tmp_path, **changes)
+    store = tmp_path / "store"
+    assert main(["replay", str(path), "--store", str(store)]) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert message in line, line
+    assert "not supported between" not in line
+    assert not store.exists()
+
+
+def test_replay_of_a_directory_uses_its_repro(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["replay", str(empty)]) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert "directory without a repro.json" in line and "no such file" not in line
+    repro(tmp_path, schedule="oops")  # tmp_path/repro.json: read, and refused for its content
+    assert main(["replay", str(tmp_path)]) == 2
+    assert "'schedule' must be a list" in one_line_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("at", [100, 1e308])
+def test_run_refuses_schedule_entries_after_the_time_limit(
+        tmp_path: Path, at: float, capsys: pytest.CaptureFixture[str]) -> None:
+    schedule = tmp_path / "s.json"
+    schedule.write_text(json.dumps([{"at": 1, "f": "kill", "value": "one"},
+                                    {"at": at, "f": "kill", "value": "one"}]))
+    store = tmp_path / "store"
+    assert main(["run", "--nodes", "3", "--time-limit", "3", "--nemesis-schedule",
+                 str(schedule), "--store", str(store), "--no-display"]) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert "after --time-limit (3 s)" in line and f"{at:g}" in line
+    assert not store.exists()

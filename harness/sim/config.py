@@ -9,6 +9,7 @@ exactly what ran.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,11 +149,97 @@ class SimTest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SimTest:
-        """Read what :meth:`to_json` wrote (extra keys, such as a test.json's, are ignored)."""
-        return cls(cluster=SimClusterConfig.from_json(data.get("cluster", {})),
-                   workload=SimWorkload.from_json(data.get("workload", {})),
-                   schedule=tuple(data.get("schedule", ())),
-                   seed=int(data.get("seed", 0)), name=str(data.get("name", "sim")))
+        """Read what :meth:`to_json` wrote (extra keys, such as a test.json's, are ignored).
+
+        A hand-edited or damaged file gets a ValueError naming the field (never a
+        TypeError from deep inside), and sizes a replay could not finish (a billion
+        nodes) are refused: see :data:`LIMITS`.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"must be a JSON object, got {type(data).__name__}")
+        for section in ("cluster", "workload"):
+            if not isinstance(data.get(section, {}), dict):
+                raise ValueError(f"{section!r} must be a JSON object")
+        seed = data.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"'seed' must be an integer, got {seed!r}")
+        cluster = SimClusterConfig.from_json(data.get("cluster", {}))
+        workload = SimWorkload.from_json(data.get("workload", {}))
+        schedule = data.get("schedule", [])
+        if not isinstance(schedule, list):
+            raise ValueError(f"'schedule' must be a list of entries, got {schedule!r:.60}")
+        from nemesis.faults import validate_schedule
+        from nemesis.schedule import refuse_after
+
+        try:
+            entries = validate_schedule(schedule, cluster.node_ids)
+            refuse_after(entries, workload.time_limit, "the workload's time_limit")
+        except ValueError as exc:  # ScheduleError: say which part of the file
+            raise ValueError(f"'schedule': {exc}") from None
+        return cls(cluster=cluster, workload=workload, schedule=tuple(schedule),
+                   seed=seed, name=str(data.get("name", "sim")))
+
+
+#: What a saved test may ask for. Past these a replay would not end in reasonable
+#: time or memory (a billion nodes, a billion clients); the fuzzer draws far less.
+LIMITS: dict[str, tuple[float, float]] = {
+    "nodes": (1, 9),
+    "concurrency": (1, 1000),
+    "keys": (1, 10_000),
+    "max_work": (1, 100_000_000),
+    "time_limit": (0.001, 24 * 3600),
+    "quiet": (0, 3600),
+    "final_read_timeout": (0, 3600),
+    "tick_interval": (0.0001, 10),
+}
+
+
+def _checked(cls: type, name: str, value: Any) -> Any:
+    """``value`` for field ``name`` of ``cls``, checked against the field's default's type."""
+    default = next(f for f in dataclasses.fields(cls) if f.name == name)
+    sample = (default.default if default.default is not dataclasses.MISSING
+              else default.default_factory())  # type: ignore[misc]
+    where = f"{'cluster' if cls is SimClusterConfig else 'workload'}.{name}"
+
+    def number(item: Any, integer: bool) -> float:
+        if isinstance(item, bool) or not isinstance(item, int if integer else int | float):
+            raise ValueError(f"{where} must be {'an integer' if integer else 'a number'}, "
+                             f"got {item!r:.60}")
+        if not math.isfinite(item) or item < 0:
+            raise ValueError(f"{where} must be a finite number >= 0, got {item!r}")
+        low, high = LIMITS.get(name, (0, math.inf))
+        if not low <= item <= high:
+            raise ValueError(f"{where} must be between {low:g} and {high:g}, got {item!r}")
+        return item
+
+    if isinstance(sample, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, got {value!r:.60}")
+        return value
+    if isinstance(sample, int) or (sample is None and name == "ops_per_key"):
+        return value if value is None and sample is None else number(value, True)
+    if isinstance(sample, float):
+        return number(value, False)
+    if isinstance(sample, str):
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string, got {value!r:.60}")
+        return value
+    if isinstance(sample, dict):
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"{where} must be an object of names to weights, "
+                             f"got {value!r:.60}")
+        return {k: number(v, False) for k, v in value.items()}
+    if isinstance(sample, tuple):
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where} must be a list, got {value!r:.60}")
+        if name == "bugs":
+            if not all(isinstance(item, str) for item in value):
+                raise ValueError(f"{where} must be a list of bug names, got {value!r:.60}")
+            return tuple(value)
+        if len(value) != len(sample):
+            raise ValueError(f"{where} must be a pair [lo, hi], got {value!r:.60}")
+        return tuple(number(item, False) for item in value)
+    return value
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +247,4 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
-    out = {}
-    for name, value in data.items():
-        out[name] = tuple(value) if isinstance(value, list) and name != "mix" else value
-    return out
+    return {name: _checked(cls, name, value) for name, value in data.items()}

@@ -207,4 +207,7 @@ def load_repro(path: str | Path) -> tuple[SimTest, dict[str, Any]]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict) or "cluster" not in data:
         raise ValueError(f"{path} is not a repro.json of splitbrain fuzz (no 'cluster')")
-    return SimTest.from_json(data), dict(data.get("expect") or {})
+    expect = data.get("expect") or {}
+    if not isinstance(expect, dict):
+        raise ValueError(f"'expect' must be a JSON object, got {expect!r:.60}")
+    return SimTest.from_json(data), dict(expect)
