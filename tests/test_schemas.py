@@ -361,3 +361,17 @@ def test_design_doc_names_only_what_exists() -> None:
         elif not (root / "docs" / path).exists():
             missing.append(target)
     assert not missing, missing
+
+
+def test_design_doc_lists_every_node_option() -> None:
+    """Section 2 shows the node's whole command line: the flags of its own parser."""
+    import re
+
+    from raft_impl.__main__ import build_parser
+
+    text = (SCHEMAS.parent / "DESIGN.md").read_text(encoding="utf-8")
+    section = text[text.index("## 2. The node process"):text.index("## 3. Wire protocol")]
+    documented = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", section))
+    flags = {flag for action in build_parser()._actions for flag in action.option_strings
+             if flag.startswith("--") and flag != "--help"}
+    assert flags <= documented, f"not in docs/DESIGN.md section 2: {sorted(flags - documented)}"
