@@ -619,7 +619,7 @@ def _is_number(x: Any) -> bool:
 
 
 def log_entry(entry: Entry) -> dict[str, Any]:
-    """One entry of a ``log`` admin answer (docs/DESIGN.md, section 2)."""
+    """One entry of a ``log`` admin answer (docs/DESIGN.md, section 3.5)."""
     client = seq = key = None
     op = "noop"
     if entry.kind is EntryKind.COMMAND:
