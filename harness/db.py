@@ -233,6 +233,7 @@ _BUILTIN = {
     "raft_impl": "harness.raft_impl_db",
     "etcd": "harness.adapters.etcd",
     "pysyncobj": "harness.adapters.pysyncobj",
+    "maelstrom": "harness.adapters.maelstrom",
 }
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from checker.lines import LineAppender
-from harness.db import DB, DBError, NodeAddress, NodeEventSink
+from harness.db import DB, DBError, NodeAddress, NodeEventSink, Unsupported
 from raft_impl.localcluster import free_ports, pump_lines
 
 #: Admin questions (status, log …) to a healthy node take milliseconds; a
@@ -196,7 +196,7 @@ class ProcessDB(DB):
             stdout_target = subprocess.PIPE if self.pipes_stdout else stdout
             process = await trio.lowlevel.open_process(
                 self.full_command(node_id),
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if self.pipes_stdin else subprocess.DEVNULL,
                 stdout=stdout_target,
                 stderr=stderr,
                 start_new_session=True,
@@ -247,6 +247,8 @@ class ProcessDB(DB):
 
     #: True when the node prints JSON events the harness wants (then stdout is a pipe).
     pipes_stdout = False
+    #: True when the harness writes to the node's stdin (Maelstrom nodes take messages there).
+    pipes_stdin = False
 
     async def _pump_stdout(self, node: NodeSlot, process: trio.Process) -> None:
         """Copy the node's stdout to its file line by line and hand each line on.
@@ -343,7 +345,10 @@ class ProcessDB(DB):
         return files
 
     async def statuses(self) -> dict[str, dict[str, Any]]:
-        """Status of every node that answers, asked concurrently (down nodes are left out)."""
+        """Status of every node that answers, asked concurrently (down nodes are left out);
+        Unsupported at once when this DB has no status API at all."""
+        if type(self).status is DB.status:
+            raise Unsupported(f"{self.name} has no status API")
         found: dict[str, dict[str, Any]] = {}
 
         async def ask(node_id: str) -> None:

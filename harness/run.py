@@ -31,7 +31,7 @@ from harness import store
 from harness.clients import ClientStats, HistoryRecorder, ProcessPool
 from harness.cluster import RunClock, node_names, open_cluster
 from harness.collect import Collector, ObservationWriter
-from harness.db import DBOptions, create_db
+from harness.db import DBOptions, Unsupported, create_db
 from harness.workload import DEFAULT_MIX, MIXED, RegisterWorkload, read_plan
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
@@ -64,6 +64,8 @@ class RunConfig:
     bugs: list[str] = field(default_factory=list)
     #: Extra words for every node's command line (see DBOptions.node_args).
     node_args: list[str] = field(default_factory=list)
+    #: ``--db maelstrom``: the node command line.
+    bin: str | None = None
     #: raft_impl's snapshot threshold for the run (None: the node's own default); a
     #: ``--snapshot-threshold`` among ``node_args`` wins, and is what test.json records.
     snapshot_threshold: int | None = DEFAULT_SNAPSHOT_THRESHOLD
@@ -228,10 +230,14 @@ def build_schedule(config: RunConfig, nodes: list[str]) -> list[dict[str, Any]]:
     )
 
 
-def make_network(kind: str, run_dir: Path, seed: int, trace: bool, clock: RunClock) -> Any:
-    """The network backend for ``--net``; None means direct connections."""
+def make_network(kind: str, run_dir: Path, seed: int, trace: bool, clock: RunClock,
+                 db: Any = None) -> Any:
+    """The network backend for ``--net``; None means direct connections. ``router``
+    is the DB's own (``db.make_network``): its nodes send every message through it."""
     if kind == "none":
         return None
+    if kind == "router":
+        return db.make_network(seed, run_dir / store.MESSAGES if trace else None, clock.now_ns)
     if kind == "proxy":
         from harness.net.proxy import ProxyNetwork
 
@@ -326,11 +332,12 @@ async def execute(
             node_args=tuple(config.resolved_node_args()),
             retry_indefinite=config.retry_indefinite,
             attempt_timeout=config.attempt_timeout or min(0.5, config.op_timeout / 2),
+            extra={"bin": config.bin} if config.bin else {},
         ),
     )
     collector = Collector(db, nodes, observations, interval=config.collect_interval)
     state.collector = collector
-    network = make_network(config.net, run_dir, seed, config.trace_messages, clock)
+    network = make_network(config.net, run_dir, seed, config.trace_messages, clock, db)
     # A safety net, far above what a healthy run needs: a run never hangs forever.
     deadline = (
         2 * config.leader_timeout + config.time_limit + config.quiet_period
@@ -481,7 +488,10 @@ async def _await_convergence(cluster: Any, db: Any, within: float) -> bool:
     """Wait until every node has applied the same index (digests are comparable then)."""
     with trio.move_on_after(within):
         while True:
-            statuses = await db.statuses() if hasattr(db, "statuses") else {}
+            try:
+                statuses = await db.statuses() if hasattr(db, "statuses") else {}
+            except Unsupported:  # no status API: nothing to wait for
+                return False
             applied = {s.get("applied") for s in statuses.values()}
             if len(statuses) == len(cluster.nodes) and len(applied) == 1:
                 return True

@@ -93,6 +93,10 @@ def register(subparsers: Any) -> None:
                         help="pass WORD to every raft_impl node's command line (repeatable, "
                              "e.g. --node-arg=--max-append-entries=1 "
                              "--node-arg=--election-timeout=0.15,0.3)")
+    parser.add_argument("--bin", default=None, metavar="CMD",
+                        help="--db maelstrom: the command that runs one node (it speaks "
+                             "Maelstrom's protocol on stdin/stdout), e.g. "
+                             "\"python3 examples/maelstrom/lin_kv.py\"")
     parser.add_argument("--seed", type=int, default=None, help=SEED_HELP)
     parser.add_argument("--store", default="store", metavar="DIR",
                         help="store directory (default ./store)")
@@ -186,6 +190,16 @@ def config_from_args(args: argparse.Namespace) -> Any:
             check_tuning_args(args.node_arg)
         except ValueError as exc:
             raise UserError(f"--node-arg: {exc}") from None
+    args.bin = getattr(args, "bin", None)
+    if (args.bin is not None) != (args.db == "maelstrom"):
+        raise UserError("--db maelstrom needs --bin CMD" if args.bin is None
+                        else "--bin only applies to --db maelstrom")
+    if args.bin is not None:
+        from harness.adapters.maelstrom import check_bin
+
+        problem = check_bin(args.bin)
+        if problem:
+            raise UserError(problem)
     from harness.adapters import LINK_FAULTS, AdapterOptionError, check_read_mode, network_for
 
     faults = set(packages)
@@ -224,6 +238,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         read_mode=args.read_mode,
         bugs=list(args.bug),
         node_args=list(args.node_arg),
+        bin=args.bin,
         seed=args.seed,
         store=str(store),
         test_name=args.name,

@@ -23,6 +23,8 @@ FOREIGN_PEER_PROTOCOL = {
     "etcd": "etcd's peers talk HTTP and name each other by advertised URL",
     "pysyncobj": "PySyncObj's peers talk their own protocol and name each other by address",
 }
+#: Databases whose nodes send every message through the harness (harness.net.router).
+ROUTED = frozenset({"maelstrom"})
 LINK_FAULTS = frozenset({"partition", "loss", "delay", "duplicate", "reorder"})
 #: Faults the netns backend cannot make on this kernel family without sch_netem.
 NETEM_FAULTS = frozenset({"delay", "duplicate", "reorder"})
@@ -38,6 +40,11 @@ def network_for(db: str, requested: str | None, faults: set[str]) -> str:
     ``requested`` is the user's ``--net`` (None: choose), ``faults`` the
     fault packages of the run (those of a schedule file included).
     """
+    if db in ROUTED:
+        if requested not in (None, "router"):
+            raise AdapterOptionError(f"--db {db} uses the harness's own message router "
+                                     f"(every link fault works); leave --net out")
+        return "router"
     if db not in FOREIGN_PEER_PROTOCOL:
         return requested or "proxy"
     why = FOREIGN_PEER_PROTOCOL[db]

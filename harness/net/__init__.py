@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from harness.net.base import Link, Network, NodeAddress
 
-BACKENDS = ("proxy", "netns")
+BACKENDS = ("proxy", "netns", "router")
 #: Faults that act on links (every one needs a network backend in between).
 LINK_FAULTS = ("partition", "loss", "delay", "duplicate", "reorder")
 
@@ -29,6 +29,10 @@ def unsupported_faults(kind: str) -> dict[str, str]:
         from harness.net.netns import NetnsNetwork
 
         return NetnsNetwork.unsupported_faults()
+    if kind == "router":
+        from harness.net.router import MessageRouter
+
+        return MessageRouter.unsupported_faults()
     raise ValueError(f"unknown network backend {kind!r}")
 
 
