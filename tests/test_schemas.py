@@ -375,3 +375,28 @@ def test_design_doc_lists_every_node_option() -> None:
     flags = {flag for action in build_parser()._actions for flag in action.option_strings
              if flag.startswith("--") and flag != "--help"}
     assert flags <= documented, f"not in docs/DESIGN.md section 2: {sorted(flags - documented)}"
+
+
+def test_references_to_design_doc_name_its_sections() -> None:
+    """Code and docs cite DESIGN.md by section title ("Store layout") or number (3.5):
+    each must still be a heading of the page."""
+    import re
+
+    root = SCHEMAS.parent.parent
+    text = (root / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    titles = [re.sub(r"^[\d.]+ ", "", h).replace("`", "").strip()
+              for h in re.findall(r"^#+ (.*)$", text, re.M)]
+    numbers = set(re.findall(r"^#+ ([\d.]*\d)\.? ", text, re.M))
+    broken = []
+    files = [p for d in ("raft_impl", "harness", "nemesis", "checker", "reports", "docs")
+             for p in (root / d).rglob("*") if p.suffix in (".py", ".md")]
+    for path in [*files, root / "README.md"]:
+        source = path.read_text(encoding="utf-8")
+        for cited in re.findall(r'DESIGN\.md,\s+"([^"]+)"', source):
+            if not any(title.startswith(cited) for title in titles):
+                broken.append(f"{path.relative_to(root)}: \"{cited}\"")
+        for group in re.findall(r"DESIGN\.md,\s+sections?\s+([\d., and-]+\d)", source):
+            for number in re.findall(r"\d+(?:\.\d+)?", group):
+                if number not in numbers:
+                    broken.append(f"{path.relative_to(root)}: section {number}")
+    assert not broken, broken
