@@ -176,14 +176,16 @@ def test_a_simulated_test_json_records_the_schedule_as_given(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("db", "read_mode"), [("raft_impl", "mixed"), ("etcd", "read-index"),
-                                                ("pysyncobj", "log")])
+                                                ("pysyncobj", "log"), ("maelstrom", "mixed")])
 def test_test_json_of_every_backend_before_its_run(db: str, read_mode: str, validators) -> None:
     """What a run of each database writes first (the facts come at its end, as above)."""
     from harness.cluster import node_names
     from harness.run import DEFAULT_SNAPSHOT_THRESHOLD, build_schedule, describe_test
 
+    maelstrom = db == "maelstrom"
     config = RunConfig(db=db, nodes=3, read_mode=read_mode, nemesis=["partition", "kill"],
-                       seed=5, time_limit=10.0)
+                       seed=5, time_limit=10.0, net="router" if maelstrom else "proxy",
+                       bin="python3 examples/maelstrom/lin_kv.py" if maelstrom else None)
     expected = DEFAULT_SNAPSHOT_THRESHOLD if db == "raft_impl" else None
     assert config.resolved_snapshot_threshold() == expected
     test = json.loads(json.dumps(describe_test(config, build_schedule(config, node_names(3)))))
@@ -278,6 +280,7 @@ def test_schema_vocabularies_are_the_codes() -> None:
     schema named in the message and to docs/DESIGN.md.
     """
     from checker.logorder.records import KINDS
+    from harness.net import BACKENDS
     from nemesis.faults import ALL_SHAPES, FAULTS, TARGET_WORDS, TRIGGERS, history_f
     from raft_impl.core import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE, READ_MODES
 
@@ -300,6 +303,8 @@ def test_schema_vocabularies_are_the_codes() -> None:
         (test, ("$defs", "scheduleEntry", "properties", "f"), set(FAULTS), "FAULTS"),
         (test, ("$defs", "trigger"), set(TRIGGERS), "TRIGGERS"),
         (test, ("$defs", "readMode"), set(READ_MODES), "READ_MODES"),
+        (test, ("$defs", "real", "properties", "net"), {*BACKENDS, "none"},
+         "harness.net.BACKENDS and none"),
         (test, ("$defs", "shape"), set(ALL_SHAPES), "ALL_SHAPES"),
         (test, ("$defs", "target", "anyOf", 0), set(TARGET_WORDS), "TARGET_WORDS"),
         (history, ("$defs", "shape"), set(ALL_SHAPES), "ALL_SHAPES"),
