@@ -2,8 +2,9 @@
 
 Real artifacts, not hand-made examples: one short real run (3 raft_impl
 processes behind the proxy network, ~10 s) and one simulated run, both under a
-schedule that uses every fault, are validated line by line with the
-``jsonschema`` library. The schemas must also refuse lines that break the
+schedule that uses every fault, and a short Maelstrom run (the example node,
+the harness's router), are validated line by line with the ``jsonschema``
+library. The schemas must also refuse lines that break the
 contract (mutations of those real lines), and their vocabularies (fault names,
 partition shapes, read modes, observation kinds, the history ``f`` of every
 fault) must be the code's own, so a new fault or kind cannot land without
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,22 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ))
     assert outcome.error is None, outcome.error
     return outcome.run_dir
+
+
+def test_a_maelstrom_run_writes_what_the_schemas_describe(tmp_path: Path, validators) -> None:
+    """Another backend, another network (the harness's router): the same contract."""
+    root = Path(__file__).resolve().parent.parent
+    outcome = run_test(RunConfig(
+        db="maelstrom", bin=f"{sys.executable} {root / 'examples' / 'maelstrom' / 'lin_kv.py'}",
+        net="router", nodes=3, time_limit=2.0, rate=60, concurrency=3, keys=2, seed=4,
+        nemesis=["partition", "loss"], nemesis_interval=1.0, store=str(tmp_path),
+        quiet_period=0.3, run_checkers=False, render_report=False,
+    ))
+    assert outcome.error is None, outcome.error
+    history = assert_run_matches(outcome.run_dir, validators)
+    assert {line["f"] for line in history if line["process"] == "nemesis"} >= {
+        "start-partition", "heal-all"}
+    assert (outcome.run_dir / "messages.jsonl").stat().st_size > 0
 
 
 def test_schemas_are_valid_json_schemas() -> None:
