@@ -5,7 +5,7 @@ simulated network, the clients and the nemesis onto one event loop, and
 writes the same artifacts a real run writes into a store run directory:
 ``test.json``, ``history.jsonl`` (through ``checker.history.HistoryWriter``),
 ``observations.jsonl`` (the log-order checker's input), optionally
-``messages.jsonl``, ``nodes/<id>/log.json``; then the checkers' ``results.json``
+``messages.jsonl``, ``nodes/<id>/final-log.json``; then the checkers' ``results.json``
 and, when asked, ``report.html``.
 
 Phases, as in a real run: start the nodes and wait for a leader; run the
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from checker.history import HistoryWriter
+from harness import store
 from harness.sim import faults
 from harness.sim.clients import SimClients
 from harness.sim.config import SimTest
@@ -357,10 +358,11 @@ class SimCluster:
             if node.up and not node.paused:
                 self.observe(node_id, "digest", **node.digest())
         for node_id, node in self.nodes.items():
-            directory = self.run_dir / "nodes" / node_id
+            # As a real run: the ``log`` admin answer of every node that answers it.
+            directory = self.run_dir / store.NODES / node_id
             directory.mkdir(parents=True, exist_ok=True)
-            dump = node.log_dump() if node.up else None
-            (directory / "log.json").write_text(json.dumps(dump) + "\n", encoding="utf-8")
+            if node.up and not node.paused and node.host is not None:
+                store.write_json(directory / "final-log.json", node.host.log_dump())
 
     def close(self) -> None:
         self._history.close()

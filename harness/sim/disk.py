@@ -73,6 +73,8 @@ class SimDisk:
         self.durable = DiskImage()
         self.unsynced: list[Record] = []
         self.fsyncs = 0
+        #: Snapshot files by index: each written whole and fsynced on its own.
+        self.snapshot_files: dict[int, Snapshot] = {}
 
     def write(self, record: Record) -> None:
         self.unsynced.append(record)

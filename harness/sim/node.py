@@ -1,38 +1,140 @@
-"""One simulated raft_impl node: a RaftCore, its state machine, its disk and clock.
+"""One simulated raft_impl node: the simulator's I/O shell around the node's own logic.
 
-This is the simulator's counterpart of ``raft_impl/node.py``: it feeds the core
-ticks and messages at the node's (possibly skewed) clock, persists each Ready
-on the simulated disk and waits a simulated fsync before it sends, applies
-and acknowledges, answers client requests like the real client API
-(``not-leader`` with a hint, proposals with ``(client, seq)``, the four read
-modes), and takes snapshots to compact its log. The node-level planted bugs
-are modelled here too: ``ack-before-fsync`` sends and acknowledges before the
-fsync (which then happens lazily), ``forget-vote`` never persists the vote,
-``no-dedup`` turns off the state machine's session table.
+Everything a raft_impl node decides lives in :class:`raft_impl.host.NodeHost`
+(durability ordering and group commit, early sends and the commit cap,
+client and admin answers, snapshots, the node-level planted bugs). The real
+node process drives it with sockets, a WAL and threads; this shell drives
+the same object with the simulator's virtual network, disk and clock:
 
-``ack-before-fsync`` follows the real node: its WAL is never fsynced (writes
-reach the page cache only), and it sends and applies at once. A SIGKILL loses
-nothing then; a machine crash (``lose-unfsynced``) loses everything the WAL
-got since the start.
+- messages from :class:`~harness.sim.network.SimNetwork` are stepped in, and
+  the host's sends go back to it;
+- the host stages WAL records into a :class:`SimWal`; when it wants a sync,
+  the shell takes the batch, writes it to the :class:`~harness.sim.disk.SimDisk`
+  (page cache) and, one simulated fsync later, makes it durable and reports
+  it (``batch_durable``) — one write at a time, so what arrives meanwhile
+  shares the next fsync, as on a real node;
+- snapshot files are written whole and durable after one fsync latency;
+- ticks come from the event loop at the node's (skewable) clock.
+
+A paused node (SIGSTOP) queues its inputs and runs them on resume; a crash
+drops the host, and a restart builds a new one from what the disk kept.
+``ack-before-fsync`` follows the real node: its WAL is never fsynced, so a
+SIGKILL loses nothing and a machine crash (``lose-unfsynced``) loses
+everything the WAL got since the start.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.sim import statemachine
-from harness.sim.disk import SimDisk
+from harness.sim.disk import Record, SimDisk
 from raft_impl.core import RaftConfig, RaftCore
-from raft_impl.types import Snapshot, SnapshotMeta
+from raft_impl.host import HostSettings, NodeHost, TakenBatch
+from raft_impl.kv import KVStateMachine
+from raft_impl.messages import Message
+from raft_impl.types import Entry, HardState, Snapshot, SnapshotMeta
 
 if TYPE_CHECKING:
     from harness.sim.cluster import SimCluster
 
 #: A reply callback: the answer map, or None when the connection was lost.
 Reply = Callable[[dict[str, Any] | None], None]
+
+
+@dataclass
+class SimBatch:
+    """Records staged since the last batch, written and fsynced as one unit."""
+
+    records: list[Record]
+    last_index: int
+    compact: bool
+
+
+class SimWal:
+    """The host's WAL staging (``raft_impl.host.Wal``) as simulated disk records.
+
+    Same rules as ``raft_impl.storage.Storage``: entries, a snapshot mark or a
+    changed term/vote need an fsync; a hard state that only moves the commit
+    index rides along with the next batch.
+    """
+
+    def __init__(self, disk: SimDisk, hard_state: HardState, last_index: int) -> None:
+        self._disk = disk
+        self._records: list[Record] = []
+        self._hard_state = hard_state
+        self._last_index = last_index
+        self._must_sync = False
+        self._compact = False
+
+    @property
+    def last_index(self) -> int:
+        return self._last_index
+
+    @property
+    def needs_sync(self) -> bool:
+        return self._must_sync
+
+    def stage_hard_state(self, hs: HardState) -> None:
+        old = self._hard_state
+        self._records.append(("hard_state", hs))
+        if hs.term != old.term or hs.vote != old.vote:
+            self._must_sync = True
+        self._hard_state = hs
+
+    def stage_entries(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        self._records.append(("entries", list(entries)))
+        self._must_sync = True
+        self._last_index = entries[-1].index
+
+    def stage_snapshot_mark(self, meta: SnapshotMeta, *, reset: bool) -> None:
+        snapshot = self._disk.snapshot_files.get(meta.index)
+        assert snapshot is not None, "a snapshot mark for a file never written"
+        base = self._disk.durable.snapshot
+        if not reset and base is not None and meta.index <= base.meta.index:
+            return
+        self._records.append(("snapshot" if reset else "compact", snapshot))
+        if reset or self._last_index < meta.index:
+            self._last_index = meta.index
+        self._must_sync = True
+        self._compact = True
+
+    def take_staged(self) -> SimBatch | None:
+        if not self._records:
+            return None
+        batch = SimBatch(self._records, self._last_index, self._compact)
+        self._records = []
+        self._must_sync = False
+        self._compact = False
+        return batch
+
+
+class SimClock:
+    """The real node's clock (``real + offset + (rate - 1) * (real - set_at)``) on
+    virtual time, plus the simulator's strobe."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._real = now
+        self.offset = 0.0
+        self.rate = 1.0
+        self.set_at = 0.0
+        self.strobe: tuple[float, float] | None = None  # (delta, period)
+
+    def now(self) -> float:
+        t = self._real()
+        value = t + self.offset + (self.rate - 1.0) * (t - self.set_at)
+        if self.strobe is not None:
+            delta, period = self.strobe
+            if period > 0 and int(t / period) % 2:
+                value += delta
+        return value
+
+    def set(self, offset: float, rate: float) -> None:
+        self.offset, self.rate, self.set_at = offset, rate, self._real()
 
 
 class SimNode:
@@ -43,45 +145,47 @@ class SimNode:
         self.rng = cluster.rng
         self.id = node_id
         self.peers = peers
-        self.raft_config = raft_config
+        self.settings = HostSettings(raft_config, read_mode=raft_config.read_mode,
+                                     snapshot_threshold=raft_config.snapshot_threshold)
         self.bugs = frozenset(raft_config.bugs)
         self.disk = SimDisk()
+        self.clock_state = SimClock(lambda: self.loop.now)
         self.up = False
         self.paused = False
         self.incarnation = 0
-        self.core: RaftCore | None = None
-        self.kv: Any = None
-        # The real node's clock: real + offset + (rate - 1) * (real - set_at), a bump
-        # and a speed from the moment it was set, without a jump (plus a strobe).
-        self.clock_offset = 0.0
-        self.clock_rate = 1.0
-        self.clock_set_at = 0.0
-        self.strobe: tuple[float, float] | None = None  # (delta, period)
-        self._busy = False  # a Ready is waiting for its fsync
+        self.host: NodeHost | None = None
         self._backlog: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
-        self._proposals: dict[int, tuple[dict[str, Any], Reply]] = {}
-        self._reads: dict[int, tuple[dict[str, Any], Reply]] = {}
-        self._ready_reads: list[tuple[int, int]] = []  # (index, ctx) waiting for apply
         self._inflight: list[Reply] = []
-        self._next_ctx = 0
-        self._snapshot_index = 0
-        self._applied_term = 0
+        self._writing = False
+        #: Role and snapshot events of the current step, told to the cluster after it.
+        self._told: list[tuple[str, dict[str, Any]]] = []
+        #: index -> the state machine skipped the entry as a retry (log dumps' flag).
         self._duplicates: dict[int, bool] = {}
 
-    # -- clock ---------------------------------------------------------------------------
+    # -- what the cluster reads ----------------------------------------------------------
+
+    @property
+    def core(self) -> RaftCore | None:
+        return None if self.host is None else self.host.core
+
+    @property
+    def kv(self) -> KVStateMachine | None:
+        return None if self.host is None else self.host.kv
+
+    @property
+    def strobe(self) -> tuple[float, float] | None:
+        return self.clock_state.strobe
+
+    @strobe.setter
+    def strobe(self, value: tuple[float, float] | None) -> None:
+        self.clock_state.strobe = value
 
     def clock(self) -> float:
-        t = self.loop.now
-        value = t + self.clock_offset + (self.clock_rate - 1.0) * (t - self.clock_set_at)
-        if self.strobe is not None:
-            delta, period = self.strobe
-            if period > 0 and int(t / period) % 2:
-                value += delta
-        return value
+        return self.clock_state.now()
 
     def set_clock(self, offset: float, rate: float) -> None:
         """The ``clock`` admin op of the real node."""
-        self.clock_offset, self.clock_rate, self.clock_set_at = offset, rate, self.loop.now
+        self.clock_state.set(offset, rate)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -89,21 +193,15 @@ class SimNode:
         if self.up:
             return
         image = self.disk.image()
-        self.kv = statemachine.new_state_machine(self.bugs)
+        wal = SimWal(self.disk, image.hard_state, _last_index(image))
+        self.host = NodeHost(self.id, [self.id, *self.peers], self.settings,
+                             random.Random(self.rng.getrandbits(64)), wal, self, self,
+                             self.clock_state)
+        self.host.recover(image.hard_state, image.snapshot, image.entries)
         self._duplicates = {}
-        applied = 0
-        if image.snapshot is not None:
-            self.kv.restore(image.snapshot.data)
-            applied = image.snapshot.meta.index
-            self._applied_term = image.snapshot.meta.term
-        self._snapshot_index = applied
-        self.core = RaftCore(
-            self.id, self.peers, self.raft_config, random.Random(self.rng.getrandbits(64)),
-            image.hard_state, image.snapshot, image.entries, self.clock(), applied=applied,
-        )
         self.up = True
         self.paused = False
-        self._busy = False
+        self._writing = False
         self.incarnation += 1
         if self.incarnation > 1:
             self.cluster.observe(self.id, "restart")
@@ -116,13 +214,12 @@ class SimNode:
             return
         self.up = False
         self.paused = False
-        self.core = None
-        self.kv = None
-        self._busy = False
+        if self.host is not None:
+            self.host.abandon()
+        self.host = None
+        self._writing = False
         self._backlog.clear()
-        self._proposals.clear()
-        self._reads.clear()
-        self._ready_reads.clear()
+        self._told.clear()
         for reply in self._inflight:
             reply(None)  # the client's connection breaks: outcome unknown
         self._inflight.clear()
@@ -157,7 +254,13 @@ class SimNode:
         fn(*args)
         return True
 
-    # -- ticks and messages --------------------------------------------------------------
+    def _live(self, incarnation: int, fn: Callable[..., None], *args: Any) -> bool:
+        """For timers: True when ``fn`` ran or was queued for resume (same incarnation)."""
+        if not self.up or incarnation != self.incarnation:
+            return False
+        return self._run(fn, *args)
+
+    # -- inputs --------------------------------------------------------------------------
 
     def _schedule_tick(self, incarnation: int) -> None:
         self.loop.call_later(self.cluster.config.tick_interval, self._on_tick, incarnation)
@@ -168,178 +271,17 @@ class SimNode:
         self._schedule_tick(incarnation)
         if self.paused:
             return  # a stopped process does not tick; its timers fire late on resume
-        assert self.core is not None
-        self.core.tick(self.clock())
-        self._drain()
+        assert self.host is not None
+        if self.host.tick():
+            self._round()
 
-    def receive(self, message: Any) -> None:
+    def receive(self, message: Message) -> None:
         self._run(self._step, message)
 
-    def _step(self, message: Any) -> None:
-        assert self.core is not None
-        self.core.step(message, self.clock())
-        self._drain()
-
-    # -- the Ready cycle -----------------------------------------------------------------
-
-    def _drain(self) -> None:
-        core = self.core
-        while not self._busy and not self.paused and core is not None and core.has_ready():
-            self.loop.charge()
-            ready = core.ready()
-            wrote = self._persist(ready)
-            if wrote and "ack-before-fsync" not in self.bugs:
-                self._busy = True
-                latency = self.cluster.fsync_latency()
-                self.loop.call_later(latency, self._fsynced, self.incarnation, ready)
-                return
-            self._finish(ready)
-            core = self.core
-
-    def _persist(self, ready: Any) -> bool:
-        disk = self.disk
-        wrote = False
-        if ready.snapshot is not None:
-            # The snapshot file is written and fsynced on its own, as the real node does.
-            disk.write_durable(("snapshot", ready.snapshot))
-            wrote = True
-        if ready.entries:
-            disk.write(("entries", list(ready.entries)))
-            wrote = True
-        if ready.hard_state is not None:
-            hard_state = ready.hard_state
-            if "forget-vote" in self.bugs:
-                hard_state = dataclasses.replace(hard_state, vote=None)
-            disk.write(("hard_state", hard_state))
-            wrote = True
-        return wrote
-
-    def _fsynced(self, incarnation: int, ready: Any) -> None:
-        if not self.up or incarnation != self.incarnation:
-            return
-        if self.paused:
-            self._backlog.append((self._fsynced, (incarnation, ready)))
-            return
-        self.disk.fsync()
-        self._busy = False
-        self._finish(ready)
-        self._drain()
-
-    def _finish(self, ready: Any) -> None:
-        """After persistence: send, install, apply, serve reads, then advance the core."""
-        core = self.core
-        assert core is not None
-        if ready.role_changed is not None:
-            role, term = ready.role_changed
-            # Observing a new leader may fire a nemesis trigger (``when``) at this very
-            # instant: it may crash or stop this node before the rest of the Ready runs.
-            self.cluster.observe(self.id, "role", role=role, term=term)
-            if not self.up or self.core is not core:
-                return
-            if role != "leader":
-                self._lost_leadership()
-            if self.paused:
-                self._backlog.append((self._send_apply_advance, (ready,)))
-                return
-        self._send_apply_advance(ready)
-
-    def _send_apply_advance(self, ready: Any) -> None:
-        core = self.core
-        assert core is not None
-        send = self.cluster.network.send
-        for message in ready.messages:
-            send(self.id, message.to, message)
-        if ready.snapshot is not None:
-            self.kv = statemachine.new_state_machine(self.bugs)
-            self.kv.restore(ready.snapshot.data)
-            self._duplicates = {}
-            self._snapshot_index = ready.snapshot.meta.index
-            self._applied_term = ready.snapshot.meta.term
-            self.cluster._sim_event("snapshot", self.id)
-            self.cluster._sim_event("snapshot-installed", self.id)
-        for entry in ready.committed_entries:
-            self._apply(entry)
-        for read_state in ready.read_states:
-            self._ready_reads.append((read_state.index, read_state.ctx))
-        for ctx in ready.rejected_reads:
-            pending = self._reads.pop(ctx, None)
-            if pending is not None:
-                self._answer(pending[1], self._not_leader(pending[0]))
-        core.advance(ready)
-        self._serve_reads()
-        self._maybe_compact()
-
-    def _apply(self, entry: Any) -> None:
-        if entry.index <= self.kv.applied:
-            return
-        duplicate = self._is_retry(entry)
-        command, result = self.kv.apply_entry(entry)
-        self._applied_term = entry.term
-        if duplicate is not None:
-            self._duplicates[entry.index] = duplicate
-        pending = self._proposals.pop(entry.index, None)
-        if pending is None:
-            return
-        request, reply = pending
-        if result is not None and statemachine.answers(command, request):
-            self._answer(reply, {"id": request.get("id"), **result.reply_fields()})
-        else:
-            # Another leader's entry took this index: ours was never committed here.
-            self._answer(reply, {"id": request.get("id"), "ok": False,
-                                 "error": "leadership-lost", "definite": False})
-
-    def _is_retry(self, entry: Any) -> bool | None:
-        """Will the state machine skip this command as a retry of its session? (The
-        log-order checker's ``duplicate`` flag; None for entries without a session.)"""
-        command = statemachine.entry_command(entry)
-        if command is None or command.client is None or command.seq is None:
-            return None
-        if not self.kv.dedup:
-            return False
-        session = self.kv.sessions.get(command.client)
-        return session is not None and command.seq <= session[0]
-
-    def _serve_reads(self) -> None:
-        if not self._ready_reads:
-            return
-        applied = self.kv.applied
-        waiting = []
-        for index, ctx in self._ready_reads:
-            pending = self._reads.get(ctx)
-            if pending is None:
-                continue
-            if applied >= index:
-                del self._reads[ctx]
-                self._answer(pending[1], self._local_read(pending[0]))
-            else:
-                waiting.append((index, ctx))
-        self._ready_reads = waiting
-
-    def _maybe_compact(self) -> None:
-        core = self.core
-        assert core is not None
-        applied = self.kv.applied
-        if applied - self._snapshot_index <= self.raft_config.snapshot_threshold:
-            return
-        # Show the collector the entries about to vanish under the snapshot: a real
-        # collector may miss them between two polls, the simulator need not.
-        self.cluster.observe_log(self.id)
-        snapshot = Snapshot(SnapshotMeta(applied, self._applied_term), self.kv.snapshot())
-        # A snapshot file is written whole and fsynced on its own before the log is cut.
-        self.disk.write_durable(("compact", snapshot))
-        core.compact(snapshot)
-        self._snapshot_index = applied
-        self._duplicates = {i: d for i, d in self._duplicates.items() if i > applied}
-        self.cluster._sim_event("snapshot", self.id)
-
-    def _lost_leadership(self) -> None:
-        """Proposals of a deposed leader may or may not commit: their outcome is unknown."""
-        for request, reply in self._proposals.values():
-            self._answer(reply, {"id": request.get("id"), "ok": False,
-                                 "error": "leadership-lost", "definite": False})
-        self._proposals.clear()
-
-    # -- client requests -----------------------------------------------------------------
+    def _step(self, message: Message) -> None:
+        assert self.host is not None
+        self.host.step(message)
+        self._round()
 
     def request(self, request: dict[str, Any], reply: Reply) -> bool:
         """A client request arrives; False when the node is down (connection refused)."""
@@ -348,6 +290,11 @@ class SimNode:
         self._inflight.append(reply)
         return self._run(self._handle, request, reply)
 
+    def _handle(self, request: dict[str, Any], reply: Reply) -> None:
+        assert self.host is not None
+        self.host.request(request, lambda answer: self._answer(reply, answer))
+        self._round()
+
     def _answer(self, reply: Reply, answer: dict[str, Any]) -> None:
         try:
             self._inflight.remove(reply)
@@ -355,73 +302,129 @@ class SimNode:
             return  # already answered (or the connection broke)
         self.cluster.client_reply(reply, answer)
 
-    def _not_leader(self, request: dict[str, Any]) -> dict[str, Any]:
-        leader = self.core.leader_id if self.core is not None else None
-        return {"id": request.get("id"), "ok": False, "error": "not-leader", "leader": leader,
-                "definite": True}
+    def _round(self) -> None:
+        """After an input: the host acts on the core's output, then the cluster hears
+        the role and snapshot events (a nemesis trigger may crash this node there)."""
+        host = self.host
+        assert host is not None
+        if host.has_ready():
+            self.loop.charge()
+            host.process()
+        host.push_applied()
+        self._tell()
 
-    def _local_read(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"id": request.get("id"), "ok": True, "value": self.kv.read(request["key"]),
-                "definite": True}
+    def _tell(self) -> None:
+        told = self._told
+        if not told:
+            return
+        self._told = []
+        incarnation = self.incarnation
+        for kind, fields in told:
+            if not self.up or incarnation != self.incarnation:
+                return
+            if kind == "role":
+                self.cluster.observe(self.id, "role", **fields)
+            else:
+                self.cluster._sim_event(kind, self.id)
 
-    def _handle(self, request: dict[str, Any], reply: Reply) -> None:
-        core = self.core
-        assert core is not None
-        op = request["op"]
-        mode = self.raft_config.read_mode
-        if op == "read" and mode == "stale":
-            self._answer(reply, self._local_read(request))
+    # -- HostIO and the event sink -------------------------------------------------------
+
+    def send(self, message: Message) -> None:
+        self.cluster.network.send(self.id, message.to, message)
+
+    def want_sync(self) -> None:
+        if not self._writing:
+            self._write()
+
+    def _write(self) -> None:
+        """Group commit: write what is staged now; it is durable one fsync later."""
+        assert self.host is not None
+        taken = self.host.take_batch()
+        if taken is None:
             return
-        if core.role != "leader":
-            self._answer(reply, self._not_leader(request))
-            return
-        if op == "read" and mode != "log":
-            self._next_ctx += 1
-            ctx = self._next_ctx
-            self._reads[ctx] = (request, reply)
-            core.request_read(ctx, self.clock())
-            self._drain()
-            return
-        index = core.propose(statemachine.encode_command(request))
-        if index is None:
-            self._answer(reply, self._not_leader(request))
-            return
-        self._proposals[index] = (request, reply)
-        self._drain()
+        for record in taken.batch.records:
+            self.disk.write(record)
+        self._writing = True
+        self.loop.call_later(self.cluster.fsync_latency(), self._live, self.incarnation,
+                             self._fsynced, taken)
+
+    def _fsynced(self, taken: TakenBatch) -> None:
+        host = self.host
+        assert host is not None
+        if "ack-before-fsync" not in self.bugs:
+            self.disk.fsync()  # the bug's WAL is never fsynced, as the real node's
+        self._writing = False
+        host.batch_durable(taken)
+        if host.wal.needs_sync:
+            self._write()
+        self._round()
+
+    def write_snapshot(self, snapshot: Snapshot, installed: bool) -> None:
+        if not installed:
+            # Show the collector the entries about to vanish under the snapshot: a real
+            # collector may miss them between two polls, the simulator need not.
+            self.cluster.observe_log(self.id)
+        self.loop.call_later(self.cluster.fsync_latency(), self._live, self.incarnation,
+                             self._snapshot_written, snapshot, installed)
+
+    def _snapshot_written(self, snapshot: Snapshot, installed: bool) -> None:
+        host = self.host
+        assert host is not None
+        files = self.disk.snapshot_files
+        files[snapshot.meta.index] = snapshot
+        base = self.disk.durable.snapshot
+        if base is not None:  # files older than the durable base are never read again
+            for index in [i for i in files if i < base.meta.index]:
+                del files[index]
+        host.snapshot_written(snapshot, installed)
+        if installed:
+            self._duplicates = {}
+        else:
+            applied = snapshot.meta.index
+            self._duplicates = {i: d for i, d in self._duplicates.items() if i > applied}
+        self._round()
+
+    def emit(self, event: dict[str, Any], droppable: tuple[int, int] | None = None) -> None:
+        """What the real node pushes on stdout; the simulator keeps what it uses."""
+        kind = event.get("event")
+        if kind == "committed":
+            duplicates = self._duplicates
+            for index, _term, _digest, client, seq, skipped in event["entries"]:
+                if client is not None and seq is not None:
+                    duplicates[index] = bool(skipped)
+        elif kind == "role":
+            self._told.append(("role", {"role": event["role"], "term": event["term"]}))
+        elif kind == "snapshot":
+            self._told.append(("snapshot", {}))
+            if event.get("source") == "installed":
+                self._told.append(("snapshot-installed", {}))
 
     # -- introspection (the admin API) ---------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        core = self.core
-        assert core is not None
-        return {"role": core.role, "term": core.term, "leader": core.leader_id,
-                "commit": core.commit_index, "applied": self.kv.applied,
-                "last_index": core.last_index}
+        assert self.host is not None
+        return self.host.status()
 
     def log_dump(self, from_index: int | None = None) -> dict[str, Any]:
-        core = self.core
-        assert core is not None
-        lo = max(core.first_index, from_index or 0)
-        entries = []
-        for entry in core.entries(lo, core.last_index + 1):
-            command = statemachine.entry_command(entry)
-            described = {"index": entry.index, "term": entry.term,
-                         "client": None if command is None else command.client,
-                         "seq": None if command is None else command.seq,
-                         "digest": entry.digest()}
-            duplicate = self._duplicates.get(entry.index)
-            if duplicate is not None and entry.index <= self.kv.applied:
-                described["duplicate"] = duplicate
-            entries.append(described)
-        # The core's view, as the real node reports it: an InstallSnapshot the core has
-        # taken is on disk only once its Ready is persisted (the disk may lag).
-        dump: dict[str, Any] = {
-            "commit": core.commit_index, "snapshot_index": core.snapshot_index,
-            "snapshot_term": core.snapshot_term, "entries": entries,
-        }
+        host = self.host
+        assert host is not None and host.core is not None
+        dump = host.log_dump(from_index or 1)
+        applied = host.kv.applied
+        duplicates = self._duplicates
+        for entry in dump["entries"]:
+            duplicate = duplicates.get(entry["index"])
+            if duplicate is not None and entry["index"] <= applied:
+                entry["duplicate"] = duplicate
         if from_index is not None:
-            dump["from"] = lo
+            dump["from"] = max(host.core.first_index, from_index)
         return dump
 
     def digest(self) -> dict[str, Any]:
-        return {"applied": self.kv.applied, "digest": self.kv.digest()}
+        assert self.host is not None
+        return {"applied": self.host.kv.applied, "digest": self.host.kv.digest()}
+
+
+def _last_index(image: Any) -> int:
+    if image.entries:
+        return int(image.entries[-1].index)
+    return image.snapshot.meta.index if image.snapshot is not None else 0
