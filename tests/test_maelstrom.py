@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,6 +23,10 @@ from harness.net.router import MessageRouter
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = f"{sys.executable} {ROOT / 'examples/maelstrom/lin_kv.py'}"
 BROKEN = f"{sys.executable} {ROOT / 'examples/maelstrom/broken_kv.py'}"
+NODE_JS = shutil.which("node")
+GOOD_JS = f"{NODE_JS} {ROOT / 'examples/maelstrom/lin_kv.js'}"
+BROKEN_JS = f"{GOOD_JS} --stale-reads"
+needs_node = pytest.mark.skipif(NODE_JS is None, reason="node (JavaScript) is not installed")
 
 
 # -- replies -> completions ------------------------------------------------------------------
@@ -175,10 +180,12 @@ async def _cluster_ops(tmp_path: Path, command: str) -> dict[str, object]:
     return seen
 
 
-def test_lin_kv_node_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [GOOD, pytest.param(GOOD_JS, marks=needs_node)],
+                         ids=["python", "javascript"])
+def test_lin_kv_node_end_to_end(tmp_path: Path, command: str) -> None:
     """The example node over the router: forwarding, error codes, a leader that
     recovers from a majority after a kill, pause, and no answer without a majority."""
-    seen = trio.run(_cluster_ops, tmp_path, GOOD)
+    seen = trio.run(_cluster_ops, tmp_path, command)
     assert seen["write via follower"] == "ok"
     assert seen["read"] == 1
     assert seen["cas wrong"][0] == "fail" and "error 22" in seen["cas wrong"][1]
@@ -203,7 +210,10 @@ def _schedule(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("command", "expected"), [(GOOD, 0), (BROKEN, 1)])
+@pytest.mark.parametrize(("command", "expected"), [
+    (GOOD, 0), (BROKEN, 1),
+    pytest.param(GOOD_JS, 0, marks=needs_node), pytest.param(BROKEN_JS, 1, marks=needs_node),
+], ids=["python", "python-broken", "javascript", "javascript-broken"])
 def test_run_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str,
                       expected: int) -> None:
     """``splitbrain run --db maelstrom``: the correct node is valid, the stale-read one
