@@ -222,20 +222,24 @@ class NodeHost:
     def has_ready(self) -> bool:
         return self.core is not None and self._installing is None and self.core.has_ready()
 
-    def process(self) -> None:
-        """Turn everything the core has to say into actions (never waits).
+    def process(self) -> int:
+        """Turn everything the core has to say into actions (never waits); returns how
+        many Readies that took.
 
         A Ready carrying a leader's snapshot stops here until the shell reports
         the snapshot file durable (:meth:`snapshot_written`): Readies never interleave.
         """
         core = self.core
         assert core is not None
+        handled = 0
         while self._installing is None and core.has_ready():
             rd = core.ready()
+            handled += 1
             if rd.snapshot is not None:
                 self._begin_install(rd)
-                return
+                break
             self._handle_ready(rd)
+        return handled
 
     def take_batch(self) -> TakenBatch | None:
         """Group commit: everything staged since the last batch, for one write + fsync."""

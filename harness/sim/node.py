@@ -307,9 +307,9 @@ class SimNode:
         the role and snapshot events (a nemesis trigger may crash this node there)."""
         host = self.host
         assert host is not None
-        if host.has_ready():
-            self.loop.charge()
-            host.process()
+        handled = host.process()
+        if handled:
+            self.loop.charge(handled)
         host.push_applied()
         self._tell()
 
