@@ -176,7 +176,8 @@ def unsupported_faults(config: RunConfig) -> dict[str, str]:
 
     refused = dict(network_unsupported(config.net))
     try:
-        db = create_db(config.db, DBOptions(read_mode=config.read_mode,
+        # The read mode the run will give the DB ("mixed" is no adapter's own mode).
+        db = create_db(config.db, DBOptions(read_mode=read_plan(config.db, config.read_mode)[0],
                                             bugs=tuple(config.bugs)))
     except Exception:  # the run itself says what is wrong with the database
         return refused

@@ -13,7 +13,13 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.adapters.maelstrom import DEFINITE_ERRORS, MaelstromDB, check_bin, completion
+from harness.adapters.maelstrom import (
+    DEFINITE_ERRORS,
+    MaelstromDB,
+    check_bin,
+    completion,
+    wire_key,
+)
 from harness.cli import main as cli_main
 from harness.cluster import node_names, open_cluster
 from harness.db import DBOptions
@@ -52,6 +58,10 @@ def test_ok_replies_and_unknown_types() -> None:
     assert completion("cas", {"type": "error", "code": 20}, "n2").type == "fail"
     assert completion("read", {"type": "write_ok"}, "n2").type == "info"
     assert completion("read", {"type": "error", "code": True}, "n2").type == "info"
+
+
+def test_keys_go_out_as_maelstrom_integers() -> None:
+    assert [wire_key(k) for k in ("k1", "k12", "x", "k", "kx1", 5)] == [1, 12, "x", "k", "kx1", 5]
 
 
 def test_check_bin() -> None:
@@ -249,3 +259,22 @@ def test_maelstrom_refuses_what_it_cannot_do(tmp_path: Path,
     assert code == 2
     assert "no clock control" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("db", ["pysyncobj", "etcd", "maelstrom"])
+def test_adapters_refuse_clock_faults_before_the_run(db: str) -> None:
+    """Every adapter without clock control gets ``--nemesis clock`` refused up front, also
+    at the default read mode ("mixed", which is no adapter's own mode: building the DB with
+    it used to fail, and the capability check was silently skipped for etcd and PySyncObj)."""
+    import importlib.util
+
+    from harness.adapters.etcd import etcd_binary
+    from harness.cli import UserError
+    from harness.run import RunConfig, plan_faults
+
+    if db == "etcd" and etcd_binary() is None:
+        pytest.skip("etcd is not installed (its adapter cannot be built)")
+    if db == "pysyncobj" and importlib.util.find_spec("pysyncobj") is None:
+        pytest.skip("PySyncObj is not installed")
+    with pytest.raises(UserError, match="no clock control"):
+        plan_faults(RunConfig(db=db, net="none", nemesis=["clock"]), ["n1", "n2", "n3"])

@@ -21,7 +21,8 @@ stronger, implementation of the other two).
 
 Workload ``lin-kv``: the register workload's ``read``, ``write`` and ``cas``
 are Maelstrom's ``read`` (``key``), ``write`` (``key``, ``value``) and ``cas``
-(``key``, ``from``, ``to``). Error bodies map to completions by Maelstrom's
+(``key``, ``from``, ``to``), with integer keys and values as in Maelstrom's own
+lin-kv (the workload's key ``k3`` is sent as ``3``). Error bodies map to completions by Maelstrom's
 error codes: the definite ones (:data:`DEFINITE_ERRORS`) are ``fail``, the
 others (0 timeout, 13 crash, custom codes) ``info``; error 20 (key does not
 exist) answers a read with nil, and fails a cas.
@@ -315,7 +316,7 @@ class MaelstromClient(Client):
         assert self.id is not None
         msg_id = next(self._msg_ids)
         f = op["f"]
-        body: dict[str, Any] = {"type": f, "msg_id": msg_id, "key": op["key"]}
+        body: dict[str, Any] = {"type": f, "msg_id": msg_id, "key": wire_key(op["key"])}
         if f == "write":
             body["value"] = op["value"]
         elif f == "cas":
@@ -333,6 +334,17 @@ class MaelstromClient(Client):
     async def close(self) -> None:
         if self.id is not None:
             self.db.forget_client(self.id)
+
+
+def wire_key(key: Any) -> Any:
+    """The workload's key ``"k12"`` as Maelstrom's lin-kv sends keys: the integer 12.
+
+    Maelstrom's own lin-kv workload uses integer keys and values, and nodes
+    written against it often decode them as numbers; the history keeps ``k12``.
+    """
+    if isinstance(key, str) and key[:1] == "k" and key[1:].isascii() and key[1:].isdigit():
+        return int(key[1:])
+    return key
 
 
 def completion(f: str, body: dict[str, Any], node: str) -> Completion:
