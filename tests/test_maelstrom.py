@@ -278,3 +278,45 @@ def test_adapters_refuse_clock_faults_before_the_run(db: str) -> None:
         pytest.skip("PySyncObj is not installed")
     with pytest.raises(UserError, match="no clock control"):
         plan_faults(RunConfig(db=db, net="none", nemesis=["clock"]), ["n1", "n2", "n3"])
+
+
+ONLY_N2 = r'''
+import json, sys
+me, kv = None, {}
+for line in sys.stdin:
+    msg = json.loads(line)
+    body = msg["body"]
+    out = {"in_reply_to": body.get("msg_id")}
+    if body["type"] == "init":
+        me = body["node_id"]
+        out["type"] = "init_ok"
+    elif me != "n2":
+        out.update(type="error", code=11, text="not the leader")
+    elif body["type"] == "read":
+        out.update(type="read_ok", value=kv.get(str(body["key"])))
+    elif body["type"] == "write":
+        kv[str(body["key"])] = body["value"]
+        out["type"] = "write_ok"
+    else:
+        out.update(type="error", code=22, text="no cas here")
+    print(json.dumps({"src": me, "dest": msg["src"], "body": out}), flush=True)
+'''
+
+
+def test_final_reads_go_to_the_node_that_answers(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A node set in which only n2 serves (error 11 elsewhere, as a Raft follower says):
+    the harness's final reads must find n2 (the node that last answered ok)."""
+    script = tmp_path / "only_n2.py"
+    script.write_text(ONLY_N2)
+    code = cli_main(["run", "--db", "maelstrom", "--bin", f"{sys.executable} {script}",
+                     "--nodes", "3", "--time-limit", "1", "--quiet-period", "0",
+                     "--mix", "read=1,write=1", "--seed", "3", "--no-display", "--no-report",
+                     "--store", str(tmp_path / "store")])
+    assert code == 0, capsys.readouterr().out
+    run_dir = next((tmp_path / "store").glob("*/2*"))
+    final = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    final = [op for op in final if isinstance(op.get("process"), int)
+             and op["process"] >= 10_000_000 and op["type"] != "invoke"]
+    assert final and {op["type"] for op in final} == {"ok"}
+    assert {op["node"] for op in final} == {"n2"}

@@ -107,6 +107,9 @@ class MaelstromDB(ProcessDB):
         self._service_ids = itertools.count(1)
         #: Lines nodes printed that are no Maelstrom message (counted, not routed).
         self.garbage = 0
+        #: The node that last answered a client's request with success: the one to
+        #: ask first (many nodes answer only on their leader, error 11 elsewhere).
+        self.last_ok_node: str | None = None
 
     def command(self, node_id: str) -> list[str]:
         if not self.bin:
@@ -284,9 +287,12 @@ class MaelstromDB(ProcessDB):
         self._clients.pop(client_id, None)
 
     async def leader(self) -> str | None:
-        """A running, unpaused node: Maelstrom has no leader query, and any node must
-        take client requests (forwarding them or answering with an error)."""
-        for node_id, slot in self.nodes.items():
+        """The node that last answered a client with success if it still serves, else
+        the first running, unpaused one: Maelstrom has no leader query, and a node
+        that is no leader forwards requests or answers them with an error."""
+        candidates = [self.last_ok_node] if self.last_ok_node else []
+        for node_id in [*candidates, *self.nodes]:
+            slot = self.nodes[node_id]
             if slot.running and not slot.paused and slot.ready.is_set():
                 return node_id
         return None
@@ -329,7 +335,10 @@ class MaelstromClient(Client):
             await event.wait()  # the caller's timeout makes an unanswered op info
         finally:
             del self._waiting[msg_id]
-        return completion(f, reply[0], self.node)
+        done = completion(f, reply[0], self.node)
+        if done.type == "ok":
+            self.db.last_ok_node = self.node
+        return done
 
     async def close(self) -> None:
         if self.id is not None:
