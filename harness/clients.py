@@ -169,17 +169,20 @@ class ProcessPool:
     async def run_op(self, process: Process, op: dict[str, Any]) -> dict[str, Any]:
         """Invoke one operation and record both ends. Returns the completion event."""
         process.seq += 1
+        # A txn has no key of its own: its micro-ops name theirs (checker/README.md).
+        key = {"key": op["key"]} if "key" in op else {}
         self.recorder.write(
             {
                 "process": process.number,
                 "type": "invoke",
                 "f": op["f"],
-                "key": op["key"],
+                **key,
                 "value": op.get("value"),
                 "node": process.node,
                 "client": process.client_id,
                 "seq": process.seq,
-                **({"read": op["read"]} if op["f"] == "read" and op.get("read") else {}),
+                **({"read": op["read"]} if op["f"] in ("read", "txn") and op.get("read")
+                   else {}),
             }
         )
         completion: Completion | None = None
@@ -196,13 +199,13 @@ class ProcessPool:
                 retries=getattr(process.client, "retries", 0),
             )
         value = op.get("value")
-        if completion.type == "ok" and op["f"] == "read":
-            value = completion.value
+        if completion.type == "ok" and op["f"] in ("read", "txn"):
+            value = completion.value  # a txn's answer: its micro-ops with the reads filled in
         event: dict[str, Any] = {
             "process": process.number,
             "type": completion.type,
             "f": op["f"],
-            "key": op["key"],
+            **key,
             "value": value,
         }
         if completion.node is not None:
@@ -244,7 +247,8 @@ class ProcessPool:
                 nursery.start_soon(worker, slot)
 
     async def final_reads(
-        self, keys: list[str], within: float, leader: Callable[[], Any] | None = None
+        self, keys: list[str], within: float, leader: Callable[[], Any] | None = None,
+        read_op: Callable[[str], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Read every key once more, through the leader, after healing and quiet.
 
@@ -252,6 +256,8 @@ class ProcessPool:
         ``info``) until it succeeds or the time runs out. Returns key ->
         value for the reads that succeeded. ``leader`` (an async callable)
         names the node to ask first; not-leader answers redirect anyway.
+        ``read_op(key)`` is the workload's read of one key (a one-read txn for
+        the transactional workloads); a plain read by default.
         """
         values: dict[str, Any] = {}
         numbers = itertools.count(10_000_000)  # far away from worker process numbers
@@ -261,7 +267,9 @@ class ProcessPool:
                     first = await leader() if leader is not None else None
                     process = await self.new_process(next(numbers), first, retry=False)
                     try:
-                        done = await self.run_op(process, {"f": "read", "key": key, "value": None})
+                        op = read_op(key) if read_op is not None else {
+                            "f": "read", "key": key, "value": None}
+                        done = await self.run_op(process, op)
                     finally:
                         await process.client.close()
                     if done["type"] == "ok":

@@ -32,7 +32,15 @@ from harness.clients import ClientStats, HistoryRecorder, ProcessPool
 from harness.cluster import RunClock, node_names, open_cluster
 from harness.collect import Collector, ObservationWriter
 from harness.db import DBOptions, Unsupported, create_db
-from harness.workload import DEFAULT_MIX, MIXED, RegisterWorkload, read_plan
+from harness.workload import (
+    DEFAULT_MIX,
+    MIXED,
+    RegisterWorkload,
+    TxnWorkload,
+    make_workload,
+    op_keys,
+    read_plan,
+)
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
 
@@ -52,6 +60,8 @@ class RunConfig:
     rate: float = 100.0
     concurrency: int = 5
     keys: int = 5
+    #: ``register`` (linearizability) or ``list-append`` / ``rw-register`` (transactions).
+    workload_name: str = "register"
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     ops_per_key: int | None = None
     nemesis: list[str] = field(default_factory=list)
@@ -121,13 +131,16 @@ class RunConfig:
         else:
             faults = ",".join(self.nemesis) or "no-nemesis"
         parts = [self.db, faults]
+        if self.workload_name != "register":
+            parts.append(self.workload_name)
         parts += [f"bug-{bug}" for bug in self.bugs]
         if self.read_mode != MIXED:
             parts.append(self.read_mode)
         return "-".join(parts)
 
-    def workload(self) -> RegisterWorkload:
-        return RegisterWorkload(
+    def workload(self) -> RegisterWorkload | TxnWorkload:
+        return make_workload(
+            self.workload_name,
             keys=self.keys,
             mix=self.mix,
             rate=self.rate,
@@ -380,7 +393,7 @@ async def _execute_inside(
     collector: Collector,
     recorder: HistoryRecorder,
     schedule: list[dict[str, Any]],
-    workload: RegisterWorkload,
+    workload: RegisterWorkload | TxnWorkload,
     facts: dict[str, Any],
 ) -> None:
     nodes = node_names(config.nodes)
@@ -417,7 +430,7 @@ async def _drive(
     collector: Collector,
     state: RunState,
     schedule: list[dict[str, Any]],
-    workload: RegisterWorkload,
+    workload: RegisterWorkload | TxnWorkload,
 ) -> None:
     from nemesis.executor import HealError, NemesisState, run_schedule
 
@@ -435,9 +448,12 @@ async def _drive(
     used_keys: list[str] = []
 
     def operations() -> Any:
+        seen: set[Any] = set()
         for op in workload.operations(seed):
-            if op["key"] not in used_keys:
-                used_keys.append(op["key"])
+            for key in op_keys(op):
+                if key not in seen:
+                    seen.add(key)
+                    used_keys.append(key)
             yield op
 
     async def nemesis() -> None:
@@ -476,7 +492,8 @@ async def _drive(
         with contextlib.suppress(trio.TooSlowError):
             await cluster.wait_for_leader(config.leader_timeout)
         state.phase = "final reads"
-        await pool.final_reads(used_keys, config.final_read_timeout, leader=cluster.leader)
+        await pool.final_reads(used_keys, config.final_read_timeout, leader=cluster.leader,
+                               read_op=workload.final_read)
         await _await_convergence(cluster, db, within=10.0)
         collector.healed()
         state.phase = "final collection"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import UserError
-from harness.workload import MAX_CONCURRENCY, MIXED
+from harness.workload import MAX_CONCURRENCY, MIXED, TXN_WORKLOADS, WORKLOADS
 from raft_impl.core import READ_MODES
 
 NETWORKS = ("proxy", "netns", "none")
@@ -51,12 +51,18 @@ def register(subparsers: Any) -> None:
                         help=f"concurrent client processes, at most {MAX_CONCURRENCY} "
                              f"(default 5)")
     parser.add_argument("--keys", type=int, default=5, metavar="K",
-                        help="registers the workload spreads over (default 5)")
+                        help="keys the workload spreads over at a time (default 5)")
+    parser.add_argument("--workload", default="register", choices=WORKLOADS,
+                        help="register (reads, writes, cas; checked for linearizability; "
+                             "default) or transactions checked for Adya's anomalies: "
+                             "list-append (append unique values to per-key lists, read "
+                             "whole lists) or rw-register (unique writes); raft_impl only")
     parser.add_argument("--mix", default=None, metavar="MIX",
                         help="operation mix, e.g. read=5,write=3,cas=2 (default 50/30/20)")
     parser.add_argument("--ops-per-key", type=int, default=None, metavar="N",
-                        help="retire a key after N operations for a fresh one (shorter "
-                             "per-key histories, faster checking)")
+                        help="retire a key after N operations (transactions: N writes; "
+                             "default 32) for a fresh one (shorter per-key histories, "
+                             "faster checking)")
     parser.add_argument("--nemesis", default="", metavar="PACKAGES",
                         help="comma-separated fault packages (partition, kill, pause, loss, "
                              "clock, lose-unfsynced, delay, duplicate, reorder) or all (every "
@@ -157,6 +163,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise UserError(f"--quiet-period must be 0 or more seconds, not {args.quiet_period:g}")
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed must not be negative, not {args.seed}")
+    if args.workload in TXN_WORKLOADS:
+        if args.db != "raft_impl":
+            raise UserError(f"--workload {args.workload} needs transactions: only --db "
+                            f"raft_impl has them (use --workload register)")
+        if args.mix:
+            raise UserError(f"--mix applies to --workload register, not {args.workload}")
     try:
         mix = parse_mix(args.mix) if args.mix else dict(DEFAULT_MIX)
     except ValueError as exc:
@@ -228,6 +240,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         rate=args.rate,
         concurrency=args.concurrency,
         keys=args.keys,
+        workload_name=args.workload,
         mix=mix,
         ops_per_key=args.ops_per_key,
         nemesis=packages,

@@ -104,7 +104,13 @@ class WireNodeClient(NodeClient[WireDBType, WireClient]):
 
 def kv_request(op: dict[str, Any], *, client_id: str, seq: int) -> dict[str, Any]:
     """A workload operation as a client-protocol request with its session ``(client, seq)``."""
-    request: dict[str, Any] = {"client": client_id, "seq": seq, "op": op["f"], "key": op["key"]}
+    if op["f"] == "txn":
+        request: dict[str, Any] = {"client": client_id, "seq": seq, "op": "txn",
+                                   "value": op["value"]}
+        if op.get("read"):
+            request["read"] = op["read"]  # a read-only txn takes the read path asked for
+        return request
+    request = {"client": client_id, "seq": seq, "op": op["f"], "key": op["key"]}
     if op["f"] == "read" and op.get("read"):
         request["read"] = op["read"]  # the read path this read asks for
     if op["f"] == "write":

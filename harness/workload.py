@@ -1,4 +1,6 @@
-"""The register workload: reads, writes and compare-and-sets over K keys.
+"""The workloads: registers (reads, writes, compare-and-sets over K keys) and transactions.
+
+:class:`TxnWorkload` (``--workload list-append|rw-register``) is at the end.
 
 The generator is data plus a seed: :meth:`RegisterWorkload.operations`
 yields the same sequence of operations for the same seed, whatever the
@@ -168,6 +170,127 @@ class RegisterWorkload:
                 uses[fresh] = 0
                 recent[fresh] = []
             yield op
+
+    @staticmethod
+    def final_read(key: str) -> dict[str, Any]:
+        """The operation that reads ``key`` once more after the faults."""
+        return {"f": "read", "key": key, "value": None}
+
+
+#: ``--workload`` names: registers (linearizability) or transactions (checker.elle).
+WORKLOADS = ("register", "list-append", "rw-register")
+TXN_WORKLOADS = ("list-append", "rw-register")
+
+
+@dataclass(frozen=True)
+class TxnWorkload:
+    """Transactions of micro-ops over K active keys, checked by ``checker.elle``.
+
+    ``list-append`` appends values to per-key lists and reads whole lists;
+    ``rw-register`` writes and reads registers. Every value written is unique
+    across the run (a counter), so a read names the writes it saw. A
+    transaction has 1 to ``max_ops`` micro-ops, each a read with probability
+    ``read_share``, else a write to a key drawn from the active ones.
+
+    Keys retire as Elle's generators do: a key that has taken
+    ``writes_per_key`` writes is replaced by a fresh one, so lists stay short
+    and each key's version order stays cheap to infer. A read-only transaction
+    names a read path (``op["read"]``) like a register read.
+    """
+
+    model: str = "list-append"
+    keys: int = 5
+    rate: float = 100.0
+    concurrency: int = 5
+    max_ops: int = 4
+    writes_per_key: int = 32
+    read_share: float = 0.5
+    read_paths: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.model not in TXN_WORKLOADS:
+            raise ValueError(f"a transactional workload is one of {', '.join(TXN_WORKLOADS)}")
+        if self.keys < 1:
+            raise ValueError("keys must be at least 1")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be 1 to {MAX_CONCURRENCY}, not {self.concurrency}")
+        if self.rate < 0:
+            raise ValueError("rate must not be negative")
+        if self.max_ops < 1 or self.writes_per_key < 1:
+            raise ValueError("max_ops and writes_per_key must be at least 1")
+        if not 0 <= self.read_share <= 1:
+            raise ValueError("read_share must be between 0 and 1")
+        object.__setattr__(self, "read_paths", tuple(self.read_paths))
+
+    def to_json(self) -> dict[str, Any]:
+        # "model" is what checker.runner.model_from_config reads to pick the checker.
+        return {
+            "name": self.model,
+            "model": self.model,
+            "keys": self.keys,
+            "rate": self.rate,
+            "concurrency": self.concurrency,
+            "max_ops": self.max_ops,
+            "writes_per_key": self.writes_per_key,
+            "read_share": self.read_share,
+            "read_paths": list(self.read_paths),
+        }
+
+    def operations(self, seed: int) -> Iterator[dict[str, Any]]:
+        """An endless, seed-determined stream of ``{"f": "txn", "value": micro-ops}``."""
+        rng = random.Random(seed)
+        path_rng = random.Random(seed ^ 0x2EAD)
+        write_f = "append" if self.model == "list-append" else "w"
+        active = [f"k{i}" for i in range(1, self.keys + 1)]
+        next_key = self.keys + 1
+        writes = dict.fromkeys(active, 0)
+        next_value = 1
+        while True:
+            mops: list[list[Any]] = []
+            for _ in range(rng.randint(1, self.max_ops)):
+                slot = rng.randrange(len(active))
+                key = active[slot]
+                if rng.random() < self.read_share:
+                    mops.append(["r", key, None])
+                    continue
+                mops.append([write_f, key, next_value])
+                next_value += 1
+                writes[key] += 1
+                if writes[key] >= self.writes_per_key:
+                    active[slot] = f"k{next_key}"
+                    writes[active[slot]] = 0
+                    next_key += 1
+            op: dict[str, Any] = {"f": "txn", "value": mops}
+            if self.read_paths and all(m[0] == "r" for m in mops):
+                op["read"] = path_rng.choice(self.read_paths)
+            yield op
+
+    @staticmethod
+    def final_read(key: str) -> dict[str, Any]:
+        """The operation that reads ``key`` once more after the faults."""
+        return {"f": "txn", "value": [["r", key, None]]}
+
+
+def make_workload(name: str, *, keys: int, rate: float, concurrency: int,
+                  mix: dict[str, float] | None = None, ops_per_key: int | None = None,
+                  read_paths: tuple[str, ...] = ()) -> RegisterWorkload | TxnWorkload:
+    """The workload ``--workload NAME`` asks for (``ops_per_key`` retires txn keys too)."""
+    if name == "register":
+        return RegisterWorkload(keys=keys, mix=mix or dict(DEFAULT_MIX), rate=rate,
+                                concurrency=concurrency, ops_per_key=ops_per_key,
+                                read_paths=read_paths)
+    if name in TXN_WORKLOADS:
+        extra = {"writes_per_key": ops_per_key} if ops_per_key is not None else {}
+        return TxnWorkload(model=name, keys=keys, rate=rate, concurrency=concurrency,
+                           read_paths=read_paths, **extra)
+    raise ValueError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
+
+
+def op_keys(op: dict[str, Any]) -> list[Any]:
+    """The keys an operation touches: its ``key``, or its micro-ops' keys (a txn)."""
+    if op.get("f") == "txn":
+        return [mop[1] for mop in op.get("value") or ()]
+    return [op["key"]] if "key" in op else []
 
 
 class Pacer:

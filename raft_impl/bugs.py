@@ -36,10 +36,14 @@ BUGS: dict[str, str] = {
     "lease-too-long": (
         "lease reads use a lease of 3x the maximum election timeout, outliving leadership"
     ),
-    # Node process (raft_impl/node.py, storage.py, kv.py)
+    # Node process (raft_impl/host.py, storage.py, kv.py)
     "ack-before-fsync": "node acknowledges and sends before its WAL is fsynced",
     "forget-vote": "node does not persist its vote, so after a restart it can vote twice in a term",
     "no-dedup": "state machine ignores client sessions, so a retried command applies twice",
+    "txn-local-read": (
+        "any node answers a read-only transaction from its own applied state at once, "
+        "without the read path (a follower's state may lack committed, acknowledged entries)"
+    ),
 }
 
 #: The bugs that live in the sans-IO core (the rest are node-level).

@@ -138,6 +138,7 @@ class _Pending:
 class _WaitingRead:
     index: int
     seq: int
+    #: The key read, or the Command of a read-only txn (NodeHost._local_answer).
     key: Any = field(compare=False)
     reply: Reply = field(compare=False)
     request_id: Any = field(compare=False)
@@ -499,7 +500,13 @@ class NodeHost:
         applied = self.kv.applied
         while waiting and waiting[0].index <= applied:
             read = heapq.heappop(waiting)
-            read.reply(_read_answer(read.request_id, self.kv.read(read.key)))
+            read.reply(self._local_answer(read.request_id, read.key))
+
+    def _local_answer(self, request_id: Any, what: Any) -> dict[str, Any]:
+        """A read's answer from the local state: a key's value, or a read-only txn's reads."""
+        if isinstance(what, Command):
+            return {"id": request_id, **self.kv.read_txn(what.value).reply_fields()}
+        return _read_answer(request_id, self.kv.read(what))
 
     # ------------------------------------------------------------------ clients
 
@@ -518,15 +525,21 @@ class NodeHost:
             reply(_bad_request(request_id, str(exc)))
             return
         mode = read_path(self.settings.read_mode, request.get("read"))
-        if op == "read" and mode == "stale":
-            reply(_read_answer(request_id, self.kv.read(command.key)))
+        # A read-only txn changes nothing: it takes the read path, as a read does.
+        # What a read serves is the key, or the whole command for such a txn.
+        what = command if command.read_only else command.key
+        reads = op == "read" or command.read_only
+        if reads and (mode == "stale" or (command.read_only and "txn-local-read" in self.bugs)):
+            # Planted bug txn-local-read: any node answers a read-only txn from its own
+            # applied state, which on a follower may lack entries committed and acked.
+            reply(self._local_answer(request_id, what))
             return
         if core.role != LEADER:
             reply(self._not_leader(request_id))
             return
-        if op == "read" and mode in ("read-index", "lease"):
+        if reads and mode in ("read-index", "lease"):
             ctx = next(self._read_ctx)
-            self._reads[ctx] = (command.key, reply, request_id)
+            self._reads[ctx] = (what, reply, request_id)
             core.request_read(ctx, self.clock.now(), lease=mode == "lease")
             return
         index = core.propose(command.encode())

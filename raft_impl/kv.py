@@ -13,6 +13,18 @@ one can only be a delayed duplicate: it is refused without applying and its
 answer is marked not definite. Sessions are evicted oldest-used first beyond
 ``max_sessions``; eviction order is part of the replicated state, so it is
 identical on every replica.
+
+**Transactions.** A ``txn`` command carries a list of micro-ops ``[f, key,
+value]``: ``["r", k, null]`` reads ``k``, ``["append", k, v]`` appends ``v``
+to the list at ``k``, ``["w", k, v]`` writes ``v``. The whole list is one log
+entry, applied atomically: every micro-op sees the effects of the ones before
+it in the same transaction, and if one fails (an append to a key holding a
+register) none takes effect. A read returns what the key holds: a list for a
+key that was appended to, the value for a register, null for a key never
+written. The answer is the micro-ops with the reads filled in, which is the
+completion value the transactional checker reads (checker/README.md).
+A read-only transaction changes nothing, so it is served like a read
+(:meth:`KVStateMachine.read_txn`, on the read path) instead of through the log.
 """
 
 from __future__ import annotations
@@ -26,7 +38,11 @@ import msgpack
 
 from .types import Entry, EntryKind
 
-OPS = frozenset({"read", "write", "cas", "append"})
+OPS = frozenset({"read", "write", "cas", "append", "txn"})
+#: Micro-op names of a ``txn``: read, append to a list, write a register.
+TXN_FS = frozenset({"r", "append", "w"})
+#: Most micro-ops one transaction may carry (a bound on one entry's work).
+MAX_TXN_OPS = 1000
 
 
 class CommandError(ValueError):
@@ -61,6 +77,9 @@ class Command:
         op = request.get("op")
         if op not in OPS:
             raise CommandError(f"unknown op {op!r}")
+        client, seq = _session(request)
+        if op == "txn":
+            return Command("txn", None, validate_txn(request.get("value")), None, client, seq)
         key = request.get("key")
         if isinstance(key, bool) or not isinstance(key, str | int | bytes):
             raise CommandError(f"op {op} needs a key that is a string or an integer")
@@ -68,13 +87,56 @@ class Command:
             raise CommandError(f"op {op} needs a value")
         if op == "cas" and "expected" not in request:
             raise CommandError("op cas needs an expected value")
-        client = request.get("client")
-        seq = request.get("seq")
-        if client is not None and not isinstance(client, str):
-            raise CommandError("client must be a string")
-        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
-            raise CommandError("seq must be an integer")
         return Command(op, key, request.get("value"), request.get("expected"), client, seq)
+
+    @property
+    def read_only(self) -> bool:
+        """A transaction of reads only: it changes nothing, so it may take the read path."""
+        return self.op == "txn" and all(mop[0] == "r" for mop in self.value)
+
+
+def _session(request: dict[str, Any]) -> tuple[str | None, int | None]:
+    client = request.get("client")
+    seq = request.get("seq")
+    if client is not None and not isinstance(client, str):
+        raise CommandError("client must be a string")
+    if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+        raise CommandError("seq must be an integer")
+    return client, seq
+
+
+def _is_key(key: Any) -> bool:
+    return not isinstance(key, bool) and isinstance(key, str | int | bytes)
+
+
+def validate_txn(mops: Any) -> list[list[Any]]:
+    """A ``txn`` request's micro-ops, checked at the boundary (CommandError if malformed).
+
+    Each is ``[f, key, value]`` with f ``r`` (value null), ``append`` or ``w``
+    (value a non-null scalar: the checker needs values it can tell apart), a
+    key as for other commands; 1 to :data:`MAX_TXN_OPS` of them. Returns them
+    as fresh lists, so nothing of the request is shared with the log entry.
+    """
+    if not isinstance(mops, list | tuple) or not mops:
+        raise CommandError("op txn needs a value: a non-empty list of micro-ops [f, key, value]")
+    if len(mops) > MAX_TXN_OPS:
+        raise CommandError(f"a txn has at most {MAX_TXN_OPS} micro-ops, not {len(mops)}")
+    out: list[list[Any]] = []
+    for i, mop in enumerate(mops):
+        if not isinstance(mop, list | tuple) or len(mop) != 3:
+            raise CommandError(f"micro-op {i} must be a list [f, key, value]")
+        f, key, value = mop
+        if f not in TXN_FS:
+            raise CommandError(f"micro-op {i}: unknown f {f!r} (r, append or w)")
+        if not _is_key(key):
+            raise CommandError(f"micro-op {i}: the key must be a string or an integer")
+        if f == "r":
+            if value is not None:
+                raise CommandError(f"micro-op {i}: a read's value must be null")
+        elif value is None or isinstance(value, list | tuple | dict):
+            raise CommandError(f"micro-op {i}: {f} needs a value that is a non-null scalar")
+        out.append([f, key, value])
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +216,8 @@ class KVStateMachine:
 
     def _execute(self, command: Command) -> Result:
         op, key = command.op, command.key
+        if op == "txn":
+            return self._execute_txn(command.value)
         current = self.data.get(key)
         if op == "read":
             return Result(True, current, has_value=True)
@@ -178,9 +242,22 @@ class KVStateMachine:
         # a replica must not crash on one: answer definitely failed, change nothing.
         return Result(False, None, f"unknown-op:{op}")
 
+    def _execute_txn(self, mops: list[list[Any]]) -> Result:
+        """All micro-ops or none: they run against a private overlay, merged at the end."""
+        done, writes = run_txn(self.data, mops)
+        if writes is None:
+            return Result(False, None, "not-a-list")
+        self.data.update(writes)
+        return Result(True, done, has_value=True)
+
     def read(self, key: Any) -> Any:
         """Local read for read-index, lease and stale reads."""
         return self.data.get(key)
+
+    def read_txn(self, mops: list[list[Any]]) -> Result:
+        """A read-only transaction against the local state (read path; changes nothing)."""
+        done, _ = run_txn(self.data, mops)
+        return Result(True, done, has_value=True)
 
     # ---- digest and snapshots
 
@@ -209,6 +286,34 @@ class KVStateMachine:
         self.sessions = OrderedDict(
             (c, (s, Result.from_wire(r))) for c, s, r in obj["sessions"]
         )
+
+
+def run_txn(data: dict[Any, Any], mops: list[list[Any]]
+            ) -> tuple[list[list[Any]], dict[Any, Any] | None]:
+    """Run micro-ops over ``data`` without changing it: (completed micro-ops, writes).
+
+    Writes are ``None`` when an append met a key holding something other than a
+    list: the transaction then fails as a whole. Lists are copied, never
+    mutated, since an answer already given may share the old list.
+    """
+    writes: dict[Any, Any] = {}
+    done: list[list[Any]] = []
+    for f, key, value in mops:
+        current = writes[key] if key in writes else data.get(key)
+        if f == "r":
+            done.append([f, key, list(current) if isinstance(current, list) else current])
+            continue
+        if f == "append":
+            if current is None:
+                writes[key] = [value]
+            elif isinstance(current, list):
+                writes[key] = [*current, value]
+            else:
+                return done, None
+        else:
+            writes[key] = value
+        done.append([f, key, value])
+    return done, writes
 
 
 def _canonical(obj: Any) -> Any:

@@ -32,6 +32,17 @@ from checker.logorder.records import LogEntry
 from checker.results import invalid_result, unknown_result, valid_result
 
 WRITE_FUNCTIONS = frozenset({"write", "cas", "append"})
+#: Micro-ops of a ``txn`` that write: an acknowledged txn holding one is a log entry.
+TXN_WRITES = frozenset({"append", "w", "write"})
+
+
+def is_write(op: Any) -> bool:
+    """A write must be in the log once acknowledged: a write, cas or append, or a txn with
+    a writing micro-op (a read-only txn may be served by the read path, off the log)."""
+    if op.f == "txn":
+        value = op.value if isinstance(op.value, list | tuple) else ()
+        return any(isinstance(m, list | tuple) and m and m[0] in TXN_WRITES for m in value)
+    return op.f in WRITE_FUNCTIONS
 MAX_UNKNOWN_SHOWN = 20
 
 
@@ -269,14 +280,14 @@ def acked_writes_result(history: Any, logs: LogTracker, known_nodes: set[str]) -
     for op in check.ops:
         session = _session(op)
         if session is None:
-            if op.type == "ok" and op.f in WRITE_FUNCTIONS:
+            if op.type == "ok" and is_write(op):
                 without_session += 1
             continue
         ops_by_session.setdefault(session, op)
         indexes = check.indexes.get(session)
         if indexes:
             placed.append((op, indexes[0]))
-        if op.type == "ok" and op.f in WRITE_FUNCTIONS:
+        if op.type == "ok" and is_write(op):
             acked += 1
             check.check_presence(op, session)
     check.check_duplicates(ops_by_session)
