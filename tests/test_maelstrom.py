@@ -320,3 +320,51 @@ def test_final_reads_go_to_the_node_that_answers(tmp_path: Path,
              and op["process"] >= 10_000_000 and op["type"] != "invoke"]
     assert final and {op["type"] for op in final} == {"ok"}
     assert {op["node"] for op in final} == {"n2"}
+
+
+HOSTILE = r'''
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    body = msg["body"]
+    if body["type"] == "init":
+        sys.stdout.write("[" * 100000 + "\n")                       # nested beyond reason
+        sys.stdout.write("not json at all\n")
+        sys.stdout.buffer.write(b"\xff\xfe{\n")                     # not UTF-8
+        sys.stdout.write("x" * (3 << 20) + "\n")                    # overlong line
+        sys.stdout.write(json.dumps([1, 2]) + "\n")                 # JSON, not a message
+        sys.stdout.write(json.dumps({"dest": 5, "body": {}}) + "\n")
+        sys.stdout.write(json.dumps({"src": "n1", "dest": "c1",
+                                     "body": {"in_reply_to": [1]}}) + "\n")
+        sys.stdout.write(json.dumps({"src": "n1", "dest": "nobody", "body": {}}) + "\n")
+        sys.stdout.flush()
+        out = {"type": "init_ok"}
+    else:
+        sys.stdout.write(json.dumps({"src": "n1", "dest": msg["src"],
+                                     "body": {"in_reply_to": {"a": 1}}}) + "\n")
+        out = {"type": "write_ok"}
+    out["in_reply_to"] = body["msg_id"]
+    print(json.dumps({"src": "n1", "dest": msg["src"], "body": out}), flush=True)
+'''
+
+
+def test_a_node_printing_garbage_loses_nothing(tmp_path: Path) -> None:
+    """Lines that are no Maelstrom message are counted and skipped; the answers after
+    them still arrive (a node may print anything, the harness must not fall over)."""
+    script = tmp_path / "hostile.py"
+    script.write_text(HOSTILE)
+
+    async def main() -> tuple[str, int]:
+        db = MaelstromDB(DBOptions(extra={"bin": f"{sys.executable} {script}"}))
+        network = db.make_network(1, None, lambda: 0)
+        async with open_cluster(db, network, node_names(1), tmp_path, leader_timeout=10):
+            client = db.client("n1")
+            with trio.fail_after(10):
+                done = await client.invoke({"f": "write", "key": "k1", "value": 3},
+                                           client_id="x", seq=1)
+            await client.close()
+        return done.type, db.garbage
+
+    kind, garbage = trio.run(main)
+    assert kind == "ok"
+    assert garbage == 6  # nested, not JSON, not UTF-8, overlong, a list, dest not a string

@@ -177,7 +177,8 @@ class MaelstromDB(ProcessDB):
                     continue
                 self.on_stdout_line(node, line)
             if len(buffer) > MAX_LINE:
-                self.garbage += 1
+                if not skipping:  # one count per overlong line, however long
+                    self.garbage += 1
                 buffer, skipping = b"", True
 
     @staticmethod
@@ -212,7 +213,7 @@ class MaelstromDB(ProcessDB):
     def on_stdout_line(self, node: NodeSlot, line: bytes) -> None:
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, nested beyond reason
             self.garbage += 1
             return
         if not isinstance(message, dict):
@@ -312,7 +313,10 @@ class MaelstromClient(Client):
             self.id = self.db.new_client_id(self)
 
     def answer(self, body: dict[str, Any]) -> None:
-        waiting = self._waiting.get(body.get("in_reply_to"))  # type: ignore[arg-type]
+        msg_id = body.get("in_reply_to")
+        if not isinstance(msg_id, int) or isinstance(msg_id, bool):
+            return  # no answer to anything we asked (a node may print anything)
+        waiting = self._waiting.get(msg_id)
         if waiting is not None and not waiting[1]:
             waiting[1].append(body)
             waiting[0].set()
