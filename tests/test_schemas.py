@@ -2,9 +2,9 @@
 
 Real artifacts, not hand-made examples: one short real run (3 raft_impl
 processes behind the proxy network, ~10 s) and one simulated run, both under a
-schedule that uses every fault, and a short Maelstrom run (the example node,
-the harness's router), are validated line by line with the ``jsonschema``
-library. The schemas must also refuse lines that break the
+schedule that uses every fault, a short Maelstrom run (the example node, the
+harness's router) and a short transactional run (``list-append``), are
+validated line by line with the ``jsonschema`` library. The schemas must also refuse lines that break the
 contract (mutations of those real lines), and their vocabularies (fault names,
 partition shapes, read modes, observation kinds, the history ``f`` of every
 fault) must be the code's own, so a new fault or kind cannot land without
@@ -153,6 +153,21 @@ def test_a_maelstrom_run_writes_what_the_schemas_describe(tmp_path: Path, valida
     assert {line["f"] for line in history if line["process"] == "nemesis"} >= {
         "start-partition", "heal-all"}
     assert (outcome.run_dir / "messages.jsonl").stat().st_size > 0
+
+
+def test_a_transactional_run_writes_what_the_schemas_describe(tmp_path: Path,
+                                                              validators) -> None:
+    """``--workload list-append``: txn lines (micro-ops, no key) and its test.json."""
+    outcome = run_test(RunConfig(
+        workload_name="list-append", nodes=3, time_limit=2.0, rate=60, concurrency=3,
+        keys=3, seed=6, store=str(tmp_path), quiet_period=0.3, run_checkers=False,
+        render_report=False,
+    ))
+    assert outcome.error is None, outcome.error
+    history = assert_run_matches(outcome.run_dir, validators)
+    ops = [line for line in history if line["process"] != "nemesis"]
+    assert ops and all(line["f"] == "txn" and "key" not in line for line in ops)
+    assert any(line["type"] == "ok" for line in ops)
 
 
 def test_schemas_are_valid_json_schemas() -> None:
