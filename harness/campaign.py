@@ -17,7 +17,8 @@ Exit codes (the contract of every command): 1 at the first invalid run
 to the end), 2 when a run could not complete or a verdict was unknown, or
 the campaign was interrupted before finding anything, 0 when every run was
 valid. ``campaign.json`` (in ``STORE/campaigns/<UTC stamp>/``) is rewritten
-after every run, so a killed campaign keeps what it did.
+after every run, so a killed campaign keeps what it did (its keys: docs/DESIGN.md,
+"Store layout").
 """
 
 from __future__ import annotations

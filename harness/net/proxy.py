@@ -39,7 +39,7 @@ time in ns since run start, from, to, type, term, action — deliver, drop,
 duplicate, delay with ``delay`` seconds, or reorder), and then only of the
 message header for large frames. Random draws come from one RNG per link seeded from the run
 seed and the link name, so a run's fault draws depend only on the seed and the
-order of messages on that link.
+order of messages on that link. The trace's format: docs/DESIGN.md, "Store layout".
 """
 
 from __future__ import annotations
