@@ -90,14 +90,18 @@ class RunPlan:
     nemesis_interval: float
     time_limit: float
 
-    def run_args(self, *, db: str, bugs: Sequence[str], store_dir: str) -> list[str]:
-        """The ``splitbrain run`` words (without the program name) of this plan."""
+    def run_args(self, *, db: str, bugs: Sequence[str], store_dir: str,
+                 workload: str = "register") -> list[str]:
+        """The ``splitbrain run`` words (without the program name) of this plan; the
+        campaign's ``--workload`` is fixed for all its runs, not rotated."""
         words = ["run", "--db", db, "--nodes", str(self.nodes),
                  "--time-limit", f"{self.time_limit:g}",
                  "--nemesis", self.nemesis, "--nemesis-interval", f"{self.nemesis_interval:g}",
                  "--read-mode", self.read_mode, "--retry-share", f"{self.retry_share:g}"]
         if self.snapshot_threshold is not None:
             words.append(f"--node-arg=--snapshot-threshold={self.snapshot_threshold}")
+        if workload != "register":
+            words += ["--workload", workload]
         for bug in bugs:
             words += ["--bug", bug]
         return [*words, "--seed", str(self.seed), "--store", store_dir]
@@ -182,6 +186,8 @@ class CampaignConfig:
     bugs: list[str] = field(default_factory=list)
     seed: int | None = None
     store: str = "store"
+    #: ``--workload`` of every run (register, list-append, rw-register).
+    workload: str = "register"
     keep_going: bool = False
     #: Cap on every run's time limit (tests and quick smoke campaigns).
     max_run_seconds: float | None = None
@@ -305,7 +311,8 @@ def run_campaign(
                 limit = MIN_RUN_SECONDS  # a campaign always makes at least one run
             plan = _with_time_limit(plan, limit)
             record = RunRecord(plan, plan.run_args(db=config.db, bugs=config.bugs,
-                                                   store_dir=str(store_dir)))
+                                                   store_dir=str(store_dir),
+                                                   workload=config.workload))
             record.started_minute = (clock() - began) / 60
             campaign.runs.append(record)
             if on_start is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import UserError
+from harness.workload import TXN_WORKLOADS, WORKLOADS
 
 
 def register(subparsers: Any) -> None:
@@ -37,6 +38,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--db", default="raft_impl", help="system under test (default raft_impl)")
     parser.add_argument("--bug", action="append", default=[], metavar="NAME",
                         help="switch on a planted bug in every run (repeatable)")
+    parser.add_argument("--workload", default="register", choices=WORKLOADS,
+                        help="the workload of every run (default register; list-append and "
+                             "rw-register are transactions, raft_impl only)")
     parser.add_argument("--seed", type=int, default=None,
                         help="campaign seed: the same seed plans the same runs (default random)")
     parser.add_argument("--store", default="store", metavar="DIR",
@@ -68,6 +72,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
             raise UserError(f"unknown --bug {', '.join(unknown)}; known: {', '.join(sorted(BUGS))}")
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed must not be negative, not {args.seed}")
+    if args.workload in TXN_WORKLOADS and args.db != "raft_impl":
+        raise UserError(f"--workload {args.workload} needs transactions: only --db raft_impl "
+                        f"has them (use --workload register)")
     if args.max_run_seconds is not None and (
         not math.isfinite(args.max_run_seconds) or args.max_run_seconds < 5
     ):
@@ -77,7 +84,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise UserError(f"--store {store} exists and is not a directory")
     return CampaignConfig(
         minutes=args.minutes, db=args.db, nodes=args.nodes, bugs=list(args.bug),
-        seed=args.seed, store=str(store), keep_going=args.keep_going,
+        seed=args.seed, store=str(store), workload=args.workload, keep_going=args.keep_going,
         max_run_seconds=args.max_run_seconds,
         command_line=["splitbrain", *getattr(args, "argv", sys.argv[1:])],
     )

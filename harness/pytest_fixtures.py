@@ -115,6 +115,10 @@ class SimClusterFixture:
         from harness.sim import SimClusterConfig, SimTest, SimWorkload
         from nemesis.schedule import generate
 
+        if workload.pop("workload", "register") != "register":
+            raise ValueError("sim_cluster runs the register workload only: the simulator's "
+                             "nodes do not serve transactions yet; use cluster.run("
+                             "workload='list-append') for a real cluster")
         seed = self.seed if seed is None else seed
         config = SimClusterConfig(nodes=nodes, bugs=tuple(bugs), read_mode=read_mode,
                                   **(cluster or {}))
@@ -174,10 +178,17 @@ class RealClusterFixture:
     def run(self, *, nodes: int = 3, nemesis: str | Sequence[str] | None = None,
             nemesis_interval: float = 3.0, schedule: Sequence[dict[str, Any]] | None = None,
             bugs: Sequence[str] = (), read_mode: str = "read-index",
-            time_limit: float = 10.0, seed: int | None = None, **config: Any) -> RunResult:
+            time_limit: float = 10.0, seed: int | None = None, workload: str = "register",
+            **config: Any) -> RunResult:
+        """One real run; ``workload`` is ``register``, ``list-append`` or ``rw-register``
+        (as ``splitbrain run --workload``)."""
         from harness.run import RunConfig, run_test
+        from harness.workload import WORKLOADS
 
+        if workload not in WORKLOADS:
+            raise ValueError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
         options: dict[str, Any] = dict(
+            workload_name=workload,
             nodes=nodes, nemesis=_packages(nemesis), nemesis_interval=nemesis_interval,
             bugs=list(bugs), read_mode=read_mode, time_limit=time_limit,
             seed=self.seed if seed is None else seed, store=str(self.store),

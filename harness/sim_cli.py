@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import UserError, check_number
+from harness.workload import WORKLOADS
 from raft_impl.core import READ_MODES
 
 #: Without a planted bug a fuzz is a check that passes: a short default suits CI.
@@ -66,6 +67,9 @@ def register(subparsers: Any) -> None:
                       help="most faults in a drawn schedule (default 8)")
     fuzz.add_argument("--shrink-seconds", type=float, default=120.0, metavar="S",
                       help="time budget for shrinking a failure (default 120)")
+    fuzz.add_argument("--workload", default="register", choices=WORKLOADS,
+                      help="register only: the simulated nodes do not serve transactions "
+                           "yet (list-append and rw-register run with `splitbrain run`)")
     fuzz.add_argument("--quiet", action="store_true", help="no progress output")
     fuzz.set_defaults(handler=run_fuzz)
 
@@ -100,6 +104,10 @@ def run_fuzz(args: argparse.Namespace) -> int:
     check_number(args.shrink_seconds, "--shrink-seconds")
     if args.nodes < 1 or args.nodes > 9:
         raise UserError(f"--nodes must be between 1 and 9, got {args.nodes}")
+    if args.workload != "register":
+        raise UserError(f"fuzz --workload {args.workload}: the simulator's nodes serve "
+                        f"register operations only, not transactions; use `splitbrain run "
+                        f"--workload {args.workload}`")
     try:
         bugs = sorted(validate_bugs(args.bug))
     except ValueError as exc:

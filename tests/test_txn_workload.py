@@ -24,6 +24,8 @@ from harness.run_cli import config_from_args
 from harness.wire_db import kv_request
 from harness.workload import TxnWorkload, make_workload, op_keys
 
+pytest_plugins = ["pytester"]
+
 
 def take(workload: TxnWorkload, n: int, seed: int = 1) -> list[dict[str, Any]]:
     return list(itertools.islice(workload.operations(seed), n))
@@ -165,3 +167,59 @@ def test_a_real_run_under_every_fault_catches_txn_local_read(tmp_path: Path) -> 
     assert any(name.startswith(("G-single", "G2-item", "G1c", "G0"))
                for name in transactional["anomaly_types"])
     assert "<svg" in (run_dir / "report.html").read_text()
+
+
+def test_a_campaign_runs_its_workload_in_every_run(tmp_path: Path) -> None:
+    """campaign --workload fixes the workload of every planned run (it is not rotated),
+    and each planned line is an ordinary run command asking for it."""
+    import argparse
+
+    import harness.campaign as cmp
+    from harness.campaign_cli import config_from_args as campaign_config
+    from harness.campaign_cli import register as register_campaign
+    from harness.run_cli import register
+
+    parser = argparse.ArgumentParser()
+    register_campaign(parser.add_subparsers())
+    config = campaign_config(parser.parse_args(
+        ["campaign", "--minutes", "1", "--workload", "rw-register", "--store", str(tmp_path)]))
+    assert config.workload == "rw-register"
+    plan = next(cmp.rotation(4))
+    words = plan.run_args(db="raft_impl", bugs=[], store_dir=str(tmp_path),
+                          workload=config.workload)
+    run_parser = argparse.ArgumentParser()
+    register(run_parser.add_subparsers())
+    args = run_parser.parse_args(words)
+    args.argv = words
+    assert config_from_args(args).workload().to_json()["model"] == "rw-register"
+    with pytest.raises(Exception, match="only --db raft_impl"):
+        campaign_config(parser.parse_args(["campaign", "--minutes", "1", "--db", "etcd",
+                                           "--workload", "list-append"]))
+
+
+def test_fuzz_refuses_a_txn_workload_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    assert main(["fuzz", "--workload", "list-append", "--examples", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "serve register operations only" in err[0], err
+
+
+def test_the_pytest_plugin_runs_transactions_on_a_real_cluster(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_real_txns(cluster):
+            result = cluster.run(nodes=3, time_limit=2, rate=30, quiet_period=0.5,
+                                 render_report=False, workload="list-append")
+            result.assert_valid()
+            assert "transactional" in result.results["checkers"]
+
+        def test_sim_refuses_txns(sim_cluster):
+            with pytest.raises(ValueError, match="register workload only"):
+                sim_cluster.run(workload="rw-register")
+        """
+    )
+    pytester.runpytest("-p", "no:randomly", "-q").assert_outcomes(passed=2)
