@@ -117,7 +117,7 @@ class SimClusterFixture:
 
         if workload.pop("workload", "register") != "register":
             raise ValueError("sim_cluster runs the register workload only: the simulator's "
-                             "nodes do not serve transactions yet; use cluster.run("
+                             "clients issue no transactions yet; use cluster.run("
                              "workload='list-append') for a real cluster")
         seed = self.seed if seed is None else seed
         config = SimClusterConfig(nodes=nodes, bugs=tuple(bugs), read_mode=read_mode,

@@ -68,7 +68,7 @@ def register(subparsers: Any) -> None:
     fuzz.add_argument("--shrink-seconds", type=float, default=120.0, metavar="S",
                       help="time budget for shrinking a failure (default 120)")
     fuzz.add_argument("--workload", default="register", choices=WORKLOADS,
-                      help="register only: the simulated nodes do not serve transactions "
+                      help="register only: the simulator's clients issue no transactions "
                            "yet (list-append and rw-register run with `splitbrain run`)")
     fuzz.add_argument("--quiet", action="store_true", help="no progress output")
     fuzz.set_defaults(handler=run_fuzz)
@@ -105,7 +105,7 @@ def run_fuzz(args: argparse.Namespace) -> int:
     if args.nodes < 1 or args.nodes > 9:
         raise UserError(f"--nodes must be between 1 and 9, got {args.nodes}")
     if args.workload != "register":
-        raise UserError(f"fuzz --workload {args.workload}: the simulator's nodes serve "
+        raise UserError(f"fuzz --workload {args.workload}: the simulator's clients issue "
                         f"register operations only, not transactions; use `splitbrain run "
                         f"--workload {args.workload}`")
     try:

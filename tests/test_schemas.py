@@ -4,8 +4,9 @@ Real artifacts, not hand-made examples: one short real run (3 raft_impl
 processes behind the proxy network, ~10 s) and one simulated run, both under a
 schedule that uses every fault, a short Maelstrom run (the example node, the
 harness's router) and a short transactional run (``list-append``), are
-validated line by line with the ``jsonschema`` library. The schemas must also refuse lines that break the
-contract (mutations of those real lines), and their vocabularies (fault names,
+validated line by line with the ``jsonschema`` library. The schemas must also
+refuse lines that break the contract (mutations of those real lines), and
+their vocabularies (fault names,
 partition shapes, read modes, observation kinds, the history ``f`` of every
 fault) must be the code's own, so a new fault or kind cannot land without
 its contract.

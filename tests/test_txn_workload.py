@@ -202,7 +202,7 @@ def test_fuzz_refuses_a_txn_workload_in_one_line(capsys: pytest.CaptureFixture[s
 
     assert main(["fuzz", "--workload", "list-append", "--examples", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "serve register operations only" in err[0], err
+    assert len(err) == 1 and "issue register operations only" in err[0], err
 
 
 def test_the_pytest_plugin_runs_transactions_on_a_real_cluster(
