@@ -164,9 +164,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed must not be negative, not {args.seed}")
     if args.workload in TXN_WORKLOADS:
-        if args.db != "raft_impl":
+        if args.db not in ("raft_impl", "maelstrom"):
             raise UserError(f"--workload {args.workload} needs transactions: only --db "
-                            f"raft_impl has them (use --workload register)")
+                            f"raft_impl and --db maelstrom have them (use --workload register)")
         if args.mix:
             raise UserError(f"--mix applies to --workload register, not {args.workload}")
     try:

@@ -18,6 +18,7 @@ from harness.adapters.maelstrom import (
     MaelstromDB,
     check_bin,
     completion,
+    txn_result,
     wire_key,
 )
 from harness.cli import main as cli_main
@@ -236,6 +237,35 @@ def test_run_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture[str], comman
     assert code == expected, out
     run_dir = next((tmp_path / "store").glob("*/2*"))
     assert (run_dir / "messages.jsonl").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("command", "expected"), [(GOOD, 0), (BROKEN, 1)],
+                         ids=["python", "python-broken"])
+def test_txn_list_append_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  command: str, expected: int) -> None:
+    """Maelstrom's txn-list-append through ``--workload list-append``, judged by the
+    transactional checker: the majority-replicated node is valid, the one whose
+    followers answer read-only transactions from their own copy invalid."""
+    code = cli_main(["run", "--db", "maelstrom", "--bin", command, "--nodes", "3",
+                     "--workload", "list-append", "--time-limit", "3", "--concurrency", "9",
+                     "--quiet-period", "0.5", "--nemesis-schedule", str(_schedule(tmp_path)),
+                     "--seed", "1", "--no-display", "--no-report",
+                     "--store", str(tmp_path / "store")])
+    out = capsys.readouterr().out
+    assert code == expected, out
+    assert "transactional: " + ("true" if expected == 0 else "false") in out
+
+
+def test_txn_answers_are_matched_to_what_was_asked() -> None:
+    asked = [["r", "k1", None], ["append", "k2", 5]]
+    keys = {1: "k1", 2: "k2"}
+    assert txn_result([["r", 1, [3, 4]], ["append", 2, 5]], asked, keys) == [
+        ["r", "k1", [3, 4]], ["append", "k2", 5]]
+    assert txn_result([["r", 1, [3]]], asked, keys) is None                  # too short
+    assert txn_result([["r", 2, []], ["append", 2, 5]], asked, keys) is None  # wrong key
+    assert txn_result([["append", 1, 3], ["append", 2, 5]], asked, keys) is None
+    assert txn_result([["r", [1], []], ["append", 2, 5]], asked, keys) is None
+    assert txn_result("nonsense", asked, keys) is None
 
 
 @pytest.mark.parametrize(("words", "message"), [

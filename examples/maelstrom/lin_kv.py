@@ -24,6 +24,9 @@ cannot roll them back.
 answers reads from its own copy, which a partition or lost message leaves
 behind: the linearizability checker should call such a run invalid.
 
+Also serves Maelstrom's txn-list-append and txn-rw-register (``txn`` of ``r``,
+``append``, ``w`` micro-ops), through the same rounds: ``--workload list-append``.
+
 Standard library only; logs go to stderr.
 """
 
@@ -92,8 +95,8 @@ class Node:
                 self.prepared = {self.id: (self.version, self.kv)}
                 self.broadcast({"type": "prepare", "epoch": self.epoch})
             return
-        if kind in ("read", "write", "cas"):
-            if kind == "read" and self.stale_reads and self.id != self.leader:
+        if kind in ("read", "write", "cas", "txn"):
+            if self.stale_reads and self.id != self.leader and is_read_only(body):
                 self.answer_read_locally(message)
             elif self.id == self.leader:
                 self.queue.append(message)
@@ -131,11 +134,7 @@ class Node:
                 self.finish_round()
 
     def answer_read_locally(self, request: dict[str, Any]) -> None:
-        key = json.dumps(request["body"]["key"])
-        if key in self.kv:
-            self.reply(request, {"type": "read_ok", "value": self.kv[key]})
-        else:
-            self.reply(request, {"type": "error", "code": 20, "text": "key does not exist"})
+        self.reply(request, apply(dict(self.kv), request["body"]))
 
     # -- the leader's rounds --------------------------------------------------------------------
 
@@ -144,26 +143,7 @@ class Node:
             return
         self.round, self.queue = self.queue, []
         kv = dict(self.kv)
-        self.round_replies = []
-        for request in self.round:
-            body = request["body"]
-            key = json.dumps(body["key"])
-            if body["type"] == "read":
-                if key in kv:
-                    answer = {"type": "read_ok", "value": kv[key]}
-                else:
-                    answer = {"type": "error", "code": 20, "text": "key does not exist"}
-            elif body["type"] == "write":
-                kv[key] = body["value"]
-                answer = {"type": "write_ok"}
-            elif key not in kv:
-                answer = {"type": "error", "code": 20, "text": "key does not exist"}
-            elif kv[key] != body["from"]:
-                answer = {"type": "error", "code": 22, "text": f"value is {kv[key]!r}"}
-            else:
-                kv[key] = body["to"]
-                answer = {"type": "cas_ok"}
-            self.round_replies.append(answer)
+        self.round_replies = [apply(kv, request["body"]) for request in self.round]
         self.seq += 1
         self.round_kv = kv
         self.version, self.kv = (self.epoch, self.seq), kv
@@ -196,6 +176,49 @@ class Node:
             self.broadcast({"type": "prepare", "epoch": self.epoch})
         elif self.round is not None:
             self.broadcast(self.accept_message())
+
+
+def is_read_only(body: dict[str, Any]) -> bool:
+    if body["type"] == "txn":
+        return all(mop[0] == "r" for mop in body["txn"])
+    return body["type"] == "read"
+
+
+def apply(kv: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Apply one request to ``kv`` (in place) and return the answer's body.
+
+    lin-kv: read, write, cas. txn-list-append / txn-rw-register: ``txn`` of
+    ``["r", k, null]``, ``["append", k, v]``, ``["w", k, v]`` micro-ops, all at once.
+    """
+    kind = body["type"]
+    if kind == "txn":
+        done = []
+        for f, k, v in body["txn"]:
+            key = json.dumps(k)
+            if f == "r":
+                value = kv.get(key)
+                done.append([f, k, list(value) if isinstance(value, list) else value])
+            elif f == "append":
+                kv[key] = [*(kv.get(key) or []), v]
+                done.append([f, k, v])
+            else:
+                kv[key] = v
+                done.append([f, k, v])
+        return {"type": "txn_ok", "txn": done}
+    key = json.dumps(body["key"])
+    if kind == "read":
+        if key in kv:
+            return {"type": "read_ok", "value": kv[key]}
+        return {"type": "error", "code": 20, "text": "key does not exist"}
+    if kind == "write":
+        kv[key] = body["value"]
+        return {"type": "write_ok"}
+    if key not in kv:
+        return {"type": "error", "code": 20, "text": "key does not exist"}
+    if kv[key] != body["from"]:
+        return {"type": "error", "code": 22, "text": f"value is {kv[key]!r}"}
+    kv[key] = body["to"]
+    return {"type": "cas_ok"}
 
 
 def main() -> None:

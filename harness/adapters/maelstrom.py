@@ -25,7 +25,9 @@ are Maelstrom's ``read`` (``key``), ``write`` (``key``, ``value``) and ``cas``
 lin-kv (the workload's key ``k3`` is sent as ``3``). Error bodies map to completions by Maelstrom's
 error codes: the definite ones (:data:`DEFINITE_ERRORS`) are ``fail``, the
 others (0 timeout, 13 crash, custom codes) ``info``; error 20 (key does not
-exist) answers a read with nil, and fails a cas.
+exist) answers a read with nil, and fails a cas. Workloads ``list-append`` and
+``rw-register`` are Maelstrom's txn-list-append and txn-rw-register: ``txn``
+requests of ``[f, key, value]`` micro-ops, answered by ``txn_ok``.
 
 Not available: leader queries (:meth:`MaelstromDB.leader` names a running
 node, so the harness can start and do its final reads), log dumps (the
@@ -326,7 +328,14 @@ class MaelstromClient(Client):
         assert self.id is not None
         msg_id = next(self._msg_ids)
         f = op["f"]
-        body: dict[str, Any] = {"type": f, "msg_id": msg_id, "key": wire_key(op["key"])}
+        keys: dict[Any, Any] = {}
+        body: dict[str, Any] = {"type": f, "msg_id": msg_id}
+        if f == "txn":
+            # Maelstrom's txn-list-append / txn-rw-register: [[f, key, value], ...].
+            body["txn"] = [[mop[0], wire_key(mop[1]), mop[2]] for mop in op["value"]]
+            keys = {wire_key(mop[1]): mop[1] for mop in op["value"]}
+        else:
+            body["key"] = wire_key(op["key"])
         if f == "write":
             body["value"] = op["value"]
         elif f == "cas":
@@ -340,6 +349,11 @@ class MaelstromClient(Client):
         finally:
             del self._waiting[msg_id]
         done = completion(f, reply[0], self.node)
+        if done.type == "ok" and f == "txn":
+            done.value = txn_result(reply[0].get("txn"), op["value"], keys)
+            if done.value is None:
+                done = Completion("info", error="txn_ok without the transaction's micro-ops",
+                                  node=self.node)
         if done.type == "ok":
             self.db.last_ok_node = self.node
         return done
@@ -358,6 +372,25 @@ def wire_key(key: Any) -> Any:
     if isinstance(key, str) and key[:1] == "k" and key[1:].isascii() and key[1:].isdigit():
         return int(key[1:])
     return key
+
+
+def txn_result(answer: Any, asked: list[Any], keys: dict[Any, Any]) -> list[Any] | None:
+    """The micro-ops of a ``txn_ok`` with the workload's own keys, or None when the
+    answer does not match what was asked (same length, same functions and keys)."""
+    if not isinstance(answer, list) or len(answer) != len(asked):
+        return None
+    result = []
+    for got, mop in zip(answer, asked, strict=True):
+        if not (isinstance(got, list) and len(got) == 3 and got[0] == mop[0]):
+            return None
+        try:
+            key = keys.get(got[1], got[1])
+        except TypeError:  # an unhashable key: not one we sent
+            return None
+        if key != mop[1]:
+            return None
+        result.append([mop[0], mop[1], got[2] if mop[0] in ("r", "read") else mop[2]])
+    return result
 
 
 def completion(f: str, body: dict[str, Any], node: str) -> Completion:
