@@ -158,7 +158,8 @@ def client_coverage(history: Iterable[dict[str, Any]]) -> dict[str, Any]:
             continue
         kind = event.get("type")
         if kind == "invoke":
-            if event.get("f") == "read":
+            # A read-only txn that names its read path counts as a read of that path.
+            if event.get("f") == "read" or (event.get("f") == "txn" and event.get("read")):
                 path = str(event.get("read") or "node-default")
                 open_reads[process] = path
                 reads.setdefault(path, Counter())["invoked"] += 1

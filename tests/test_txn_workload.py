@@ -104,6 +104,9 @@ def test_a_short_real_list_append_run_is_valid_and_matches_the_schemas(tmp_path:
     assert any("read" in line for line in history), "read-only txns named their read path"
     test = json.loads((outcome.run_dir / "test.json").read_text())
     assert test["workload"]["model"] == "list-append"
+    coverage = json.loads((outcome.run_dir / "coverage.json").read_text())
+    assert sum(c["invoked"] for c in coverage["reads"].values()) > 0, \
+        "read-only txns count as reads of their path"
 
 
 async def test_txn_local_read_serves_a_stale_state_that_the_checker_catches(
