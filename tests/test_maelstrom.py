@@ -211,12 +211,12 @@ def test_lin_kv_node_end_to_end(tmp_path: Path, command: str) -> None:
     assert {json.loads(line)["type"] for line in traced} >= {"prepare", "accept", "forward"}
 
 
-def _schedule(tmp_path: Path) -> Path:
+def _schedule(tmp_path: Path, heal_at: float = 2.7) -> Path:
     """Cut follower n3 off for most of a short run (its stale reads are then certain)."""
     path = tmp_path / "isolate-n3.json"
     path.write_text(json.dumps([
         {"at": 0.3, "f": "partition", "value": {"shape": "isolate-one", "node": "n3"}},
-        {"at": 2.7, "f": "heal", "value": None},
+        {"at": heal_at, "f": "heal", "value": None},
     ]))
     return path
 
@@ -247,8 +247,9 @@ def test_txn_list_append_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture[
     transactional checker: the majority-replicated node is valid, the one whose
     followers answer read-only transactions from their own copy invalid."""
     code = cli_main(["run", "--db", "maelstrom", "--bin", command, "--nodes", "3",
-                     "--workload", "list-append", "--time-limit", "3", "--concurrency", "9",
-                     "--quiet-period", "0.5", "--nemesis-schedule", str(_schedule(tmp_path)),
+                     "--workload", "list-append", "--time-limit", "4", "--concurrency", "9",
+                     "--quiet-period", "0.5",
+                     "--nemesis-schedule", str(_schedule(tmp_path, heal_at=3.7)),
                      "--seed", "1", "--no-display", "--no-report",
                      "--store", str(tmp_path / "store")])
     out = capsys.readouterr().out
