@@ -138,6 +138,14 @@ def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None
         results["node-complaints"] = observations.complaints.result(
             observations.pushing, watch if isinstance(watch, Mapping) else None)
     composed = _compose(results, config if isinstance(config, Mapping) else {})
+    fault_errors = config.get("fault_errors") if isinstance(config, Mapping) else None
+    if fault_errors and composed.get("valid") is True:
+        # No silent faults: a valid verdict would vouch for faults that never happened.
+        # test.json keeps the run's failed faults, so a re-check says the same as the run.
+        composed["valid"] = "unknown"
+        composed["fault_errors"] = [str(e) for e in fault_errors]
+        composed["reason"] = (f"{len(fault_errors)} fault(s) of the schedule could not be "
+                              f"applied, so the run did not test what it planned")
     composed["run_dir"] = str(run_dir)
     if history.notes:  # a torn last line, say: the verdict is about the lines before it
         composed["notes"] = list(history.notes)

@@ -206,3 +206,17 @@ def test_report_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     pytest.importorskip("reports.render")
     assert check(str(source), "--report", str(tmp_path / "r.html")) == 1
     assert (tmp_path / "r.html").read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_recheck_of_a_run_whose_faults_failed_is_unknown_not_valid(tmp_path: Path) -> None:
+    """A run records faults that could not be applied in test.json; re-checking it must
+    not turn the run's `unknown` into `valid` (it did: only the run itself demoted it)."""
+    failed = ["partition (schedule at 0.5 s): --net none has no link faults"]
+    run = make_run(tmp_path, GOOD, {"workload": {"name": "register"}, "fault_errors": failed})
+    result = run_all(run)
+    assert result["valid"] == "unknown" and result["fault_errors"] == failed
+    assert "could not be applied" in result["reason"]
+    assert check(str(run)) == 2
+    bad = make_run(tmp_path / "bad", BAD, {"workload": {"name": "register"},
+                                           "fault_errors": failed})
+    assert check(str(bad)) == 1  # a violation found anyway stays a violation
