@@ -6,10 +6,10 @@ schedule that uses every fault, a short Maelstrom run (the example node, the
 harness's router) and a short transactional run (``list-append``), are
 validated line by line with the ``jsonschema`` library. The schemas must also
 refuse lines that break the contract (mutations of those real lines), and
-their vocabularies (fault names,
-partition shapes, read modes, observation kinds, the history ``f`` of every
-fault) must be the code's own, so a new fault or kind cannot land without
-its contract.
+their vocabularies (fault names, partition shapes, read modes, observation
+kinds, the history ``f`` of every fault) must be the code's own, so a new
+fault or kind cannot land without its contract. Last, DESIGN.md itself: every
+module, file, link, node flag and section it is cited by must exist.
 """
 
 from __future__ import annotations
