@@ -275,7 +275,10 @@ class SimCluster:
         for node_id, node in self.nodes.items():
             if not node.up or node.paused:
                 continue  # a dead or stopped node does not answer the admin API
-            self.observe(node_id, "status", **node.status())
+            status = node.status()  # the fields the real collector keeps
+            self.observe(node_id, "status", role=status["role"], term=status["term"],
+                         leader=status["leader"], commit=status["commit"],
+                         applied=status["applied"], last_index=status["last_index"])
             self.observe_log(node_id, full_log)
 
     def observe_log(self, node_id: str, full_log: bool = False) -> None:

@@ -159,8 +159,6 @@ class SimNode:
         self._writing = False
         #: Role and snapshot events of the current step, told to the cluster after it.
         self._told: list[tuple[str, dict[str, Any]]] = []
-        #: index -> the state machine skipped the entry as a retry (log dumps' flag).
-        self._duplicates: dict[int, bool] = {}
 
     # -- what the cluster reads ----------------------------------------------------------
 
@@ -198,7 +196,6 @@ class SimNode:
                              random.Random(self.rng.getrandbits(64)), wal, self, self,
                              self.clock_state)
         self.host.recover(image.hard_state, image.snapshot, image.entries)
-        self._duplicates = {}
         self.up = True
         self.paused = False
         self._writing = False
@@ -322,10 +319,11 @@ class SimNode:
         for kind, fields in told:
             if not self.up or incarnation != self.incarnation:
                 return
-            if kind == "role":
-                self.cluster.observe(self.id, "role", **fields)
-            else:
-                self.cluster._sim_event(kind, self.id)
+            self.cluster.observe(self.id, kind, **fields)
+            if kind == "snapshot":
+                self.cluster._sim_event("snapshot", self.id)
+                if fields["source"] == "installed":
+                    self.cluster._sim_event("snapshot-installed", self.id)
 
     # -- HostIO and the event sink -------------------------------------------------------
 
@@ -377,44 +375,45 @@ class SimNode:
             for index in [i for i in files if i < base.meta.index]:
                 del files[index]
         host.snapshot_written(snapshot, installed)
-        if installed:
-            self._duplicates = {}
-        else:
-            applied = snapshot.meta.index
-            self._duplicates = {i: d for i, d in self._duplicates.items() if i > applied}
         self._round()
 
     def emit(self, event: dict[str, Any], droppable: tuple[int, int] | None = None) -> None:
-        """What the real node pushes on stdout; the simulator keeps what it uses."""
+        """What the real node pushes on stdout, turned into the observations the real
+        collector (``harness/collect.py``) writes for it. Role and snapshot events are
+        told at the end of the step: a nemesis trigger may crash this node there."""
         kind = event.get("event")
         if kind == "committed":
-            duplicates = self._duplicates
-            for index, _term, _digest, client, seq, skipped in event["entries"]:
-                if client is not None and seq is not None:
-                    duplicates[index] = bool(skipped)
+            self.cluster.observe(self.id, "committed", commit=event["commit"], entries=[
+                {"index": index, "term": term, "digest": digest, "client": client,
+                 "seq": seq, "duplicate": duplicate}
+                for index, term, digest, client, seq, duplicate in event["entries"]])
         elif kind == "role":
-            self._told.append(("role", {"role": event["role"], "term": event["term"]}))
+            self._told.append(("role", {"term": event["term"], "role": event["role"],
+                                        "leader": event.get("leader")}))
         elif kind == "snapshot":
-            self._told.append(("snapshot", {}))
-            if event.get("source") == "installed":
-                self._told.append(("snapshot-installed", {}))
+            self._told.append(("snapshot", {
+                "source": event.get("source"), "index": event.get("index"),
+                "term": event.get("term"), "digest": event.get("digest")}))
+        elif kind == "complaint":
+            details = {k: v for k, v in event.items()
+                       if k not in ("event", "complaint", "severity", "message")}
+            self.cluster.observe(self.id, "complaint", complaint=event.get("complaint"),
+                                 severity=event.get("severity", "violation"),
+                                 message=event.get("message"), source="event",
+                                 details=details)
 
     # -- introspection (the admin API) ---------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        """The ``status`` admin answer (with the node's ``id``, as a real node's)."""
         assert self.host is not None
         return self.host.status()
 
     def log_dump(self, from_index: int | None = None) -> dict[str, Any]:
+        """The ``log`` admin answer, with ``from`` as the real collector adds it."""
         host = self.host
         assert host is not None and host.core is not None
         dump = host.log_dump(from_index or 1)
-        applied = host.kv.applied
-        duplicates = self._duplicates
-        for entry in dump["entries"]:
-            duplicate = duplicates.get(entry["index"])
-            if duplicate is not None and entry["index"] <= applied:
-                entry["duplicate"] = duplicate
         if from_index is not None:
             dump["from"] = max(host.core.first_index, from_index)
         return dump
