@@ -18,7 +18,7 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import trio
 
@@ -29,6 +29,7 @@ DURABILITY = {
     "raft_impl": "fsync before ack",
     "etcd": "fsync before ack",
     "pysyncobj": "no fsync (mmap journal)",
+    "pysyncobj-low-latency": "no fsync (mmap journal)",
 }
 
 
@@ -73,9 +74,13 @@ class AdapterTarget:
     """A cluster of any registered harness DB (``harness.db.create_db``)."""
 
     db_name = ""
+    #: The target's name in the results (default: the database's).
+    target_name = ""
+    #: Adapter options beyond the defaults (``DBOptions.extra``).
+    extra: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, timeout: float = 2.0) -> None:
-        self.name = self.db_name
+        self.name = self.target_name or self.db_name
         self.timeout = timeout
         self.db: Any = None
         self.nodes: list[str] = []
@@ -83,9 +88,9 @@ class AdapterTarget:
 
     @asynccontextmanager
     async def cluster(self, nodes: int, workdir: Path) -> AsyncIterator[None]:
-        self.db = create_db(self.db_name, DBOptions())
+        self.db = create_db(self.db_name, DBOptions(extra=dict(self.extra)))
         self.nodes = node_names(nodes)
-        run_dir = workdir / self.db_name
+        run_dir = workdir / self.name
         run_dir.mkdir(parents=True, exist_ok=True)
         async with open_cluster(self.db, None, self.nodes, run_dir, leader_timeout=20.0) as c:
             self.leader = c.last_leader
@@ -120,7 +125,17 @@ class PySyncObjTarget(AdapterTarget):
     db_name = "pysyncobj"
 
 
-TARGETS: dict[str, type] = {"etcd": EtcdTarget, "pysyncobj": PySyncObjTarget}
+class PySyncObjLowLatencyTarget(AdapterTarget):
+    """PySyncObj with its documented low-latency setting (``appendEntriesUseBatch=False``):
+    with defaults, 16 closed-loop clients wait on its batching period."""
+
+    db_name = "pysyncobj"
+    target_name = "pysyncobj-low-latency"
+    extra: ClassVar[dict[str, Any]] = {"low_latency": True}
+
+
+TARGETS: dict[str, type] = {"etcd": EtcdTarget, "pysyncobj": PySyncObjTarget,
+                            "pysyncobj-low-latency": PySyncObjLowLatencyTarget}
 
 
 def with_ratios(results: list[dict[str, Any]], base: str = "raft_impl") -> list[dict[str, Any]]:

@@ -46,6 +46,18 @@ def test_adapter_command_line_is_what_the_node_parses(tmp_path: Path) -> None:
     assert (args.read_mode, args.election_timeout) == ("stale", (0.2, 0.5))
 
 
+def test_low_latency_option_reaches_the_node(tmp_path: Path) -> None:
+    """benchmarks/throughput.py's pysyncobj-low-latency target: appendEntriesUseBatch off."""
+    from harness.adapters.pysyncobj import PySyncObjDB
+    from harness.db import DBOptions
+
+    for extra, expected in (({}, False), ({"low_latency": True}, True)):
+        db = PySyncObjDB(DBOptions(read_mode="log", extra=extra))
+        addresses = db.plan(tmp_path, ["n1", "n2", "n3"])
+        db.peer_addresses = {s: {d: a.peer for d, a in addresses.items()} for s in addresses}
+        assert parse_args(db.command("n1")[3:]).low_latency is expected
+
+
 def test_adapter_takes_read_index_as_log_and_refuses_lease() -> None:
     from harness.adapters import AdapterOptionError
     from harness.adapters.pysyncobj import PySyncObjDB

@@ -65,7 +65,10 @@ class PySyncObjDB(WireNodeDB):
         self._ready: dict[str, int] = {}
 
     def command(self, node_id: str) -> list[str]:
-        return [sys.executable, "-m", "harness.adapters.pysyncobj_node", *self.node_args(node_id)]
+        words = [sys.executable, "-m", "harness.adapters.pysyncobj_node", *self.node_args(node_id)]
+        if self.options.extra.get("low_latency"):  # benchmarks/throughput.py's second figure
+            words.append("--low-latency")
+        return words
 
     def environment(self, node_id: str) -> dict[str, str]:
         env = super().environment(node_id)

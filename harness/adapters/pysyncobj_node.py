@@ -166,6 +166,9 @@ class Node:
             raftMinTimeout=low,
             raftMaxTimeout=high,
             onStateChanged=self._on_state_changed,
+            # SyncObjConf's documented trade-off: batching (the default) favours
+            # requests per second, no batching the latency of each request.
+            appendEntriesUseBatch=not args.low_latency,
         )
         self._raft_calls: collections.deque[Any] = collections.deque()
         self.kv = ReplicatedKV(self.peer_address, sorted(args.peers.values()), conf)
@@ -371,6 +374,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--read-mode", default="log", choices=("log", "read-index", "stale"))
     parser.add_argument("--election-timeout", default="0.4,1.4", metavar="MIN,MAX",
                         help="PySyncObj's raftMinTimeout,raftMaxTimeout in seconds")
+    parser.add_argument("--low-latency", action="store_true",
+                        help="appendEntriesUseBatch=False: send each entry at once instead "
+                             "of batching (PySyncObj's documented low-latency setting)")
     args = parser.parse_args(argv)
     args.peers = {}
     for text in args.peer:
