@@ -230,8 +230,9 @@ def test_run_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture[str], comman
     """``splitbrain run --db maelstrom``: the correct node is valid, the stale-read one
     invalid, under the same schedule."""
     code = cli_main(["run", "--db", "maelstrom", "--bin", command, "--nodes", "3",
-                     "--time-limit", "3", "--concurrency", "9", "--quiet-period", "0.5",
-                     "--nemesis-schedule", str(_schedule(tmp_path)), "--seed", "1",
+                     "--time-limit", "4", "--concurrency", "9", "--quiet-period", "0.5",
+                     "--nemesis-schedule", str(_schedule(tmp_path, heal_at=3.7)),
+                     "--mix", "read=7,write=3", "--seed", "1",
                      "--no-display", "--no-report", "--store", str(tmp_path / "store")])
     out = capsys.readouterr().out
     assert code == expected, out
