@@ -67,6 +67,13 @@ FAULT_MIXES = (
 )
 #: Systems that speak their own peer protocol get faults that need no relays.
 NODE_FAULT_MIXES = ("kill", "pause", "kill,pause")
+#: raft_impl's election timing (``--node-arg=--election-timeout=MIN,MAX``); None is the
+#: node's default (0.30-0.60 s). Faster timeouts make elections, and the windows right
+#: after them, several times as frequent under the same faults; a narrow window makes
+#: candidates time out together, so split votes and chains of terms happen, which a
+#: 300 ms spread against ~1 ms round trips never gives. Drawn per run from a stream of
+#: its own, so adding the axis left every other draw of a seed as it was.
+ELECTION_TIMEOUTS: tuple[str | None, ...] = (None, "0.15,0.3", "0.3,0.32", "0.2,0.8")
 NEMESIS_INTERVALS = (2.0, 3.0, 5.0)
 RUN_SECONDS = (20.0, 30.0, 45.0, 60.0)
 #: Seconds a run costs beyond its time limit (startup, quiet period, final reads,
@@ -89,6 +96,7 @@ class RunPlan:
     nemesis: str
     nemesis_interval: float
     time_limit: float
+    election_timeout: str | None = None
 
     def run_args(self, *, db: str, bugs: Sequence[str], store_dir: str,
                  workload: str = "register") -> list[str]:
@@ -100,6 +108,8 @@ class RunPlan:
                  "--read-mode", self.read_mode, "--retry-share", f"{self.retry_share:g}"]
         if self.snapshot_threshold is not None:
             words.append(f"--node-arg=--snapshot-threshold={self.snapshot_threshold}")
+        if self.election_timeout is not None:
+            words.append(f"--node-arg=--election-timeout={self.election_timeout}")
         if workload != "register":
             words += ["--workload", workload]
         for bug in bugs:
@@ -111,7 +121,7 @@ class RunPlan:
             "nodes": self.nodes, "read_mode": self.read_mode,
             "snapshot_threshold": self.snapshot_threshold, "retry_share": self.retry_share,
             "nemesis": self.nemesis, "nemesis_interval": self.nemesis_interval,
-            "time_limit": self.time_limit,
+            "time_limit": self.time_limit, "election_timeout": self.election_timeout,
         }
 
 
@@ -131,14 +141,16 @@ def rotation(seed: int, *, db: str = "raft_impl", nodes: int | None = None) -> I
         "retry_share": RETRY_SHARES,
         "nemesis": FAULT_MIXES if own else NODE_FAULT_MIXES,
     }
+    timing = random.Random(f"campaign-timing:{seed}")
     offsets = {name: rng.randrange(len(values)) for name, values in axes.items()}
     index = 0
     while True:
         choice = {name: values[(offsets[name] + index) % len(values)]
                   for name, values in axes.items()}
+        election = timing.choice(ELECTION_TIMEOUTS) if own else None
         yield RunPlan(index=index, seed=rng.randrange(2**31),
                       nemesis_interval=rng.choice(NEMESIS_INTERVALS),
-                      time_limit=rng.choice(RUN_SECONDS), **choice)
+                      time_limit=rng.choice(RUN_SECONDS), election_timeout=election, **choice)
         index += 1
 
 
@@ -451,7 +463,7 @@ def start_line(record: RunRecord) -> str:
     return (f"run {plan.index + 1} at {record.started_minute:.1f} min: {plan.nodes} nodes, "
             f"{plan.read_mode} reads, snapshot {snap}, retry {plan.retry_share:g}, "
             f"{plan.nemesis} every {plan.nemesis_interval:g} s, {plan.time_limit:g} s, "
-            f"seed {plan.seed}")
+            f"election timeout {plan.election_timeout or 'default'}, seed {plan.seed}")
 
 
 def progress_line(record: RunRecord) -> str:
@@ -470,7 +482,8 @@ def summary_table(campaign: Campaign) -> Any:
     table = Table(title=f"campaign seed {campaign.seed} · {len(campaign.runs)} runs",
                   title_justify="left")
     for name in ("#", "verdict", "nodes", "reads", "snapshot", "retry", "faults / interval",
-                 "s", "ops ok", "elections", "overlaps", "snapshots", "lag", "seed"):
+                 "election t/o", "s", "ops ok", "elections", "overlaps", "snapshots", "lag",
+                 "seed"):
         numeric = name in ("#", "nodes", "snapshot", "retry", "s", "ops ok", "elections",
                            "overlaps", "snapshots", "lag", "seed")
         table.add_column(name, justify="right" if numeric else "left", no_wrap=True)
@@ -481,7 +494,8 @@ def summary_table(campaign: Campaign) -> Any:
             str(plan.index + 1), f"[{styles.get(record.status, 'yellow')}]{record.status}[/]",
             str(plan.nodes), plan.read_mode, str(plan.snapshot_threshold or "default"),
             f"{plan.retry_share:g}", f"{plan.nemesis} / {plan.nemesis_interval:g} s",
-            f"{plan.time_limit:g}", str((cov.get("ops") or {}).get("ok", "-")),
+            plan.election_timeout or "default", f"{plan.time_limit:g}",
+            str((cov.get("ops") or {}).get("ok", "-")),
             str(cov.get("elections", "-")), str(sum((cov.get("compositions") or {}).values())),
             str(cov.get("snapshots", "-")), str(cov.get("max_follower_lag", "-")),
             str(plan.seed),

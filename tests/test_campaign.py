@@ -34,6 +34,7 @@ def test_rotation_is_determined_by_the_seed_and_covers_every_axis(seed: int) -> 
     assert {p.snapshot_threshold for p in runs} == set(cmp.SNAPSHOT_THRESHOLDS)
     assert {p.retry_share for p in runs} == set(cmp.RETRY_SHARES)
     assert {p.nemesis for p in runs} == set(cmp.FAULT_MIXES)
+    assert {p.election_timeout for p in runs} == set(cmp.ELECTION_TIMEOUTS)
     # co-prime cycles: the first 12 runs pair read modes and cluster sizes 12 ways
     assert len({(p.nodes, p.read_mode, p.index % 4) for p in runs[:12]}) == 12
 
@@ -44,12 +45,14 @@ def test_other_seeds_other_plans_and_fixed_choices_stay_fixed() -> None:
     etcd = plans(1, db="etcd")
     assert {p.read_mode for p in etcd} == {"mixed"}
     assert {p.snapshot_threshold for p in etcd} == {None}
+    assert {p.election_timeout for p in etcd} == {None}
     assert {p.nemesis for p in etcd} <= set(cmp.NODE_FAULT_MIXES)
 
 
 def test_a_plan_is_an_ordinary_run_command(tmp_path: Path) -> None:
     """The printed `splitbrain run` line parses into exactly the planned configuration."""
-    plan = next(p for p in plans(5) if p.snapshot_threshold is not None)
+    plan = next(p for p in plans(5) if p.snapshot_threshold is not None
+                and p.election_timeout is not None)
     words = plan.run_args(db="raft_impl", bugs=["no-dedup"], store_dir=str(tmp_path))
     args = build_parser().parse_args([*words, "--no-display"])
     args.argv = words
@@ -58,7 +61,8 @@ def test_a_plan_is_an_ordinary_run_command(tmp_path: Path) -> None:
         plan.nodes, plan.read_mode, plan.retry_share, plan.seed)
     assert config.nemesis_interval == plan.nemesis_interval
     assert config.time_limit == plan.time_limit and config.bugs == ["no-dedup"]
-    assert config.node_args == [f"--snapshot-threshold={plan.snapshot_threshold}"]
+    assert config.node_args == [f"--snapshot-threshold={plan.snapshot_threshold}",
+                                f"--election-timeout={plan.election_timeout}"]
     assert cmp.reproduce_line(words).startswith("splitbrain run --db raft_impl --nodes ")
 
 
