@@ -212,13 +212,16 @@ class Cluster:
         if was_running:
             self._mark("crash", node)
 
-    async def start(self, node: str) -> None:
-        if self.db.is_running(node):
-            return
-        await self.db.start(node)
+    async def start(self, node: str) -> str | None:
+        """Start ``node``; the DB serialises it with kills and other starts of the node
+        (see ``ProcessDB.start``): a reason string when it was a no-op."""
+        noop = await self.db.start(node)
+        if noop is not None:
+            return noop
         self.down.discard(node)
         self.skewed.pop(node, None)  # a fresh process starts with a true clock
         self._mark("restart", node)
+        return None
 
     async def pause(self, node: str) -> None:
         await self.db.pause(node)

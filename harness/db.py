@@ -167,8 +167,11 @@ class DB:
         """
         raise NotImplementedError
 
-    async def start(self, node: str) -> None:
-        """Start the node (from whatever it has on disk) and wait until it is ready."""
+    async def start(self, node: str) -> str | None:
+        """Start the node (from whatever it has on disk) and wait until it is ready.
+
+        None once it is; a reason string when nothing was started (running or starting
+        already); ``nemesis.api.StartInterrupted`` when a kill lands before it is ready."""
         raise NotImplementedError
 
     async def kill(self, node: str) -> None:

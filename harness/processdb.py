@@ -27,6 +27,7 @@ import trio
 
 from checker.lines import LineAppender
 from harness.db import DB, DBError, NodeAddress, NodeEventSink, Unsupported
+from nemesis.api import StartInterrupted
 from raft_impl.localcluster import free_ports, pump_lines
 
 #: Admin questions (status, log …) to a healthy node take milliseconds; a
@@ -45,6 +46,16 @@ def _kill_survivors() -> None:
 
 
 atexit.register(_kill_survivors)
+
+
+class _Start:
+    """One start of a node between its spawn and its readiness (or death)."""
+
+    def __init__(self) -> None:
+        self.settled = trio.Event()
+        #: Set by a kill that lands meanwhile: the start then ends in StartInterrupted
+        #: (the kill was a fault like any other, the start did not fail).
+        self.killed = False
 
 
 class NodeSlot:
@@ -70,6 +81,13 @@ class NodeSlot:
         self.incarnation = 0
         #: Exits nobody asked for (the node crashed by itself).
         self.unexpected_exits = 0
+        #: Held while a process of this node is spawned or killed: a start and a kill
+        #: (or two starts) of one node never interleave there (two spawns would fight
+        #: over the ports; a kill between the spawn and ``process`` being set would miss it).
+        self.lifecycle = trio.Lock()
+        #: The start in flight (spawned, not yet ready): a second start waits for it
+        #: instead of spawning again.
+        self.starting: _Start | None = None
 
     @property
     def running(self) -> bool:
@@ -181,10 +199,52 @@ class ProcessDB(DB):
     def environment(self, node_id: str) -> dict[str, str]:
         return dict(os.environ)
 
-    async def start(self, node_id: str) -> None:
+    async def start(self, node_id: str) -> str | None:
+        """Start the node and wait until it is ready; None once it is.
+
+        Idempotent under the node's lifecycle lock: a node already running
+        gives ``"already running"``, and a start while another is still
+        waiting for readiness waits for that one and gives ``"already
+        starting"`` (spawning twice would fail on the ports). A kill that
+        lands while the node is starting (a fault like any other) ends the
+        start in StartInterrupted.
+        """
         node = self.nodes[node_id]
-        if node.running:
-            return
+        async with node.lifecycle:
+            in_flight = node.starting
+            if in_flight is None and node.running:
+                return "already running"
+            if in_flight is None:
+                process = await self._spawn(node)
+                this = node.starting = _Start()
+        if in_flight is not None:
+            await in_flight.settled.wait()
+            return "already starting"
+        try:
+            with trio.fail_after(self.ready_timeout):
+                if await self._await_ready(node, process):
+                    return None
+        except trio.TooSlowError:
+            if this.killed:  # killed just as the deadline passed
+                raise StartInterrupted(f"{node_id} killed while starting") from None
+            await self._kill_incarnation(node, process)
+            raise DBError(
+                f"{node_id} not ready within {self.ready_timeout} s; {self.stderr_tail(node)}"
+            ) from None
+        finally:
+            if node.starting is this:
+                node.starting = None
+            this.settled.set()
+        if this.killed:
+            raise StartInterrupted(f"{node_id} killed while starting")
+        await self._kill_incarnation(node, process)
+        raise DBError(
+            f"{node_id} exited with {process.returncode} before it was ready; "
+            f"{self.stderr_tail(node)}"
+        )
+
+    async def _spawn(self, node: NodeSlot) -> trio.Process:
+        """Launch a new incarnation (caller holds ``node.lifecycle``)."""
         assert self._nursery is not None, "setup() first"
         node.incarnation += 1
         node.ready = trio.Event()
@@ -195,12 +255,12 @@ class ProcessDB(DB):
         with open(node.stdout_path, "ab") as stdout, open(node.stderr_path, "ab") as stderr:  # noqa: ASYNC230
             stdout_target = subprocess.PIPE if self.pipes_stdout else stdout
             process = await trio.lowlevel.open_process(
-                self.full_command(node_id),
+                self.full_command(node.id),
                 stdin=subprocess.PIPE if self.pipes_stdin else subprocess.DEVNULL,
                 stdout=stdout_target,
                 stderr=stderr,
                 start_new_session=True,
-                env=self.environment(node_id),
+                env=self.environment(node.id),
             )
         _LIVE_PIDS.add(process.pid)
         node.process = process
@@ -208,20 +268,7 @@ class ProcessDB(DB):
         if self.pipes_stdout:
             self._nursery.start_soon(self._pump_stdout, node, process)
         self._nursery.start_soon(self._watch_exit, node, process)
-        try:
-            with trio.fail_after(self.ready_timeout):
-                if await self._await_ready(node, process):
-                    return
-        except trio.TooSlowError:
-            await self.kill(node_id)
-            raise DBError(
-                f"{node_id} not ready within {self.ready_timeout} s; {self.stderr_tail(node)}"
-            ) from None
-        await self.kill(node_id)
-        raise DBError(
-            f"{node_id} exited with {process.returncode} before it was ready; "
-            f"{self.stderr_tail(node)}"
-        )
+        return process
 
     async def _await_ready(self, node: NodeSlot, process: trio.Process) -> bool:
         """True once the node is ready, False if it exits first (caller sets the deadline)."""
@@ -288,22 +335,39 @@ class ProcessDB(DB):
             self._on_event(node.id, {"event": "exited", "returncode": returncode})
 
     async def kill(self, node_id: str) -> None:
+        """SIGKILL the node; a start still waiting for it to be ready then ends in
+        StartInterrupted (the kill is the fault, the start did not fail)."""
         node = self.nodes[node_id]
+        with trio.CancelScope(shield=True):
+            async with node.lifecycle:  # not in the middle of a spawn
+                await self._kill(node)
+
+    async def _kill_incarnation(self, node: NodeSlot, process: trio.Process) -> None:
+        """Kill ``process`` if it is still the node's (not a later start's)."""
+        with trio.CancelScope(shield=True):
+            async with node.lifecycle:
+                if node.process is process:
+                    await self._kill(node)
+
+    async def _kill(self, node: NodeSlot) -> None:
         process = node.process
         if process is None:
             return
         node.killing = True
-        with trio.CancelScope(shield=True):
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()  # SIGKILL also ends a SIGSTOPped process
-            await process.wait()
-            _LIVE_PIDS.discard(process.pid)
-            if process.stdout is not None:
-                # Let the pump flush the last lines before the slot is reused.
-                with trio.move_on_after(1.0):
-                    await node.pump_done.wait()
-                await process.stdout.aclose()
+        if node.starting is not None:
+            node.starting.killed = True
+            # The start in flight settles by itself; a later start spawns afresh.
+            node.starting = None
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()  # SIGKILL also ends a SIGSTOPped process
+        await process.wait()
+        _LIVE_PIDS.discard(process.pid)
+        if process.stdout is not None:
+            # Let the pump flush the last lines before the slot is reused.
+            with trio.move_on_after(1.0):
+                await node.pump_done.wait()
+            await process.stdout.aclose()
         node.process = None
         node.paused = False
 

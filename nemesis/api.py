@@ -121,7 +121,7 @@ class Network(Protocol):
 class ClusterControl(Protocol):
     """What the nemesis may do to the cluster's nodes (implemented by the harness).
 
-    ``start`` must be a no-op on a running node and ``resume`` a no-op on a node
+    ``start`` must be a no-op on a running or starting node and ``resume`` a no-op on a node
     that is not paused, so that a final "make everything whole" is always safe.
     ``kill`` is SIGKILL (the node restarts from disk on ``start``);
     ``lose_unfsynced`` kills the node and drops what it wrote after its last
@@ -143,7 +143,11 @@ class ClusterControl(Protocol):
 
     async def kill(self, node: str) -> None: ...
 
-    async def start(self, node: str) -> None: ...
+    async def start(self, node: str) -> str | None:
+        """Start the node and wait until it is ready: None once it is, or why nothing
+        was started (``"already running"``, ``"already starting"``: then it is a no-op).
+        StartInterrupted when a kill of the node lands before it is ready."""
+        ...
 
     async def pause(self, node: str) -> None: ...
 
@@ -174,6 +178,15 @@ class EventWatch(Protocol):
         """Wait for the next ``event`` after this call; the node it names. Raises
         :class:`TriggerUnsupported` when this cluster cannot report that event."""
         ...
+
+
+class StartInterrupted(Exception):
+    """A start that ended because the node was killed before it was ready.
+
+    The kill was a fault of the schedule like any other (a crash during
+    recovery), so the start did not *fail*: the executor records it as such and
+    the node stays down, but it is no fault error.
+    """
 
 
 class TriggerUnsupported(Exception):

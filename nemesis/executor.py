@@ -61,7 +61,7 @@ from typing import Any
 
 import trio
 
-from nemesis.api import ClusterControl, TriggerUnsupported, next_event
+from nemesis.api import ClusterControl, StartInterrupted, TriggerUnsupported, next_event
 from nemesis.faults import (
     LEADER_SHAPES,
     NODE_FAULTS,
@@ -91,6 +91,12 @@ class NemesisState:
     """What the nemesis has done and not yet undone (so heal_all undoes exactly that)."""
 
     killed: set[str] = field(default_factory=set)
+    #: Killed nodes a start is bringing back (until it is ready): a kill may still
+    #: land on them (a crash during recovery), a second start of one is a no-op.
+    starting: set[str] = field(default_factory=set)
+    #: Kills (and lose-unfsynced) per node so far: a start that finishes after a kill
+    #: that began later must not count the node as up.
+    kills: dict[str, int] = field(default_factory=dict)
     paused: set[str] = field(default_factory=set)
     skewed: set[str] = field(default_factory=set)
     partitioned: bool = False
@@ -135,7 +141,8 @@ async def resolve_target(target: str | list[str], candidates: Sequence[str],
 def _candidates(f: str, control: ClusterControl, state: NemesisState) -> list[str]:
     nodes = list(control.nodes)
     if f in ("kill", "lose-unfsynced"):
-        return [node for node in nodes if node not in state.killed]
+        down = state.killed - state.starting
+        return [node for node in nodes if node not in down]
     if f == "start":
         return [node for node in nodes if node in state.killed]
     if f == "pause":
@@ -296,21 +303,37 @@ class _Executor:
                                      trigger)
         action = {"kill": control.kill, "start": control.start, "pause": control.pause,
                   "resume": control.resume, "lose-unfsynced": control.lose_unfsynced}[f]
+        if f == "start":
+            return await self._start(target, nodes)
         done = []
         for node in nodes:
+            if f in ("kill", "lose-unfsynced"):
+                # Counted before it lands: a start waiting for readiness meanwhile
+                # must see that it was killed.
+                state.kills[node] = state.kills.get(node, 0) + 1
             await action(node)
             done.append(node)
             if f in ("kill", "lose-unfsynced"):
                 state.killed.add(node)
                 state.paused.discard(node)
                 state.skewed.discard(node)  # a restarted node comes back with a true clock
-            elif f == "start":
-                state.killed.discard(node)
             elif f == "pause":
                 state.paused.add(node)
             else:
                 state.paused.discard(node)
         return {"target": target, "nodes": done}
+
+    async def _start(self, target: Any, nodes: list[str]) -> dict[str, Any]:
+        """Start the nodes one after the other; see :func:`start_node` for the outcomes."""
+        value: dict[str, Any] = {"target": target, "nodes": []}
+        for node in nodes:
+            outcome = await start_node(self.control, self.state, node)
+            if outcome is None:
+                value["nodes"].append(node)
+            else:
+                value.setdefault("not_started", {})[node] = outcome
+        return value
+
 
     async def _clock(self, value: dict[str, Any], rng: random.Random,
                      trigger: str | None) -> dict[str, Any]:
@@ -373,6 +396,32 @@ class _Executor:
                            {"nodes": nodes, "reason": "duration elapsed"}))
 
 
+async def start_node(control: ClusterControl, state: NemesisState, node: str) -> str | None:
+    """Start one node the nemesis killed: None once it is up, else why it is not a start.
+
+    A start of a node another start is already bringing back is a no-op
+    (``"already starting"``, recorded as such): two spawns of one node fight
+    over its ports. A kill that lands before the node is ready is a fault of
+    the schedule like any other (a crash during recovery), not a failure of
+    the start: ``"killed while starting"``, the node stays down, and no fault
+    error is recorded. Other failures raise.
+    """
+    if node in state.starting:
+        return "already starting"
+    kills = state.kills.get(node, 0)
+    state.starting.add(node)
+    try:
+        noop = await control.start(node)
+    except StartInterrupted:
+        return "killed while starting"
+    finally:
+        state.starting.discard(node)
+    if state.kills.get(node, 0) != kills:
+        return "killed while starting"  # the kill landed just as it became ready
+    state.killed.discard(node)
+    return noop
+
+
 async def heal_all(control: ClusterControl, state: NemesisState | None = None,
                    record: Record | None = None, clock: Clock | None = None,
                    *, shutdown: bool = False) -> list[str]:
@@ -413,8 +462,18 @@ async def heal_all(control: ClusterControl, state: NemesisState | None = None,
         to_start, to_reset = [], []
     for node in to_resume:
         await step(f"resume {node}", lambda node=node: control.resume(node))
+    not_started: dict[str, str] = {}
+
+    async def start(node: str) -> None:
+        if state is None:
+            await control.start(node)
+            return
+        outcome = await start_node(control, state, node)
+        if outcome is not None:
+            not_started[node] = outcome
+
     for node in to_start:
-        await step(f"start {node}", lambda node=node: control.start(node))
+        await step(f"start {node}", lambda node=node: start(node))
     for node in to_reset:
         await step(f"reset clock of {node}", lambda node=node: control.set_clock(node, 0.0, 1.0))
     failed = {error.split(":")[0] for error in errors}
@@ -422,9 +481,12 @@ async def heal_all(control: ClusterControl, state: NemesisState | None = None,
         state.partitioned = False
         state.message_faults.clear()
         state.paused -= {node for node in to_resume if f"resume {node}" not in failed}
-        state.killed -= {node for node in to_start if f"start {node}" not in failed}
+        state.killed -= {node for node in to_start
+                         if f"start {node}" not in failed and node not in not_started}
         state.skewed -= {node for node in to_reset if f"reset clock of {node}" not in failed}
     done.update(resumed=to_resume, started=to_start, clocks_reset=to_reset)
+    if not_started:
+        done["not_started"] = not_started
     if errors:
         done["errors"] = errors
     if record is not None and clock is not None:
