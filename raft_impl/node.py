@@ -337,6 +337,11 @@ class Node:
         #: What the peer and client connections' partial frames may hold together.
         self.buffers = BufferBudget(config.buffer_budget)
         self._nursery: trio.Nursery | None = None
+        #: Set once ``ready`` is out: connections accepted before wait for it, so that
+        #: ``ready`` is the first event of every incarnation (docs/node-events.md). A
+        #: restarted node's peers redial the moment its peer port listens, and a leader's
+        #: first append would otherwise print a ``role`` before ``ready``.
+        self._announced = trio.Event()
         self.peer_address: tuple[str, int] | None = None
         self.client_address: tuple[str, int] | None = None
 
@@ -428,6 +433,7 @@ class Node:
                     "peer": "{}:{}".format(*self.peer_address),
                     "client": "{}:{}".format(*self.client_address),
                 })
+                self._announced.set()
                 task_status.started()
         finally:
             if self.host is not None:
@@ -534,6 +540,7 @@ class Node:
     # ------------------------------------------------------------------ peers
 
     async def _serve_peer(self, stream: trio.SocketStream) -> None:
+        await self._announced.wait()
         host = self.host
         assert host is not None
         core = host.core
@@ -589,6 +596,7 @@ class Node:
     # ------------------------------------------------------------------ clients
 
     async def _serve_client(self, stream: trio.SocketStream) -> None:
+        await self._announced.wait()
         peer = _peer_name(stream)
         async with stream, trio.open_nursery() as nursery:
             connection = _ClientConnection(stream, nursery.cancel_scope, self.buffers, peer)
