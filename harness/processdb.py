@@ -222,8 +222,9 @@ class ProcessDB(DB):
             return "already starting"
         try:
             with trio.fail_after(self.ready_timeout):
-                if await self._await_ready(node, process):
-                    return None
+                ready = await self._await_ready(node, process)
+            if ready and not this.killed:  # (a kill may land as it becomes ready)
+                return None
         except trio.TooSlowError:
             if this.killed:  # killed just as the deadline passed
                 raise StartInterrupted(f"{node_id} killed while starting") from None
