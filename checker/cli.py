@@ -141,6 +141,9 @@ def handle(args: argparse.Namespace) -> int:
     else:
         name = "transactional" if is_txn_result(result) else "linearizable"
         print(format_result(result, name=None if is_run else name))
+        evidence = _headline(path if is_run else history_source, result, is_run, name)
+        if evidence:
+            print(f"evidence: {evidence}")
     code = EXIT_CODES.get(result.get("valid"), 2)
     if code == 0 and _checked_no_operation(result):
         print(f"splitbrain: {path}: no operation the model could constrain (none, or "
@@ -148,6 +151,27 @@ def handle(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_CODES["unknown"]
     return code
+
+
+def _headline(source: Any, result: dict[str, Any], is_run: bool, name: str) -> str | None:
+    """The sentence a report's first screen would open with (the stale read and the
+    newer value it missed, a value never written …), so the terminal tells the same
+    story as ``--report``, ``splitbrain run`` and ``splitbrain replay``. Best effort:
+    the verdict and the checker's evidence above stand without it."""
+    if result.get("valid") is not False:
+        return None
+    try:
+        from reports.render import failure_headline, history_headline
+    except ImportError:
+        return None
+    try:
+        if is_run:
+            return failure_headline(source, result)
+        composed = result if "checkers" in result else {
+            "valid": result.get("valid"), "checkers": {name: result}}
+        return history_headline(source, composed)
+    except Exception:  # an explanation must never cost the verdict its exit code
+        return None
 
 
 def _checked_no_operation(result: dict[str, Any]) -> bool:

@@ -589,12 +589,26 @@ def write_run_report(run_dir: str | Path) -> tuple[Path, str | None]:
     return written, headline
 
 
-def failure_headline(run_dir: str | Path) -> str | None:
+def history_headline(history: Any, result: Mapping[str, Any]) -> str | None:
+    """The failure's one sentence for a bare history (what ``splitbrain check FILE``
+    prints as ``evidence:``), told as a report of that history would; None when
+    nothing failed or nothing can be said beyond the checker's own evidence."""
+    if result.get("valid") is not False:
+        return None
+    built = model.build_history(model.events_from(history))
+    with _clock_of(built):
+        *_, focus = _explain(built, result, ())
+        return focus.headline if focus is not None else None
+
+
+def failure_headline(run_dir: str | Path,
+                     result: Mapping[str, Any] | None = None) -> str | None:
     """One sentence naming what went wrong in a checked run, as the report's first
     screen says it (e.g. which read was stale and which write it missed); None when
-    the run was not found invalid or its files cannot be read (the verdict stands)."""
+    the run was not found invalid or its files cannot be read (the verdict stands).
+    ``result`` (a fresh check) overrides the run's results.json."""
     try:
-        history, result, _, observations = _load_run(Path(run_dir))
+        history, result, _, observations = _load_run(Path(run_dir), result)
     except InputError:
         return None
     if result.get("valid") is not False:

@@ -220,3 +220,20 @@ def test_recheck_of_a_run_whose_faults_failed_is_unknown_not_valid(tmp_path: Pat
     bad = make_run(tmp_path / "bad", BAD, {"workload": {"name": "register"},
                                            "fault_errors": failed})
     assert check(str(bad)) == 1  # a violation found anyway stays a violation
+
+
+def test_text_output_names_the_anomaly_as_the_report_does(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`check` printed only the search's culprit ("cannot linearize … write 1") for a read
+    of a value nobody wrote; it now ends with the report's headline, for a file and for
+    a run directory re-checked without its results.json."""
+    events = [ev(0, "invoke", "write", 1), ev(0, "ok", "write", 1),
+              ev(1, "invoke", "read"), ev(1, "ok", "read", 2)]
+    assert check(str(write_history(tmp_path / "never.jsonl", events))) == 1
+    out = capsys.readouterr().out
+    assert "evidence: Value never written: process 1 read k1 → 2" in out
+    run = make_run(tmp_path, events)
+    assert check(str(run)) == 1
+    assert "evidence: Value never written: process 1 read k1 → 2" in capsys.readouterr().out
+    assert check(str(write_history(tmp_path / "good.jsonl", GOOD))) == 0
+    assert "evidence:" not in capsys.readouterr().out
