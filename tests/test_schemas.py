@@ -100,8 +100,16 @@ def problems(validator: jsonschema.Draft202012Validator, document: Any) -> list[
             for error in validator.iter_errors(document)]
 
 
+def undocumented_test_keys(test: dict[str, Any]) -> list[str]:
+    """Top-level keys of a test.json that section 8 of DESIGN.md does not name."""
+    text = (SCHEMAS.parent / "DESIGN.md").read_text(encoding="utf-8")
+    section = text[text.index("## 8. `test.json`"):text.index("## 9. ")]
+    return sorted(key for key in test if f"`{key}`" not in section)
+
+
 def assert_run_matches(run_dir: Path, validators: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every line of history.jsonl and observations.jsonl, and test.json, validate."""
+    """Every line of history.jsonl and observations.jsonl, and test.json, validate, and
+    DESIGN.md names every key of test.json."""
     bad: list[str] = []
     history = []
     for name, schema in (("history.jsonl", "history-line"),
@@ -112,6 +120,8 @@ def assert_run_matches(run_dir: Path, validators: dict[str, Any]) -> list[dict[s
             bad += [f"{name}:{number}: {p}" for p in problems(validators[schema], line)]
     test = json.loads((run_dir / "test.json").read_text(encoding="utf-8"))
     bad += [f"test.json: {p}" for p in problems(validators["test"], test)]
+    bad += [f"test.json: key {key!r} is not in docs/DESIGN.md section 8"
+            for key in undocumented_test_keys(test)]
     assert not bad, "\n".join(bad[:20])
     return history
 
