@@ -46,10 +46,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,8 +56,8 @@ from typing import Any
 import msgpack
 import trio
 
-from checker.lines import LineAppender
-from harness.net.base import Grudge, Link, NodeAddress, link_name
+from harness.net.base import NodeAddress, link_name
+from harness.net.links import LinkFaultControl, LinkFaults, TraceBuffer
 from raft_impl.wire import (
     BUFFER_BUDGET,
     MAX_FRAME,
@@ -72,7 +71,6 @@ from raft_impl.wire import (
 
 RECEIVE_SIZE = 65536
 #: Bytes of trace lines collected before they are written in one go.
-TRACE_CHUNK = 65536
 #: Frames at least this long get their header peeked at instead of fully decoded.
 HEADER_PEEK_FROM = 512
 COUNTER_NAMES = ("connections", "refused", "frames", "bytes", "delivered", "dropped",
@@ -105,23 +103,6 @@ def message_header(frame: bytes) -> tuple[Any, Any]:
         return found.get("type"), found.get("term")
     except (FrameError, ValueError, TypeError, msgpack.UnpackException):
         return "undecodable", None
-
-
-@dataclass
-class LinkFaults:
-    """The faults currently applied to one directed link."""
-
-    blocked: bool = False
-    loss: float = 0.0
-    delay_mean: float = 0.0
-    delay_jitter: float = 0.0
-    duplicate: float = 0.0
-    reorder: float = 0.0
-
-    @property
-    def clean(self) -> bool:
-        return not (self.blocked or self.loss or self.delay_mean or self.delay_jitter
-                    or self.duplicate or self.reorder)
 
 
 @dataclass
@@ -244,7 +225,7 @@ class _Connection:
             self.link.counters["delivered"] += 1
 
 
-class ProxyNetwork:
+class ProxyNetwork(LinkFaultControl):
     """Frame-aware relays on every directed link (see module doc). Implements ``Network``."""
 
     @staticmethod
@@ -274,10 +255,7 @@ class ProxyNetwork:
         self.buffers = BufferBudget(buffer_budget)
         self.stall_timeout = stall_timeout
         self._trace_path = Path(trace_path) if trace_path is not None else None
-        self._trace_file: LineAppender | None = None
-        #: Trace lines not yet written (written at TRACE_CHUNK bytes or every 0.2 s).
-        self._trace_pending: list[str] = []
-        self._trace_pending_bytes = 0
+        self._trace = TraceBuffer()
         started = time.monotonic_ns()
         self._clock = clock if clock is not None else (lambda: time.monotonic_ns() - started)
         self._nodes: dict[str, NodeAddress] = {}
@@ -302,7 +280,7 @@ class ProxyNetwork:
             try:
                 if self._trace_path is not None:
                     self._trace_path.parent.mkdir(parents=True, exist_ok=True)
-                    self._trace_file = LineAppender(self._trace_path)
+                    self._trace.open(self._trace_path)
                 async with trio.open_nursery() as relays:
                     self._nodes = nodes
                     peers: dict[str, dict[str, str]] = {node: {} for node in nodes}
@@ -321,15 +299,13 @@ class ProxyNetwork:
                                 listeners,
                             )
                             peers[src][dst] = f"{self.host}:{link.port}"
-                    if self._trace_file is not None:
-                        relays.start_soon(self._flush_trace_periodically)
+                    if self._trace.active:
+                        relays.start_soon(self._trace.flush_periodically)
                     task_status.started(peers)
             finally:
-                if self._trace_file is not None:
-                    with contextlib.suppress(OSError):  # a full disk: what is written is whole
-                        self._write_trace()
-                    self._trace_file.close()
-                    self._trace_file = None
+                with contextlib.suppress(OSError):  # a full disk: what is written is whole
+                    self._trace.write()
+                self._trace.close()
                 self._stopped.set()
 
     async def aclose(self) -> None:
@@ -434,7 +410,7 @@ class ProxyNetwork:
             await relayed.send(hello)
             if not frames:
                 return
-        if link.faults.clean and self._trace_file is None and relayed.held is None:
+        if link.faults.clean and not self._trace.active and relayed.held is None:
             counters["frames"] += len(frames)
             counters["delivered"] += len(frames)
             await relayed.send(b"".join(frames) if len(frames) > 1 else frames[0])
@@ -456,93 +432,14 @@ class ProxyNetwork:
     # -- tracing ----------------------------------------------------------------------------
 
     def trace(self, link: _Link, frame: bytes, action: str, **extra: Any) -> None:
-        if self._trace_file is None:
+        if not self._trace.active:
             return
         kind, term = message_header(frame)
-        record = {"time": self._clock(), "from": link.src, "to": link.dst, "type": kind,
-                  "term": term, "action": action, **extra}
-        line = json.dumps(record) + "\n"
-        self._trace_pending.append(line)
-        self._trace_pending_bytes += len(line)
-        if self._trace_pending_bytes >= TRACE_CHUNK:
-            self._write_trace()
-
-    def _write_trace(self) -> None:
-        """Write the pending trace lines at once: whole lines, or LineWriteError."""
-        if self._trace_file is None or not self._trace_pending:
-            return
-        data = "".join(self._trace_pending)
-        self._trace_pending.clear()
-        self._trace_pending_bytes = 0
-        self._trace_file.write(data)
-
-    async def _flush_trace_periodically(self) -> None:
-        while self._trace_file is not None:
-            self._write_trace()
-            await trio.sleep(0.2)
+        self._trace.add({"time": self._clock(), "from": link.src, "to": link.dst, "type": kind,
+                         "term": term, "action": action, **extra})
 
     # -- faults -----------------------------------------------------------------------------
 
-    def _select(self, links: Iterable[Link] | None) -> list[_Link]:
-        if links is None:
-            return list(self._links.values())
-        selected = []
-        for src, dst in links:
-            if (src, dst) not in self._links:
-                raise ValueError(f"no link {src}->{dst}; nodes are {sorted(self._nodes)}")
-            selected.append(self._links[(src, dst)])
-        return selected
-
-    async def partition(self, grudge: Grudge) -> None:
-        blocked = set()
-        for dst, srcs in grudge.items():
-            for src in srcs:
-                if (src, dst) not in self._links:
-                    raise ValueError(f"grudge names unknown link {src}->{dst}; "
-                                     f"nodes are {sorted(self._nodes)}")
-                blocked.add((src, dst))
-        for key, link in self._links.items():
-            link.faults.blocked = key in blocked
-
-    async def heal(self) -> None:
-        for link in self._links.values():
-            link.faults.blocked = False
-
-    @staticmethod
-    def _probability(p: float) -> float:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"probability must be in [0, 1], got {p}")
-        return float(p)
-
-    async def set_loss(self, p: float, links: Iterable[Link] | None = None) -> None:
-        p = self._probability(p)
-        for link in self._select(links):
-            link.faults.loss = p
-
-    async def set_duplicate(self, p: float, links: Iterable[Link] | None = None) -> None:
-        p = self._probability(p)
-        for link in self._select(links):
-            link.faults.duplicate = p
-
-    async def set_reorder(self, p: float, links: Iterable[Link] | None = None) -> None:
-        p = self._probability(p)
-        for link in self._select(links):
-            link.faults.reorder = p
-
-    async def set_delay(self, mean_s: float, jitter_s: float,
-                        links: Iterable[Link] | None = None) -> None:
-        if mean_s < 0 or jitter_s < 0:
-            raise ValueError(f"delay mean and jitter must be >= 0, got {mean_s}, {jitter_s}")
-        for link in self._select(links):
-            link.faults.delay_mean, link.faults.delay_jitter = float(mean_s), float(jitter_s)
-
-    async def reset_faults(self) -> None:
-        for link in self._links.values():
-            blocked = link.faults.blocked
-            link.faults = LinkFaults(blocked=blocked)
-
-    def faults(self) -> dict[str, LinkFaults]:
-        return {link.name: link.faults for link in self._links.values()}
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {link.name: dict(link.counters) for link in self._links.values()}

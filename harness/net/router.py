@@ -26,22 +26,19 @@ chunk of lines without a task switch.
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from checker.lines import LineAppender
-from harness.net.base import Grudge, Link, NodeAddress, link_name
-from harness.net.proxy import LinkFaults
+from harness.net.base import NodeAddress, link_name
+from harness.net.links import LinkFaultControl, LinkFaults, TraceBuffer
 
 #: Bytes of trace lines collected before they are written in one go.
-TRACE_CHUNK = 65536
 COUNTER_NAMES = ("frames", "delivered", "dropped", "duplicated", "delayed", "reordered")
 
 #: ``deliver(src, dst, line)``: write one message line (no newline) to node ``dst``.
@@ -64,7 +61,7 @@ class _Link:
         return link_name(self.src, self.dst)
 
 
-class MessageRouter:
+class MessageRouter(LinkFaultControl):
     """Per-message faults on messages the harness carries itself. Implements ``Network``."""
 
     @staticmethod
@@ -79,9 +76,7 @@ class MessageRouter:
         self.seed = rng.getrandbits(64) if rng is not None else seed
         self.reorder_hold = reorder_hold
         self._trace_path = Path(trace_path) if trace_path is not None else None
-        self._trace_file: LineAppender | None = None
-        self._trace_pending: list[str] = []
-        self._trace_pending_bytes = 0
+        self._trace = TraceBuffer()
         started = time.monotonic_ns()
         self._clock = clock if clock is not None else (lambda: time.monotonic_ns() - started)
         self._nodes: dict[str, NodeAddress] = {}
@@ -114,20 +109,18 @@ class MessageRouter:
             try:
                 if self._trace_path is not None:
                     self._trace_path.parent.mkdir(parents=True, exist_ok=True)
-                    self._trace_file = LineAppender(self._trace_path)
+                    self._trace.open(self._trace_path)
                 async with trio.open_nursery() as timers:
                     self._timers = timers
-                    if self._trace_file is not None:
-                        timers.start_soon(self._flush_trace_periodically)
+                    if self._trace.active:
+                        timers.start_soon(self._trace.flush_periodically)
                     task_status.started()
                     await trio.sleep_forever()
             finally:
                 self._timers = None
-                if self._trace_file is not None:
-                    with contextlib.suppress(OSError):
-                        self._write_trace()
-                    self._trace_file.close()
-                    self._trace_file = None
+                with contextlib.suppress(OSError):  # a full disk: what is written is whole
+                    self._trace.write()
+                self._trace.close()
                 self._stopped.set()
 
     async def aclose(self) -> None:
@@ -156,7 +149,7 @@ class MessageRouter:
         counters = link.counters
         counters["frames"] += 1
         faults = link.faults
-        if faults.clean and self._trace_file is None and link.held is None:
+        if faults.clean and not self._trace.active and link.held is None:
             counters["delivered"] += 1
             self._deliver(src, dst, line)
             return
@@ -219,90 +212,13 @@ class MessageRouter:
     # -- tracing ----------------------------------------------------------------------------
 
     def trace(self, link: _Link, kind: Any, action: str, **extra: Any) -> None:
-        if self._trace_file is None:
+        if not self._trace.active:
             return
-        record = {"time": self._clock(), "from": link.src, "to": link.dst, "type": kind,
-                  "action": action, **extra}
-        line = json.dumps(record) + "\n"
-        self._trace_pending.append(line)
-        self._trace_pending_bytes += len(line)
-        if self._trace_pending_bytes >= TRACE_CHUNK:
-            self._write_trace()
-
-    def _write_trace(self) -> None:
-        if self._trace_file is None or not self._trace_pending:
-            return
-        data = "".join(self._trace_pending)
-        self._trace_pending.clear()
-        self._trace_pending_bytes = 0
-        self._trace_file.write(data)
-
-    async def _flush_trace_periodically(self) -> None:
-        while self._trace_file is not None:
-            self._write_trace()
-            await trio.sleep(0.2)
+        self._trace.add({"time": self._clock(), "from": link.src, "to": link.dst, "type": kind,
+                         "action": action, **extra})
 
     # -- faults -----------------------------------------------------------------------------
 
-    def _select(self, links: Iterable[Link] | None) -> list[_Link]:
-        if links is None:
-            return list(self._links.values())
-        selected = []
-        for src, dst in links:
-            if (src, dst) not in self._links:
-                raise ValueError(f"no link {src}->{dst}; nodes are {sorted(self._nodes)}")
-            selected.append(self._links[(src, dst)])
-        return selected
-
-    async def partition(self, grudge: Grudge) -> None:
-        blocked = set()
-        for dst, srcs in grudge.items():
-            for src in srcs:
-                if (src, dst) not in self._links:
-                    raise ValueError(f"grudge names unknown link {src}->{dst}; "
-                                     f"nodes are {sorted(self._nodes)}")
-                blocked.add((src, dst))
-        for key, link in self._links.items():
-            link.faults.blocked = key in blocked
-
-    async def heal(self) -> None:
-        for link in self._links.values():
-            link.faults.blocked = False
-
-    @staticmethod
-    def _probability(p: float) -> float:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"probability must be in [0, 1], got {p}")
-        return float(p)
-
-    async def set_loss(self, p: float, links: Iterable[Link] | None = None) -> None:
-        p = self._probability(p)
-        for link in self._select(links):
-            link.faults.loss = p
-
-    async def set_duplicate(self, p: float, links: Iterable[Link] | None = None) -> None:
-        p = self._probability(p)
-        for link in self._select(links):
-            link.faults.duplicate = p
-
-    async def set_reorder(self, p: float, links: Iterable[Link] | None = None) -> None:
-        p = self._probability(p)
-        for link in self._select(links):
-            link.faults.reorder = p
-
-    async def set_delay(self, mean_s: float, jitter_s: float,
-                        links: Iterable[Link] | None = None) -> None:
-        if mean_s < 0 or jitter_s < 0:
-            raise ValueError(f"delay mean and jitter must be >= 0, got {mean_s}, {jitter_s}")
-        for link in self._select(links):
-            link.faults.delay_mean, link.faults.delay_jitter = float(mean_s), float(jitter_s)
-
-    async def reset_faults(self) -> None:
-        for link in self._links.values():
-            link.faults = LinkFaults(blocked=link.faults.blocked)
-
-    def faults(self) -> dict[str, LinkFaults]:
-        return {link.name: link.faults for link in self._links.values()}
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {link.name: dict(link.counters) for link in self._links.values()}
