@@ -127,6 +127,9 @@ def handle(args: argparse.Namespace) -> int:
     if is_run:
         for note in result.get("notes") or ():
             print(f"note: {note}", file=sys.stderr)
+    nothing_checked = result.get("valid") is True and _checked_no_operation(result)
+    if nothing_checked:
+        _mark_nothing_checked(result)
     if args.edn_out and history is not None:
         _write_output(args.edn_out, lambda: write_edn(history, args.edn_out))
     if args.write_results:
@@ -145,7 +148,7 @@ def handle(args: argparse.Namespace) -> int:
         if evidence:
             print(f"evidence: {evidence}")
     code = EXIT_CODES.get(result.get("valid"), 2)
-    if code == 0 and _checked_no_operation(result):
+    if nothing_checked:
         print(f"splitbrain: {path}: no operation the model could constrain (none, or "
               "only reads of unknown outcome): linearizability checked nothing",
               file=sys.stderr)
@@ -172,6 +175,18 @@ def _headline(source: Any, result: dict[str, Any], is_run: bool, name: str) -> s
         return history_headline(source, composed)
     except Exception:  # an explanation must never cost the verdict its exit code
         return None
+
+
+def _mark_nothing_checked(result: dict[str, Any]) -> None:
+    """Turn a vacuous "valid" into "unknown" in the result itself, so the text, ``--json``,
+    ``--report`` and ``--write-results`` all say what the exit code (2) says: a history
+    without a constraining operation proves nothing and must never read as valid."""
+    reason = ("no operation the model could constrain (none, or only reads of unknown "
+              "outcome): linearizability checked nothing")
+    linearizable = (result.get("checkers") or {}).get("linearizable", result)
+    linearizable["valid"] = "unknown"
+    linearizable["reason"] = reason
+    result["valid"] = "unknown"
 
 
 def _checked_no_operation(result: dict[str, Any]) -> bool:

@@ -62,6 +62,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise UserError(f"--nodes must be 3, 5 or 7 (or 1), not {args.nodes}")
     if args.db not in available_dbs():
         raise UserError(f"unknown --db {args.db!r}; available: {', '.join(available_dbs())}")
+    if args.db == "maelstrom":
+        # every run would stop at once on the missing --bin; say so before the first one
+        raise UserError("--db maelstrom needs a node binary (--bin), which campaign does "
+                        "not take; use `splitbrain run --db maelstrom --bin CMD`")
     if args.bug:
         if args.db != "raft_impl":
             raise UserError("--bug only applies to --db raft_impl")

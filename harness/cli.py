@@ -62,6 +62,11 @@ def check_number(value: float | None, option: str, *, minimum: float = 0.0,
     raise UserError(f"{option} must be {kind} {bound}, not {shown}")
 
 
+#: The file name suggested when an output option names a directory (what it writes).
+_EXAMPLE_NAMES = {"--report": "report.html", "--edn-out": "history.edn",
+                  "--write-results": "results.json"}
+
+
 def check_output_path(path: str, option: str) -> Path:
     """Refuse, before any work is done, an output file that cannot be written.
 
@@ -71,8 +76,9 @@ def check_output_path(path: str, option: str) -> Path:
     """
     out = Path(path)
     if path.endswith(("/", os.sep)) or out.is_dir():
+        example = _EXAMPLE_NAMES.get(option, "out")
         raise UserError(f"{option} {path}: is a directory; name a file in it, "
-                        f"e.g. {out / 'report.html'}")
+                        f"e.g. {out / example}")
     parent = out.parent
     if not parent.is_dir():
         what = "not a directory" if parent.exists() else "no such directory"

@@ -56,7 +56,8 @@ def register(subparsers: Any) -> None:
                         help="register (reads, writes, cas; checked for linearizability; "
                              "default) or transactions checked for Adya's anomalies: "
                              "list-append (append unique values to per-key lists, read "
-                             "whole lists) or rw-register (unique writes); raft_impl only")
+                             "whole lists) or rw-register (unique writes); --db raft_impl "
+                             "and maelstrom only")
     parser.add_argument("--mix", default=None, metavar="MIX",
                         help="operation mix, e.g. read=5,write=3,cas=2 (default 50/30/20)")
     parser.add_argument("--ops-per-key", type=int, default=None, metavar="N",

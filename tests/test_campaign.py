@@ -229,7 +229,8 @@ def test_the_cli_refuses_bad_arguments_in_one_line(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     for words in (["--minutes", "0"], ["--minutes", "1", "--nodes", "4"],
                   ["--minutes", "1", "--bug", "nonsense"],
-                  ["--minutes", "1", "--max-run-seconds", "1"]):
+                  ["--minutes", "1", "--max-run-seconds", "1"],
+                  ["--minutes", "1", "--db", "maelstrom"]):  # no --bin: every run failed
         assert cli_main(["campaign", *words, "--store", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("splitbrain: error: ") and err.count("\n") == 1

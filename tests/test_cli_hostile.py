@@ -121,6 +121,34 @@ def test_a_run_directory_without_operations_is_not_valid(
     assert "checked nothing" in capsys.readouterr().err
 
 
+def _verdict_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.strip().endswith(("valid", "VALID"))]
+
+
+@pytest.mark.parametrize("as_run", [True, False])
+def test_a_vacuous_check_never_prints_or_writes_valid(
+        tmp_path: Path, as_run: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 2 alone is not enough: the text, --json and results.json said "valid"
+    (a run directory with no operation, a file of only reads of unknown outcome)."""
+    events = [] if as_run else [ev(0, "invoke", "read"), ev(0, "info", "read")]
+    if as_run:
+        target = make_run_dir(tmp_path, events)
+        extra = ["--write-results"]
+    else:
+        target = write_history(tmp_path / "h.jsonl", events)
+        extra = []
+    assert main(["check", str(target), *extra]) == 2
+    captured = capsys.readouterr()
+    assert "checked nothing" in one_line_error(captured.err)
+    assert captured.out.splitlines()[0].strip() == "unknown" or \
+        captured.out.splitlines()[0].endswith(": unknown")
+    assert not _verdict_lines(captured.out), captured.out
+    assert main(["check", str(target), "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["valid"] == "unknown"
+    if as_run:
+        assert json.loads((target / "results.json").read_text())["valid"] == "unknown"
+
+
 # ---------------------------------------------------------------------------
 # 3, 8: outputs that cannot be written are refused before the check, in one line
 
@@ -135,6 +163,15 @@ def test_report_to_a_directory_is_refused_and_leaves_nothing(
         assert "is a directory" in one_line_error(capsys.readouterr().err)
     assert not (tmp_path / "some_dir.tmp").exists()
     assert list(some_dir.iterdir()) == []
+
+
+def test_an_output_directory_gets_a_file_name_of_its_kind(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--edn-out DIR suggested DIR/report.html: an EDN history in an HTML name."""
+    run = make_run_dir(tmp_path, GOOD)
+    for option, name in (("--report", "report.html"), ("--edn-out", "history.edn")):
+        assert main(["check", str(run), option, str(tmp_path)]) == 2
+        assert one_line_error(capsys.readouterr().err).endswith(str(tmp_path / name))
 
 
 def test_report_into_a_missing_directory_creates_nothing(
