@@ -183,6 +183,11 @@ class _Pairer:
                 f"got {etype!r}")
         if process is None:
             raise InputError(self.path, line, "event has no process")
+        try:
+            hash(process)  # pending invocations are looked up by process
+        except TypeError:
+            raise InputError(self.path, line, f"process must be a number or a name, got "
+                                              f"{type(process).__name__} {process!r}") from None
         if process == NEMESIS or (etype == "info" and process not in self.pending):
             # Nemesis events and notes are not client operations.
             note = dict(event)

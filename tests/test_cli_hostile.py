@@ -464,3 +464,14 @@ def test_run_refuses_schedule_entries_after_the_time_limit(
     line = one_line_error(capsys.readouterr().err)
     assert "after --time-limit (3 s)" in line and f"{at:g}" in line
     assert not store.exists()
+
+
+@pytest.mark.parametrize("process", [[1], {"a": 1}])
+def test_an_unhashable_process_is_bad_input_not_an_internal_error(
+        tmp_path: Path, process: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """A list as process id was "TypeError: unhashable type" (an internal error)."""
+    path = tmp_path / "h.jsonl"
+    path.write_text(jsonl([ev(process, "invoke", "write", 1), ev(process, "ok", "write", 1)]))
+    assert main(["check", str(path)]) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert "h.jsonl:1: process must be" in line and "TypeError" not in line
