@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="election timeout range in seconds (default 0.3,0.6)",
     )
     parser.add_argument(
-        "--snapshot-threshold", type=int, default=10_000,
+        "--snapshot-threshold", type=_positive_int, default=10_000, metavar="N",
         help="take a snapshot every this many applied entries (default 10000)",
     )
     parser.add_argument(
@@ -123,8 +123,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     peers = dict(args.peer)
     if len(peers) != len(args.peer) or args.id in peers:
         parser.error("peer ids must be distinct and differ from --id")
-    if args.snapshot_threshold < 1:
-        parser.error("--snapshot-threshold must be >= 1")
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.DEBUG if args.verbose else logging.INFO,
