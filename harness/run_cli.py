@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import UserError
-from harness.workload import MAX_CONCURRENCY, MIXED, TXN_WORKLOADS, WORKLOADS
+from harness.workload import MAX_CONCURRENCY, MAX_KEYS, MIXED, TXN_WORKLOADS, WORKLOADS
 from raft_impl.core import READ_MODES
 
 NETWORKS = ("proxy", "netns", "none")
@@ -153,6 +153,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
             f"each), not {args.concurrency}"
         )
     _positive(args.keys, "--keys", integer=True)
+    if args.keys > MAX_KEYS:
+        raise UserError(f"--keys must be at most {MAX_KEYS} (keys active at once), "
+                        f"not {args.keys}")
     if args.ops_per_key is not None:
         _positive(args.ops_per_key, "--ops-per-key", integer=True)
     _positive(args.nemesis_interval, "--nemesis-interval")

@@ -94,6 +94,22 @@ def test_concurrency_beyond_the_maximum_is_refused_in_one_line(capsys):
         RegisterWorkload(concurrency=MAX_CONCURRENCY + 1)
 
 
+def test_keys_beyond_the_maximum_are_refused_in_one_line(tmp_path, capsys):
+    """--keys 100000000 --time-limit 2 spent minutes making keys, ran no operation,
+    and outlived SIGINT by over a minute: the same bound as --concurrency's."""
+    from harness.cli import main as cli_main
+    from harness.workload import MAX_KEYS, RegisterWorkload, TxnWorkload
+
+    assert cli_main(["run", "--keys", "100000000", "--time-limit", "2",
+                     "--store", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--keys" in err and str(MAX_KEYS) in err
+    assert not any(tmp_path.iterdir())
+    for workload in (RegisterWorkload, TxnWorkload):
+        with pytest.raises(ValueError, match="keys"):
+            workload(keys=MAX_KEYS + 1)
+
+
 async def test_the_most_clients_allowed_still_stop_on_time(tmp_path: Path, autojump_clock):
     """At the maximum every worker starts, runs, and stops within one operation timeout
     of the end of the time limit (virtual time: nothing here waits for real)."""

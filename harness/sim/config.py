@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.workload import DEFAULT_MIX, RegisterWorkload
+from harness.workload import DEFAULT_MIX, MAX_KEYS, RegisterWorkload
 from raft_impl.bugs import validate_bugs
 from raft_impl.core import READ_MODES, RaftConfig
 
@@ -185,7 +185,7 @@ class SimTest:
 LIMITS: dict[str, tuple[float, float]] = {
     "nodes": (1, 9),
     "concurrency": (1, 1000),
-    "keys": (1, 10_000),
+    "keys": (1, MAX_KEYS),
     "max_work": (1, 100_000_000),
     "time_limit": (0.001, 24 * 3600),
     "quiet": (0, 3600),
