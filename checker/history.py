@@ -522,6 +522,13 @@ def _edn_line_by_line(lines: Sequence[str]) -> list[tuple[int | None, dict[str, 
     return events
 
 
+#: Record literals Jepsen and Knossos print their operations as
+#: (``#jepsen.history.Op{:index 0, :type :invoke, ...}``): the tagged map is the event.
+_EDN_RECORD_TAGS = ("jepsen.history.Op", "knossos.op.Op")
+for _tag in _EDN_RECORD_TAGS:
+    edn_format.add_tag(_tag, lambda value: value)
+
+
 # Where EDN forms begin and end: strings (which may hold brackets and span lines),
 # comments, character literals (\{), brackets, and the dispatch character #.
 _EDN_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|;[^\n]*|\\.|[\[\](){}#"]', re.DOTALL)

@@ -345,6 +345,9 @@ def edn_ops(path: Path) -> list[dict[str, Any]]:
     " ".join(EDN_EVENTS[:2]) + " ; two\n" + "\n".join(EDN_EVENTS[2:]) + " ; end\n",
     # a discarded form makes the reader hand the whole text to the library
     "#_ {:process 9}\n" + "\n".join(EDN_EVENTS) + "\n",
+    # Jepsen's and Knossos's record literals: the tagged map is the event
+    "\n".join("#jepsen.history.Op" + e for e in EDN_EVENTS) + "\n",
+    "[" + "\n".join("#knossos.op.Op" + e for e in EDN_EVENTS) + "]\n",
 ])
 def test_every_edn_layout_reads_the_same(tmp_path: Path, layout: str) -> None:
     plain = tmp_path / "plain.edn"
