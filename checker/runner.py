@@ -129,6 +129,7 @@ def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None
         results["linearizable"] = check_linearizable(history, model_name, init, timeout,
                                                      memory_mb)
     observations_path = run_dir / OBSERVATIONS
+    observations = None
     if observations_path.is_file():
         from checker.logorder import check_log_order, load_observations
 
@@ -147,6 +148,7 @@ def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None
         composed["reason"] = (f"{len(fault_errors)} fault(s) of the schedule could not be "
                               f"applied, so the run did not test what it planned")
     composed["run_dir"] = str(run_dir)
-    if history.notes:  # a torn last line, say: the verdict is about the lines before it
-        composed["notes"] = list(history.notes)
+    notes = list(history.notes) + (list(observations.notes) if observations else [])
+    if notes:  # a torn last line, say: the verdict is about the lines before it
+        composed["notes"] = notes
     return composed

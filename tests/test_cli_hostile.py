@@ -306,6 +306,32 @@ def test_torn_last_line_check_and_report_agree(tmp_path: Path,
     assert len(load_history(history).events()) == 4
 
 
+def test_torn_last_observation_check_and_report_agree(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same rule for observations.jsonl: check refused the run ('not valid JSON')
+    that report rendered, as a full disk leaves it; a complete bad line still refuses."""
+    run = make_run_dir(tmp_path, GOOD)
+    observations = run / "observations.jsonl"
+    role = {"time": 1, "node": "n1", "kind": "role", "term": 1, "role": "leader",
+            "leader": "n1"}
+    whole = json.dumps(role) + "\n"
+    observations.write_text(whole)
+    complete = main(["check", str(run), "--json"])
+    expected = json.loads(capsys.readouterr().out)["valid"]
+    observations.write_text(whole + '{"time": 2, "node": "n1", "ki')
+    assert main(["check", str(run)]) == complete
+    err = capsys.readouterr().err
+    assert "observations.jsonl:2: the last line is torn" in err and "error" not in err
+    assert main(["check", str(run), "--json"]) == complete
+    assert json.loads(capsys.readouterr().out)["valid"] == expected
+    assert main(["check", str(run), "--json"]) == complete
+    assert any("observations.jsonl:2" in n for n in json.loads(capsys.readouterr().out)["notes"])
+    assert main(["report", str(run)]) == 0
+    observations.write_text(whole + "garbage\n")
+    assert main(["check", str(run)]) == 2
+    assert "observations.jsonl:2: not valid JSON" in one_line_error(capsys.readouterr().err)
+
+
 # ---------------------------------------------------------------------------
 # 9: messages say what is wrong, where
 

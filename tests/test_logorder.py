@@ -568,7 +568,7 @@ def test_unknown_never_hides_a_violation():
     ("line", "message"),
     [
         ("{not json", "not valid JSON"),
-        ("[1, 2]", "expected a JSON object"),
+        ("[1, 2]", "must be a JSON object"),
         ('{"time": 1, "node": "n1"}', "'kind'"),
         ('{"time": 1, "node": "n1", "kind": "gossip"}', "'kind'"),
         ('{"node": "n1", "kind": "crash"}', "'time'"),

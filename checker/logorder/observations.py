@@ -45,6 +45,8 @@ class Observations:
 
     def __init__(self, source: str | None = None) -> None:
         self.source = source
+        #: what reading the file noticed (a torn last line left out)
+        self.notes: list[str] = []
         self.logs = LogTracker()
         self.leaders = LeaderTracker()
         self.digests = DigestTracker()
@@ -137,7 +139,7 @@ def load_observations(path: str | Path) -> Observations:
     """Read ``observations.jsonl``; raises :class:`checker.errors.InputError` on a bad line."""
     observations = Observations(str(path))
     with _no_cyclic_gc():
-        for record in iter_file(path):
+        for record in iter_file(path, observations.notes):
             observations.add(record)
     return observations
 

@@ -8,7 +8,6 @@ on: integer index and term, a string digest.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,23 +343,31 @@ def _first_bad_entry(raw_entries: list[Any]) -> str:
     return "malformed entries"  # pragma: no cover - only called when one is bad
 
 
-def iter_file(path: str | Path) -> Iterator[Record]:
-    """Yield the records of an observations file in file order; InputError on bad lines."""
+def iter_file(path: str | Path, notes: list[str] | None = None) -> Iterator[Record]:
+    """Yield the records of an observations file in file order; InputError on bad lines.
+
+    A torn last line (what a crash or a full disk leaves) follows the one rule of
+    :class:`checker.history.JsonLines`, as ``report`` does: it is left out and a note
+    is appended to ``notes``, so a run stopped by a full disk stays checkable.
+    """
+    from checker.history import JsonLines
+
     name = str(path)
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise InputError(name, None, f"cannot read observations: {exc.strerror}") from None
-    with handle:
+
+    def decoded() -> Iterator[str]:
         for number, data in enumerate(handle, start=1):
             try:
-                text = data.decode("utf-8")
+                yield data.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise InputError(name, number, f"not UTF-8 text: {exc.reason}") from None
-            if not text.strip():
-                continue
-            try:
-                raw = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(name, number, f"not valid JSON: {exc.msg}") from None
+
+    rows = JsonLines(name)
+    with handle:
+        for number, raw in rows.read(decoded()):
             yield parse_record(raw, name, number)
+    if notes is not None:
+        notes.extend(rows.notes())
