@@ -130,7 +130,7 @@ def test_bug_registry_lists_every_bug_once() -> None:
     assert set(BUGS) == {
         "no-prev-check", "truncate-on-append", "commit-old-term", "commit-without-quorum",
         "stale-leader-read", "no-noop", "lease-too-long", "ack-before-fsync", "forget-vote",
-        "no-dedup",
+        "no-dedup", "txn-local-read",
     }
     assert BUGS.keys() >= CORE_BUGS
     assert all(line and "\n" not in line for line in BUGS.values())
