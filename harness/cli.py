@@ -19,10 +19,12 @@ import contextlib
 import importlib
 import math
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 #: Modules that contribute subcommands, in the order they are listed in --help.
 SUBCOMMAND_MODULES = (
@@ -124,7 +126,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; SIGTERM stops every command like Ctrl-C (exit 2, one line), not
+    by the signal's default death (`check` exited 143, outside the 0/1/2 contract).
+    Commands with their own cleanup (run, campaign, serve) install their own handler."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread (an embedding program): leave it alone
+        previous = None
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_wanted(argv)
     argv = [word for word in argv if word != "--debug"]  # accepted before or after COMMAND

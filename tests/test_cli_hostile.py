@@ -504,3 +504,34 @@ def test_an_unhashable_process_is_bad_input_not_an_internal_error(
     assert main(["check", str(path)]) == 2
     line = one_line_error(capsys.readouterr().err)
     assert "h.jsonl:1: process must be" in line and "TypeError" not in line
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has installed a SIGTERM handler (its /proc status says)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (15 - 1)))
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_sigterm_stops_check_with_exit_2_not_the_signals_death() -> None:
+    """`check` killed by SIGTERM exited 143 (-15), outside the 0/1/2 contract."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "check", "-"], cwd=REPO,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _catches_sigterm(proc.pid):  # the handler is in: now it must be used
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)  # check is blocked reading the open stdin
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2
+    assert one_line_error(err) == "splitbrain: interrupted"
