@@ -86,8 +86,18 @@ def check_output_path(path: str, option: str) -> Path:
         what = "not a directory" if parent.exists() else "no such directory"
         raise UserError(f"{option} {path}: {parent}: {what}")
     if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise UserError(f"{option} {path}: permission denied")
+        raise UserError(f"{option} {path}: {_why_unwritable(parent)}")
     return out
+
+
+def _why_unwritable(directory: Path) -> str:
+    """A read-only mount is not a permission problem (chmod will not help): say which."""
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        pass
+    return "permission denied"
 
 
 def _debug_wanted(argv: Sequence[str]) -> bool:

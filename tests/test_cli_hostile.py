@@ -535,3 +535,21 @@ def test_sigterm_stops_check_with_exit_2_not_the_signals_death() -> None:
             proc.kill()
     assert proc.returncode == 2
     assert one_line_error(err) == "splitbrain: interrupted"
+
+
+@pytest.mark.skipif(not hasattr(os, "statvfs"), reason="needs statvfs")
+@pytest.mark.parametrize(("flags", "said"), [(os.ST_RDONLY, "read-only file system"),
+                                             (0, "permission denied")])
+def test_an_unwritable_output_says_whether_the_mount_is_read_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: int, said: str) -> None:
+    """A run directory on a read-only mount was refused as 'permission denied'
+    (as root, chmod is no test of this: root writes anyway; a real read-only mount is)."""
+    from harness.cli import UserError, check_output_path
+
+    class Stat:
+        f_flag = flags
+
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
+    monkeypatch.setattr(os, "statvfs", lambda path: Stat())
+    with pytest.raises(UserError, match=said):
+        check_output_path(str(tmp_path / "results.json"), "--write-results")
