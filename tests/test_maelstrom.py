@@ -246,14 +246,25 @@ def test_txn_list_append_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture[
                                   command: str, expected: int) -> None:
     """Maelstrom's txn-list-append through ``--workload list-append``, judged by the
     transactional checker: the majority-replicated node is valid, the one whose
-    followers answer read-only transactions from their own copy invalid."""
-    code = cli_main(["run", "--db", "maelstrom", "--bin", command, "--nodes", "3",
-                     "--workload", "list-append", "--time-limit", "4", "--concurrency", "9",
-                     "--quiet-period", "0.5",
-                     "--nemesis-schedule", str(_schedule(tmp_path, heal_at=3.7)),
-                     "--seed", "1", "--no-display", "--no-report",
-                     "--store", str(tmp_path / "store")])
-    out = capsys.readouterr().out
+    followers answer read-only transactions from their own copy invalid.
+
+    The broken node is caught only if a client reads from the cut-off follower after
+    it missed an append, which a 4 s real run does not always arrange (1 valid run in
+    one CI pass of five): up to three seeds, stopping at the first invalid one. The
+    correct node must be valid on its one run: a false alarm is never retried away."""
+    seeds = (1,) if expected == 0 else (1, 2, 3)
+    for seed in seeds:
+        store = tmp_path / f"store-{seed}"
+        code = cli_main(["run", "--db", "maelstrom", "--bin", command, "--nodes", "3",
+                         "--workload", "list-append", "--time-limit", "4", "--concurrency",
+                         "9", "--quiet-period", "0.5",
+                         "--nemesis-schedule", str(_schedule(tmp_path, heal_at=3.7)),
+                         "--seed", str(seed), "--no-display", "--no-report",
+                         "--store", str(store)])
+        out = capsys.readouterr().out
+        assert code in (0, 1), out
+        if code == expected:
+            break
     assert code == expected, out
     assert "transactional: " + ("true" if expected == 0 else "false") in out
 
