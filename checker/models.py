@@ -171,12 +171,16 @@ class Model:
         return text
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A frozen value as Knossos prints it: nil, [1 2 3], 'strings' quoted."""
     if value is None:
         return "nil"
     if isinstance(value, tuple):
-        return "[" + " ".join(_show(v) for v in value) + "]"
+        return "[" + " ".join(show_value(v) for v in value) + "]"
     return repr(value) if isinstance(value, str) else str(value)
+
+
+_show = show_value
 
 
 def _split_by_key(ops: Iterable[Op]) -> dict[Any, list[Op]]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checker.history import History, Op
-from checker.models import ModelError, freeze
+from checker.models import ModelError, freeze, show_value
 
 APPEND, READ, WRITE = "append", "r", "w"
 _F_NAMES = {"append": APPEND, "r": READ, "read": READ, "w": WRITE, "write": WRITE}
@@ -71,7 +71,7 @@ class Txn:
 
     def describe(self) -> str:
         """A short text like ``T12 [append x 3] [r y [1 2]]`` for explanations."""
-        parts = " ".join(f"[{f} {_show(k)} {_show(v)}]" for f, k, v in self.mops)
+        parts = " ".join(f"[{f} {show_value(k)} {show_value(v)}]" for f, k, v in self.mops)
         return f"T{self.id} {parts}".rstrip()
 
 
@@ -79,19 +79,6 @@ def _thaw(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_thaw(v) for v in value]
     return value
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, tuple):
-        return "[" + " ".join(_show(v) for v in value) + "]"
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def show_value(value: Any) -> str:
-    """How a key or value is written in explanations (EDN-like: nil, [1 2])."""
-    return _show(value)
 
 
 _SCALARS = (int, str, type(None), bool, float)
