@@ -152,6 +152,20 @@ def test_incompatible_orders() -> None:
     assert result["valid"] is False
 
 
+@pytest.mark.parametrize("read", [[2], [1, 3, 2], [3, 2]])
+def test_a_read_splitting_one_transactions_appends_is_incompatible(read: list[int]) -> None:
+    """T0 appended 1 then 2 atomically: no list holds 2 without 1 right before it.
+
+    Found by the brute-force property in CI: ``[2]`` was judged serializable.
+    """
+    result = check(concurrent([["append", "x", 1], ["append", "x", 2]],
+                              [["append", "x", 3]], [["r", "x", read]]))
+    assert result["valid"] is False
+    assert "incompatible-order" in result["anomaly_types"]  # [1 3 2] is also a G0 cycle
+    assert result["anomalies"]["incompatible-order"][0]["appended"] == [1, 2]
+    assert "read-uncommitted" in result["not"]
+
+
 def test_stale_read_is_g_single_realtime() -> None:
     """Serializable, but not strict: the read misses an append that completed before it."""
     history = serial([["append", "x", 1]], [["r", "x", []]])

@@ -40,6 +40,7 @@ def infer(txns: list[Txn]) -> Inference:
     writer: dict[tuple[Any, Any], int] = {}  # (key, value) -> txn id, ok/info appends
     aborted: dict[tuple[Any, Any], int] = {}  # (key, value) -> txn id, failed appends
     intermediate: set[tuple[Any, Any]] = set()  # non-final appends of a txn to a key
+    sequence: dict[tuple[Any, int], tuple[Any, ...]] = {}  # (key, txn) -> its appends, in order
     for txn in txns:
         last: dict[Any, Any] = {}
         for f, key, value in txn.mops:
@@ -55,6 +56,7 @@ def infer(txns: list[Txn]) -> Inference:
                                    "list-append needs unique values per key")
                 return result
             (writer if txn.type != "fail" else aborted)[slot] = txn.id
+            sequence[(key, txn.id)] = (*sequence.get((key, txn.id), ()), value)
             if key in last:
                 intermediate.add((key, last[key]))
             last[key] = value
@@ -105,6 +107,7 @@ def infer(txns: list[Txn]) -> Inference:
                         external.append((txn.id, key, outside))
             known[key] = got
             _check_elements(result, txn, key, got, writer, aborted, intermediate)
+            _check_atomic(result, txn, key, got, writer, sequence)
 
     # Version orders: the longest read of each key, if every other read is a prefix of it.
     orders: dict[Any, tuple[Any, ...]] = {}
@@ -187,6 +190,36 @@ def _unread_appends(txns: list[Txn], graph: DepGraph, orders: dict[Any, tuple[An
                 graph.add(writer[(key, order[-1])], txn.id, WW, (key, order[-1], value))
             unread.setdefault(key, []).append((txn.id, value))
     return unread
+
+
+def _check_atomic(result: Inference, txn: Txn, key: Any, got: tuple[Any, ...],
+                  writer: dict[tuple[Any, Any], int],
+                  sequence: dict[tuple[Any, int], tuple[Any, ...]]) -> None:
+    """A transaction's appends to one key show up together, in its order, or not at all.
+
+    A transaction is atomic, so a list holding its k-th append to a key holds
+    its earlier appends to that key right before it, and its next append (if
+    the list goes on) right after it. A read of ``[2]`` when one transaction
+    appended 1 then 2, or of ``[1 3 2]`` when 3 came from another one, shows
+    a version no execution can produce: an ``incompatible-order`` between the
+    read and the writer's own order. (A list that *ends* early inside the
+    writer's appends is a G1b, reported by ``_check_elements``.) The reader's
+    own appends are left to the internal-consistency check.
+    """
+    for i, v in enumerate(got):
+        w = writer.get((key, v))
+        if w is None or w == txn.id:
+            continue
+        appended = sequence[(key, w)]
+        j = appended.index(v)
+        before_ok = i >= j and got[i - j:i] == appended[:j]
+        after_ok = i + 1 >= len(got) or j + 1 >= len(appended) or got[i + 1] == appended[j + 1]
+        if not (before_ok and after_ok):
+            result.report("incompatible-order", {
+                "key": key, "txn": txn.view(), "read": list(got), "writer": w,
+                "appended": list(appended),
+                "why": f"T{w} appended {list(appended)} to {key!r} in one transaction"})
+            return
 
 
 def _check_elements(result: Inference, txn: Txn, key: Any, got: tuple[Any, ...],
