@@ -253,11 +253,13 @@ def make_network(kind: str, run_dir: Path, seed: int, trace: bool, clock: RunClo
     if kind == "router":
         return db.make_network(seed, run_dir / store.MESSAGES if trace else None, clock.now_ns)
     if kind == "proxy":
+        from harness.net.framing import FRAMINGS
         from harness.net.proxy import ProxyNetwork
 
         trace_path = run_dir / store.MESSAGES if trace else None
         return ProxyNetwork(
-            rng=random.Random(seed ^ 0xBEEF), trace_path=trace_path, clock=clock.now_ns
+            rng=random.Random(seed ^ 0xBEEF), trace_path=trace_path, clock=clock.now_ns,
+            framing=FRAMINGS[getattr(db, "peer_framing", "splitbrain")],
         )
     if kind == "netns":
         from harness.net.netns import NetnsNetwork

@@ -83,8 +83,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--nemesis-schedule", default=None, metavar="FILE",
                         help="a JSON schedule file instead of a generated one")
     parser.add_argument("--net", default=None, choices=NETWORKS,
-                        help="network backend: proxy (default for raft_impl), netns (Linux, "
-                             "root; default for etcd and pysyncobj when root), "
+                        help="network backend: proxy (default for raft_impl and pysyncobj: "
+                             "relays that know their frames), netns (Linux, root; default "
+                             "for etcd when root), "
                              "none (direct, no link faults)")
     parser.add_argument("--no-trace", action="store_true",
                         help="do not record every message in messages.jsonl")

@@ -87,14 +87,19 @@ class FrameDecoder:
     the bytes it holds count against that budget until :meth:`close`, which
     the owner of the connection must call when the connection ends.
     ``max_frame`` may be lowered and raised while decoding (e.g. tiny until a
-    peer has said hello).
+    peer has said hello). ``header`` is the length prefix's layout: splitbrain's
+    big-endian unsigned 4 bytes by default; the relays pass another system's
+    (PySyncObj: native-order signed ``struct 'i'``) to cut its frames
+    without decoding them. A negative length is a broken frame.
     """
 
-    def __init__(self, max_frame: int = MAX_FRAME, budget: BufferBudget | None = None) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME, budget: BufferBudget | None = None,
+                 header: struct.Struct = _HEADER) -> None:
         self._buffer = bytearray()
         self.max_frame = max_frame
         self._budget = budget
         self._charged = 0
+        self._header = header
 
     def feed(self, data: bytes) -> None:
         budget = self._budget
@@ -129,14 +134,16 @@ class FrameDecoder:
         The relay uses this to forward, drop or duplicate single frames
         without paying for a decode.
         """
-        buffer = self._buffer
+        buffer, header = self._buffer, self._header
         try:
-            while len(buffer) >= _HEADER.size:
-                (length,) = _HEADER.unpack_from(buffer)
+            while len(buffer) >= header.size:
+                (length,) = header.unpack_from(buffer)
                 if length > self.max_frame:
                     raise FrameError(
                         f"frame length {length} exceeds the limit of {self.max_frame}")
-                end = _HEADER.size + length
+                if length < 0:
+                    raise FrameError(f"negative frame length {length}")
+                end = header.size + length
                 if len(buffer) < end:
                     return
                 with memoryview(buffer) as view:
@@ -150,7 +157,7 @@ class FrameDecoder:
     def messages(self) -> Iterator[dict[str, Any]]:
         """Yield every complete decoded message buffered so far."""
         for frame in self.frames_raw():
-            yield decode_body(frame[_HEADER.size :])
+            yield decode_body(frame[self._header.size :])
 
     @property
     def pending_bytes(self) -> int:

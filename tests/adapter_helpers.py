@@ -30,13 +30,17 @@ def short_schedule(tmp_path: Path, partitions: bool) -> Path:
     return path
 
 
-def short_run_with_faults(db: str, tmp_path: Path, *, rate: int, seed: int) -> RunOutcome:
+def short_run_with_faults(db: str, tmp_path: Path, *, rate: int, seed: int,
+                          net: str | None = None) -> RunOutcome:
     """Six seconds of a three-node ``db`` under :func:`short_schedule`, stored in ``tmp_path``.
 
-    Partitions only where netns works; elsewhere ``--net none`` with the kill
-    and restart alone, so the test still runs the adapter end to end.
+    With ``net="proxy"`` (the relays know the system's frames) partitions always;
+    else partitions only where netns works, and elsewhere ``--net none`` with the
+    kill and restart alone, so the test still runs the adapter end to end.
     """
-    partitions = netns_usable()
+    partitions = net == "proxy" or netns_usable()
+    if net is None:
+        net = "netns" if partitions else "none"
     config = RunConfig(
         db=db,
         nodes=3,
@@ -45,7 +49,7 @@ def short_run_with_faults(db: str, tmp_path: Path, *, rate: int, seed: int) -> R
         concurrency=3,
         keys=3,
         nemesis_schedule=str(short_schedule(tmp_path, partitions)),
-        net="netns" if partitions else "none",
+        net=net,
         seed=seed,
         store=str(tmp_path),
         quiet_period=1,

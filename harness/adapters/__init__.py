@@ -3,11 +3,12 @@
 Each module registers its DB with ``harness.db.register_db`` on import
 (``harness.db`` imports them lazily by name for ``--db etcd`` and
 ``--db pysyncobj``). :func:`network_for` is what ``splitbrain run`` asks
-to pick and validate ``--net`` for a database: raft_impl speaks splitbrain
-frames and gets the per-link relays by default, while etcd and PySyncObj
-speak their own peer protocols and name members by address, so partitions
-need network namespaces (``--net netns``, root) and without root they run
-with ``--net none`` (no link faults; kill and pause still work).
+to pick and validate ``--net`` for a database: raft_impl and PySyncObj get
+the per-link relays by default (the relays know both framings,
+``harness.net.framing``), while etcd speaks HTTP between peers and names
+members by URL, so its partitions need network namespaces (``--net netns``,
+root) and without root it runs with ``--net none`` (no link faults; kill and
+pause still work).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 #: Databases whose peers cannot run through the frame relays, and why.
 FOREIGN_PEER_PROTOCOL = {
     "etcd": "etcd's peers talk HTTP and name each other by advertised URL",
-    "pysyncobj": "PySyncObj's peers talk their own protocol and name each other by address",
 }
 #: Databases whose nodes send every message through the harness (harness.net.router).
 ROUTED = frozenset({"maelstrom"})

@@ -8,11 +8,18 @@ kill recovers from them). The node speaks raft_impl's client protocol, so
 the client here is raft_impl's minus leader hints: PySyncObj forwards
 commands from followers to its leader itself.
 
-Network: PySyncObj peers identify each other by ``host:port``, so per-link
-relays cannot sit in between; partitions use ``--net netns`` (see
-``harness.adapters``). The node dumps PySyncObj's (private) Raft log with
-each command's session and a digest of its applied state, both taken on
-PySyncObj's own thread, so the log-order checks run as for raft_impl.
+Network: ``--net proxy`` (the default) puts the harness's relays between the
+nodes. PySyncObj names a peer by the ``host:port`` it binds, so each node is
+told every peer's own address (``--peer-identity``) and the relay to dial it
+at (``--peer``); the relays cut PySyncObj's frames at its length prefixes
+(``harness.net.framing.PYSYNCOBJ``) and apply partition, loss, delay,
+duplicate and reorder to whole messages, both directions of its one
+connection per pair each as its own link. ``--net netns`` (root: iptables in
+network namespaces) still works for partitions and loss.
+
+The node dumps PySyncObj's (private) Raft log with each command's session and
+a digest of its applied state, both taken on PySyncObj's own thread, so the
+log-order checks run as for raft_impl.
 Not available: clock control and unfsynced-write loss (PySyncObj's journal
 is an mmap it does not sync per entry; a process kill keeps it in the page
 cache, and the harness cannot drop pages).
@@ -53,6 +60,8 @@ COMPLAINTS = (
 class PySyncObjDB(WireNodeDB):
     name = "pysyncobj"
     complaint_patterns = COMPLAINTS
+    #: How the relays cut its peer streams (harness.net.framing.FRAMINGS).
+    peer_framing = "pysyncobj"
 
     def __init__(self, options: DBOptions | None = None) -> None:
         super().__init__(options)
@@ -69,6 +78,19 @@ class PySyncObjDB(WireNodeDB):
         if self.options.extra.get("low_latency"):  # benchmarks/throughput.py's second figure
             words.append("--low-latency")
         return words
+
+    def node_args(self, node_id: str) -> list[str]:
+        """raft_impl's node words, plus each peer's own address when it is dialed at
+        another (a relay): PySyncObj knows a peer by the address it binds."""
+        args = super().node_args(node_id)
+        for peer, address in sorted(self.peer_addresses.get(node_id, {}).items()):
+            identity = self.nodes[peer].address.peer
+            if peer != node_id and address != identity:
+                args += ["--peer-identity", f"{peer}={identity}"]
+        return args
+
+    def check_peer_addresses(self) -> None:
+        """Any mapping works: peers are named by ``--peer-identity``, dialed at ``--peer``."""
 
     def environment(self, node_id: str) -> dict[str, str]:
         env = super().environment(node_id)

@@ -45,6 +45,7 @@ from typing import Any, ClassVar
 import trio
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj import pickle as pysyncobj_pickle
+from pysyncobj.node import TCPNode
 
 from raft_impl.wire import FrameDecoder, FrameError, encode_frame
 
@@ -74,10 +75,32 @@ INDEFINITE_FAILURES = {
 }
 
 
+class RelayedNode(TCPNode):
+    """A peer known by its own address but dialed at another (the harness's relay).
+
+    PySyncObj names a node by the address it binds (the id the dialer sends as
+    its first message, and what decides which of two nodes dials), and dials
+    ``node.ip:node.port``. Splitting the two lets the harness put a relay on
+    the path without PySyncObj's Raft seeing anything but its peer's address.
+    """
+
+    def __init__(self, address: str, dial: str) -> None:
+        super().__init__(address)
+        self._dial_host, self._dial_port = parse_address(dial)
+
+    @property
+    def ip(self) -> str:
+        return self._dial_host
+
+    @property
+    def port(self) -> int:
+        return self._dial_port
+
+
 class ReplicatedKV(SyncObj):
     """The state machine: a dict of registers, changed only through the log."""
 
-    def __init__(self, self_address: str, partners: list[str], conf: SyncObjConf) -> None:
+    def __init__(self, self_address: str, partners: list[TCPNode], conf: SyncObjConf) -> None:
         self.data: dict[str, Any] = {}
         super().__init__(self_address, partners, conf)
 
@@ -154,7 +177,7 @@ class Node:
         self.id = args.id
         self.read_mode = "stale" if args.read_mode == "stale" else "log"
         self.peer_address = args.peer_listen
-        self.names = {address: name for name, address in args.peers.items()}
+        self.names = {address: name for name, address in args.identities.items()}
         self.names[self.peer_address] = self.id
         self.token = trio.lowlevel.current_trio_token()
         data_dir = Path(args.data_dir)
@@ -171,7 +194,12 @@ class Node:
             appendEntriesUseBatch=not args.low_latency,
         )
         self._raft_calls: collections.deque[Any] = collections.deque()
-        self.kv = ReplicatedKV(self.peer_address, sorted(args.peers.values()), conf)
+        partners: list[TCPNode] = [
+            TCPNode(identity) if args.peers[name] == identity
+            else RelayedNode(identity, args.peers[name])
+            for name, identity in sorted(args.identities.items())
+        ]
+        self.kv = ReplicatedKV(self.peer_address, partners, conf)
         self.method_names = {number: name for name, number in self.kv._methodToID.items()}
         self.kv.addOnTickCallback(self._tick)
 
@@ -370,7 +398,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--peer-listen", required=True, help="HOST:PORT PySyncObj binds")
     parser.add_argument("--client-listen", required=True, help="HOST:PORT of the client API")
-    parser.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT")
+    parser.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT",
+                        help="another node and where to dial it (the harness's relay)")
+    parser.add_argument("--peer-identity", action="append", default=[],
+                        metavar="ID=HOST:PORT",
+                        help="the address that node binds and names itself by, when it is "
+                             "dialed elsewhere (default: its --peer address)")
     parser.add_argument("--read-mode", default="log", choices=("log", "read-index", "stale"))
     parser.add_argument("--election-timeout", default="0.4,1.4", metavar="MIN,MAX",
                         help="PySyncObj's raftMinTimeout,raftMaxTimeout in seconds")
@@ -379,12 +412,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "of batching (PySyncObj's documented low-latency setting)")
     args = parser.parse_args(argv)
     args.peers = {}
-    for text in args.peer:
-        name, sep, address = text.partition("=")
-        if not sep:
-            parser.error(f"--peer takes ID=HOST:PORT, not {text!r}")
-        parse_address(address)
-        args.peers[name] = address
+    args.identities = {}
+    for option, texts, into in (("--peer", args.peer, args.peers),
+                                ("--peer-identity", args.peer_identity, args.identities)):
+        for text in texts:
+            name, sep, address = text.partition("=")
+            if not sep:
+                parser.error(f"{option} takes ID=HOST:PORT, not {text!r}")
+            parse_address(address)
+            into[name] = address
+    unknown = set(args.identities) - set(args.peers)
+    if unknown:
+        parser.error(f"--peer-identity names no --peer: {', '.join(sorted(unknown))}")
+    args.identities = {name: args.identities.get(name, address)
+                       for name, address in args.peers.items()}
     parse_address(args.peer_listen)
     try:
         low, high = (float(x) for x in args.election_timeout.split(","))

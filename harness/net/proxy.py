@@ -31,6 +31,14 @@ refused connect would look like and retries). Anything B writes back on the
 connection is read and discarded: by protocol B never answers on a connection
 it accepted, and forwarding it would open a path that faults do not cover.
 
+PySyncObj (``framing=PYSYNCOBJ``, ``harness.net.framing``) is the exception:
+one connection per pair of nodes, dialed by the node with the larger address,
+carries both directions. Its node is told to dial the relay of A -> B for B
+(and to know B by B's own address), and the relay cuts both byte streams at
+PySyncObj's length prefixes: what A writes goes through link A -> B, what B
+writes back through link B -> A, each with its own faults, counters and
+trace. A connection is whole or gone: when either direction ends, both close.
+
 The hot path does not decode messages: with no fault on a link and no trace,
 the frames of a read are forwarded in one write, sent by the reading task
 itself (no queue, no writer task: every task switch adds latency to Raft's
@@ -53,10 +61,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import trio
 
 from harness.net.base import NodeAddress, link_name
+from harness.net.framing import HEADER_PEEK_FROM as HEADER_PEEK_FROM  # tests import it here
+from harness.net.framing import SPLITBRAIN, Framing, splitbrain_describe
 from harness.net.links import LinkFaultControl, LinkFaults, TraceBuffer
 from raft_impl.wire import (
     BUFFER_BUDGET,
@@ -65,44 +74,18 @@ from raft_impl.wire import (
     BufferBudget,
     FrameDecoder,
     FrameError,
-    body_of,
-    decode_body,
 )
 
 RECEIVE_SIZE = 65536
-#: Bytes of trace lines collected before they are written in one go.
-#: Frames at least this long get their header peeked at instead of fully decoded.
-HEADER_PEEK_FROM = 512
 COUNTER_NAMES = ("connections", "refused", "frames", "bytes", "delivered", "dropped",
                  "duplicated", "delayed", "reordered", "bad_frames", "reverse_bytes",
                  "over_budget", "stalled")
 
 
 def message_header(frame: bytes) -> tuple[Any, Any]:
-    """(type, term) of a raw frame, for the trace, without building the whole message.
-
-    Small frames are simply decoded (cheapest for them); large ones (appends
-    carrying many entries, snapshots) are walked with msgpack's Unpacker, which
-    skips the values of other keys in C instead of building them.
-    """
-    try:
-        if len(frame) < HEADER_PEEK_FROM:
-            message = decode_body(body_of(frame))
-            return message.get("type"), message.get("term")
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(frame))
-        unpacker.feed(body_of(frame))
-        found: dict[Any, Any] = {}
-        for _ in range(unpacker.read_map_header()):
-            key = unpacker.unpack()
-            if key in ("type", "term"):
-                found[key] = unpacker.unpack()
-                if len(found) == 2:
-                    break
-            else:
-                unpacker.skip()
-        return found.get("type"), found.get("term")
-    except (FrameError, ValueError, TypeError, msgpack.UnpackException):
-        return "undecodable", None
+    """(type, term) of a raw splitbrain frame, for the trace (``harness.net.framing``)."""
+    described = splitbrain_describe(frame)
+    return described["type"], described["term"]
 
 
 @dataclass
@@ -238,20 +221,23 @@ class ProxyNetwork(LinkFaultControl):
                  trace_path: str | Path | None = None, clock: Callable[[], int] | None = None,
                  host: str = "127.0.0.1", reorder_hold: float = 0.05,
                  buffer_budget: int = BUFFER_BUDGET, stall_timeout: float = STALL_TIMEOUT,
-                 ) -> None:
+                 framing: Framing = SPLITBRAIN) -> None:
         """``seed`` (or a seeded ``rng`` to draw one from) seeds every link's fault draws.
 
         ``clock`` gives trace times in ns since the run began (default: since construction).
         Like a node, the relays bound what partial frames hold: ``buffer_budget`` bytes
         over all connections (the one that would exceed it is closed, counted
         ``over_budget``), and a connection whose partial frame gets no byte for
-        ``stall_timeout`` s is closed (counted ``stalled``).
+        ``stall_timeout`` s is closed (counted ``stalled``). ``framing`` is the peers'
+        (``harness.net.framing``): splitbrain's frames, or PySyncObj's, whose one
+        connection per pair carries both directions (each through its own link).
         """
         if not host.startswith("127."):
             raise ValueError(f"relays listen on loopback only, not {host!r}")
         self.seed = rng.getrandbits(64) if rng is not None else seed
         self.host = host
         self.reorder_hold = reorder_hold
+        self.framing = framing
         self.buffers = BufferBudget(buffer_budget)
         self.stall_timeout = stall_timeout
         self._trace_path = Path(trace_path) if trace_path is not None else None
@@ -347,26 +333,39 @@ class ProxyNetwork(LinkFaultControl):
                 link.counters["refused"] += 1
                 return
             async with destination, trio.open_nursery() as connection:
-                connection.start_soon(self._discard_reverse, link, destination,
-                                      connection.cancel_scope)
-                async with trio.open_nursery() as timers:
-                    relayed = _Connection(self, link, destination, connection.cancel_scope,
-                                          timers)
-                    await self._read(link, source, relayed)
-                await relayed.flush()  # delayed frames went out as the timers ended
-                connection.cancel_scope.cancel()
+                if self.framing.duplex:  # what B writes back is B -> A's traffic
+                    back = self._links[(link.dst, link.src)]
+                    back.counters["connections"] += 1
+                    connection.start_soon(self._relay_direction, back, destination, source,
+                                          connection.cancel_scope, False)
+                else:
+                    connection.start_soon(self._discard_reverse, link, destination,
+                                          connection.cancel_scope)
+                await self._relay_direction(link, source, destination, connection.cancel_scope,
+                                            self.framing.hello)
+
+    async def _relay_direction(self, link: _Link, source: trio.SocketStream,
+                               destination: trio.SocketStream, done: trio.CancelScope,
+                               hello: bool) -> None:
+        """Relay one direction of a connection, frame by frame, under ``link``'s faults;
+        when it ends (closed, broken, stalled) the whole connection ends."""
+        async with trio.open_nursery() as timers:
+            relayed = _Connection(self, link, destination, done, timers)
+            await self._read(link, source, relayed, hello)
+        await relayed.flush()  # delayed frames went out as the timers ended
+        done.cancel()
 
     async def _read(self, link: _Link, source: trio.SocketStream,
-                    relayed: _Connection) -> None:
-        decoder = FrameDecoder(MAX_FRAME, self.buffers)
+                    relayed: _Connection, hello: bool = True) -> None:
+        decoder = FrameDecoder(MAX_FRAME, self.buffers, header=self.framing.header)
         try:
-            await self._read_frames(link, source, relayed, decoder)
+            await self._read_frames(link, source, relayed, decoder, hello)
         finally:
             decoder.close()
 
     async def _read_frames(self, link: _Link, source: trio.SocketStream,
-                           relayed: _Connection, decoder: FrameDecoder) -> None:
-        first = True
+                           relayed: _Connection, decoder: FrameDecoder, hello: bool) -> None:
+        first = hello
         counters = link.counters
         while True:
             try:
@@ -434,9 +433,8 @@ class ProxyNetwork(LinkFaultControl):
     def trace(self, link: _Link, frame: bytes, action: str, **extra: Any) -> None:
         if not self._trace.active:
             return
-        kind, term = message_header(frame)
-        self._trace.add({"time": self._clock(), "from": link.src, "to": link.dst, "type": kind,
-                         "term": term, "action": action, **extra})
+        self._trace.add({"time": self._clock(), "from": link.src, "to": link.dst,
+                         **self.framing.describe(frame), "action": action, **extra})
 
     # -- faults -----------------------------------------------------------------------------
 
