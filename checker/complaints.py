@@ -12,13 +12,22 @@ lists ``warning`` ones without failing.
 It can only judge what was watched: nodes that push events, and the output
 patterns the adapter knows (``test.json["complaint_watch"]``). When nothing
 was watched it says ``unknown`` and why (the run composes it as advisory).
+
+A complaint whose pattern names its ``culprit`` (``details.culprit``: the
+trace fields of the message that made the node say it, e.g. PySyncObj's
+append whose ``prev_index`` precedes the first truncated entry) gets that
+message from the run's ``messages.jsonl``: the last one to the complaining
+node with those fields, traced before the complaint was found, with what the
+network did to it (delivered, delayed by how long, duplicated, reordered).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from checker.culprits import find_culprits
 from checker.logorder.evidence import Violations
 from checker.logorder.records import ComplaintRecord
 from checker.results import invalid_result, unknown_result, valid_result
@@ -65,10 +74,16 @@ class ComplaintTracker:
             **described,
         )
 
-    def result(self, pushing_nodes: set[str], watch: Mapping[str, Any] | None = None
-               ) -> dict[str, Any]:
+    def result(self, pushing_nodes: set[str], watch: Mapping[str, Any] | None = None,
+               messages: Path | None = None) -> dict[str, Any]:
         """``pushing_nodes``: nodes seen pushing events; ``watch``: test.json's
-        ``complaint_watch`` (what the harness looked for), when the run recorded it."""
+        ``complaint_watch`` (what the harness looked for), when the run recorded it;
+        ``messages``: the run's message trace, to name each complaint's culprit."""
+        if messages is not None:
+            find_culprits([v for v in self.violations.kept
+                           if isinstance(v.get("details"), dict)
+                           and isinstance(v["details"].get("culprit"), dict)
+                           and isinstance(v.get("time"), int)], messages)
         watch = dict(watch or {})
         patterns = list(watch.get("patterns") or [])
         stats: dict[str, Any] = {

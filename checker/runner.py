@@ -137,7 +137,8 @@ def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None
         results["log-order"] = check_log_order(observations, history)
         watch = config.get("complaint_watch") if isinstance(config, Mapping) else None
         results["node-complaints"] = observations.complaints.result(
-            observations.pushing, watch if isinstance(watch, Mapping) else None)
+            observations.pushing, watch if isinstance(watch, Mapping) else None,
+            messages=run_dir / "messages.jsonl")
     composed = _compose(results, config if isinstance(config, Mapping) else {})
     fault_errors = config.get("fault_errors") if isinstance(config, Mapping) else None
     if fault_errors and composed.get("valid") is True:

@@ -226,7 +226,8 @@ class Collector:
         for number, raw in enumerate(lines, start=lines_read + 1):
             line = raw.decode("utf-8", errors="replace")
             for pattern, regex in self._patterns:
-                if not regex.search(line):
+                match = regex.search(line)
+                if match is None:
                     continue
                 self._complaints_found[(node, pattern.name)] += 1
                 if self._complaints_found[(node, pattern.name)] > MAX_COMPLAINTS_PER_PATTERN:
@@ -235,10 +236,11 @@ class Collector:
                     name = str(path.relative_to(self.writer.path.parent))
                 except ValueError:
                     name = str(path)
+                extra = {"details": details} if (details := pattern.details(match)) else {}
                 self.writer.write("complaint", node, complaint=pattern.name,
                                   severity=pattern.severity, message=pattern.message,
                                   source="output", file=name, file_line=number,
-                                  text=line.strip()[:MAX_LINE_KEPT])
+                                  text=line.strip()[:MAX_LINE_KEPT], **extra)
         if len(rest) > SCAN_CHUNK:
             rest = b""  # no newline in a megabyte: not a log line worth matching
         self._scanned[path] = (offset + len(data), lines_read + len(lines), rest)

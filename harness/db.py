@@ -20,6 +20,7 @@ and the collector skip what a system cannot do, and say so.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -85,13 +86,32 @@ class ComplaintPattern:
     The collector matches ``regex`` (Python ``re``, searched) against every new line of
     a node's output files (:meth:`DB.complaint_files`) and records a ``complaint``
     observation; the ``node-complaints`` checker fails the run on a ``violation``
-    and lists a ``warning``.
+    and lists a ``warning``. The regex's named groups (digits become integers) go
+    into the observation's ``details``.
+
+    ``culprit`` says which traced message (``messages.jsonl``) made the node say
+    it, so the evidence can name the message and not only the node:
+    ``{"type": T, "field": F, "group": G, "offset": k}`` means the last message
+    of type ``T`` to that node whose ``F`` is group ``G`` plus ``k`` (PySyncObj's
+    truncation "from index I" comes from an append whose ``prev_index`` is I - 1).
     """
 
     name: str
     regex: str
     severity: Literal["violation", "warning"]
     message: str
+    culprit: Mapping[str, Any] | None = None
+
+    def details(self, match: re.Match[str]) -> dict[str, Any]:
+        """What a matching line says beyond the pattern: its named groups, and the
+        message to look for (``culprit``: the trace fields it must have)."""
+        groups = {key: int(value) if value is not None and value.isdigit() else value
+                  for key, value in match.groupdict().items()}
+        rule = self.culprit
+        if rule and isinstance(groups.get(rule["group"]), int):
+            groups["culprit"] = {"type": rule["type"],
+                                 rule["field"]: groups[rule["group"]] + rule.get("offset", 0)}
+        return groups
 
 
 #: Callback the DB calls for every structured event a node prints

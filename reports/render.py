@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from checker.culprits import describe_message
 from checker.errors import InputError
 from reports import model, sources
 from reports.model import (
@@ -120,7 +121,10 @@ def _complaints(result: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows.append({"severity": item.get("severity", "violation"), "node": item.get("node"),
                      "time": fmt_time(time) if isinstance(time, int) else "",
                      "complaint": item.get("complaint"), "said": item.get("said") or "",
-                     "text": item.get("text") or "", "where": where})
+                     "text": item.get("text") or "", "where": where,
+                     "culprit": (describe_message(item["culprit_message"])
+                                 if isinstance(item.get("culprit_message"), Mapping)
+                                 else "")})
     return rows
 
 

@@ -93,8 +93,55 @@ def test_output_lines_matching_a_pattern_become_complaints_once(tmp_path: Path) 
         "n1", "truncated-applied-entries", "violation")
     assert (violation["file"], violation["file_line"]) == ("n1/stderr.log", 3)
     assert violation["text"].startswith("truncating already-applied")
+    # The line's numbers, and the message that made PySyncObj truncate: the append
+    # whose prevLogIdx precedes the first truncated entry.
+    assert violation["details"] == {
+        "index": 5, "culprit": {"type": "append_entries", "prev_index": 4}}
     assert (warning["complaint"], warning["severity"], warning["file_line"]) == (
         "commit-beyond-journal", "warning", 4)
+    assert "details" not in warning  # its pattern names no groups
+
+
+def test_a_complaint_names_the_traced_message_that_caused_it(tmp_path: Path) -> None:
+    """The checker finds the culprit in messages.jsonl: the last matching message to the
+    complaining node traced before the complaint was found, not a later or another's."""
+    from checker.complaints import ComplaintTracker
+
+    (tmp_path / "n2").mkdir()
+    (tmp_path / "n2" / "stderr.log").write_text(
+        "truncating already-applied log entries from index 224 (last applied: 439) - x\n")
+    collector, writer = collector_in(tmp_path, OutputDB(tmp_path))
+    collector.nodes = ["n2"]
+    collector.scan_outputs()  # found at time 1 (the writer's clock)
+    writer.close()
+
+    def append(time: int, to: str, prev: int, action: str = "deliver", **extra) -> str:
+        return json.dumps({"time": time, "from": "n1", "to": to, "type": "append_entries",
+                           "term": 3, "commit": 230, "prev_index": prev, "prev_term": 3,
+                           "entries": 0, "action": action, **extra})
+
+    trace = tmp_path / "messages.jsonl"
+    trace.write_text("\n".join([
+        append(0, "n2", 223, "delay", delay=0.25),  # the culprit (delivered late)
+        append(0, "n3", 223),                       # another node's
+        append(0, "n2", 224),                       # another position
+        append(2, "n2", 223),                       # traced after the complaint
+        '{"torn',
+    ]) + "\n")
+    observations = load_observations(tmp_path / "observations.jsonl")
+    tracker: ComplaintTracker = observations.complaints
+    result = tracker.result(set(), {"patterns": ["truncated-applied-entries"]}, messages=trace)
+    assert result["valid"] is False
+    (violation,) = result["violations"]
+    assert violation["culprit_message"] == json.loads(append(0, "n2", 223, "delay",
+                                                             delay=0.25))
+    assert violation["message"].endswith(
+        "the message: n1->n2 append_entries (term 3, prev_index 223, prev_term 3, "
+        "commit 230, 0 entries) at 0.000 s, delayed 0.250 s")
+    # Without a trace the complaint stands as it was said.
+    again = load_observations(tmp_path / "observations.jsonl").complaints.result(
+        set(), {"patterns": ["truncated-applied-entries"]}, messages=tmp_path / "none")
+    assert "culprit_message" not in again["violations"][0]
 
 
 def test_pysyncobj_patterns_match_the_messages_pysyncobj_logs() -> None:

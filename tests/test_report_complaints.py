@@ -33,3 +33,27 @@ def test_no_complaints_no_section(tmp_path: Path) -> None:
     events = [{"time": 1, "process": 0, "type": "invoke", "f": "read", "key": "k"}]
     html = render_history_report(events, result, tmp_path / "r.html").read_text()
     assert 'id="complaints"' not in html
+
+
+def test_the_message_behind_a_complaint_is_shown(tmp_path: Path) -> None:
+    """A complaint whose culprit was found in the trace names that message, on the
+    first screen (the violation's sentence) and in the complaints table."""
+    obs = Obs()
+    obs.complaint("n2", "truncated-applied-entries", time=2_500_000_000, source="output",
+                  file="nodes/n2/stderr.log", file_line=1,
+                  text="truncating already-applied log entries from index 224",
+                  details={"index": 224, "culprit": {"type": "append_entries",
+                                                     "prev_index": 223}})
+    trace = tmp_path / "messages.jsonl"
+    trace.write_text('{"time": 2000000000, "from": "n1", "to": "n2", "type": '
+                     '"append_entries", "term": 3, "prev_index": 223, "entries": 0, '
+                     '"action": "delay", "delay": 0.25}\n')
+    complaints = obs.observations().complaints.result(set(), {"patterns": ["x"]},
+                                                      messages=trace)
+    result = compose({"node-complaints": complaints})
+    events = [{"time": t, "process": 0, "type": kind, "f": "write", "key": "k", "value": 1}
+              for t, kind in ((1_000_000_000, "invoke"), (3_000_000_000, "ok"))]
+    html = render_history_report(events, result, tmp_path / "r.html").read_text()
+    said = ("n1-&gt;n2 append_entries (term 3, prev_index 223, 0 entries) at 2.000 s, "
+            "delayed 0.250 s")
+    assert html.count(said) >= 2, html[html.find("complaints"):][:3000]

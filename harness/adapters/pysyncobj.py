@@ -42,10 +42,13 @@ from harness.wire_db import WireNodeClient, WireNodeDB, kv_request
 COMPLAINTS = (
     ComplaintPattern(
         "truncated-applied-entries",
-        r"truncating already-applied log entries",
+        r"truncating already-applied log entries(?: from index (?P<index>\d+))?",
         "violation",
         "PySyncObj truncated log entries it had already applied: its state machine may "
         "have diverged from the other members",
+        # It truncates after an append's prevLogIdx: the append whose prev_index is I - 1.
+        culprit={"type": "append_entries", "field": "prev_index", "group": "index",
+                 "offset": -1},
     ),
     ComplaintPattern(
         "commit-beyond-journal",
