@@ -104,10 +104,6 @@ def run_fuzz(args: argparse.Namespace) -> int:
     check_number(args.shrink_seconds, "--shrink-seconds")
     if args.nodes < 1 or args.nodes > 9:
         raise UserError(f"--nodes must be between 1 and 9, got {args.nodes}")
-    if args.workload != "register":
-        raise UserError(f"fuzz --workload {args.workload}: the simulator's clients issue "
-                        f"register operations only, not transactions; use `splitbrain run "
-                        f"--workload {args.workload}`")
     try:
         bugs = sorted(validate_bugs(args.bug))
     except ValueError as exc:
@@ -138,7 +134,7 @@ def run_fuzz(args: argparse.Namespace) -> int:
                    store_dir=args.store, read_modes=args.read_mode or None,
                    time_limit=args.time_limit, max_faults=args.max_faults,
                    shrink_seconds=args.shrink_seconds, search_seconds=search_seconds,
-                   progress=progress)
+                   progress=progress, workload=args.workload)
     if not outcome.found:
         unknown = f", {outcome.unknown} unknown verdicts" if outcome.unknown else ""
         spent = search_seconds is not None and outcome.elapsed_s >= search_seconds
@@ -245,7 +241,7 @@ def _replay_real(test: Any, store_dir: Path) -> int:
         read_mode=cluster.read_mode, bugs=list(cluster.bugs), seed=test.seed,
         store=str(store_dir), test_name=f"replay-real-{test.name}",
         quiet_period=workload.quiet, op_timeout=workload.op_timeout,
-        retry_indefinite=workload.retry_indefinite,
+        retry_indefinite=workload.retry_indefinite, workload_name=workload.name,
     )
     try:
         outcome = run_test(config)

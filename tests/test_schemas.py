@@ -181,6 +181,17 @@ def test_a_transactional_run_writes_what_the_schemas_describe(tmp_path: Path,
     assert any(line["type"] == "ok" for line in ops)
 
 
+def test_a_simulated_transactional_run_writes_what_the_schemas_describe(
+        tmp_path: Path, validators) -> None:
+    """``fuzz --workload rw-register``: the same txn lines and keys as a real run's."""
+    simulate(SimTest(workload=SimWorkload(time_limit=2.0, name="rw-register"),
+                     schedule=tuple(SCHEDULE[:2]), seed=4), tmp_path, check=False)
+    history = assert_run_matches(tmp_path, validators)
+    ops = [line for line in history if line["process"] != "nemesis"]
+    assert ops and all(line["f"] == "txn" and "key" not in line for line in ops)
+    assert any(line["type"] == "ok" for line in ops)
+
+
 def test_schemas_are_valid_json_schemas() -> None:
     for path in sorted(SCHEMAS.glob("*.schema.json")):
         load_schema(path.name.removesuffix(".schema.json"))

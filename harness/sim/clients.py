@@ -5,7 +5,8 @@ This mirrors ``harness.clients.ProcessPool`` and
 
 - ``concurrency`` worker slots, each holding one live process; process ``p``
   first talks to node ``p mod n``; operations come from the same
-  :class:`harness.workload.RegisterWorkload` stream and are started by the same
+  :class:`harness.workload.RegisterWorkload` (or ``TxnWorkload``) stream and are
+  started by the same
   :class:`harness.workload.Pacer`;
 - ``not-leader`` is definite: retry the same ``(client, seq)`` at the hinted
   leader, or the next node after a back-off; a refused connection (node down)
@@ -129,7 +130,7 @@ class SimClients:
                 self.final_values[key] = value
             self._final_next()
 
-        self._invoke(process, {"f": "read", "key": key, "value": None}, done)
+        self._invoke(process, self.workload.final_read(key), done)
 
     # -- one operation -------------------------------------------------------------------
 
@@ -140,17 +141,24 @@ class SimClients:
         process.doubtful = False
         process.in_doubt = False
         process.done = done
+        # A txn has no key of its own: its micro-ops name theirs (as in a real run).
+        key = {"key": op["key"]} if "key" in op else {}
         self.cluster.record({"process": process.number, "type": "invoke", "f": op["f"],
-                             "key": op["key"], "value": op.get("value"), "node": process.node,
-                             "client": process.client_id, "seq": process.seq})
+                             **key, "value": op.get("value"), "node": process.node,
+                             "client": process.client_id, "seq": process.seq,
+                             **({"read": op["read"]} if op.get("read") else {})})
         process.deadline = self.loop.timer_at(self.loop.now + self.workload.op_timeout,
                                               self._timed_out, process, op)
         self._attempt(process, op)
 
     def _request(self, process: SimProcess, op: dict[str, Any]) -> dict[str, Any]:
         request: dict[str, Any] = {"id": process.attempt, "client": process.client_id,
-                                   "seq": process.seq, "op": op["f"], "key": op["key"]}
-        if op["f"] == "write":
+                                   "seq": process.seq, "op": op["f"]}
+        if "key" in op:
+            request["key"] = op["key"]
+        if op.get("read"):
+            request["read"] = op["read"]
+        if op["f"] in ("write", "txn"):
             request["value"] = op["value"]
         elif op["f"] == "cas":
             request["expected"], request["value"] = op["value"]
@@ -249,10 +257,11 @@ class SimClients:
         if not timer_fired and process.deadline is not None:
             process.deadline.cancel()
         process.deadline = None
-        if not (kind == "ok" and op["f"] == "read"):
-            value = op.get("value")
+        if not (kind == "ok" and op["f"] in ("read", "txn")):
+            value = op.get("value")  # a txn's answer: its micro-ops with the reads filled in
+        key = {"key": op["key"]} if "key" in op else {}
         event: dict[str, Any] = {"process": process.number, "type": kind, "f": op["f"],
-                                 "key": op["key"], "value": value}
+                                 **key, "value": value}
         if node is not None:
             event["node"] = node
         if error is not None:

@@ -33,6 +33,7 @@ from harness.sim.config import SimTest
 from harness.sim.loop import BudgetExceeded, EventLoop
 from harness.sim.network import SimNetwork
 from harness.sim.node import Reply, SimNode
+from harness.workload import op_keys
 from nemesis.faults import history_f, trigger_key, trigger_missed, validate_schedule
 from nemesis.schedule import final_heal
 
@@ -82,7 +83,7 @@ class SimCluster:
                              raft_config)
             for node_id in self.node_ids
         }
-        self.clients = SimClients(self, test.workload.register().operations(seed))
+        self.clients = SimClients(self, test.workload.operations(seed))
         self.keys: dict[str, None] = {}
         self._observed_commit: dict[str, int] = {}
         self._leading: set[str] = set()
@@ -139,7 +140,8 @@ class SimCluster:
 
     def record(self, event: dict[str, Any]) -> None:
         if event.get("type") == "invoke":
-            self.keys.setdefault(event["key"], None)
+            for key in op_keys(event):
+                self.keys.setdefault(key, None)
         self._history.write({"time": _ns(self.loop.now), **event})
 
     def record_nemesis(self, f: str, value: Any) -> None:

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.workload import DEFAULT_MIX, MAX_KEYS, RegisterWorkload
+from harness.workload import (
+    DEFAULT_MIX,
+    MAX_KEYS,
+    WORKLOADS,
+    RegisterWorkload,
+    TxnWorkload,
+)
 from raft_impl.bugs import validate_bugs
 from raft_impl.core import READ_MODES, RaftConfig
 
@@ -94,7 +101,15 @@ class SimClusterConfig:
 
 @dataclass(frozen=True)
 class SimWorkload:
-    """The register workload of a real run, plus the phases and client timeouts."""
+    """The workload of a real run, plus the phases and client timeouts.
+
+    ``name`` is ``register`` (reads, writes and cas over ``keys`` keys, in
+    ``mix``) or a transactional workload, ``list-append`` / ``rw-register``
+    (:class:`harness.workload.TxnWorkload` over ``keys`` active keys, each
+    retired after ``ops_per_key`` writes, 32 by default; ``mix`` and
+    ``cas_window`` do not apply). The simulated nodes run the node's own
+    logic, so a txn is applied exactly as a real node applies it.
+    """
 
     keys: int = 3
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
@@ -113,9 +128,16 @@ class SimWorkload:
     attempt_timeout: float = 0.5
     #: The final reads (every key, through the leader) must finish within this.
     final_read_timeout: float = 15.0
+    #: ``register``, ``list-append`` or ``rw-register`` (``--workload``).
+    name: str = "register"
 
     def __post_init__(self) -> None:
+        if self.name not in WORKLOADS:
+            raise ValueError(f"workload.name must be one of {', '.join(WORKLOADS)}, "
+                             f"not {self.name!r}")
         self.register()  # validates keys, mix, rate, concurrency
+        if self.transactional:
+            self.txn()
         if self.time_limit <= 0 or self.quiet < 0 or self.op_timeout <= 0:
             raise ValueError("time_limit and op_timeout must be > 0, quiet >= 0")
 
@@ -123,6 +145,27 @@ class SimWorkload:
         return RegisterWorkload(keys=self.keys, mix=dict(self.mix), rate=self.rate,
                                 concurrency=self.concurrency, ops_per_key=self.ops_per_key,
                                 cas_window=self.cas_window)
+
+    @property
+    def transactional(self) -> bool:
+        return self.name != "register"
+
+    def txn(self) -> TxnWorkload:
+        extra = {"writes_per_key": self.ops_per_key} if self.ops_per_key is not None else {}
+        return TxnWorkload(model=self.name, keys=self.keys, rate=self.rate,
+                           concurrency=self.concurrency, **extra)
+
+    def operations(self, seed: int) -> Iterator[dict[str, Any]]:
+        """The seed's operation stream: the same as a real run of this workload draws."""
+        if self.transactional:
+            return self.txn().operations(seed)
+        return self.register().operations(seed)
+
+    def final_read(self, key: Any) -> dict[str, Any]:
+        """The read of one key after the faults (a one-read txn for txn workloads)."""
+        if self.transactional:
+            return TxnWorkload.final_read(key)
+        return RegisterWorkload.final_read(key)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

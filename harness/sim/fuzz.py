@@ -93,21 +93,24 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
          read_modes: Sequence[str] | None = None, packages: Sequence[str] | None = None,
          time_limit: float | None = None, max_faults: int = 8,
          shrink_seconds: float | None = 120.0, search_seconds: float | None = None,
-         progress: Callable[[int, SimResult], None] | None = None) -> FuzzOutcome:
+         progress: Callable[[int, SimResult], None] | None = None,
+         workload: str = "register") -> FuzzOutcome:
     """Run the property on up to ``examples`` drawn tests; shrink and save the first failure.
 
     ``packages`` None lets each planted bug's suit choose the faults
     (``strategies.SUITS``); the correct implementation gets every package.
 
     ``search_seconds`` bounds the search before a first failure (shrinking has its own
-    budget, ``shrink_seconds``).
+    budget, ``shrink_seconds``). ``workload`` is ``register``, ``list-append`` or
+    ``rw-register`` (``--workload``): the transactional ones are checked by
+    ``checker.elle`` as in a real run.
     """
     _import_what_a_campaign_imports()
     store_dir = Path(store_dir)
     name = name or "fuzz-" + ("-".join(bugs) if bugs else "correct")
     strategy = sim_tests(nodes=nodes, bugs=tuple(bugs), read_modes=read_modes,
                          packages=packages, time_limit=time_limit, max_faults=max_faults,
-                         name=name)
+                         name=name, workload=workload)
     scratch = Path(tempfile.mkdtemp(prefix="splitbrain-fuzz-"))
     counter = itertools.count(1)
     state: dict[str, Any] = {"failing": None, "first": None, "unknown": 0, "calls": 0}

@@ -100,7 +100,10 @@ def test_json(test: SimTest) -> dict[str, Any]:
         "quiet_period": workload.quiet,
         "op_timeout": workload.op_timeout,
         "retry_indefinite": workload.retry_indefinite,
+        "workload_name": workload.name,
     })
+    if workload.transactional:
+        data["model"] = workload.name  # checker.runner runs the transactional checker
     return data
 
 

@@ -401,8 +401,10 @@ def cluster_configs(nodes: int | st.SearchStrategy[int] = 3,
 
 
 def workloads(time_limit: float | st.SearchStrategy[float] | None = None,
-              retry_indefinite: bool | None = None) -> st.SearchStrategy[SimWorkload]:
-    """Register workloads: keys, mix, rate, concurrency, time limit (3 to 8 s by default)."""
+              retry_indefinite: bool | None = None,
+              name: str = "register") -> st.SearchStrategy[SimWorkload]:
+    """Workloads of one kind (``name``, as ``--workload``): keys, mix, rate, concurrency,
+    time limit (3 to 8 s by default)."""
     limits = (time_limit if isinstance(time_limit, st.SearchStrategy)
               else st.just(float(time_limit)) if time_limit is not None
               else st.integers(3, 8).map(float))
@@ -418,6 +420,7 @@ def workloads(time_limit: float | st.SearchStrategy[float] | None = None,
         # nodes during a fault (a deposed leader keeps getting some of them).
         op_timeout=st.sampled_from([1.0, 0.5]),
         retry_indefinite=retries,
+        name=st.just(name),
     )
 
 
@@ -425,11 +428,13 @@ def workloads(time_limit: float | st.SearchStrategy[float] | None = None,
 def sim_tests(draw: st.DrawFn, nodes: int | st.SearchStrategy[int] = 3,
               bugs: Sequence[str] = (), read_modes: Sequence[str] | None = None,
               packages: Sequence[str] | None = None, time_limit: float | None = None,
-              max_faults: int = 8, name: str = "sim", suited: bool = True) -> SimTest:
+              max_faults: int = 8, name: str = "sim", suited: bool = True,
+              workload: str = "register") -> SimTest:
     """A whole simulated test: cluster, workload, schedule and seed.
 
     With ``suited`` (the default) and planted ``bugs``, packages, read modes and
-    client retries that are not given explicitly follow :data:`SUITS`.
+    client retries that are not given explicitly follow :data:`SUITS`. ``workload``
+    names the kind of workload (``register``, ``list-append``, ``rw-register``).
     """
     # No suit (the correct implementation, or suited=False) is the neutral one:
     # every package, and every other setting left to the generic draw.
@@ -439,10 +444,10 @@ def sim_tests(draw: st.DrawFn, nodes: int | st.SearchStrategy[int] = 3,
     cluster = draw(cluster_configs(nodes, bugs, read_modes, fit.max_entries, fit.check_quorum))
     if fit.max_faults is not None:
         max_faults = min(max_faults, fit.max_faults)
-    workload = draw(workloads(time_limit, fit.retry_indefinite))
-    schedule = draw(schedules(cluster.node_ids, workload.time_limit, packages, max_faults,
+    work = draw(workloads(time_limit, fit.retry_indefinite, workload))
+    schedule = draw(schedules(cluster.node_ids, work.time_limit, packages, max_faults,
                               fit.shapes, undo=not fit.heal_at_end, chain=fit.chain,
                               group=fit.group, backdrop=fit.backdrop))
     seed = draw(st.integers(0, 2**32 - 1))
-    return SimTest(cluster=cluster, workload=workload, schedule=tuple(schedule), seed=seed,
+    return SimTest(cluster=cluster, workload=work, schedule=tuple(schedule), seed=seed,
                    name=name)
