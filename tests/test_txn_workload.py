@@ -200,15 +200,7 @@ def test_a_campaign_runs_its_workload_in_every_run(tmp_path: Path) -> None:
                                            "--workload", "list-append"]))
 
 
-def test_fuzz_refuses_a_txn_workload_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.cli import main
-
-    assert main(["fuzz", "--workload", "list-append", "--examples", "1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "issue register operations only" in err[0], err
-
-
-def test_the_pytest_plugin_runs_transactions_on_a_real_cluster(
+def test_the_pytest_plugin_runs_transactions_on_real_and_simulated_clusters(
         pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -220,9 +212,12 @@ def test_the_pytest_plugin_runs_transactions_on_a_real_cluster(
             result.assert_valid()
             assert "transactional" in result.results["checkers"]
 
-        def test_sim_refuses_txns(sim_cluster):
-            with pytest.raises(ValueError, match="register workload only"):
-                sim_cluster.run(workload="rw-register")
+        def test_sim_txns(sim_cluster):
+            result = sim_cluster.run(workload="rw-register", time_limit=2, report=False)
+            result.assert_valid()
+            assert result.results["checkers"]["transactional"]["model"] == "rw-register"
+            with pytest.raises(ValueError, match="workload"):
+                sim_cluster.run(workload="bank")
         """
     )
     pytester.runpytest("-p", "no:randomly", "-q").assert_outcomes(passed=2)
