@@ -5,7 +5,8 @@ lease read, a snapshot install or a kill during a partition hides from every
 run that lacks it. A campaign is what a nightly CI job calls: it plans a
 sequence of runs from one campaign seed, each rotating the axes that change
 what a run exercises — cluster size, read mode, snapshot threshold, in-doubt
-retries, fault mix and interval, run length — and each with its own seed
+retries, fault mix and interval, run length, election timing, client processes
+and how many are pinned to their node — and each with its own seed
 drawn from the campaign seed, so ``--seed S`` repeats the campaign's plans.
 
 Every run is an ordinary ``splitbrain run``: the campaign builds its command
@@ -73,7 +74,16 @@ NODE_FAULT_MIXES = ("kill", "pause", "kill,pause")
 #: candidates time out together, so split votes and chains of terms happen, which a
 #: 300 ms spread against ~1 ms round trips never gives. Drawn per run from a stream of
 #: its own, so adding the axis left every other draw of a seed as it was.
-ELECTION_TIMEOUTS: tuple[str | None, ...] = (None, "0.15,0.3", "0.3,0.32", "0.2,0.8")
+ELECTION_TIMEOUTS: tuple[str | None, ...] = (None, "0.15,0.3", "0.3,0.32", "0.2,0.8",
+                                             "0.1,0.2")
+#: Share of client processes pinned to their own node (``--pin-share``): 0 leaves every
+#: process with the last leader it heard of, so a deposed leader is never asked; 1 sends
+#: every operation to its process's node first. With the concurrency, drawn per run from
+#: a stream of its own (a seed's other choices stay as they were).
+PIN_SHARES = (0.4, 1.0, 0.2, 0.6, 0.0)
+#: Client processes (``--concurrency``) at the same total rate: more processes spread over
+#: more nodes (every node has pinned clients), more operations in flight at a fault.
+CONCURRENCIES = (5, 10, 16)
 NEMESIS_INTERVALS = (2.0, 3.0, 5.0)
 RUN_SECONDS = (20.0, 30.0, 45.0, 60.0)
 #: Seconds a run costs beyond its time limit (startup, quiet period, final reads,
@@ -97,6 +107,8 @@ class RunPlan:
     nemesis_interval: float
     time_limit: float
     election_timeout: str | None = None
+    pin_share: float = 0.4
+    concurrency: int = 5
 
     def run_args(self, *, db: str, bugs: Sequence[str], store_dir: str,
                  workload: str = "register") -> list[str]:
@@ -105,7 +117,8 @@ class RunPlan:
         words = ["run", "--db", db, "--nodes", str(self.nodes),
                  "--time-limit", f"{self.time_limit:g}",
                  "--nemesis", self.nemesis, "--nemesis-interval", f"{self.nemesis_interval:g}",
-                 "--read-mode", self.read_mode, "--retry-share", f"{self.retry_share:g}"]
+                 "--read-mode", self.read_mode, "--retry-share", f"{self.retry_share:g}",
+                 "--pin-share", f"{self.pin_share:g}", "--concurrency", str(self.concurrency)]
         if self.snapshot_threshold is not None:
             words.append(f"--node-arg=--snapshot-threshold={self.snapshot_threshold}")
         if self.election_timeout is not None:
@@ -122,6 +135,7 @@ class RunPlan:
             "snapshot_threshold": self.snapshot_threshold, "retry_share": self.retry_share,
             "nemesis": self.nemesis, "nemesis_interval": self.nemesis_interval,
             "time_limit": self.time_limit, "election_timeout": self.election_timeout,
+            "pin_share": self.pin_share, "concurrency": self.concurrency,
         }
 
 
@@ -142,15 +156,18 @@ def rotation(seed: int, *, db: str = "raft_impl", nodes: int | None = None) -> I
         "nemesis": FAULT_MIXES if own else NODE_FAULT_MIXES,
     }
     timing = random.Random(f"campaign-timing:{seed}")
+    clients = random.Random(f"campaign-clients:{seed}")
     offsets = {name: rng.randrange(len(values)) for name, values in axes.items()}
     index = 0
     while True:
         choice = {name: values[(offsets[name] + index) % len(values)]
                   for name, values in axes.items()}
         election = timing.choice(ELECTION_TIMEOUTS) if own else None
+        pin_share, concurrency = clients.choice(PIN_SHARES), clients.choice(CONCURRENCIES)
         yield RunPlan(index=index, seed=rng.randrange(2**31),
                       nemesis_interval=rng.choice(NEMESIS_INTERVALS),
-                      time_limit=rng.choice(RUN_SECONDS), election_timeout=election, **choice)
+                      time_limit=rng.choice(RUN_SECONDS), election_timeout=election,
+                      pin_share=pin_share, concurrency=concurrency, **choice)
         index += 1
 
 
@@ -463,7 +480,8 @@ def start_line(record: RunRecord) -> str:
     return (f"run {plan.index + 1} at {record.started_minute:.1f} min: {plan.nodes} nodes, "
             f"{plan.read_mode} reads, snapshot {snap}, retry {plan.retry_share:g}, "
             f"{plan.nemesis} every {plan.nemesis_interval:g} s, {plan.time_limit:g} s, "
-            f"election timeout {plan.election_timeout or 'default'}, seed {plan.seed}")
+            f"election timeout {plan.election_timeout or 'default'}, "
+            f"{plan.concurrency} clients ({plan.pin_share:g} pinned), seed {plan.seed}")
 
 
 def progress_line(record: RunRecord) -> str:
@@ -481,7 +499,8 @@ def summary_table(campaign: Campaign) -> Any:
 
     table = Table(title=f"campaign seed {campaign.seed} · {len(campaign.runs)} runs",
                   title_justify="left")
-    for name in ("#", "verdict", "nodes", "reads", "snapshot", "retry", "faults / interval",
+    for name in ("#", "verdict", "nodes", "reads", "snapshot", "retry", "clients / pinned",
+                 "faults / interval",
                  "election t/o", "s", "ops ok", "elections", "overlaps", "snapshots", "lag",
                  "seed"):
         numeric = name in ("#", "nodes", "snapshot", "retry", "s", "ops ok", "elections",
@@ -493,7 +512,8 @@ def summary_table(campaign: Campaign) -> Any:
         table.add_row(
             str(plan.index + 1), f"[{styles.get(record.status, 'yellow')}]{record.status}[/]",
             str(plan.nodes), plan.read_mode, str(plan.snapshot_threshold or "default"),
-            f"{plan.retry_share:g}", f"{plan.nemesis} / {plan.nemesis_interval:g} s",
+            f"{plan.retry_share:g}", f"{plan.concurrency} / {plan.pin_share:g}",
+            f"{plan.nemesis} / {plan.nemesis_interval:g} s",
             plan.election_timeout or "default", f"{plan.time_limit:g}",
             str((cov.get("ops") or {}).get("ok", "-")),
             str(cov.get("elections", "-")), str(sum((cov.get("compositions") or {}).values())),

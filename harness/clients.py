@@ -20,6 +20,14 @@ answer comes (``retries``: how many attempts were re-sent), or ``info`` if
 none came within the operation's timeout. It may have taken effect at any
 moment in between, which is exactly what an open operation means to the
 linearizability checker.
+
+The processes of the last ``pin_slots`` worker slots are *pinned* to their
+node: each operation is sent first to the process's own node (``p mod n``),
+and a not-leader hint is followed only within that operation, as a Jepsen
+client bound to one node. The other processes stay with the last leader they
+heard of, which is efficient but means nobody asks a deposed leader that
+still believes it leads: its stale reads and doomed writes would never be
+seen. A pinned process's successor (after ``info``) keeps the node.
 """
 
 from __future__ import annotations
@@ -110,10 +118,12 @@ class ClientStats:
 class Process:
     """One logical process: a number, a client session and a sequence counter."""
 
-    def __init__(self, number: int, client: Client, node: str) -> None:
+    def __init__(self, number: int, client: Client, node: str, pinned: bool = False) -> None:
         self.number = number
         self.client = client
         self.node = node
+        #: Every operation starts at ``node`` (see the module docstring).
+        self.pinned = pinned
         self.client_id = f"c{number}"
         self.seq = 0
 
@@ -136,6 +146,7 @@ class ProcessPool:
         op_timeout: float,
         stats: ClientStats | None = None,
         retry_slots: int = 0,
+        pin_slots: int = 0,
     ) -> None:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be 1 to {MAX_CONCURRENCY}, not {concurrency}")
@@ -147,24 +158,31 @@ class ProcessPool:
         self.stats = stats or ClientStats()
         #: Worker slots (process number mod concurrency) whose processes retry in doubt.
         self.retry_slots = retry_slots
+        #: Worker slots (the last ``pin_slots``) whose processes are pinned to their node.
+        self.pin_slots = pin_slots
 
     async def new_process(
-        self, number: int, node: str | None = None, *, retry: bool | None = None
+        self, number: int, node: str | None = None, *, retry: bool | None = None,
+        pinned: bool | None = None,
     ) -> Process:
         node = node or self.nodes[number % len(self.nodes)]
+        if pinned is None:
+            pinned = number % self.concurrency >= self.concurrency - self.pin_slots
         client = self.db.client(node)
         if retry is None:
             retry = number % self.concurrency < self.retry_slots
         if retry and client.can_retry_in_doubt:
             client.retry_indefinite = True
         await client.open()
-        return Process(number, client, node)
+        return Process(number, client, node, pinned=pinned)
 
     async def retire(self, process: Process, slot: int) -> Process:
-        """Close a process whose last operation is indefinite; return its successor."""
+        """Close a process whose last operation is indefinite; return its successor
+        (a pinned process's successor keeps its node)."""
         await process.client.close()
         self.stats.processes_retired += 1
-        return await self.new_process(process.number + self.concurrency)
+        return await self.new_process(process.number + self.concurrency,
+                                      process.node if process.pinned else None)
 
     async def run_op(self, process: Process, op: dict[str, Any]) -> dict[str, Any]:
         """Invoke one operation and record both ends. Returns the completion event."""
@@ -185,6 +203,8 @@ class ProcessPool:
                    else {}),
             }
         )
+        if process.pinned and hasattr(process.client, "target"):
+            process.client.target = process.node  # ask its own node first, every time
         completion: Completion | None = None
         with trio.move_on_after(self.op_timeout):
             completion = await process.client.invoke(
@@ -265,7 +285,8 @@ class ProcessPool:
             for key in keys:
                 while key not in values:
                     first = await leader() if leader is not None else None
-                    process = await self.new_process(next(numbers), first, retry=False)
+                    process = await self.new_process(next(numbers), first, retry=False,
+                                                     pinned=False)
                     try:
                         op = read_op(key) if read_op is not None else {
                             "f": "read", "key": key, "value": None}

@@ -120,7 +120,8 @@ class Cluster:
 
     async def next_event(self, event: str, entries: int = 0) -> str:
         """Wait for the next ``event`` (a ``nemesis.faults.TRIGGERS`` name) and return the
-        node it names: the deposed leader (step-down, from role events), the node that
+        node it names: the deposed leader (step-down, from role events), the new
+        candidate (election, from role events), the voter (vote, pushed), the node that
         took or installed a snapshot (pushed events), the node whose applied index
         fell ``entries`` behind the highest commit index (pushed commits, else polled
         statuses). TriggerUnsupported when these nodes cannot tell."""
@@ -132,6 +133,10 @@ class Cluster:
             return await poll_next_step_down(self)
         if event in ("snapshot", "snapshot-installed") and not self.db.pushes_events:
             raise TriggerUnsupported(f"--db {self.db.name} nodes do not report snapshots")
+        if event == "vote" and not self.db.pushes_events:
+            raise TriggerUnsupported(f"--db {self.db.name} nodes do not report votes")
+        if event == "election" and not self.db.role_events:
+            raise TriggerUnsupported(f"--db {self.db.name} nodes do not report candidacies")
         occurrence = self._occurrences.setdefault(event, _Election())
         await occurrence.happened.wait()
         assert occurrence.winner is not None
@@ -185,8 +190,12 @@ class Cluster:
                 election.happened.set()
             elif self._roles.get(node) == "leader":
                 self._happened("step-down", node)
+            if role == "candidate":
+                self._happened("election", node)
             if isinstance(role, str):
                 self._roles[node] = role
+        elif kind == "vote":
+            self._happened("vote", node)
         elif kind == "snapshot":
             self._happened("snapshot", node)
             if event.get("source") == "installed":

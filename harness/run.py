@@ -88,6 +88,13 @@ class RunConfig:
     #: Share of the client processes that retry in-doubt operations in their
     #: session (all of them with retry_indefinite); only where sessions dedup.
     retry_share: float = 0.4
+    #: Share of the client processes *pinned* to their own node: each of their
+    #: operations goes first to that node (following a not-leader hint only within the
+    #: operation), as Jepsen binds a client to a node; the others stay with the last
+    #: leader they heard of. Without pinned processes every client ends up at the
+    #: leader of the moment, so a deposed leader that still believes it leads is never
+    #: asked anything, and its stale answers never reach the history.
+    pin_share: float = 0.4
     attempt_timeout: float | None = None  # retry mode: default min(0.5, op_timeout / 2)
     leader_timeout: float = 10.0
     final_read_timeout: float = 15.0
@@ -156,6 +163,13 @@ class RunConfig:
         if self.retry_share <= 0:
             return 0
         return max(1, min(self.concurrency, round(self.retry_share * self.concurrency)))
+
+    def pin_slots(self) -> int:
+        """How many worker slots (the last ones) are pinned to their node (at least one if
+        any share)."""
+        if self.pin_share <= 0:
+            return 0
+        return max(1, min(self.concurrency, round(self.pin_share * self.concurrency)))
 
 
 @dataclass
@@ -445,6 +459,7 @@ async def _drive(
         op_timeout=config.op_timeout,
         stats=state.stats,
         retry_slots=config.retry_slots(),
+        pin_slots=config.pin_slots(),
     )
     seed = config.resolved_seed()
     used_keys: list[str] = []
@@ -532,6 +547,8 @@ def describe_test(config: RunConfig, schedule: list[dict[str, Any]] | None) -> d
     data["workload"] = config.workload().to_json()
     # which processes retry in doubt: those of worker slots 0..retry_slots-1
     data["retry_slots"] = config.retry_slots()
+    # which processes are pinned to their node: those of the last pin_slots worker slots
+    data["pin_slots"] = config.pin_slots()
     data["nemesis_schedule_file"] = config.nemesis_schedule
     data["nemesis_schedule"] = schedule
     data["nodes"] = node_names(config.nodes)

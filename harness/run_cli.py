@@ -122,6 +122,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--retry-share", type=float, default=0.4, metavar="F",
                         help="share of the client processes that retry in-doubt operations "
                              "in their session (default 0.4; 0 none; raft_impl only)")
+    parser.add_argument("--pin-share", type=float, default=0.4, metavar="F",
+                        help="share of the client processes pinned to their own node: each "
+                             "operation goes there first, so a deposed leader that still "
+                             "believes it leads gets asked (default 0.4; 0 none: every "
+                             "process stays with the last leader it heard of)")
     parser.add_argument("--name", default=None, help="test name in the store (default derived)")
     parser.add_argument("--no-display", action="store_true", help="no live terminal display")
     parser.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -164,6 +169,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     _positive(args.op_timeout, "--op-timeout")
     if not math.isfinite(args.retry_share) or not 0 <= args.retry_share <= 1:
         raise UserError(f"--retry-share must be between 0 and 1, not {args.retry_share:g}")
+    if not math.isfinite(args.pin_share) or not 0 <= args.pin_share <= 1:
+        raise UserError(f"--pin-share must be between 0 and 1, not {args.pin_share:g}")
     if not math.isfinite(args.quiet_period) or args.quiet_period < 0:
         raise UserError(f"--quiet-period must be 0 or more seconds, not {args.quiet_period:g}")
     if args.seed is not None and args.seed < 0:
@@ -264,6 +271,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         op_timeout=args.op_timeout,
         retry_indefinite=args.retry_indefinite,
         retry_share=args.retry_share,
+        pin_share=args.pin_share,
         display=display_wanted(args.no_display),
         render_report=not args.no_report,
         command_line=["splitbrain", *getattr(args, "argv", sys.argv[1:])],

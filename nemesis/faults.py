@@ -46,7 +46,10 @@ Other events the nodes report may trigger an entry the same way (TRIGGERS):
 into a snapshot), ``snapshot-installed`` (a follower installed its leader's
 snapshot) and ``follower-behind`` (a node's applied index falls ``entries``
 behind the highest commit index any node reports, default 100:
-``{"event": "follower-behind", "entries": 200}``). Entries that share an
+``{"event": "follower-behind", "entries": 200}``), ``election`` (a node became a
+candidate: it starts an election in a new term, having voted for itself) and
+``vote`` (a node granted its vote in a term, its own as a candidate included:
+the moment its promise must be on disk). Entries that share an
 ``at`` and an event wait for the same occurrence. The node the event names
 (the winner, the deposed leader, the node that snapshotted, the lagging
 follower) is the target ``"trigger"`` of the entries it fires, and may be the
@@ -86,7 +89,8 @@ FAULTS = (
     "clock",
 )
 #: Events an entry may wait for (``"when"``).
-TRIGGERS = ("new-leader", "step-down", "snapshot", "snapshot-installed", "follower-behind")
+TRIGGERS = ("new-leader", "step-down", "snapshot", "snapshot-installed", "follower-behind",
+            "election", "vote")
 #: Default ``entries`` of a follower-behind trigger.
 DEFAULT_BEHIND = 100
 #: Default ``within`` of a ``when`` trigger, in seconds.
@@ -314,6 +318,8 @@ def trigger_missed(when: Mapping[str, Any]) -> str:
         "snapshot-installed": f"no node installed a snapshot within {within} s",
         "follower-behind": (f"no node fell {when.get('entries', DEFAULT_BEHIND)} entries "
                             f"behind within {within} s"),
+        "election": f"no node started an election within {within} s",
+        "vote": f"no node granted a vote within {within} s",
     }[when["event"]]
 
 

@@ -288,6 +288,12 @@ class NodeHost:
             if "forget-vote" in self.bugs:
                 hs = HardState(hs.term, None, hs.commit)
             wal.stage_hard_state(hs)
+            if (rd.hard_state.vote is not None
+                    and (rd.hard_state.term, rd.hard_state.vote) != self._staged_term_vote):
+                # A vote granted (or our own, as a candidate): the harness may crash this
+                # node right after, to see whether the promise survives a restart.
+                self.events.emit({"event": "vote", "term": rd.hard_state.term,
+                                  "for": rd.hard_state.vote})
             self._staged_term_vote = (rd.hard_state.term, rd.hard_state.vote)
         if rd.entries:
             # Entries from this index on are being replaced: not durable until fsynced.

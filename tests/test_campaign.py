@@ -35,6 +35,8 @@ def test_rotation_is_determined_by_the_seed_and_covers_every_axis(seed: int) -> 
     assert {p.retry_share for p in runs} == set(cmp.RETRY_SHARES)
     assert {p.nemesis for p in runs} == set(cmp.FAULT_MIXES)
     assert {p.election_timeout for p in runs} == set(cmp.ELECTION_TIMEOUTS)
+    assert {p.pin_share for p in runs} == set(cmp.PIN_SHARES)
+    assert {p.concurrency for p in runs} == set(cmp.CONCURRENCIES)
     # co-prime cycles: the first 12 runs pair read modes and cluster sizes 12 ways
     assert len({(p.nodes, p.read_mode, p.index % 4) for p in runs[:12]}) == 12
 
@@ -59,6 +61,7 @@ def test_a_plan_is_an_ordinary_run_command(tmp_path: Path) -> None:
     config = config_from_args(args)
     assert (config.nodes, config.read_mode, config.retry_share, config.seed) == (
         plan.nodes, plan.read_mode, plan.retry_share, plan.seed)
+    assert (config.pin_share, config.concurrency) == (plan.pin_share, plan.concurrency)
     assert config.nemesis_interval == plan.nemesis_interval
     assert config.time_limit == plan.time_limit and config.bugs == ["no-dedup"]
     assert config.node_args == [f"--snapshot-threshold={plan.snapshot_threshold}",

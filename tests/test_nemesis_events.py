@@ -157,6 +157,34 @@ async def test_the_harness_cluster_tells_step_downs_snapshots_and_laggards(tmp_p
     quiet = Cluster(QuietDB(), None, ["n1"], tmp_path)  # type: ignore[arg-type]
     with pytest.raises(TriggerUnsupported, match="do not report snapshots"):
         await quiet.next_event("snapshot")
+    with pytest.raises(TriggerUnsupported, match="do not report votes"):
+        await quiet.next_event("vote")
+
+
+async def test_the_harness_cluster_tells_candidacies_and_votes(tmp_path):
+    from harness.cluster import Cluster
+
+    class PushingDB:
+        name = "pushing"
+        role_events = True
+        pushes_events = True
+
+    cluster = Cluster(PushingDB(), None, ["n1", "n2", "n3"], tmp_path)  # type: ignore[arg-type]
+    seen: dict[str, str] = {}
+
+    async def wait(event: str) -> None:
+        seen[event] = await cluster.next_event(event)
+
+    async with trio.open_nursery() as nursery:
+        for event in ("election", "vote"):
+            nursery.start_soon(wait, event)
+        await trio.testing.wait_all_tasks_blocked()
+        cluster.on_node_event("n2", {"event": "role", "role": "pre-candidate", "term": 1})
+        await trio.testing.wait_all_tasks_blocked()
+        assert seen == {}, "a pre-vote round starts no election (no term, no vote)"
+        cluster.on_node_event("n2", {"event": "role", "role": "candidate", "term": 2})
+        cluster.on_node_event("n3", {"event": "vote", "term": 2, "for": "n2"})
+    assert seen == {"election": "n2", "vote": "n3"}
 
 
 def _sim(tmp_path: Path, schedule: list[dict], **cluster) -> list[dict]:
@@ -176,6 +204,20 @@ def test_the_simulator_fires_on_a_step_down_the_deposed_leader(tmp_path: Path) -
     assert kill["f"] == "kill" and "skipped" not in kill["value"]
     isolated = next(part for part in cut["value"]["components"] if len(part) == 1)
     assert kill["value"]["nodes"] == isolated  # check-quorum deposed it, then the kill
+
+
+def test_the_simulator_fires_on_a_candidacy_and_a_vote(tmp_path: Path) -> None:
+    events = _sim(tmp_path, [
+        {"at": 0.8, "f": "partition", "value": {"shape": "isolate-leader"}},
+        {"at": 0.8, "f": "pause", "value": "trigger", "when": "election"},
+        {"at": 0.8, "f": "resume", "value": "all", "when": {"event": "election", "delay": 0.3}},
+        {"at": 0.81, "f": "kill", "value": "trigger", "when": "vote"},
+        {"at": 3.0, "f": "heal"}, {"at": 3.0, "f": "start", "value": "all"}])
+    by_f = {e["f"]: e["value"] for e in events}
+    cut = next(part for part in by_f["start-partition"]["components"] if len(part) == 1)
+    assert "skipped" not in by_f["pause"] and "skipped" not in by_f["kill"]
+    assert by_f["pause"]["nodes"] != cut, "a candidate of the majority, not the old leader"
+    assert len(by_f["kill"]["nodes"]) == 1
 
 
 def test_the_simulator_fires_on_a_lagging_follower_and_a_snapshot(tmp_path: Path) -> None:

@@ -195,7 +195,8 @@ ONE_KIND = {"flicker", "one-way", "lagging-electable", "behind-electable",
             "restart-deposed", "snapshot-crash"}
 #: Composites that act on the node an event names (target "trigger").
 EVENT_TIMED = {"behind-electable": "follower-behind", "restart-deposed": "step-down",
-               "snapshot-crash": ("snapshot", "snapshot-installed")}
+               "snapshot-crash": ("snapshot", "snapshot-installed"),
+               "crash-voter": ("vote", "election")}
 
 
 @settings(max_examples=60, deadline=None)
@@ -297,6 +298,25 @@ def test_composites_shape_what_they_promise():
                                          for e in triggered)
                 assert all("trigger" in json.dumps(e["value"]) for e in triggered)
     assert min(flickers, one_ways, laggards, restarts) >= 50
+
+
+def test_an_orphaned_winner_is_cut_off_as_it_wins_and_the_others_restart_together():
+    seen = 0
+    for seed in range(200):
+        schedule = schedules.generate(["all"], NODES, 60, 5, random.Random(seed))
+        for name, entries in _composites(schedule, 5, 60):
+            if name != "orphaned-winner":
+                continue
+            seen += 1
+            cut, crash, restart = [e for e in entries if "when" in e]
+            assert cut["value"] == {"shape": "isolate-leader"} and cut["when"]["delay"] == 0
+            assert crash["value"] == "all" and restart == {**restart, "f": "start",
+                                                           "value": "all"}
+            assert {e["when"]["event"] for e in (cut, crash, restart)} == {"new-leader"}
+            assert 0 < crash["when"]["delay"] < restart["when"]["delay"] <= 0.4
+            # the leader is taken away by a node fault first, so that an election comes
+            assert entries[0]["f"] in ("pause", "kill") and entries[0]["value"] == "leader"
+    assert seen >= 50
 
 
 @pytest.mark.parametrize("packages", [["partition"], ["pause", "clock"], ["kill", "loss"],

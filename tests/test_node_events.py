@@ -70,6 +70,25 @@ async def test_every_applied_entry_is_pushed_before_the_snapshot_that_covers_it(
     assert not any(cluster.events[n].of("complaint") for n in cluster.ids)
 
 
+async def test_votes_are_pushed_once_per_term_the_winners_own_included(
+    nursery, tmp_path
+) -> None:
+    """The ``vote`` event (the nemesis's ``vote`` trigger): every node that helped elect
+    the leader says whom it voted for in that term, the leader for itself."""
+    cluster = InProcessCluster(nursery, tmp_path, 3)
+    await cluster.start_all()
+    leader = await cluster.wait_leader()
+    term = cluster.nodes[leader].core.term
+    await wait_until(lambda: sum(
+        any(v["term"] == term and v["for"] == leader for v in cluster.events[n].of("vote"))
+        for n in cluster.ids) >= 2)
+    for node in cluster.ids:
+        votes = [(v["term"], v["for"]) for v in cluster.events[node].of("vote")]
+        assert len(votes) == len(set(votes)), "one event per vote, not per Ready"
+        assert len({t for t, _ in votes}) == len(votes), "at most one vote a term"
+    assert (term, leader) in [(v["term"], v["for"]) for v in cluster.events[leader].of("vote")]
+
+
 async def test_a_retry_in_the_log_is_marked_as_skipped_unless_dedup_is_broken(
     nursery, tmp_path
 ) -> None:

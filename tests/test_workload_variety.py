@@ -75,6 +75,60 @@ def test_retry_slots_follow_the_share() -> None:
     assert RunConfig(concurrency=5, retry_share=0, retry_indefinite=True).retry_slots() == 5
 
 
+def test_pin_slots_follow_the_share() -> None:
+    assert RunConfig(concurrency=5).pin_slots() == 2
+    assert RunConfig(concurrency=5, pin_share=0).pin_slots() == 0
+    assert RunConfig(concurrency=1, pin_share=0.1).pin_slots() == 1
+    assert RunConfig(concurrency=10, pin_share=1).pin_slots() == 10
+
+
+class FollowingClient(Client):
+    """Remembers the leader it was sent to, as NodeClient does (``target``)."""
+
+    def __init__(self, db: FollowDB, node: str) -> None:
+        self.db, self.target = db, node
+        self.in_doubt = False
+
+    async def invoke(self, op: dict[str, Any], *, client_id: str, seq: int) -> Completion:
+        self.db.asked.append((client_id, self.target))
+        self.target = "n1"  # not-leader: follow the hint to n1, and stay there
+        return Completion("info" if op["f"] == "write" else "ok", node="n1")
+
+
+class FollowDB(DB):
+    name = "follow-fake"
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def client(self, node: str) -> Client:
+        return FollowingClient(self, node)
+
+
+async def test_pinned_processes_ask_their_own_node_first_every_time(tmp_path: Path) -> None:
+    """A pinned process goes back to its node for every operation, and its successor after
+    an in-doubt operation keeps the node; the others stay with the leader they found.
+    Without pinning nobody asks a deposed leader anything (issue 12's diagnosis)."""
+    db = FollowDB()
+    recorder = HistoryRecorder(tmp_path / "history.jsonl", RunClock())
+    pool = ProcessPool(db, ["n1", "n2", "n3"], recorder, concurrency=4, op_timeout=1.0,
+                       pin_slots=2)
+    free, pinned = await pool.new_process(1), await pool.new_process(2)
+    assert (free.pinned, pinned.pinned) == (False, True) and pinned.node == "n3"
+    read = {"f": "read", "key": "k1", "value": None}
+    for _ in range(2):
+        await pool.run_op(free, read)
+        await pool.run_op(pinned, read)
+    assert db.asked == [("c1", "n2"), ("c2", "n3"), ("c1", "n1"), ("c2", "n3")]
+    done = await pool.run_op(pinned, {"f": "write", "key": "k1", "value": 1})
+    assert done["type"] == "info"
+    successor = await pool.retire(pinned, 2)
+    assert successor.pinned and successor.node == "n3" and successor.number == 6
+    final = await pool.new_process(10_000_000, "n1", retry=False, pinned=False)
+    assert not final.pinned
+    recorder.close()
+
+
 class RetryingClient(Client):
     """Answers after ``retries`` re-sent attempts when it retries, else in doubt."""
 

@@ -252,6 +252,8 @@ class SimCluster:
                 self._sim_event("step-down", node_id)
             if kind == "role":
                 self._leadership(node_id, fields.get("role") == "leader")
+                if fields.get("role") == "candidate":
+                    self._sim_event("election", node_id)
             elif kind in ("crash", "lose-unfsynced"):
                 self._leadership(node_id, False)
         record: dict[str, Any] = {"time": _ns(self.loop.now)}

@@ -319,6 +319,9 @@ class SimNode:
         for kind, fields in told:
             if not self.up or incarnation != self.incarnation:
                 return
+            if kind == "vote":  # a trigger event only (the collector keeps no record)
+                self.cluster._sim_event("vote", self.id)
+                continue
             self.cluster.observe(self.id, kind, **fields)
             if kind == "snapshot":
                 self.cluster._sim_event("snapshot", self.id)
@@ -390,6 +393,8 @@ class SimNode:
         elif kind == "role":
             self._told.append(("role", {"term": event["term"], "role": event["role"],
                                         "leader": event.get("leader")}))
+        elif kind == "vote":
+            self._told.append(("vote", {"term": event["term"], "for": event["for"]}))
         elif kind == "snapshot":
             self._told.append(("snapshot", {
                 "source": event.get("source"), "index": event.get("index"),
