@@ -157,6 +157,16 @@ class History:
         return out
 
 
+_MICRO_OPS = frozenset({"append", "r", "w", "read", "write"})
+
+
+def _looks_like_txn(value: Any) -> bool:
+    """A non-empty list of ``[f, key, value]`` micro-ops (``[:append 1 2]``, ``[:r 1 nil]``)."""
+    return (isinstance(value, list | tuple) and len(value) > 0
+            and all(isinstance(m, list | tuple) and len(m) == 3 and m[0] in _MICRO_OPS
+                    for m in value))
+
+
 class _Pairer:
     """Pairs invocations with completions the Jepsen way.
 
@@ -181,8 +191,13 @@ class _Pairer:
             raise InputError(
                 self.path, line, f"event type must be one of {', '.join(EVENT_TYPES)}, "
                 f"got {etype!r}")
-        if process is None:
-            raise InputError(self.path, line, "event has no process")
+        if process is None and etype == "invoke" and None in self.pending:
+            # Elle's own example histories name no process (only their values
+            # matter to it); they are sequential, so each completion closes the one
+            # open invocation. Overlapping ones could not be paired.
+            raise InputError(self.path, line, "event has no process, and another operation "
+                                              "without one is still open: give each event "
+                                              "a process")
         try:
             hash(process)  # pending invocations are looked up by process
         except TypeError:
@@ -195,6 +210,8 @@ class _Pairer:
             self.nemesis.append(note)
             return
         f = event.get("f")
+        if f is None and _looks_like_txn(event.get("value")):
+            f = "txn"  # Elle's histories often leave :f out: the micro-ops say it
         if not isinstance(f, str) or not f:
             raise InputError(self.path, line, "operation has no function name (field f)")
         extra = {k: v for k, v in event.items() if k not in _CORE_FIELDS}

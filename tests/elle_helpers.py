@@ -11,6 +11,8 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+from hypothesis import strategies as st
+
 from checker.history import History, history_from_events
 
 Mops = list[list[Any]]
@@ -98,3 +100,119 @@ def _breaks_real_time(order: Sequence[Any]) -> bool:
                     and earlier.complete < later.call:
                 return True
     return False
+
+
+def executed(order: Sequence[int], shapes: Sequence[Sequence[tuple[str, Any]]],
+             applies: Sequence[bool], model: str) -> list[Mops]:
+    """Run transaction shapes ``(f, key)`` one at a time in ``order`` against a dict.
+
+    Written values are unique per key (a counter); each read gets what the
+    state holds at that moment, own earlier writes included. A transaction
+    with ``applies[i]`` false (failed, or of unknown outcome and left out)
+    still gets values, but its writes change nothing and its reads are
+    whatever the state held. Returns each transaction's completed micro-ops,
+    indexed like ``shapes``.
+    """
+    counter = 0
+    state: dict[Any, Any] = {}
+    out: list[Mops] = [[] for _ in shapes]
+    written: list[list[Any]] = [[] for _ in shapes]
+    for i in range(len(shapes)):  # values in shape order, so they do not depend on `order`
+        for f, _ in shapes[i]:
+            counter += 1
+            written[i].append(counter if f != "r" else None)
+    for i in order:
+        scratch = state if applies[i] else dict(state)
+        for (f, k), value in zip(shapes[i], written[i], strict=True):
+            if f == "r":
+                current = scratch.get(k, () if model == "list-append" else None)
+                out[i].append(["r", k, list(current) if model == "list-append" else current])
+            elif f == "append":
+                scratch[k] = (*scratch.get(k, ()), value)
+                out[i].append(["append", k, value])
+            else:
+                scratch[k] = value
+                out[i].append(["w", k, value])
+    return out
+
+
+@st.composite
+def txn_histories(draw: st.DrawFn, model: str, keys: str = "xyz", max_txns: int = 5,
+                  max_mops: int = 4) -> History:
+    """Small transactional histories, from correct executions to random garbage.
+
+    The shapes (which micro-ops on which keys) are drawn, then the results
+    come from one of three sources: a serial execution in a drawn order (so
+    internal reads are right), that execution with one read changed (stale,
+    longer, foreign or garbage), or random values for every read. Timing is
+    either consistent with the execution order (each transaction spans its
+    turn, so the history is strictly serializable unless a read was changed)
+    or a random interleaving. Transactions may fail, end ``info`` or never
+    complete; processes are reused when free (one transaction at a time, a
+    fresh one after an unknown outcome, as Jepsen does), so process order
+    is exercised as well as real time.
+    """
+    write_f = "append" if model == "list-append" else "w"
+    count = draw(st.integers(1, max_txns))
+    mop = st.tuples(st.sampled_from(["r", write_f]), st.sampled_from(keys))
+    shapes = [draw(st.lists(mop, min_size=1, max_size=max_mops)) for _ in range(count)]
+    kinds = [draw(st.sampled_from(["ok", "ok", "ok", "ok", "info", "fail"]))
+             for _ in range(count)]
+    order = draw(st.permutations(range(count)))
+    applies = [k == "ok" or (k == "info" and draw(st.booleans())) for k in kinds]
+    txns = executed(order, shapes, applies, model)
+    values: dict[Any, list[Any]] = {}
+    for mops in txns:
+        for f, k, v in mops:
+            if f != "r":
+                values.setdefault(k, []).append(v)
+    reads = [(i, j) for i, mops in enumerate(txns) for j, m in enumerate(mops)
+             if m[0] == "r" and kinds[i] == "ok"]
+    source = draw(st.sampled_from(["executed", "perturbed", "random"]))
+    if reads and source != "executed":
+        chosen = reads if source == "random" else [draw(st.sampled_from(reads))]
+        for i, j in chosen:
+            key = txns[i][j][1]
+            pool = [*values.get(key, []), *values.get(draw(st.sampled_from(keys)), []), 99]
+            if model == "list-append":
+                current = txns[i][j][2]
+                new = draw(st.one_of(
+                    st.integers(0, len(current)).map(lambda n, c=current: c[:n]),
+                    st.lists(st.sampled_from(pool), max_size=4, unique=True),
+                    st.lists(st.sampled_from(pool), max_size=4).map(lambda v, c=current: c + v)))
+            else:
+                new = draw(st.sampled_from([None, *pool]))
+            txns[i][j] = ["r", key, new]
+    span = st.integers(1, 25)
+    if draw(st.booleans()):  # timing consistent with the execution order
+        rank = {t: r for r, t in enumerate(order)}
+        times = [(10 * rank[i] - draw(span), 10 * rank[i] + draw(span)) for i in range(count)]
+    else:
+        slots = draw(st.permutations(range(2 * count)))
+        times = []
+        for i in range(count):
+            a, b = slots[2 * i], slots[2 * i + 1]
+            times.append((min(a, b), max(a, b)))
+    completes = [kinds[i] != "info" or draw(st.booleans()) for i in range(count)]
+    timeline = sorted([(times[i][0], i, 0) for i in range(count)]
+                      + [(times[i][1], i, 1) for i in range(count) if completes[i]])
+    free: list[int] = []
+    fresh = 0
+    process: dict[int, int] = {}
+    events: list[dict[str, Any]] = []
+    for _, i, phase in timeline:
+        if phase == 0:
+            pick = draw(st.integers(0, len(free)))
+            if pick == len(free):
+                process[i], fresh = fresh, fresh + 1
+            else:
+                process[i] = free.pop(pick)
+            events.append({"process": process[i], "type": "invoke", "f": "txn",
+                           "value": invocation(txns[i])})
+        else:
+            kind = kinds[i]
+            events.append({"process": process[i], "type": kind, "f": "txn",
+                           "value": txns[i] if kind == "ok" else invocation(txns[i])})
+            if kind != "info":
+                free.append(process[i])
+    return history_from_events(events)

@@ -93,7 +93,7 @@ def test_pairing_follows_jepsen() -> None:
 @pytest.mark.parametrize(("events", "message"), [
     ([{"process": 0, "type": "ok", "f": "read"}], "without a pending invocation"),
     ([{"process": 0, "type": "begin", "f": "read"}], "event type must be one of"),
-    ([{"type": "invoke", "f": "read"}], "no process"),
+    ([{"type": "invoke", "f": "read"}, {"type": "invoke", "f": "read"}], "no process"),
     ([{"process": 0, "type": "invoke"}], "no function name"),
     ([{"process": 0, "type": "invoke", "f": "read"},
       {"process": 0, "type": "ok", "f": "write"}], "does not match"),
