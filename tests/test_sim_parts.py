@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import trio
+
 from harness.sim.disk import SimDisk
 from harness.sim.loop import EventLoop
 from harness.sim.network import SimNetwork
@@ -88,7 +90,7 @@ def test_network_is_fifo_per_link_and_partitions_drop() -> None:
     loop, net, got = _network()
     for i in range(50):
         net.send("a", "b", i)
-    net.partition({"c": {"a"}})
+    trio.run(net.partition, {"c": {"a"}})
     net.send("a", "c", 99)
     net.send("b", "c", 100)
     loop.run_until(1.0)
@@ -99,25 +101,25 @@ def test_network_is_fifo_per_link_and_partitions_drop() -> None:
 
 def test_network_loss_duplicate_reorder_delay() -> None:
     loop, net, got = _network()
-    net.set_loss(1.0, [("a", "b")])
-    net.set_duplicate(1.0, [("a", "c")])
+    trio.run(net.set_loss, 1.0, [("a", "b")])
+    trio.run(net.set_duplicate, 1.0, [("a", "c")])
     for i in range(10):
         net.send("a", "b", i)
         net.send("a", "c", i)
     loop.run_until(1.0)
     assert [m for _, to, m in got if to == "b"] == []
     assert sorted(m for _, to, m in got if to == "c") == sorted(list(range(10)) * 2)
-    net.reset_faults()
+    trio.run(net.reset_faults)
     got.clear()
-    net.set_reorder(0.5)
+    trio.run(net.set_reorder, 0.5)
     for i in range(100):
         net.send("b", "a", i)
     loop.run_until(2.0)
     order = [m for _, _, m in got]
     assert sorted(order) == list(range(100)) and order != list(range(100))
-    net.reset_faults()
+    trio.run(net.reset_faults)
     got.clear()
-    net.set_delay(0.2, 0.0)
+    trio.run(net.set_delay, 0.2, 0.0)
     start = loop.now
     net.send("c", "a", 1)
     loop.run_until(3.0)

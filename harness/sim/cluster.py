@@ -19,22 +19,25 @@ all derived from the test's seed, so the same test gives the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
-from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
+import trio
+
 from checker.history import HistoryWriter
 from harness import store
-from harness.sim import faults
 from harness.sim.clients import SimClients
 from harness.sim.config import SimTest
+from harness.sim.control import SimControl, VirtualClock, deterministic_scheduling
 from harness.sim.loop import BudgetExceeded, EventLoop
 from harness.sim.network import SimNetwork
 from harness.sim.node import Reply, SimNode
 from harness.workload import op_keys
-from nemesis.faults import history_f, trigger_key, trigger_missed, validate_schedule
+from nemesis.executor import HealError, NemesisState, run_schedule
+from nemesis.faults import validate_schedule
 from nemesis.schedule import final_heal
 
 #: Seconds between two observations (status + log) of every node, as the real collector.
@@ -45,8 +48,8 @@ ELECTION_WAIT = 5.0
 SETTLE = 0.5
 #: Longest wait for every node to reach the same applied index before the final digests.
 CONVERGENCE_WAIT = 5.0
-#: Virtual seconds between lag checks while a follower-behind trigger is armed.
-BEHIND_POLL = 0.05
+#: Virtual seconds the executor's final heal may take (it takes none: nothing waits).
+HEAL_TIMEOUT = 60.0
 
 
 def _ns(seconds: float) -> int:
@@ -92,10 +95,10 @@ class SimCluster:
         self.stopped: str | None = None
         self.leader_changes = 0
         self.workload_start = 0.0
-        #: Entries with a ``when`` trigger: those armed for the next election won (one
-        #: ``at``), and those due after them (they wait in order).
-        self._armed: list[tuple[dict[str, Any], int]] = []
-        self._due: deque[tuple[dict[str, Any], int]] = deque()
+        #: What the nemesis executor drives (nemesis.api.ClusterControl).
+        self.control = SimControl(self)
+        #: Faults the executor could not apply (as a real run's ``fault_errors``).
+        self.fault_errors: list[str] = []
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -163,97 +166,16 @@ class SimCluster:
         if leads and was < len(self._leading):
             self.leader_changes += 1
         if leads:
-            self._sim_event("new-leader", node_id)
-
-    # -- ``when`` triggers ---------------------------------------------------------------
-
-    def schedule_entry(self, entry: dict[str, Any], position: int) -> None:
-        """Apply an entry now, or queue it when it waits for an election (``when``)."""
-        if "when" not in entry:
-            faults.apply_entry(self, entry, position)
-            return
-        item = (entry, position)
-        if (self._armed and self._armed[0][0]["at"] == entry["at"]
-                and trigger_key(self._armed[0][0]["when"]) == trigger_key(entry["when"])):
-            self._arm(item)  # same ``at`` and event: waits for the same occurrence
-            return
-        self._due.append(item)
-        if not self._armed:
-            self._arm_next()
-
-    def _arm_next(self) -> None:
-        """Triggered entries wait in order: the next group (same ``at``) is armed once the
-        group before it saw its election (or gave up), so a chain of them acts on
-        successive elections."""
-        self._armed = []
-        if self._due:
-            at, key = self._due[0][0]["at"], trigger_key(self._due[0][0]["when"])
-            while (self._due and self._due[0][0]["at"] == at
-                   and trigger_key(self._due[0][0]["when"]) == key):
-                self._arm(self._due.popleft())
-            if key[0] == "follower-behind":
-                self.loop.call_later(BEHIND_POLL, self._poll_behind, self._armed[0])
-
-    def _arm(self, item: tuple[dict[str, Any], int]) -> None:
-        self._armed.append(item)
-        self.loop.call_later(item[0]["when"]["within"], self._expire_trigger, item)
-
-    def _sim_event(self, event: str, node_id: str) -> None:
-        """A trigger event happened (nodes report it here): armed entries waiting for it
-        fire, with ``node_id`` as their target ``"trigger"``."""
-        if self._armed and self._armed[0][0]["when"]["event"] == event:
-            self._fire_triggers(node_id)
-
-    def _poll_behind(self, first: tuple[dict[str, Any], int]) -> None:
-        """While a follower-behind group is armed: does a node lag that far?"""
-        if not self._armed or self._armed[0] is not first:
-            return
-        entries = first[0]["when"]["entries"]
-        statuses = {node_id: node.status() for node_id, node in self.nodes.items() if node.up}
-        highest = max((status["commit"] for status in statuses.values()), default=0)
-        for node_id, status in sorted(statuses.items()):
-            if highest - status["applied"] >= entries:
-                self._fire_triggers(node_id)
-                return
-        self.loop.call_later(BEHIND_POLL, self._poll_behind, first)
-
-    def _fire_triggers(self, node_id: str) -> None:
-        """The event happened: the armed entries fire now (for an election, before the new
-        leader's first message leaves, as this runs from its role change) or ``delay``
-        later."""
-        fired = self._armed
-        self._arm_next()
-        for entry, position in fired:
-            delay = entry["when"]["delay"]
-            if delay > 0:
-                self.loop.call_later(delay, faults.apply_entry, self, entry, position, node_id)
-            else:
-                faults.apply_entry(self, entry, position, node_id)
-
-    def _expire_trigger(self, item: tuple[dict[str, Any], int]) -> None:
-        if any(armed is item for armed in self._armed):
-            self._armed = [armed for armed in self._armed if armed is not item]
-            self._skip(item[0], trigger_missed(item[0]["when"]))
-            if not self._armed:
-                self._arm_next()
-
-    def _disarm_triggers(self) -> None:
-        waiting = self._armed + list(self._due)
-        self._armed, self._due = [], deque()
-        for entry, _ in waiting:
-            self._skip(entry, "the schedule ended before a new leader")
-
-    def _skip(self, entry: dict[str, Any], why: str) -> None:
-        self.record_nemesis(history_f(entry), {"requested": entry["value"], "skipped": why})
+            self.control.notify("new-leader", node_id)
 
     def observe(self, node_id: str | None, kind: str, **fields: Any) -> None:
         if node_id is not None:
             if kind == "role" and fields.get("role") != "leader" and node_id in self._leading:
-                self._sim_event("step-down", node_id)
+                self.control.notify("step-down", node_id)
             if kind == "role":
                 self._leadership(node_id, fields.get("role") == "leader")
                 if fields.get("role") == "candidate":
-                    self._sim_event("election", node_id)
+                    self.control.notify("election", node_id)
             elif kind in ("crash", "lose-unfsynced"):
                 self._leadership(node_id, False)
         record: dict[str, Any] = {"time": _ns(self.loop.now)}
@@ -318,17 +240,10 @@ class SimCluster:
             loop.run_until(loop.now + 0.05)
         start = self.workload_start = loop.now
         limit = self.workload.time_limit
-        for position, entry in enumerate(self.schedule):
-            loop.call_at(start + min(entry["at"], limit), self.schedule_entry, entry, position)
-        # The schedule ends at the time limit: triggers still waiting then are dropped, or
-        # one would fire after the final heal and leave the cluster broken for good.
-        loop.call_at(start + limit, self._disarm_triggers)
-        heal = validate_schedule(final_heal(limit), self.node_ids)
-        for position, entry in enumerate(heal, start=len(self.schedule)):
-            loop.call_at(start + limit, self.schedule_entry, entry, position)
         loop.call_at(start, self._observe_periodically)
         loop.call_at(start, self.clients.start)
         loop.call_at(start + limit, self.clients.stop)
+        self._nemesis_phase(limit)
         loop.run_until(start + limit + self.workload.quiet)
         self._drain_clients()
         self.clients.final_reads(list(self.keys), self.workload.final_read_timeout)
@@ -336,6 +251,39 @@ class SimCluster:
         loop.run_until(loop.now + SETTLE)
         self._await_convergence(CONVERGENCE_WAIT)
         self.finish_observations()
+
+    def _nemesis_phase(self, limit: float) -> None:
+        """The schedule, through the real runs' executor on virtual time (harness.sim.control).
+
+        As the simulator always did, entries past the time limit happen at it, and the
+        schedule ends with the final heal at the limit (``final_heal``); then the
+        executor's own ``heal_all`` runs, as in a real run. Triggers still waiting at
+        the end are skipped by the executor.
+        """
+        entries = [{**entry, "at": min(entry["at"], limit)} for entry in self.schedule]
+        entries += final_heal(limit)
+        clock = VirtualClock(self.loop)
+
+        def now_ns() -> int:
+            return _ns(self.loop.now)
+
+        async def phase() -> None:
+            state = NemesisState()
+            with trio.CancelScope() as scope:
+                clock.scope = scope
+                # A deadline always, so the clock never runs the simulation without end.
+                # A HealError is recorded in the history (heal-all ``errors``) already.
+                with trio.move_on_after(limit + HEAL_TIMEOUT + 3600.0), \
+                        contextlib.suppress(HealError):
+                    await run_schedule(entries, self.control, self._history.write, now_ns,
+                                       rng=random.Random(f"{self.test.seed}/nemesis"),
+                                       heal_timeout=HEAL_TIMEOUT, state=state)
+            self.fault_errors = list(state.errors)
+
+        with deterministic_scheduling(f"{self.test.seed}/trio"):
+            trio.run(phase, clock=clock)
+        if clock.stopped is not None:
+            raise clock.stopped
 
     def _await_convergence(self, within: float) -> bool:
         """Wait (as the real run does) until every node has applied the same index, so

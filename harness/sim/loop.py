@@ -40,6 +40,9 @@ class EventLoop:
         #: Events plus other units of work (Readies) done so far, against ``max_work``.
         self.work = 0
         self.max_work = max_work
+        #: Set by an event that woke a task of the nemesis (harness.sim.control): run_until
+        #: returns right after that event, so the task acts at the same virtual instant.
+        self.woken = False
 
     def charge(self, units: int = 1) -> None:
         """Count work done inside an event; raise BudgetExceeded past the budget."""
@@ -64,11 +67,16 @@ class EventLoop:
         heapq.heappush(self._heap, (max(when, self.now), self._seq, timer, fn, args))
         return timer
 
-    def run_until(self, deadline: float) -> None:
-        """Run every event due up to ``deadline``, then leave the clock at ``deadline``."""
+    def run_until(self, deadline: float) -> bool:
+        """Run every event due up to ``deadline``, then leave the clock at ``deadline``.
+
+        False when an event set ``woken`` first: then it returns right after that
+        event, with the clock at that event's time.
+        """
         heap = self._heap
         pop = heapq.heappop
         count = 0
+        reached = True
         while heap and heap[0][0] <= deadline:
             when, _seq, timer, fn, args = pop(heap)
             if timer is not None:
@@ -81,6 +89,12 @@ class EventLoop:
                 self.events_run += 1024
                 self.charge(1024)
             fn(*args)
+            if self.woken:
+                self.woken = False
+                reached = False
+                break
         self.events_run += count & 1023
         self.charge(count & 1023)
-        self.now = max(self.now, deadline)
+        if reached:
+            self.now = max(self.now, deadline)
+        return reached

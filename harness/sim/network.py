@@ -49,18 +49,22 @@ class SimNetwork:
         self._last_arrival: dict[tuple[str, str], float] = {}
         self.counters = {"sent": 0, "delivered": 0, "dropped": 0, "duplicated": 0}
 
-    # -- fault control (the same verbs as harness/net Network) ---------------------------
+    # -- fault control: the fault verbs of nemesis.api.Network ---------------------------
+    #
+    # ``async`` because the nemesis executor (nemesis/executor.py) drives them as it
+    # drives the proxy's; nothing here waits, so a fault takes effect at the virtual
+    # instant the executor applies it.
 
     def links(self, links: Iterable[tuple[str, str]] | None) -> list[tuple[str, str]]:
         if links is not None:
             return list(links)
         return [(a, b) for a in self.nodes for b in self.nodes if a != b]
 
-    def partition(self, grudge: dict[str, set[str]]) -> None:
+    async def partition(self, grudge: dict[str, set[str]]) -> None:
         """``grudge[node]`` = nodes it must not receive from (replaces any earlier cut)."""
         self.blocked = {(src, dst) for dst, srcs in grudge.items() for src in srcs}
 
-    def heal(self) -> None:
+    async def heal(self) -> None:
         self.blocked = set()
 
     def _set(self, links: Iterable[tuple[str, str]] | None, **values: float) -> None:
@@ -71,20 +75,20 @@ class SimNetwork:
             if faults.clear():
                 del self.faults[link]
 
-    def set_loss(self, p: float, links: Iterable[tuple[str, str]] | None = None) -> None:
+    async def set_loss(self, p: float, links: Iterable[tuple[str, str]] | None = None) -> None:
         self._set(links, loss=p)
 
-    def set_delay(self, mean_s: float, jitter_s: float,
+    async def set_delay(self, mean_s: float, jitter_s: float,
                   links: Iterable[tuple[str, str]] | None = None) -> None:
         self._set(links, delay_mean=mean_s, delay_jitter=jitter_s)
 
-    def set_duplicate(self, p: float, links: Iterable[tuple[str, str]] | None = None) -> None:
+    async def set_duplicate(self, p: float, links: Iterable[tuple[str, str]] | None = None) -> None:
         self._set(links, duplicate=p)
 
-    def set_reorder(self, p: float, links: Iterable[tuple[str, str]] | None = None) -> None:
+    async def set_reorder(self, p: float, links: Iterable[tuple[str, str]] | None = None) -> None:
         self._set(links, reorder=p)
 
-    def reset_faults(self) -> None:
+    async def reset_faults(self) -> None:
         self.faults.clear()
 
     # -- traffic -------------------------------------------------------------------------

@@ -115,23 +115,17 @@ class SimWal:
 
 class SimClock:
     """The real node's clock (``real + offset + (rate - 1) * (real - set_at)``) on
-    virtual time, plus the simulator's strobe."""
+    virtual time. A strobe is the executor's: it sets the clock every period."""
 
     def __init__(self, now: Callable[[], float]) -> None:
         self._real = now
         self.offset = 0.0
         self.rate = 1.0
         self.set_at = 0.0
-        self.strobe: tuple[float, float] | None = None  # (delta, period)
 
     def now(self) -> float:
         t = self._real()
-        value = t + self.offset + (self.rate - 1.0) * (t - self.set_at)
-        if self.strobe is not None:
-            delta, period = self.strobe
-            if period > 0 and int(t / period) % 2:
-                value += delta
-        return value
+        return t + self.offset + (self.rate - 1.0) * (t - self.set_at)
 
     def set(self, offset: float, rate: float) -> None:
         self.offset, self.rate, self.set_at = offset, rate, self._real()
@@ -170,14 +164,6 @@ class SimNode:
     def kv(self) -> KVStateMachine | None:
         return None if self.host is None else self.host.kv
 
-    @property
-    def strobe(self) -> tuple[float, float] | None:
-        return self.clock_state.strobe
-
-    @strobe.setter
-    def strobe(self, value: tuple[float, float] | None) -> None:
-        self.clock_state.strobe = value
-
     def clock(self) -> float:
         return self.clock_state.now()
 
@@ -192,6 +178,7 @@ class SimNode:
             return
         image = self.disk.image()
         wal = SimWal(self.disk, image.hard_state, _last_index(image))
+        self.clock_state.set(0.0, 1.0)  # a new process: its clock is true again
         self.host = NodeHost(self.id, [self.id, *self.peers], self.settings,
                              random.Random(self.rng.getrandbits(64)), wal, self, self,
                              self.clock_state)
@@ -320,13 +307,13 @@ class SimNode:
             if not self.up or incarnation != self.incarnation:
                 return
             if kind == "vote":  # a trigger event only (the collector keeps no record)
-                self.cluster._sim_event("vote", self.id)
+                self.cluster.control.notify("vote", self.id)
                 continue
             self.cluster.observe(self.id, kind, **fields)
             if kind == "snapshot":
-                self.cluster._sim_event("snapshot", self.id)
+                self.cluster.control.notify("snapshot", self.id)
                 if fields["source"] == "installed":
-                    self.cluster._sim_event("snapshot-installed", self.id)
+                    self.cluster.control.notify("snapshot-installed", self.id)
 
     # -- HostIO and the event sink -------------------------------------------------------
 
