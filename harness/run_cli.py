@@ -176,9 +176,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed must not be negative, not {args.seed}")
     if args.workload in TXN_WORKLOADS:
-        if args.db not in ("raft_impl", "maelstrom"):
+        if args.db not in ("raft_impl", "maelstrom", "etcd"):
             raise UserError(f"--workload {args.workload} needs transactions: only --db "
-                            f"raft_impl and --db maelstrom have them (use --workload register)")
+                            f"raft_impl, etcd and maelstrom have them (use --workload "
+                            f"register)")
         if args.mix:
             raise UserError(f"--mix applies to --workload register, not {args.workload}")
     try:

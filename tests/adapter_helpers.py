@@ -31,7 +31,7 @@ def short_schedule(tmp_path: Path, partitions: bool) -> Path:
 
 
 def short_run_with_faults(db: str, tmp_path: Path, *, rate: int, seed: int,
-                          net: str | None = None) -> RunOutcome:
+                          net: str | None = None, workload: str = "register") -> RunOutcome:
     """Six seconds of a three-node ``db`` under :func:`short_schedule`, stored in ``tmp_path``.
 
     With ``net="proxy"`` (the relays know the system's frames) partitions always;
@@ -55,5 +55,6 @@ def short_run_with_faults(db: str, tmp_path: Path, *, rate: int, seed: int,
         quiet_period=1,
         op_timeout=2.0,
         render_report=False,
+        workload_name=workload,
     )
     return run_test(config)

@@ -11,7 +11,18 @@ import pytest
 from adapter_helpers import short_run_with_faults
 
 from harness.adapters import AdapterOptionError, check_read_mode, network_for
-from harness.adapters.etcd import completion_for, decode_value, encode, etcd_binary, request_for
+from harness.adapters.etcd import (
+    apply_txn,
+    completion_for,
+    decode_value,
+    encode,
+    etcd_binary,
+    request_for,
+    txn_commit_request,
+    txn_keys,
+    txn_snapshot,
+    txn_snapshot_request,
+)
 
 
 def test_values_round_trip_through_base64_json() -> None:
@@ -42,6 +53,37 @@ def test_answers_become_completions() -> None:
     # The gateway leaves out false fields: no "succeeded" is a failed comparison.
     assert completion_for(cas, {"header": {}}, "n1").type == "fail"
     assert completion_for(cas, {"succeeded": True}, "n1").type == "ok"
+
+
+def test_a_txn_is_a_snapshot_then_a_commit_on_unchanged_mod_revisions() -> None:
+    mops = [["r", "k1", None], ["append", "k1", 5], ["r", "k1", None], ["append", "k2", 6],
+            ["r", "k3", None]]
+    keys = txn_keys(mops)
+    assert keys == ["k1", "k2", "k3"]
+    snap = txn_snapshot_request(keys, serializable=False)
+    assert [base64.b64decode(r["request_range"]["key"]).decode()
+            for r in snap["success"]] == keys
+    assert "compare" not in snap and "serializable" not in snap["success"][0]["request_range"]
+    assert txn_snapshot_request(keys, True)["success"][0]["request_range"]["serializable"]
+    # the gateway's answer: k1 = [3] at revision 7; k2 and k3 absent (no kvs)
+    answer = {"responses": [
+        {"response_range": {"kvs": [{"key": encode("k1"), "value": encode([3]),
+                                     "mod_revision": "7"}], "count": "1"}},
+        {"response_range": {}}, {"response_range": {"header": {}}}]}
+    snapshot = txn_snapshot(keys, answer)
+    assert snapshot == {"k1": ([3], 7), "k2": (None, 0), "k3": (None, 0)}
+    done, written = apply_txn(mops, snapshot)
+    assert done == [["r", "k1", [3]], ["append", "k1", 5], ["r", "k1", [3, 5]],
+                    ["append", "k2", 6], ["r", "k3", None]]
+    assert written == {"k1": [3, 5], "k2": [6]}
+    commit = txn_commit_request(snapshot, written)
+    assert [(base64.b64decode(c["key"]).decode(), c["target"], c["mod_revision"])
+            for c in commit["compare"]] == [("k1", "MOD", "7"), ("k2", "MOD", "0"),
+                                            ("k3", "MOD", "0")]
+    assert {base64.b64decode(p["request_put"]["key"]).decode():
+            decode_value(p["request_put"]["value"]) for p in commit["success"]} == written
+    registers, wrote = apply_txn([["w", "k1", 9], ["r", "k1", None]], snapshot)
+    assert registers == [["w", "k1", 9], ["r", "k1", 9]] and wrote == {"k1": 9}
 
 
 def test_network_and_read_mode_choices() -> None:
@@ -176,3 +218,47 @@ def test_cli_refuses_relays_and_unsupported_read_modes_for_etcd(capsys, tmp_path
                  "--store", store]) == 2
     assert "--read-mode" in capsys.readouterr().err
     assert not (tmp_path / "store").exists()  # refused before any run started
+
+
+@pytest.mark.etcd
+@pytest.mark.skipif(etcd_binary() is None, reason="etcd is not installed (apt install etcd-server)")
+def test_etcd_list_append_through_its_txn_api_is_strictly_serializable(tmp_path: Path):
+    """A real 3-member etcd under a kill and (where netns works) a partition."""
+    outcome = short_run_with_faults("etcd", tmp_path, rate=40, seed=8, workload="list-append")
+    assert outcome.error is None, outcome.error
+    results = outcome.results
+    assert results is not None
+    checker = results["checkers"]["transactional"]
+    assert checker["valid"] is True, checker.get("anomaly_types")
+    assert checker["model"] == "list-append" and checker["txns"] >= 20
+    assert outcome.exit_code == 0
+    history = [json.loads(line) for line in (outcome.run_dir / "history.jsonl").open()]
+    ops = [e for e in history if e.get("process") != "nemesis"]
+    done = [e for e in ops if e["type"] == "ok"]
+    # some committed txns appended, and some reads saw lists of more than one element
+    assert any(m[0] == "append" for e in done for m in e["value"])
+    assert any(m[0] == "r" and isinstance(m[2], list) and len(m[2]) > 1
+               for e in done for m in e["value"])
+    assert etcd_processes_under(tmp_path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.etcd
+@pytest.mark.skipif(etcd_binary() is None, reason="etcd is not installed (apt install etcd-server)")
+def test_etcd_stale_snapshots_under_partitions_are_a_cycle(tmp_path: Path):
+    """--read-mode stale: each member answers read-only txns from its own state; a
+    member cut off serves old lists, which the checker must see as a cycle."""
+    from adapter_helpers import netns_usable
+
+    from harness.run import RunConfig, run_test
+
+    if not netns_usable():
+        pytest.skip("partitions of etcd need network namespaces (root)")
+    outcome = run_test(RunConfig(
+        db="etcd", nodes=5, time_limit=20, nemesis=["partition"], net="netns", seed=1,
+        read_mode="stale", workload_name="list-append", store=str(tmp_path),
+        render_report=False))
+    assert outcome.error is None, outcome.error
+    checker = outcome.results["checkers"]["transactional"]
+    assert checker["valid"] is False
+    assert any(name.startswith(("G-single", "G2-item")) for name in checker["anomaly_types"])

@@ -67,7 +67,7 @@ def test_workload_names_and_their_limits() -> None:
 
 
 @pytest.mark.parametrize("words, message", [
-    (["--workload", "list-append", "--db", "etcd"], "only --db raft_impl and --db maelstrom"),
+    (["--workload", "list-append", "--db", "pysyncobj"], "only --db raft_impl, etcd and"),
     (["--workload", "rw-register", "--mix", "read=1"], "--mix applies to --workload register"),
 ])
 def test_run_refuses_what_a_txn_workload_cannot_do(words: list[str], message: str) -> None:

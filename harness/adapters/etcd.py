@@ -16,6 +16,18 @@ Operations (keys as given, values JSON text, both base64 on the wire):
 * ``cas``   → ``POST /v3/kv/txn`` comparing the value, putting on success;
   an absent ``succeeded`` means false (the gateway drops zero values; int64
   fields come back as strings).
+* ``txn`` (``--workload list-append|rw-register``) → two ``POST /v3/kv/txn``,
+  as Jepsen's etcd test does it: a snapshot (one txn of ``request_range`` on
+  every key the transaction touches: atomic, one revision, each key's value
+  and ``mod_revision``), the micro-ops applied to it in the client (a read
+  after the transaction's own append sees it), then, unless the transaction
+  only reads, a commit: ``compare`` every touched key's ``mod_revision`` with
+  the snapshot's (0 for a key that did not exist), ``success`` the puts of the
+  new lists (values). A commit whose comparison fails changed nothing:
+  ``fail`` (``txn-conflict``). So a committed transaction took effect at its
+  commit's revision, with every key it read unchanged since the snapshot
+  (strictly serializable when etcd is); a read-only one at its snapshot's.
+  A list is stored as its JSON text; a key never written reads as null.
 
 Outcomes: a read that fails or times out is ``fail`` (it changed nothing); a
 write whose request may have reached a member and got no success is ``info``
@@ -126,6 +138,73 @@ def completion_for(op: dict[str, Any], answer: dict[str, Any], node: str) -> Com
     if f == "cas" and not answer.get("succeeded", False):
         return Completion("fail", error="cas-mismatch", node=node)
     return Completion("ok", node=node)
+
+
+def txn_keys(mops: list[list[Any]]) -> list[str]:
+    """The keys a txn touches, each once, in first-use order (as etcd keys: text)."""
+    return list(dict.fromkeys(str(m[1]) for m in mops))
+
+
+def txn_snapshot_request(keys: list[str], serializable: bool) -> dict[str, Any]:
+    """One etcd txn of ranges: every key at one revision (no compare: always succeeds)."""
+    ranges = []
+    for key in keys:
+        body: dict[str, Any] = {"key": encode(key)}
+        if serializable:
+            body["serializable"] = True
+        ranges.append({"request_range": body})
+    return {"success": ranges}
+
+
+def txn_snapshot(keys: list[str], answer: dict[str, Any]) -> dict[str, tuple[Any, int]]:
+    """key -> (value or None, mod_revision; 0 when absent) from a snapshot's answer."""
+    responses = answer.get("responses") or []
+    if len(responses) != len(keys):
+        raise ValueError(f"expected {len(keys)} range responses, got {len(responses)}")
+    snapshot: dict[str, tuple[Any, int]] = {}
+    for key, response in zip(keys, responses, strict=True):
+        kvs = (response.get("response_range") or {}).get("kvs") or []
+        if kvs:
+            snapshot[key] = (decode_value(kvs[0].get("value")), int(kvs[0].get("mod_revision", 0)))
+        else:
+            snapshot[key] = (None, 0)
+    return snapshot
+
+
+def apply_txn(mops: list[list[Any]], snapshot: dict[str, tuple[Any, int]]
+              ) -> tuple[list[list[Any]], dict[str, Any]]:
+    """The micro-ops with their reads filled in, and the new value of each written key."""
+    state = {key: value for key, (value, _) in snapshot.items()}
+    written: dict[str, Any] = {}
+    done: list[list[Any]] = []
+    for f, key, value in mops:
+        name = str(key)
+        if f == "r":
+            current = state[name]
+            done.append([f, key, list(current) if isinstance(current, list) else current])
+            continue
+        if f == "append":
+            current = state[name]
+            state[name] = [*(current if isinstance(current, list) else ()), value]
+        elif f == "w":
+            state[name] = value
+        else:
+            raise ValueError(f"etcd adapter cannot run micro-op {f!r}")
+        written[name] = state[name]
+        done.append([f, key, value])
+    return done, written
+
+
+def txn_commit_request(snapshot: dict[str, tuple[Any, int]],
+                       written: dict[str, Any]) -> dict[str, Any]:
+    """Put the written keys if no touched key changed since the snapshot."""
+    return {
+        "compare": [{"key": encode(key), "target": "MOD", "result": "EQUAL",
+                     "mod_revision": str(revision)}
+                    for key, (_, revision) in snapshot.items()],
+        "success": [{"request_put": {"key": encode(key), "value": encode(value)}}
+                    for key, value in written.items()],
+    }
 
 
 def error_text(status: int, answer: Any) -> str:
@@ -308,6 +387,8 @@ class EtcdClient(NodeClient[EtcdDB, HttpConnection]):
         return HttpConnection(host, port)
 
     async def invoke(self, op: dict[str, Any], *, client_id: str, seq: int) -> Completion:
+        if op["f"] == "txn":
+            return await self._txn(op["value"])
         path, body = request_for(op, self.db.serializable)
         is_read = op["f"] == "read"
         try:
@@ -325,6 +406,41 @@ class EtcdClient(NodeClient[EtcdDB, HttpConnection]):
         error = error_text(status, answer)
         definite = is_read or error.startswith(DEFINITE_ERRORS)
         return self._done(Completion("fail" if definite else "info", error=error, node=node))
+
+    async def _txn(self, mops: list[list[Any]]) -> Completion:
+        """Snapshot, apply, commit on unchanged mod revisions (see the module docstring)."""
+        keys = txn_keys(mops)
+        snap = txn_snapshot_request(keys, self.db.serializable)
+        try:  # the snapshot changes nothing: whatever happens to it, the txn did not
+            sent = await self._send_to_a_live_node(
+                lambda connection: connection.post("/v3/kv/txn", snap), may_take_effect=False)
+        except HttpError as exc:
+            return self._done(Completion("fail", error=str(exc), node=self.target))
+        if isinstance(sent, Completion):
+            return sent
+        node, (status, answer) = sent
+        if status != 200 or not isinstance(answer, dict):
+            return self._done(Completion("fail", error=error_text(status, answer), node=node))
+        snapshot = txn_snapshot(keys, answer)
+        done, written = apply_txn(mops, snapshot)
+        if not written:
+            return self._done(Completion("ok", value=done, node=node))
+        commit = txn_commit_request(snapshot, written)
+        try:
+            sent = await self._send_to_a_live_node(
+                lambda connection: connection.post("/v3/kv/txn", commit), may_take_effect=True)
+        except HttpError as exc:
+            return self._done(Completion("info", error=str(exc), node=self.target))
+        if isinstance(sent, Completion):
+            return sent
+        node, (status, answer) = sent
+        if status == 200 and isinstance(answer, dict):
+            if answer.get("succeeded", False):
+                return self._done(Completion("ok", value=done, node=node))
+            return self._done(Completion("fail", error="txn-conflict", node=node))
+        error = error_text(status, answer)
+        kind = "fail" if error.startswith(DEFINITE_ERRORS) else "info"
+        return self._done(Completion(kind, error=error, node=node))
 
 
 register_db("etcd", EtcdDB)
