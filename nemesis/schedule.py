@@ -25,6 +25,7 @@ is leader when the fault fires, thread timing) stays nondeterministic.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,10 @@ CRASH_PACKAGES = ("kill", "lose-unfsynced")
 #: messages and answers it swallows still go missing.
 FLICKER_CUT = (0.03, 0.25)
 FLICKER_GAP = (0.05, 0.4)
+#: A short hang of a hung leader (s), drawn log-uniformly: from about one election
+#: timeout (the others may just have elected a successor) to a few, within which a
+#: lease that outlives leadership, or a check-quorum round not yet due, still holds.
+HANG_SHORT = (0.35, 2.0)
 
 
 def _seed(rng: random.Random) -> int:
@@ -227,7 +232,15 @@ def _hung_leader(rng: random.Random, nodes: Sequence[str], at: float, until: flo
     # in between would clear the leader's record of followers it heard from, and
     # it would step down the moment it wakes instead of one check interval later.
     paused = _t(at + min(0.01, span / 10))
-    resumed = _t(at + span * rng.uniform(0.55, 0.7))
+    # Hangs of every length: most reach past an election (the others elect a successor
+    # meanwhile), some are short, as a GC or a busy host gives, and wake the leader
+    # inside a lease or a check-quorum interval that a longer hang would have outlived.
+    longest = span * 0.7
+    if rng.random() < 0.5 and longest > HANG_SHORT[1]:
+        hang = math.exp(rng.uniform(math.log(HANG_SHORT[0]), math.log(HANG_SHORT[1])))
+    else:
+        hang = span * rng.uniform(0.55, 0.7)
+    resumed = _t(at + max(hang, paused - at + 0.001))
     return [{"at": at, "f": "partition", "value": {"shape": "isolate-leader"},
              "seed": _seed(rng)},
             {"at": paused, "f": "pause", "value": "leader", "seed": _seed(rng)},

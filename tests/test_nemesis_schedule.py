@@ -300,6 +300,22 @@ def test_composites_shape_what_they_promise():
     assert min(flickers, one_ways, laggards, restarts) >= 50
 
 
+def test_hung_leaders_hang_for_short_and_long_times():
+    """Hangs of every length: short ones wake a leader inside its lease or check-quorum
+    interval, long ones after a successor has long been elected."""
+    hangs = []
+    for seed in range(100):
+        schedule = schedules.generate(["all"], NODES, 60, 5, random.Random(seed))
+        for name, entries in _composites(schedule, 5, 60):
+            if name == "hung-leader":
+                pause, resume = (next(e for e in entries if e["f"] == f)
+                                 for f in ("pause", "resume"))
+                hangs.append(resume["at"] - pause["at"])
+    assert min(hangs) > 0 and max(hangs) <= 0.7 * 5 + 0.002
+    short = sum(h < schedules.HANG_SHORT[1] for h in hangs)
+    assert 0.3 <= short / len(hangs) <= 0.8 and sum(h < 1.0 for h in hangs) >= 10
+
+
 def test_an_orphaned_winner_is_cut_off_as_it_wins_and_the_others_restart_together():
     seen = 0
     for seed in range(200):
