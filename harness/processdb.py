@@ -186,7 +186,8 @@ class ProcessDB(DB):
                 raise DBError(
                     f"{self.name} members must all reach {dst} at its own peer address "
                     f"{slot.address.peer}, but the network maps it to {sorted(seen)}: per-link "
-                    f"relays (--net proxy) only work for splitbrain frames; use --net netns "
+                    f"relays (--net proxy) only work for peer framings they know "
+                    f"(splitbrain's, PySyncObj's); use --net netns "
                     f"(partitions by iptables) or --net none (no link faults)"
                 )
 
