@@ -203,6 +203,50 @@ async def test_real_cluster_isolates_the_node_that_just_won(tmp_path):
     assert second["components"] == sorted([[winner], sorted(set(node_names(3)) - {winner})])
 
 
+async def test_real_cluster_crashes_the_node_that_just_voted(tmp_path):
+    """Real nodes push ``vote`` events: cut the leader off, and the first node that votes
+    in the election that follows (a candidate for itself, or a voter) is killed."""
+    from harness.cluster import node_names, open_cluster
+    from harness.net.proxy import ProxyNetwork
+    from harness.raft_impl_db import RaftImplDB
+
+    votes: list[tuple[float, str, int]] = []
+
+    def on_event(node: str, event: dict) -> None:
+        if event.get("event") == "vote":
+            votes.append((trio.current_time(), node, event["term"]))
+
+    events, write, clock = recorder()
+    killed = trio.Event()
+
+    def record(event: dict) -> None:
+        write(event)
+        if event["f"] == "kill":
+            killed.set()
+
+    async with open_cluster(RaftImplDB(), ProxyNetwork(seed=1), node_names(3), tmp_path,
+                            on_event=on_event) as cluster:
+        await cluster.leader()
+        schedule = [
+            {"at": 0.1, "f": "partition", "value": {"shape": "isolate-leader"}},
+            {"at": 0.1, "f": "kill", "value": "trigger", "when": {"event": "vote",
+                                                                  "within": 10}},
+            {"at": 12, "f": "heal"},
+        ]
+        with trio.fail_after(40):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_schedule, schedule, cluster, record, clock)
+                await killed.wait()
+                fired_at = trio.current_time()
+                nursery.cancel_scope.cancel()
+    kill = next(e["value"] for e in events if e["f"] == "kill")
+    assert "skipped" not in kill and len(kill["nodes"]) == 1
+    cut = next(e["value"] for e in events if e["f"] == "start-partition")
+    voted = [(node, term) for at, node, term in votes if at <= fired_at]
+    # the first vote after the cut fired it; another may land before the kill does
+    assert kill["nodes"][0] in {node for node, _ in voted} and kill["nodes"][0] != cut["leader"]
+
+
 async def test_cluster_learns_elections_from_role_events_and_forwards_every_event(tmp_path):
     from harness.cluster import Cluster
 
