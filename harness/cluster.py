@@ -79,8 +79,10 @@ class Cluster:
         self._election = _Election()
         #: The same for the other trigger events (step-down, snapshot, ...), by event.
         self._occurrences: dict[str, _Election] = {}
-        #: Roles as the nodes' role events said (to see a leader step down).
+        #: Roles and terms as the nodes' role events said (to see a leader step down, and
+        #: to name the leader without asking every node).
         self._roles: dict[str, str] = {}
+        self._terms: dict[str, int] = {}
         #: Applied index per node and the highest commit index, from pushed events.
         self._applied: dict[str, int] = {}
         self._highest_commit = 0
@@ -96,6 +98,13 @@ class Cluster:
     # -- ClusterControl ---------------------------------------------------------
 
     async def leader(self) -> str | None:
+        """The node leading now: from the nodes' role events when they push them (at
+        once), else by asking every node's status (a round of requests: 100 ms and more
+        on a loaded machine, during which a fault aimed at "the leader" is late)."""
+        pushed = self.leader_from_events()
+        if pushed is not None:
+            self.last_leader = pushed
+            return pushed
         try:
             leader = await self.db.leader()
         except Unsupported:
@@ -103,6 +112,16 @@ class Cluster:
         if leader is not None:
             self.last_leader = leader
         return leader
+
+    def leader_from_events(self) -> str | None:
+        """Of the running nodes whose last role event said leader, the one of the highest
+        term (a paused or cut-off old leader still says it leads, in an older term);
+        None when no node says so or the nodes push no role events."""
+        if not self.db.role_events:
+            return None
+        leaders = [(self._terms.get(node, 0), node) for node, role in self._roles.items()
+                   if role == "leader" and node not in self.down]
+        return max(leaders)[1] if leaders else None
 
     async def next_election(self) -> str:
         """Wait for the next node to take office (any term) and return its name.
@@ -194,8 +213,12 @@ class Cluster:
                 self._happened("election", node)
             if isinstance(role, str):
                 self._roles[node] = role
+            if isinstance(event.get("term"), int):
+                self._terms[node] = event["term"]
         elif kind == "vote":
             self._happened("vote", node)
+        elif kind == "exited":  # died by itself: it leads no more
+            self._roles.pop(node, None)
         elif kind == "snapshot":
             self._happened("snapshot", node)
             if event.get("source") == "installed":
@@ -249,6 +272,7 @@ class Cluster:
             self.skewed[node] = (offset, rate)
 
     async def lose_unfsynced(self, node: str) -> None:
+        self._roles.pop(node, None)
         await self.db.lose_unfsynced(node)
         self.down.add(node)
         self.paused.discard(node)

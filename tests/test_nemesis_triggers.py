@@ -273,3 +273,38 @@ async def test_cluster_learns_elections_from_role_events_and_forwards_every_even
     assert winners == ["n2", "n2"]  # both waiters saw the first election after they began
     assert cluster.last_leader == "n3"
     assert [node for node, _ in forwarded] == ["n2", "n2", "n3"]
+
+
+async def test_the_leader_is_named_from_role_events_without_asking_the_nodes(tmp_path):
+    """A fault aimed at "the leader" lands at once: the pushed roles name it (the highest
+    term among nodes that say they lead, a paused old leader included), and the nodes
+    are asked (a round of status requests, slow under load) only when none says so."""
+    from harness.cluster import Cluster
+
+    class EventfulDB:
+        role_events = True
+        asked = 0
+
+        async def leader(self) -> str | None:
+            self.asked += 1
+            return "n1"
+
+        def is_running(self, node: str) -> bool:
+            return True
+
+        async def kill(self, node: str) -> None:
+            pass
+
+    db = EventfulDB()
+    cluster = Cluster(db, None, ["n1", "n2", "n3"], tmp_path)  # type: ignore[arg-type]
+    assert await cluster.leader() == "n1" and db.asked == 1  # nobody said anything yet
+    cluster.on_node_event("n2", {"event": "role", "role": "leader", "term": 3})
+    cluster.on_node_event("n3", {"event": "role", "role": "leader", "term": 4})
+    assert await cluster.leader() == "n3" and db.asked == 1
+    cluster.on_node_event("n3", {"event": "role", "role": "follower", "term": 5})
+    assert await cluster.leader() == "n2"  # n2 (term 3) still believes it leads
+    await cluster.kill("n2")
+    assert await cluster.leader() == "n1" and db.asked == 2
+    cluster.on_node_event("n1", {"event": "role", "role": "leader", "term": 6})
+    cluster.on_node_event("n1", {"event": "exited", "returncode": 1})
+    assert await cluster.leader() == "n1" and db.asked == 3  # asked again: n1 died
