@@ -7,8 +7,8 @@ histories from ``elle_helpers.txn_histories``: correct executions, executions
 with one read changed, and random reads; timing that follows the execution
 or not; failed, unknown and never-completed transactions; reused processes.
 ``scripts/explore_oracles.py`` runs the same properties with as many fresh
-random examples as asked (list-append: 20,000 fresh examples of up to 6
-transactions, all agreeing, 2026-12-08).
+random examples as asked (2026-12-08: list-append and rw-register, 20,000
+fresh examples each of up to 6 transactions, no disagreement).
 """
 
 from __future__ import annotations
