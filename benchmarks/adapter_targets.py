@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 
 import trio
 
-from harness.cluster import node_names, open_cluster
-from harness.db import DBOptions, create_db
+from harness.db.base import DBOptions, create_db
+from harness.run.cluster import node_names, open_cluster
 
 DURABILITY = {
     "raft_impl": "fsync before ack",
@@ -71,7 +71,7 @@ class AdapterSession:
 
 
 class AdapterTarget:
-    """A cluster of any registered harness DB (``harness.db.create_db``)."""
+    """A cluster of any registered harness DB (``harness.db.base.create_db``)."""
 
     db_name = ""
     #: The target's name in the results (default: the database's).

@@ -32,7 +32,7 @@ from typing import Any
 # Allow `python benchmarks/detection.py` from a checkout without installing.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.run import RunConfig, run_test
+from harness.run.run import RunConfig, run_test
 
 
 def _rounded(schedule: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@
                                                   [--full-every 10] [--json]
 
 The logs start at ``entries`` - 1,000 entries and grow by ~1,000 entries a
-second (with ``from`` a little below the commit index, as harness/collect.py
+second (with ``from`` a little below the commit index, as harness/run/collect.py
 fetches them) and every ``full-every`` rounds each node sends its whole log, as
 the collector does. ``--full-every 1`` sends the whole log every second (the
 worst case). Prints the file size, load + check seconds (wall, and CPU: the

@@ -25,9 +25,9 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.adapters.maelstrom import MaelstromDB
-from harness.cluster import node_names, open_cluster
-from harness.db import DBOptions
+from harness.db.base import DBOptions
+from harness.db.maelstrom import MaelstromDB
+from harness.run.cluster import node_names, open_cluster
 
 FLOOD_NODE = r'''
 import json, os, sys

@@ -65,13 +65,13 @@ def register(subparsers: Any) -> None:
 
 
 def _user_error(message: str) -> Exception:
-    from harness.cli import UserError
+    from harness.cli.main import UserError
 
     return UserError(message)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from harness.cli import check_number, check_output_path
+    from harness.cli.main import check_number, check_output_path
 
     initial: Any = None
     if args.init is not None:

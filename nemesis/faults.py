@@ -72,7 +72,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.cli import UserError
+from harness.cli.main import UserError
 
 FAULTS = (
     "partition",

@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from checker.errors import InputError
-from harness.cli import EXIT_VALID, UserError
+from harness.cli.main import EXIT_VALID, UserError
 from reports.render import render_run_report
 
 DEFAULT_PORT = 8080

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.run import RunConfig, RunOutcome, run_test
+from harness.run.run import RunConfig, RunOutcome, run_test
 
 
 def netns_usable() -> bool:

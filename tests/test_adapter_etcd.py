@@ -10,8 +10,7 @@ import psutil
 import pytest
 from adapter_helpers import short_run_with_faults
 
-from harness.adapters import AdapterOptionError, check_read_mode, network_for
-from harness.adapters.etcd import (
+from harness.db.etcd import (
     apply_txn,
     completion_for,
     decode_value,
@@ -23,6 +22,7 @@ from harness.adapters.etcd import (
     txn_snapshot,
     txn_snapshot_request,
 )
+from harness.db.options import AdapterOptionError, check_read_mode, network_for
 
 
 def test_values_round_trip_through_base64_json() -> None:
@@ -100,8 +100,8 @@ def test_network_and_read_mode_choices() -> None:
 
 
 def test_adapter_refuses_options_it_cannot_honour_when_built_without_the_cli() -> None:
-    from harness.adapters.etcd import EtcdDB
-    from harness.db import DBOptions
+    from harness.db.base import DBOptions
+    from harness.db.etcd import EtcdDB
 
     with pytest.raises(AdapterOptionError, match="read-index"):
         EtcdDB(DBOptions(read_mode="lease"))
@@ -180,8 +180,8 @@ async def test_http_client_posts_json_and_reconnects_after_the_server_closed() -
 
     import trio
 
-    from harness.adapters.http import HttpConnection
-    from harness.wire_client import ConnectionLost
+    from harness.db.http import HttpConnection
+    from harness.db.wire_client import ConnectionLost
 
     connections: list[int] = []
     closed = trio.Event()
@@ -209,7 +209,7 @@ async def test_http_client_posts_json_and_reconnects_after_the_server_closed() -
 
 
 def test_cli_refuses_relays_and_unsupported_read_modes_for_etcd(capsys, tmp_path: Path) -> None:
-    from harness.cli import main
+    from harness.cli.main import main
 
     store = str(tmp_path / "store")
     assert main(["run", "--db", "etcd", "--net", "proxy", "--store", store]) == 2
@@ -250,7 +250,7 @@ def test_etcd_stale_snapshots_under_partitions_are_a_cycle(tmp_path: Path):
     member cut off serves old lists, which the checker must see as a cycle."""
     from adapter_helpers import netns_usable
 
-    from harness.run import RunConfig, run_test
+    from harness.run.run import RunConfig, run_test
 
     if not netns_usable():
         pytest.skip("partitions of etcd need network namespaces (root)")

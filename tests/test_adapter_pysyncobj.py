@@ -15,7 +15,7 @@ from adapter_helpers import short_run_with_faults
 
 # Imported after PySyncObj on purpose: this module repairs socket.inet_ntop, which
 # importing PySyncObj breaks for the whole process (and so for the other tests here).
-from harness.adapters.pysyncobj_node import describe_entry, parse_args
+from harness.db.pysyncobj_node import describe_entry, parse_args
 
 
 def test_node_command_line_is_raft_impl_shaped() -> None:
@@ -32,14 +32,14 @@ def test_node_command_line_is_raft_impl_shaped() -> None:
 
 def test_adapter_command_line_is_what_the_node_parses(tmp_path: Path) -> None:
     """The wire-node command line is shared with raft_impl: the PySyncObj node must parse it."""
-    from harness.adapters.pysyncobj import PySyncObjDB
-    from harness.db import DBOptions
+    from harness.db.base import DBOptions
+    from harness.db.pysyncobj import PySyncObjDB
 
     db = PySyncObjDB(DBOptions(read_mode="stale", election_timeout=(0.2, 0.5)))
     addresses = db.plan(tmp_path, ["n1", "n2", "n3"])
     db.peer_addresses = {src: {dst: a.peer for dst, a in addresses.items()} for src in addresses}
     command = db.command("n2")
-    assert command[1:3] == ["-m", "harness.adapters.pysyncobj_node"]
+    assert command[1:3] == ["-m", "harness.db.pysyncobj_node"]
     args = parse_args(command[3:])
     assert (args.id, args.client_listen) == ("n2", addresses["n2"].client)
     assert args.peers == {"n1": addresses["n1"].peer, "n3": addresses["n3"].peer}
@@ -49,9 +49,9 @@ def test_adapter_command_line_is_what_the_node_parses(tmp_path: Path) -> None:
 def test_behind_relays_each_peer_is_dialed_at_its_relay_and_named_by_its_address(
         tmp_path: Path) -> None:
     """PySyncObj names a peer by the address it binds: the relay must not rename it."""
-    from harness.adapters.pysyncobj import PySyncObjDB
-    from harness.adapters.pysyncobj_node import RelayedNode
-    from harness.db import DBOptions
+    from harness.db.base import DBOptions
+    from harness.db.pysyncobj import PySyncObjDB
+    from harness.db.pysyncobj_node import RelayedNode
 
     db = PySyncObjDB(DBOptions(read_mode="log"))
     addresses = db.plan(tmp_path, ["n1", "n2", "n3"])
@@ -73,8 +73,8 @@ def test_behind_relays_each_peer_is_dialed_at_its_relay_and_named_by_its_address
 
 def test_low_latency_option_reaches_the_node(tmp_path: Path) -> None:
     """benchmarks/throughput.py's pysyncobj-low-latency target: appendEntriesUseBatch off."""
-    from harness.adapters.pysyncobj import PySyncObjDB
-    from harness.db import DBOptions
+    from harness.db.base import DBOptions
+    from harness.db.pysyncobj import PySyncObjDB
 
     for extra, expected in (({}, False), ({"low_latency": True}, True)):
         db = PySyncObjDB(DBOptions(read_mode="log", extra=extra))
@@ -84,9 +84,9 @@ def test_low_latency_option_reaches_the_node(tmp_path: Path) -> None:
 
 
 def test_adapter_takes_read_index_as_log_and_refuses_lease() -> None:
-    from harness.adapters import AdapterOptionError
-    from harness.adapters.pysyncobj import PySyncObjDB
-    from harness.db import DBOptions
+    from harness.db.base import DBOptions
+    from harness.db.options import AdapterOptionError
+    from harness.db.pysyncobj import PySyncObjDB
 
     assert PySyncObjDB(DBOptions(read_mode="read-index")).options.read_mode == "read-index"
     with pytest.raises(AdapterOptionError, match="--read-mode log"):
@@ -164,7 +164,7 @@ def test_the_published_schedule_catches_pysyncobjs_truncation(
     on a follower that has applied past it is timing, so up to three seeds (README:
     5 of 5 runs found it); PySyncObj itself is not changed.
     """
-    from harness.cli import main as cli_main
+    from harness.cli.main import main as cli_main
 
     for seed in ("1", "2", "3"):
         code = cli_main(["run", "--db", "pysyncobj", "--nodes", "3", "--concurrency", "16",

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import campaign as cmp
-from harness.cli import build_parser
-from harness.cli import main as cli_main
-from harness.run import RunOutcome
-from harness.run_cli import config_from_args
+from harness.cli.main import build_parser
+from harness.cli.main import main as cli_main
+from harness.cli.run import config_from_args
+from harness.run import campaign as cmp
+from harness.run.run import RunOutcome
 
 
 def plans(seed: int, n: int = 40, **kwargs: Any) -> list[cmp.RunPlan]:

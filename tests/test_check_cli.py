@@ -14,7 +14,7 @@ from checker_helpers import CORPUS
 from checker.history import HistoryWriter, load_history
 from checker.logorder import check_log_order, load_observations
 from checker.runner import model_from_config, run_all
-from harness.cli import main
+from harness.cli.main import main
 
 
 def check(*args: str) -> int:

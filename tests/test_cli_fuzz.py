@@ -2,7 +2,7 @@
 
 Random and mutated history files (JSONL, EDN, Porcupine's etcd logs), repro.json,
 nemesis schedules and run directories, and random flag values, through
-``harness.cli.main`` in-process. The contract: the exit code is 0, 1 or 2, never a
+``harness.cli.main.main`` in-process. The contract: the exit code is 0, 1 or 2, never a
 traceback; and a malformed *input file* is a user mistake (one line naming it), not
 an unexpected error. The expensive parts behind the checks (a simulation, a real
 run, a fuzz campaign, a server) are stubbed out: what is fuzzed is how the input
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.cli import main
+from harness.cli.main import main
 
 FUZZ = settings(max_examples=40, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -174,21 +174,21 @@ def test_binary_history_files(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture
 def stubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The expensive parts after input handling: a simulation, a real run, a search."""
-    import harness.run_cli
+    import harness.cli.run
+    import harness.cli.sim
     import harness.sim.fuzz
-    import harness.sim_cli
     from harness.sim.fuzz import FuzzOutcome
 
-    monkeypatch.setattr(harness.sim_cli, "_replay_sim", lambda *args: 0)
-    monkeypatch.setattr(harness.sim_cli, "_replay_real", lambda *args: 0)
+    monkeypatch.setattr(harness.cli.sim, "_replay_sim", lambda *args: 0)
+    monkeypatch.setattr(harness.cli.sim, "_replay_real", lambda *args: 0)
     monkeypatch.setattr(harness.sim.fuzz, "fuzz",
                         lambda **kwargs: FuzzOutcome(examples=0, elapsed_s=0.0))
 
     def validate_only(args: Any) -> int:
-        harness.run_cli.config_from_args(args)
+        harness.cli.run.config_from_args(args)
         return 0
 
-    monkeypatch.setattr(harness.run_cli, "handle_run", validate_only)
+    monkeypatch.setattr(harness.cli.run, "handle_run", validate_only)
 
 
 @FUZZ

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from checker.history import HistoryWriter, load_history
-from harness.cli import main
+from harness.cli.main import main
 from reports import model as report_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -544,7 +544,7 @@ def test_an_unwritable_output_says_whether_the_mount_is_read_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: int, said: str) -> None:
     """A run directory on a read-only mount was refused as 'permission denied'
     (as root, chmod is no test of this: root writes anyway; a real read-only mount is)."""
-    from harness.cli import UserError, check_output_path
+    from harness.cli.main import UserError, check_output_path
 
     class Stat:
         f_flag = flags

@@ -1,6 +1,6 @@
 """The reproduce command a run records must repeat exactly that run."""
 
-from harness.run_cli import reproduce_command
+from harness.cli.run import reproduce_command
 
 
 def test_reproduce_command_pins_the_seed_and_drops_test_count() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from checker.logorder import load_observations
-from harness.adapters.pysyncobj import COMPLAINTS as PYSYNCOBJ_COMPLAINTS
-from harness.collect import Collector, ObservationWriter
-from harness.db import DB
+from harness.db.base import DB
+from harness.db.pysyncobj import COMPLAINTS as PYSYNCOBJ_COMPLAINTS
+from harness.run.collect import Collector, ObservationWriter
 
 
 class OutputDB(DB):
@@ -155,7 +155,7 @@ def test_pysyncobj_patterns_match_the_messages_pysyncobj_logs() -> None:
 
 
 def test_etcd_patterns_match_the_messages_in_the_etcd_binary() -> None:
-    from harness.adapters.etcd import COMPLAINTS, etcd_binary
+    from harness.db.etcd import COMPLAINTS, etcd_binary
 
     binary = etcd_binary()
     if binary is None:

@@ -15,7 +15,7 @@ import pytest
 from checker_helpers import CORPUS
 
 from checker.history import load_history
-from harness.cli import main
+from harness.cli.main import main
 
 
 def _rows() -> list[tuple[str, str, bool, int, int]]:

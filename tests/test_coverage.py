@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.coverage import (
+from harness.run.coverage import (
     client_coverage,
     describe,
     fault_coverage,

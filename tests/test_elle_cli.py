@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 
 # T0 appends x 1 and reads y empty; T1 appends y 1 and reads x empty; T2 reads both:
 # write skew (G2-item), one EDN map a line as Jepsen writes it.

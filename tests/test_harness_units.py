@@ -15,13 +15,13 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import store
-from harness.clients import ClientStats, HistoryRecorder, ProcessPool
-from harness.cluster import RunClock
-from harness.collect import Collector, ObservationWriter
-from harness.db import DB, Client, Completion, DBError, DBOptions, create_db, register_db
-from harness.run import worst_exit_code
-from harness.workload import Pacer, RegisterWorkload, parse_mix
+from harness.db.base import DB, Client, Completion, DBError, DBOptions, create_db, register_db
+from harness.run import store
+from harness.run.clients import ClientStats, HistoryRecorder, ProcessPool
+from harness.run.cluster import RunClock
+from harness.run.collect import Collector, ObservationWriter
+from harness.run.run import worst_exit_code
+from harness.run.workload import Pacer, RegisterWorkload, parse_mix
 from raft_impl.localcluster import LOWEST_PORT, ephemeral_range, free_ports, pump_lines
 
 # -- workload -------------------------------------------------------------------
@@ -304,8 +304,8 @@ def test_exit_code_priority():
 def test_display_renders_the_run_state(tmp_path: Path):
     from rich.console import Console
 
-    from harness.display import display_wanted, render
-    from harness.run import RunConfig, RunState
+    from harness.cli.display import display_wanted, render
+    from harness.run.run import RunConfig, RunState
 
     state = RunState(RunConfig(nemesis=["partition"]), RunClock())
     state.phase = "faults"
@@ -364,7 +364,7 @@ def test_node_output_becomes_the_same_lines_however_it_is_chunked(
 async def test_wire_client_reconnects_after_the_node_closed_and_knows_unsent():
     import functools
 
-    from harness.wire_client import ConnectionLost, WireClient
+    from harness.db.wire_client import ConnectionLost, WireClient
     from raft_impl.wire import FrameDecoder, encode_frame
 
     connections = []

@@ -50,7 +50,7 @@ def kill_primary(tmp_path: Path) -> Path:
 
 def test_entry_point_finds_the_adapter(tmp_path: Path) -> None:
     env = installed(tmp_path)
-    code = ("from harness.db import available_dbs, create_db, DBOptions; "
+    code = ("from harness.db.base import available_dbs, create_db, DBOptions; "
             "print('http_kv' in available_dbs(), type(create_db('http_kv', DBOptions())).__name__)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=60)

@@ -13,7 +13,9 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.adapters.maelstrom import (
+from harness.cli.main import main as cli_main
+from harness.db.base import DBOptions
+from harness.db.maelstrom import (
     DEFINITE_ERRORS,
     MaelstromDB,
     check_bin,
@@ -21,11 +23,9 @@ from harness.adapters.maelstrom import (
     txn_result,
     wire_key,
 )
-from harness.cli import main as cli_main
-from harness.cluster import node_names, open_cluster
-from harness.db import DBOptions
 from harness.net.base import NodeAddress
 from harness.net.router import MessageRouter
+from harness.run.cluster import node_names, open_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = f"{sys.executable} {ROOT / 'examples/maelstrom/lin_kv.py'}"
@@ -311,9 +311,9 @@ def test_adapters_refuse_clock_faults_before_the_run(db: str) -> None:
     it used to fail, and the capability check was silently skipped for etcd and PySyncObj)."""
     import importlib.util
 
-    from harness.adapters.etcd import etcd_binary
-    from harness.cli import UserError
-    from harness.run import RunConfig, plan_faults
+    from harness.cli.main import UserError
+    from harness.db.etcd import etcd_binary
+    from harness.run.run import RunConfig, plan_faults
 
     if db == "etcd" and etcd_binary() is None:
         pytest.skip("etcd is not installed (its adapter cannot be built)")

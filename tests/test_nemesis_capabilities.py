@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import harness.db
+import harness.db.base
 import harness.net.netns as netns
-from harness.cli import UserError
-from harness.db import DB
+from harness.cli.main import UserError
+from harness.db.base import DB
 from harness.net import unsupported_faults
-from harness.run import EXIT_UNKNOWN, RunConfig, plan_faults, run_test, summary
+from harness.run.run import EXIT_UNKNOWN, RunConfig, plan_faults, run_test, summary
 from nemesis.schedule import PACKAGES
 
 NODES = ["n1", "n2", "n3"]
@@ -28,7 +28,7 @@ class ClocklessDB(DB):
 @pytest.fixture
 def no_netem(monkeypatch):
     monkeypatch.setattr(netns, "netem_available", lambda: False)
-    monkeypatch.setitem(harness.db._REGISTRY, "clockless", lambda options: ClocklessDB())
+    monkeypatch.setitem(harness.db.base._REGISTRY, "clockless", lambda options: ClocklessDB())
 
 
 def test_backends_declare_what_they_cannot_do(no_netem):
@@ -78,7 +78,7 @@ def test_a_schedule_file_is_refused_for_faults_it_turns_on_not_for_stops(no_nete
 
 
 def test_a_generated_schedule_cuts_one_way_only_where_the_network_can(no_netem):
-    from harness.run import build_schedule
+    from harness.run.run import build_schedule
     from nemesis.faults import one_way
 
     def one_way_cuts(net: str) -> int:
@@ -94,7 +94,7 @@ def test_a_fault_that_fails_mid_run_makes_an_otherwise_valid_run_exit_2(monkeypa
                                                                         tmp_path: Path):
     """--net none cannot partition; with the refusal bypassed, the partition fails when
     it fires. Before, that was an info event and the run exited 0."""
-    monkeypatch.setattr("harness.run.unsupported_faults", lambda config: {})
+    monkeypatch.setattr("harness.run.run.unsupported_faults", lambda config: {})
     schedule = tmp_path / "cut.json"
     schedule.write_text(json.dumps([{"at": 0.5, "f": "partition",
                                      "value": {"shape": "halves"}},

@@ -115,7 +115,7 @@ async def test_without_events_a_step_down_is_polled_and_others_are_skipped(autoj
 
 
 async def test_the_harness_cluster_tells_step_downs_snapshots_and_laggards(tmp_path):
-    from harness.cluster import Cluster
+    from harness.run.cluster import Cluster
 
     class PushingDB:
         name = "pushing"
@@ -162,7 +162,7 @@ async def test_the_harness_cluster_tells_step_downs_snapshots_and_laggards(tmp_p
 
 
 async def test_the_harness_cluster_tells_candidacies_and_votes(tmp_path):
-    from harness.cluster import Cluster
+    from harness.run.cluster import Cluster
 
     class PushingDB:
         name = "pushing"

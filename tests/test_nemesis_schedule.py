@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.cli import UserError
+from harness.cli.main import UserError
 from nemesis import schedule as schedules
 from nemesis.faults import ScheduleError, history_f, validate_entry, validate_schedule
 

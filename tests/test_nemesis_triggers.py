@@ -164,9 +164,9 @@ async def test_next_election_prefers_the_controls_own_watch(autojump_clock):
 
 async def test_real_cluster_isolates_the_node_that_just_won(tmp_path):
     """Real nodes behind the proxy: cut the leader off, then cut off whoever wins next."""
-    from harness.cluster import node_names, open_cluster
+    from harness.db.raft_impl import RaftImplDB
     from harness.net.proxy import ProxyNetwork
-    from harness.raft_impl_db import RaftImplDB
+    from harness.run.cluster import node_names, open_cluster
 
     took_office: list[tuple[float, str]] = []
 
@@ -248,7 +248,7 @@ async def test_real_cluster_crashes_the_node_that_just_voted(tmp_path):
 
 
 async def test_cluster_learns_elections_from_role_events_and_forwards_every_event(tmp_path):
-    from harness.cluster import Cluster
+    from harness.run.cluster import Cluster
 
     class EventfulDB:
         role_events = True

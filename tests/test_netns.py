@@ -11,7 +11,7 @@ import psutil
 import pytest
 import trio
 
-from harness.cli import UserError
+from harness.cli.main import UserError
 from harness.net import netns
 from harness.net.base import NodeAddress
 from harness.net.netns import NetnsError, NetnsNetwork, NetnsUnavailable, cleanup_stale

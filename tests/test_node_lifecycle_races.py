@@ -23,7 +23,7 @@ import trio
 import trio.testing
 from test_nemesis_executor import FakeCluster, recorder
 
-from harness.processdb import ProcessDB
+from harness.db.process import ProcessDB
 from nemesis.api import StartInterrupted
 from nemesis.executor import NemesisState, run_schedule
 

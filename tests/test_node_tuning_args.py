@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.db import DBOptions
-from harness.raft_impl_db import RaftImplDB
+from harness.db.base import DBOptions
+from harness.db.raft_impl import RaftImplDB
 from raft_impl.__main__ import build_parser, check_tuning_args, main
 
 
@@ -63,7 +63,7 @@ def test_adapter_appends_node_args_to_every_command(tmp_path: Path) -> None:
 
 
 def test_run_cli_refuses_bad_node_args_before_any_run(capsys, tmp_path: Path) -> None:
-    from harness.cli import main as splitbrain
+    from harness.cli.main import main as splitbrain
 
     store = str(tmp_path / "store")
     assert splitbrain(["run", "--node-arg=--max-append-entries=0", "--store", store]) == 2

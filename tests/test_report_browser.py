@@ -167,7 +167,7 @@ def test_sixty_second_five_node_report_loads_fast_and_small(browser, tmp_path: P
 def test_real_stale_leader_read_run_report_first_screen(browser, tmp_path: Path) -> None:
     """A real ``splitbrain run --bug stale-leader-read`` report names a proven anomaly
     on its first screen, with the op, the newer value's card and the fault card."""
-    from harness.cli import main as cli_main
+    from harness.cli.main import main as cli_main
 
     schedule = tmp_path / "isolate-leader.json"
     steps = []

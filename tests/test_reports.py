@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from report_fixtures import make_run, planted_read
 
-from harness.cli import main
+from harness.cli.main import main
 from reports import model
 from reports.render import render_history_report, render_run_report, update_store_index
 

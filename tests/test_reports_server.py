@@ -9,7 +9,7 @@ import pytest
 import trio
 from report_fixtures import make_run
 
-from harness.cli import main
+from harness.cli.main import main
 from reports.server import serve
 
 RUN_PATH: dict[Path, str] = {}  # store -> its run, relative (found before the event loop)

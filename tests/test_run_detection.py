@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main as cli_main
+from harness.cli.main import main as cli_main
 from reports.model import ANOMALY_PREFIXES, read_jsonl
 
 

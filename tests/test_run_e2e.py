@@ -14,10 +14,10 @@ import psutil
 import pytest
 import trio
 
-from harness.cli import main as cli_main
-from harness.cluster import node_names, open_cluster
-from harness.raft_impl_db import RaftImplDB
-from harness.run import RunConfig, run_test
+from harness.cli.main import main as cli_main
+from harness.db.raft_impl import RaftImplDB
+from harness.run.cluster import node_names, open_cluster
+from harness.run.run import RunConfig, run_test
 
 
 def raft_impl_processes(root_pid: int | None = None) -> list[psutil.Process]:

@@ -81,14 +81,14 @@ def test_stopping_a_run_with_nodes_down_restarts_none_of_them(tmp_path: Path, si
 def test_concurrency_beyond_the_maximum_is_refused_in_one_line(capsys):
     """Issue 16 item 6: --concurrency 100000000 started workers until memory ran out,
     never ran an operation, and ignored its time limit and Ctrl-C."""
-    from harness.cli import main as cli_main
-    from harness.workload import MAX_CONCURRENCY
+    from harness.cli.main import main as cli_main
+    from harness.run.workload import MAX_CONCURRENCY
 
     assert cli_main(["run", "--concurrency", "100000000", "--time-limit", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--concurrency" in err and str(MAX_CONCURRENCY) in err
     assert cli_main(["run", "--concurrency", str(MAX_CONCURRENCY + 1)]) == 2
-    from harness.workload import RegisterWorkload
+    from harness.run.workload import RegisterWorkload
 
     with pytest.raises(ValueError, match="concurrency"):
         RegisterWorkload(concurrency=MAX_CONCURRENCY + 1)
@@ -97,8 +97,8 @@ def test_concurrency_beyond_the_maximum_is_refused_in_one_line(capsys):
 def test_keys_beyond_the_maximum_are_refused_in_one_line(tmp_path, capsys):
     """--keys 100000000 --time-limit 2 spent minutes making keys, ran no operation,
     and outlived SIGINT by over a minute: the same bound as --concurrency's."""
-    from harness.cli import main as cli_main
-    from harness.workload import MAX_KEYS, RegisterWorkload, TxnWorkload
+    from harness.cli.main import main as cli_main
+    from harness.run.workload import MAX_KEYS, RegisterWorkload, TxnWorkload
 
     assert cli_main(["run", "--keys", "100000000", "--time-limit", "2",
                      "--store", str(tmp_path)]) == 2
@@ -115,9 +115,9 @@ async def test_the_most_clients_allowed_still_stop_on_time(tmp_path: Path, autoj
     of the end of the time limit (virtual time: nothing here waits for real)."""
     import trio
 
-    from harness.clients import HistoryRecorder, ProcessPool
-    from harness.cluster import RunClock
-    from harness.workload import MAX_CONCURRENCY, RegisterWorkload
+    from harness.run.clients import HistoryRecorder, ProcessPool
+    from harness.run.cluster import RunClock
+    from harness.run.workload import MAX_CONCURRENCY, RegisterWorkload
     from tests.test_harness_units import FakeDB
 
     db = FakeDB()
@@ -222,7 +222,7 @@ def test_write_json_that_fails_keeps_the_old_file_and_no_temporary(tmp_path: Pat
                                                                   monkeypatch):
     import errno
 
-    from harness import store
+    from harness.run import store
 
     path = tmp_path / "test.json"
     store.write_json(path, {"a": 1})
@@ -245,8 +245,8 @@ def test_a_store_that_cannot_be_created_is_one_line_and_exit_2(tmp_path, monkeyp
     """A read-only store failed with a traceback and exit 1 (issue 16 item 3)."""
     import errno
 
-    from harness import store
-    from harness.cli import main as cli_main
+    from harness.cli.main import main as cli_main
+    from harness.run import store
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.cli import main as cli_main
+from harness.cli.main import main as cli_main
 
 # A follower down for 2 s falls far behind the leader's latest snapshot and catches up
 # by installing one; a partition later makes another election.

@@ -24,7 +24,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harness.run import RunConfig, run_test
+from harness.run.run import RunConfig, run_test
 from harness.sim.config import SimClusterConfig, SimTest, SimWorkload
 from harness.sim.run import simulate
 
@@ -234,8 +234,8 @@ def test_a_simulated_test_json_records_the_schedule_as_given(tmp_path: Path,
                                                 ("pysyncobj", "log"), ("maelstrom", "mixed")])
 def test_test_json_of_every_backend_before_its_run(db: str, read_mode: str, validators) -> None:
     """What a run of each database writes first (the facts come at its end, as above)."""
-    from harness.cluster import node_names
-    from harness.run import DEFAULT_SNAPSHOT_THRESHOLD, build_schedule, describe_test
+    from harness.run.cluster import node_names
+    from harness.run.run import DEFAULT_SNAPSHOT_THRESHOLD, build_schedule, describe_test
 
     maelstrom = db == "maelstrom"
     config = RunConfig(db=db, nodes=3, read_mode=read_mode, nemesis=["partition", "kill"],

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from harness.run import RunConfig, run_test
+from harness.run.run import RunConfig, run_test
 from harness.sim import SimClusterConfig, SimTest, SimWorkload, simulate
 
 SCHEDULE = [

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.sim.config import SimTest
 from harness.sim.fuzz import fuzz, load_repro
 from harness.sim.strategies import count_faults, schedules, sim_tests

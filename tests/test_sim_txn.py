@@ -103,7 +103,7 @@ def test_fuzz_takes_a_txn_workload(tmp_path: Path) -> None:
 
 
 def test_sim_cluster_takes_a_txn_workload(tmp_path: Path) -> None:
-    from harness.pytest_fixtures import SimClusterFixture
+    from harness.pytest.fixtures import SimClusterFixture
 
     fixture = SimClusterFixture(tmp_path, 1, "t", lambda *a, **k: None)
     test = fixture.test(workload="list-append", time_limit=2.0, keys=2)

@@ -19,10 +19,10 @@ from node_helpers import InProcessCluster
 
 from checker.elle import check_txn_history
 from checker.history import history_from_events
-from harness.run import RunConfig, run_test
-from harness.run_cli import config_from_args
-from harness.wire_db import kv_request
-from harness.workload import TxnWorkload, make_workload, op_keys
+from harness.cli.run import config_from_args
+from harness.db.wire import kv_request
+from harness.run.run import RunConfig, run_test
+from harness.run.workload import TxnWorkload, make_workload, op_keys
 
 pytest_plugins = ["pytester"]
 
@@ -73,8 +73,8 @@ def test_workload_names_and_their_limits() -> None:
 def test_run_refuses_what_a_txn_workload_cannot_do(words: list[str], message: str) -> None:
     import argparse
 
-    from harness.cli import UserError
-    from harness.run_cli import register
+    from harness.cli.main import UserError
+    from harness.cli.run import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
@@ -154,7 +154,7 @@ def test_a_real_run_under_every_fault_catches_txn_local_read(tmp_path: Path) -> 
     """The done-when command of issue 14 with the planted bug: invalid, a cycle drawn."""
     import argparse
 
-    from harness.run_cli import handle_run, register
+    from harness.cli.run import handle_run, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
@@ -177,10 +177,10 @@ def test_a_campaign_runs_its_workload_in_every_run(tmp_path: Path) -> None:
     and each planned line is an ordinary run command asking for it."""
     import argparse
 
-    import harness.campaign as cmp
-    from harness.campaign_cli import config_from_args as campaign_config
-    from harness.campaign_cli import register as register_campaign
-    from harness.run_cli import register
+    import harness.run.campaign as cmp
+    from harness.cli.campaign import config_from_args as campaign_config
+    from harness.cli.campaign import register as register_campaign
+    from harness.cli.run import register
 
     parser = argparse.ArgumentParser()
     register_campaign(parser.add_subparsers())

@@ -11,12 +11,12 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.clients import HistoryRecorder, ProcessPool
-from harness.cluster import RunClock
-from harness.db import DB, Client, Completion
-from harness.run import RunConfig
-from harness.wire_db import kv_request
-from harness.workload import MIXED, RegisterWorkload, read_plan
+from harness.db.base import DB, Client, Completion
+from harness.db.wire import kv_request
+from harness.run.clients import HistoryRecorder, ProcessPool
+from harness.run.cluster import RunClock
+from harness.run.run import RunConfig
+from harness.run.workload import MIXED, RegisterWorkload, read_plan
 from raft_impl.host import read_path as _read_path
 
 

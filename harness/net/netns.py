@@ -55,7 +55,7 @@ from pathlib import Path
 import psutil
 import trio
 
-from harness.cli import UserError
+from harness.cli.main import UserError
 from harness.net.base import Grudge, Link, NodeAddress, link_name
 
 PREFIX = "sb-"

@@ -1,13 +1,13 @@
 """Simulated clients: Jepsen's process model, with the real client's exact rules.
 
-This mirrors ``harness.clients.ProcessPool`` and
-``harness.raft_impl_db.RaftImplClient`` step for step, on the virtual clock:
+This mirrors ``harness.run.clients.ProcessPool`` and
+``harness.db.raft_impl.RaftImplClient`` step for step, on the virtual clock:
 
 - ``concurrency`` worker slots, each holding one live process; process ``p``
   first talks to node ``p mod n``; operations come from the same
-  :class:`harness.workload.RegisterWorkload` (or ``TxnWorkload``) stream and are
+  :class:`harness.run.workload.RegisterWorkload` (or ``TxnWorkload``) stream and are
   started by the same
-  :class:`harness.workload.Pacer`;
+  :class:`harness.run.workload.Pacer`;
 - ``not-leader`` is definite: retry the same ``(client, seq)`` at the hinted
   leader, or the next node after a back-off; a refused connection (node down)
   is definite too: next node after a back-off;
@@ -28,7 +28,7 @@ import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from harness.workload import Pacer
+from harness.run.workload import Pacer
 
 if TYPE_CHECKING:
     from harness.sim.cluster import SimCluster

@@ -28,14 +28,14 @@ from typing import IO, Any
 import trio
 
 from checker.history import HistoryWriter
-from harness import store
+from harness.run import store
+from harness.run.workload import op_keys
 from harness.sim.clients import SimClients
 from harness.sim.config import SimTest
 from harness.sim.control import SimControl, VirtualClock, deterministic_scheduling
 from harness.sim.loop import BudgetExceeded, EventLoop
 from harness.sim.network import SimNetwork
 from harness.sim.node import Reply, SimNode
-from harness.workload import op_keys
 from nemesis.executor import HealError, NemesisState, run_schedule
 from nemesis.faults import validate_schedule
 from nemesis.schedule import final_heal

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.workload import (
+from harness.run.workload import (
     DEFAULT_MIX,
     MAX_KEYS,
     WORKLOADS,
@@ -105,7 +105,7 @@ class SimWorkload:
 
     ``name`` is ``register`` (reads, writes and cas over ``keys`` keys, in
     ``mix``) or a transactional workload, ``list-append`` / ``rw-register``
-    (:class:`harness.workload.TxnWorkload` over ``keys`` active keys, each
+    (:class:`harness.run.workload.TxnWorkload` over ``keys`` active keys, each
     retired after ``ops_per_key`` writes, 32 by default; ``mix`` and
     ``cas_window`` do not apply). The simulated nodes run the node's own
     logic, so a txn is applied exactly as a real node applies it.

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings, target
 from hypothesis import seed as hypothesis_seed
 
 from checker.results import failing_checkers
-from harness import store
+from harness.run import store
 from harness.sim.config import SimTest
 from harness.sim.run import SimResult, simulate
 from harness.sim.strategies import count_faults, sim_tests

@@ -369,7 +369,7 @@ class SimNode:
 
     def emit(self, event: dict[str, Any], droppable: tuple[int, int] | None = None) -> None:
         """What the real node pushes on stdout, turned into the observations the real
-        collector (``harness/collect.py``) writes for it. Role and snapshot events are
+        collector (``harness/run/collect.py``) writes for it. Role and snapshot events are
         told at the end of the step: a nemesis trigger may crash this node there."""
         kind = event.get("event")
         if kind == "committed":

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import store
+from harness.run import store
 from harness.sim.cluster import SimCluster
 from harness.sim.config import SimTest
 
@@ -42,38 +42,16 @@ class SimResult:
 
 def run_checkers(run_dir: Path, timeout: float = CHECK_TIMEOUT) -> dict[str, Any]:
     """Every checker on what the run recorded (the same as ``splitbrain check RUN_DIR``)."""
-    try:
-        from checker.runner import run_all
-    except ImportError:
-        return _run_checkers_directly(run_dir, timeout)
+    from checker.runner import run_all
+
     return run_all(run_dir, timeout=timeout)
 
 
-def _run_checkers_directly(run_dir: Path, timeout: float) -> dict[str, Any]:
-    """Linearizability and (when present) log order, for a tree without checker.runner."""
-    from checker.history import load_history
-    from checker.linearizable import check_history
-    from checker.results import compose
-
-    history = load_history(run_dir / store.HISTORY)
-    checkers = {"linearizable": check_history(history, "raft-kv", timeout=timeout)}
-    try:
-        from checker.logorder import check_log_order, load_observations
-    except ImportError:
-        pass
-    else:
-        observations = load_observations(run_dir / store.OBSERVATIONS)
-        checkers["log-order"] = check_log_order(observations, history)
-    return compose(checkers)
-
-
 def render_report(run_dir: Path) -> Path | None:
-    """Render report.html with the reports package; None when that is not possible
-    (the run and its verdict stand without a report, as in a real run)."""
-    try:
-        from reports.render import render_run_report
-    except ImportError:
-        return None
+    """Render report.html; None when rendering failed (the run and its verdict
+    stand without a report, as in a real run; the reason is in report-error.txt)."""
+    from reports.render import render_run_report
+
     try:
         return Path(render_run_report(run_dir))
     except Exception as exc:

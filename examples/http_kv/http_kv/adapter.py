@@ -16,10 +16,10 @@ import os
 import sys
 from typing import Any
 
-from harness.adapters.http import HttpConnection, HttpError
-from harness.db import Client, Completion, DBOptions
-from harness.processdb import ProcessDB
-from harness.wire_client import ConnectionLost
+from harness.db.base import Client, Completion, DBOptions
+from harness.db.http import HttpConnection, HttpError
+from harness.db.process import ProcessDB
+from harness.db.wire_client import ConnectionLost
 
 
 class HttpKvDB(ProcessDB):

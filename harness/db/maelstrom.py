@@ -48,8 +48,8 @@ from typing import Any
 
 import trio
 
-from harness.adapters.process import NodeSlot, ProcessDB
-from harness.db import Client, Completion, DBError, DBOptions, NodeEventSink, register_db
+from harness.db.base import Client, Completion, DBError, DBOptions, NodeEventSink, register_db
+from harness.db.process import NodeSlot, ProcessDB
 from harness.net.base import NodeAddress
 from harness.net.router import MessageRouter
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import store
+from harness.run import store
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
 CAMPAIGNS = "campaigns"
@@ -46,7 +46,7 @@ CAMPAIGN_JSON = "campaign.json"
 
 NODE_COUNTS = (5, 3, 5, 7)
 READ_MODES = ("mixed", "lease", "read-index")
-#: None: the run's default threshold (``harness.run.DEFAULT_SNAPSHOT_THRESHOLD``, 200);
+#: None: the run's default threshold (``harness.run.run.DEFAULT_SNAPSHOT_THRESHOLD``, 200);
 #: others are passed as ``--node-arg=--snapshot-threshold=N``. The nodes push every
 #: committed entry before compacting it, so low thresholds are judged too.
 #: Low ones make nodes snapshot, and lagging followers install snapshots, every few
@@ -268,7 +268,7 @@ class Campaign:
         return next((r for r in self.runs if r.status == "invalid"), None)
 
     def to_json(self) -> dict[str, Any]:
-        from harness.coverage import merge
+        from harness.run.coverage import merge
 
         first = self.first_invalid
         statuses = [r.status for r in self.runs]
@@ -461,9 +461,9 @@ def _relative(path: Path, base: Path) -> str:
 
 def _execute_run(command: list[str]) -> Any:
     """Parse ``command`` as ``splitbrain run`` does and run it (no live display)."""
-    from harness.cli import build_parser
-    from harness.run import run_test
-    from harness.run_cli import config_from_args
+    from harness.cli.main import build_parser
+    from harness.cli.run import config_from_args
+    from harness.run.run import run_test
 
     args = build_parser().parse_args([*command, "--no-display"])
     args.argv = command
@@ -525,7 +525,7 @@ def summary_table(campaign: Campaign) -> Any:
 
 def summary_lines(campaign: Campaign) -> list[str]:
     """The campaign's verdict and coverage, and for a failure how to repeat it."""
-    from harness.coverage import describe, merge
+    from harness.run.coverage import describe, merge
 
     data = campaign.to_json()
     counts = ", ".join(f"{n} {s}" for s, n in data["counts"].items()) or "no runs"

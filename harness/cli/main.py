@@ -1,7 +1,7 @@
 """The `splitbrain` command line: one entry point, subcommands owned by their packages.
 
 Each subcommand lives next to the code it drives (``checker/cli.py`` owns
-``check``, ``harness/run_cli.py`` owns ``run`` …). A module contributes its
+``check``, ``harness/cli/run.py`` owns ``run`` …). A module contributes its
 subcommands through ``register(subparsers)``, and each subparser sets
 ``handler`` to a function ``(args) -> int`` returning the exit code
 (0 valid, 1 invalid, 2 unknown or could not complete).
@@ -28,11 +28,11 @@ from typing import Any
 
 #: Modules that contribute subcommands, in the order they are listed in --help.
 SUBCOMMAND_MODULES = (
-    "harness.run_cli",
-    "harness.campaign_cli",
+    "harness.cli.run",
+    "harness.cli.campaign",
     "checker.cli",
     "reports.cli",
-    "harness.sim_cli",
+    "harness.cli.sim",
 )
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2

@@ -59,10 +59,7 @@ from typing import Any
 
 import trio
 
-from harness.adapters import check_options
-from harness.adapters.http import HttpConnection, HttpError
-from harness.adapters.process import ProcessDB
-from harness.db import (
+from harness.db.base import (
     Client,
     ComplaintPattern,
     Completion,
@@ -71,9 +68,11 @@ from harness.db import (
     Unsupported,
     register_db,
 )
-from harness.node_client import NodeClient
-from harness.processdb import ADMIN_TIMEOUT
-from harness.wire_client import ConnectionLost
+from harness.db.http import HttpConnection, HttpError
+from harness.db.node_client import NodeClient
+from harness.db.options import check_options
+from harness.db.process import ADMIN_TIMEOUT, ProcessDB
+from harness.db.wire_client import ConnectionLost
 
 ETCD_ENV = "SPLITBRAIN_ETCD"
 DEFAULT_BINARY = "/usr/bin/etcd"

@@ -1,7 +1,7 @@
 """Process-backed DBs whose nodes speak raft_impl's client protocol (msgpack frames).
 
 raft_impl's nodes speak it natively, and the PySyncObj node program
-(``harness.adapters.pysyncobj_node``) speaks it on purpose, so that both
+(``harness.db.pysyncobj_node``) speaks it on purpose, so that both
 share one node command line, one admin path (status, log dumps, state
 digests) and one request shape carrying the operation's session
 ``(client, seq)``. How a client follows the leader (raft_impl answers
@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 import trio
 
-from harness.db import DBError, DBOptions
-from harness.node_client import NodeClient
-from harness.processdb import ADMIN_TIMEOUT, ProcessDB
-from harness.wire_client import ConnectionLost, WireClient
+from harness.db.base import DBError, DBOptions
+from harness.db.node_client import NodeClient
+from harness.db.process import ADMIN_TIMEOUT, ProcessDB
+from harness.db.wire_client import ConnectionLost, WireClient
 
 #: A log dump can be long (every retained entry): it gets more time than a status.
 LOG_TIMEOUT = 5.0

@@ -86,7 +86,7 @@ def _recorder(request: pytest.FixtureRequest):
 @pytest.fixture
 def sim_cluster(request: pytest.FixtureRequest, splitbrain_store, splitbrain_seed):
     """Simulated raft_impl clusters (deterministic, in-process): ``.run(...)``, ``.fuzz(...)``."""
-    from harness.pytest_fixtures import SimClusterFixture
+    from harness.pytest.fixtures import SimClusterFixture
 
     return SimClusterFixture(splitbrain_store, splitbrain_seed, _test_name(request),
                              _recorder(request))
@@ -94,8 +94,8 @@ def sim_cluster(request: pytest.FixtureRequest, splitbrain_store, splitbrain_see
 
 @pytest.fixture
 def cluster(request: pytest.FixtureRequest, splitbrain_store, splitbrain_seed):
-    """Real raft_impl clusters (node processes on loopback) through ``harness.run``."""
-    from harness.pytest_fixtures import RealClusterFixture
+    """Real raft_impl clusters (node processes on loopback) through ``harness.run.run``."""
+    from harness.pytest.fixtures import RealClusterFixture
 
     return RealClusterFixture(splitbrain_store, splitbrain_seed, _test_name(request),
                               _recorder(request))

@@ -1,7 +1,7 @@
 """Adapters for systems splitbrain did not write: etcd and PySyncObj.
 
-Each module registers its DB with ``harness.db.register_db`` on import
-(``harness.db`` imports them lazily by name for ``--db etcd`` and
+Each module registers its DB with ``harness.db.base.register_db`` on import
+(``harness.db.base`` imports them lazily by name for ``--db etcd`` and
 ``--db pysyncobj``). :func:`network_for` is what ``splitbrain run`` asks
 to pick and validate ``--net`` for a database: raft_impl and PySyncObj get
 the per-link relays by default (the relays know both framings,
@@ -17,7 +17,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.db import DBOptions
+    from harness.db.base import DBOptions
 
 #: Databases whose peers cannot run through the frame relays, and why.
 FOREIGN_PEER_PROTOCOL = {

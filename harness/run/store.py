@@ -31,7 +31,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.cli import UserError
+from harness.cli.main import UserError
 
 TEST_JSON = "test.json"
 HISTORY = "history.jsonl"

@@ -41,8 +41,8 @@ from typing import Any
 
 import trio
 
-from harness.db import DB, Client, Completion
-from harness.workload import MAX_CONCURRENCY, Pacer
+from harness.db.base import DB, Client, Completion
+from harness.run.workload import MAX_CONCURRENCY, Pacer
 
 NEMESIS = "nemesis"
 

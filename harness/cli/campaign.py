@@ -1,4 +1,4 @@
-"""``splitbrain campaign``: real runs back to back for M minutes (see harness.campaign).
+"""``splitbrain campaign``: real runs back to back for M minutes (see harness.run.campaign).
 
 Exit code: 0 every run valid, 1 a run was invalid (the campaign stops there
 unless --keep-going), 2 a run could not complete, a verdict was unknown, or
@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli import UserError
-from harness.workload import TXN_WORKLOADS, WORKLOADS
+from harness.cli.main import UserError
+from harness.run.workload import TXN_WORKLOADS, WORKLOADS
 
 
 def register(subparsers: Any) -> None:
@@ -53,8 +53,8 @@ def register(subparsers: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    from harness.campaign import CampaignConfig
-    from harness.db import available_dbs
+    from harness.db.base import available_dbs
+    from harness.run.campaign import CampaignConfig
 
     if not math.isfinite(args.minutes) or args.minutes <= 0:
         raise UserError(f"--minutes must be a positive number, not {args.minutes:g}")
@@ -101,7 +101,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 def handle_campaign(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from harness.campaign import (
+    from harness.run.campaign import (
         progress_line,
         run_campaign,
         start_line,

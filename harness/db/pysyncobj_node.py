@@ -1,6 +1,6 @@
 """A PySyncObj node: a replicated key/value map behind splitbrain's client wire protocol.
 
-    python -m harness.adapters.pysyncobj_node --id n1 --data-dir DIR \\
+    python -m harness.db.pysyncobj_node --id n1 --data-dir DIR \\
         --peer-listen 127.0.0.1:7001 --client-listen 127.0.0.1:8001 \\
         --peer n2=127.0.0.1:7002 --peer n3=127.0.0.1:7003 [--read-mode log|stale]
 

@@ -253,10 +253,10 @@ class DB:
 DBFactory = Callable[[DBOptions], DB]
 _REGISTRY: dict[str, DBFactory] = {}
 _BUILTIN = {
-    "raft_impl": "harness.raft_impl_db",
-    "etcd": "harness.adapters.etcd",
-    "pysyncobj": "harness.adapters.pysyncobj",
-    "maelstrom": "harness.adapters.maelstrom",
+    "raft_impl": "harness.db.raft_impl",
+    "etcd": "harness.db.etcd",
+    "pysyncobj": "harness.db.pysyncobj",
+    "maelstrom": "harness.db.maelstrom",
 }
 
 

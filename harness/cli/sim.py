@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.cli import UserError, check_number
-from harness.workload import WORKLOADS
+from harness.cli.main import UserError, check_number
+from harness.run.workload import WORKLOADS
 from raft_impl.core import READ_MODES
 
 #: Without a planted bug a fuzz is a check that passes: a short default suits CI.
@@ -177,7 +177,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def _replay_sim(test: Any, expect: dict[str, Any], store_dir: Path) -> int:
     from checker.results import exit_code, failing_checkers
-    from harness import store
+    from harness.run import store
     from harness.sim.fuzz import history_digest
     from harness.sim.run import simulate
     from reports.render import failure_headline
@@ -218,10 +218,7 @@ def _warn_not_carried(cluster: Any) -> None:
 
 
 def _replay_real(test: Any, store_dir: Path) -> int:
-    try:
-        from harness.run import RunConfig, run_test, summary
-    except ImportError as exc:
-        raise UserError(f"the real run pipeline is not available: {exc}") from None
+    from harness.run.run import RunConfig, run_test, summary
     from nemesis.schedule import final_heal
 
     workload = test.workload

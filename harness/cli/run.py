@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli import UserError
-from harness.workload import MAX_CONCURRENCY, MAX_KEYS, MIXED, TXN_WORKLOADS, WORKLOADS
+from harness.cli.main import UserError
+from harness.run.workload import MAX_CONCURRENCY, MAX_KEYS, MIXED, TXN_WORKLOADS, WORKLOADS
 from raft_impl.core import READ_MODES
 
 NETWORKS = ("proxy", "netns", "none")
@@ -141,9 +141,9 @@ def _positive(value: float, option: str, *, integer: bool = False) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """Validate the arguments into a RunConfig; every mistake is a UserError."""
-    from harness.db import available_dbs
-    from harness.run import RunConfig
-    from harness.workload import DEFAULT_MIX, parse_mix
+    from harness.db.base import available_dbs
+    from harness.run.run import RunConfig
+    from harness.run.workload import DEFAULT_MIX, parse_mix
 
     if args.db not in available_dbs():
         raise UserError(f"unknown --db {args.db!r}; available: {', '.join(available_dbs())}")
@@ -220,12 +220,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise UserError("--db maelstrom needs --bin CMD" if args.bin is None
                         else "--bin only applies to --db maelstrom")
     if args.bin is not None:
-        from harness.adapters.maelstrom import check_bin
+        from harness.db.maelstrom import check_bin
 
         problem = check_bin(args.bin)
         if problem:
             raise UserError(problem)
-    from harness.adapters import LINK_FAULTS, AdapterOptionError, check_read_mode, network_for
+    from harness.db.options import LINK_FAULTS, AdapterOptionError, check_read_mode, network_for
 
     faults = set(packages)
     if args.nemesis_schedule:
@@ -244,7 +244,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if store.exists() and not store.is_dir():
         raise UserError(f"--store {store} exists and is not a directory")
 
-    from harness.display import display_wanted
+    from harness.cli.display import display_wanted
 
     return RunConfig(
         db=args.db,
@@ -300,7 +300,7 @@ def handle_run(args: argparse.Namespace) -> int:
     import dataclasses
     import random
 
-    from harness.run import run_test, summary, worst_exit_code
+    from harness.run.run import run_test, summary, worst_exit_code
 
     base = config_from_args(args)
     first_seed = base.seed if base.seed is not None else random.SystemRandom().randrange(2**31)

@@ -17,9 +17,9 @@ from typing import Generic, TypeVar
 
 import trio
 
-from harness.db import Client, Completion
-from harness.processdb import ProcessDB
-from harness.wire_client import ConnectionLost, StreamConnection
+from harness.db.base import Client, Completion
+from harness.db.process import ProcessDB
+from harness.db.wire_client import ConnectionLost, StreamConnection
 
 DBType = TypeVar("DBType", bound=ProcessDB)
 ConnectionType = TypeVar("ConnectionType", bound=StreamConnection)

@@ -7,9 +7,9 @@ WAL and snapshots, which survive a kill so a restart recovers from disk),
 
 The process lifecycle (own session so a Ctrl-C reaches only the harness,
 kill in order keeping the output, an ``atexit`` hook for survivors) is the
-shared :class:`harness.processdb.ProcessDB`; the node command line and the
+shared :class:`harness.db.process.ProcessDB`; the node command line and the
 admin questions are those of every wire-protocol node
-(:class:`harness.wire_db.WireNodeDB`). What is raft_impl's own: planted
+(:class:`harness.db.wire.WireNodeDB`). What is raft_impl's own: planted
 bugs, clock control, losing unfsynced writes, and a client that follows
 leader hints.
 """
@@ -21,9 +21,9 @@ from typing import Any
 
 import trio
 
-from harness.db import Client, Completion, Unsupported, register_db
-from harness.wire_client import ConnectionLost
-from harness.wire_db import WireNodeClient, WireNodeDB, kv_request
+from harness.db.base import Client, Completion, register_db
+from harness.db.wire import WireNodeClient, WireNodeDB, kv_request
+from harness.db.wire_client import ConnectionLost
 
 #: How long a node may take from exec to its ``ready`` event.
 READY_TIMEOUT = 10.0
@@ -59,10 +59,8 @@ class RaftImplDB(WireNodeDB):
 
     async def lose_unfsynced(self, node_id: str) -> None:
         """Crash the node, then drop the WAL bytes written after its last fsync."""
-        try:
-            from raft_impl.storage import drop_unsynced
-        except ImportError as exc:
-            raise Unsupported("raft_impl.storage.drop_unsynced is not available") from exc
+        from raft_impl.storage import drop_unsynced
+
         await self.kill(node_id)
         drop_unsynced(self.nodes[node_id].data_dir)
 

@@ -38,7 +38,7 @@ from typing import Any
 import trio
 
 from checker.lines import LineAppender
-from harness.db import DB, DBError, Unsupported
+from harness.db.base import DB, DBError, Unsupported
 
 #: Entries below the last seen commit index re-read by an incremental dump.
 OVERLAP = 32

@@ -130,7 +130,7 @@ class SimClusterFixture:
 
     def run(self, test: Any = None, *, report: bool = True, **options: Any) -> RunResult:
         """Run one simulated test (a SimTest, or built from ``options`` as in :meth:`test`)."""
-        from harness import store
+        from harness.run import store
         from harness.sim import simulate
 
         if test is None:
@@ -165,7 +165,7 @@ class SimClusterFixture:
 
 
 class RealClusterFixture:
-    """Real raft_impl node processes on loopback, through ``harness.run``."""
+    """Real raft_impl node processes on loopback, through ``harness.run.run``."""
 
     def __init__(self, store: Path, seed: int, name: str, record: Recorder) -> None:
         self.store = store
@@ -180,8 +180,8 @@ class RealClusterFixture:
             **config: Any) -> RunResult:
         """One real run; ``workload`` is ``register``, ``list-append`` or ``rw-register``
         (as ``splitbrain run --workload``)."""
-        from harness.run import RunConfig, run_test
-        from harness.workload import WORKLOADS
+        from harness.run.run import RunConfig, run_test
+        from harness.run.workload import WORKLOADS
 
         if workload not in WORKLOADS:
             raise ValueError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")

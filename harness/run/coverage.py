@@ -268,7 +268,7 @@ def run_coverage(run_dir: Path) -> dict[str, Any]:
 
 def write_run_coverage(run_dir: Path) -> dict[str, Any]:
     """Compute and store ``coverage.json`` in the run directory; returns it."""
-    from harness import store
+    from harness.run import store
 
     coverage = run_coverage(run_dir)
     store.write_json(run_dir / COVERAGE_JSON, coverage)

@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from checker.lines import LineAppender
-from harness.db import DB, DBError, NodeAddress, NodeEventSink, Unsupported
+from harness.db.base import DB, DBError, NodeAddress, NodeEventSink, Unsupported
 from nemesis.api import StartInterrupted
 from raft_impl.localcluster import free_ports, pump_lines
 

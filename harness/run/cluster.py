@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from harness.db import DB, DBError, NodeAddress, NodeEventSink, Unsupported
+from harness.db.base import DB, DBError, NodeAddress, NodeEventSink, Unsupported
 from nemesis.api import TriggerUnsupported, poll_next_election, poll_next_step_down
 
 #: Called with (kind, node) for each lifecycle mark: "crash", "restart", "lose-unfsynced".

@@ -1,8 +1,8 @@
-"""The ``pysyncobj`` adapter: PySyncObj 0.3.17 nodes (``harness.adapters.pysyncobj_node``).
+"""The ``pysyncobj`` adapter: PySyncObj 0.3.17 nodes (``harness.db.pysyncobj_node``).
 
     splitbrain run --db pysyncobj --nodes 3 --nemesis partition,kill
 
-Each node is ``python -m harness.adapters.pysyncobj_node`` with PySyncObj's
+Each node is ``python -m harness.db.pysyncobj_node`` with PySyncObj's
 journal and snapshot under ``RUN_DIR/nodes/<id>/data`` (a restart after a
 kill recovers from them). The node speaks raft_impl's client protocol, so
 the client here is raft_impl's minus leader hints: PySyncObj forwards
@@ -32,10 +32,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.adapters import check_options
-from harness.adapters.process import NodeSlot
-from harness.db import Client, ComplaintPattern, Completion, DBError, DBOptions, register_db
-from harness.wire_db import WireNodeClient, WireNodeDB, kv_request
+from harness.db.base import Client, ComplaintPattern, Completion, DBError, DBOptions, register_db
+from harness.db.options import check_options
+from harness.db.process import NodeSlot
+from harness.db.wire import WireNodeClient, WireNodeDB, kv_request
 
 #: What PySyncObj 0.3.17 logs (to stderr, through Python's last-resort log handler) when
 #: it notices it is breaking Raft (syncobj.py: its append-entries and dump-loading paths).
@@ -77,7 +77,7 @@ class PySyncObjDB(WireNodeDB):
         self._ready: dict[str, int] = {}
 
     def command(self, node_id: str) -> list[str]:
-        words = [sys.executable, "-m", "harness.adapters.pysyncobj_node", *self.node_args(node_id)]
+        words = [sys.executable, "-m", "harness.db.pysyncobj_node", *self.node_args(node_id)]
         if self.options.extra.get("low_latency"):  # benchmarks/throughput.py's second figure
             words.append("--low-latency")
         return words

@@ -2,7 +2,7 @@
 
 Enough for etcd's v3 JSON gateway: ``POST path`` with a JSON body, a JSON
 answer, one request at a time on a kept-alive connection. Like
-:class:`harness.wire_client.WireClient`, a request that is cancelled or
+:class:`harness.db.wire_client.WireClient`, a request that is cancelled or
 breaks drops the connection, so a late answer can never be read as the
 answer to the next request; and :class:`ConnectionLost` says whether the
 request may have reached the server (``sent``), which decides between a
@@ -18,7 +18,7 @@ from typing import Any
 import h11
 import trio
 
-from harness.wire_client import ConnectionLost, StreamConnection
+from harness.db.wire_client import ConnectionLost, StreamConnection
 
 RECEIVE_SIZE = 65536
 

@@ -27,12 +27,12 @@ from typing import Any
 
 import trio
 
-from harness import store
-from harness.clients import ClientStats, HistoryRecorder, ProcessPool
-from harness.cluster import RunClock, node_names, open_cluster
-from harness.collect import Collector, ObservationWriter
-from harness.db import DBOptions, Unsupported, create_db
-from harness.workload import (
+from harness.db.base import DBOptions, Unsupported, create_db
+from harness.run import store
+from harness.run.clients import ClientStats, HistoryRecorder, ProcessPool
+from harness.run.cluster import RunClock, node_names, open_cluster
+from harness.run.collect import Collector, ObservationWriter
+from harness.run.workload import (
     DEFAULT_MIX,
     MIXED,
     RegisterWorkload,
@@ -190,7 +190,7 @@ class RunOutcome:
     headline: str | None = None  # what went wrong, in one sentence, when the run failed
     #: The store refused a write (full, read-only): the run stopped there.
     store_failed: bool = False
-    #: What the run exercised (harness.coverage), also in coverage.json.
+    #: What the run exercised (harness.run.coverage), also in coverage.json.
     coverage: dict[str, Any] | None = None
 
 
@@ -198,7 +198,7 @@ def unsupported_faults(config: RunConfig) -> dict[str, str]:
     """Fault -> why this run's network backend or database cannot make it, and what
     would: the network backends declare theirs (``harness.net.unsupported_faults``),
     a database lacks what its adapter does not implement (clock, lose-unfsynced)."""
-    from harness.db import DB
+    from harness.db.base import DB
     from harness.net import unsupported_faults as network_unsupported
 
     refused = dict(network_unsupported(config.net))
@@ -222,7 +222,7 @@ def plan_faults(config: RunConfig, nodes: list[str]) -> dict[str, str]:
     never made. ``--nemesis all`` means every package this run can make: the others
     are left out of ``config.nemesis`` and returned (package -> why) to be reported.
     """
-    from harness.cli import UserError
+    from harness.cli.main import UserError
     from nemesis import schedule as schedules
     from nemesis.faults import history_f, one_way
 
@@ -416,7 +416,7 @@ async def _execute_inside(
     async with trio.open_nursery() as outer:
         outer.start_soon(_terminate_on_sigterm)
         if config.display:
-            from harness.display import live_display
+            from harness.cli.display import live_display
 
             outer.start_soon(live_display, state)
         state.phase = "starting"
@@ -679,7 +679,7 @@ def run_test(config: RunConfig) -> RunOutcome:
 
 def _write_coverage(run_dir: Path) -> dict[str, Any] | None:
     """coverage.json, before the report reads it; a failure costs only the summary."""
-    from harness.coverage import write_run_coverage
+    from harness.run.coverage import write_run_coverage
 
     try:
         return write_run_coverage(run_dir)
@@ -741,7 +741,7 @@ def summary(outcome: RunOutcome) -> str:
         if failing:
             lines.append("failing: " + ", ".join(failing))
     if outcome.coverage is not None:
-        from harness.coverage import describe
+        from harness.run.coverage import describe
 
         lines += [f"covered: {line}" for line in describe(outcome.coverage)]
     if outcome.headline:
