@@ -144,12 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line; SIGTERM stops every command like Ctrl-C (exit 2, one line), not
     by the signal's default death (`check` exited 143, outside the 0/1/2 contract).
     Commands with their own cleanup (run, campaign, serve) install their own handler."""
+    previous = None
     try:
-        previous = signal.signal(signal.SIGTERM, _terminated)
-    except ValueError:  # not the main thread (an embedding program): leave it alone
-        previous = None
-    try:
+        # A SIGTERM that lands right after the handler goes in, before _main's own try
+        # (the hostile-CLI test sends it the moment the handler shows), ends here too.
+        with contextlib.suppress(ValueError):  # not the main thread: leave it alone
+            previous = signal.signal(signal.SIGTERM, _terminated)
         return _main(argv)
+    except KeyboardInterrupt:
+        print("splitbrain: interrupted", file=sys.stderr)
+        return EXIT_UNKNOWN
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
