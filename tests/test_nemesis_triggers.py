@@ -206,9 +206,9 @@ async def test_real_cluster_isolates_the_node_that_just_won(tmp_path):
 async def test_real_cluster_crashes_the_node_that_just_voted(tmp_path):
     """Real nodes push ``vote`` events: cut the leader off, and the first node that votes
     in the election that follows (a candidate for itself, or a voter) is killed."""
-    from harness.cluster import node_names, open_cluster
+    from harness.db.raft_impl import RaftImplDB
     from harness.net.proxy import ProxyNetwork
-    from harness.raft_impl_db import RaftImplDB
+    from harness.run.cluster import node_names, open_cluster
 
     votes: list[tuple[float, str, int]] = []
 
@@ -279,7 +279,7 @@ async def test_the_leader_is_named_from_role_events_without_asking_the_nodes(tmp
     """A fault aimed at "the leader" lands at once: the pushed roles name it (the highest
     term among nodes that say they lead, a paused old leader included), and the nodes
     are asked (a round of status requests, slow under load) only when none says so."""
-    from harness.cluster import Cluster
+    from harness.run.cluster import Cluster
 
     class EventfulDB:
         role_events = True
