@@ -110,8 +110,8 @@ def _redis_server(tmp_path: Path) -> Iterator[str]:
 
 def test_a_failure_found_on_one_machine_is_replayed_on_another_through_redis(
         tmp_path: Path) -> None:
-    import redis
-
+    redis = pytest.importorskip("redis", reason="the redis package (test extra): re-run "
+                                                "scripts/setup.sh")
     with _redis_server(tmp_path) as url:
         # "Machine" A finds the bug and announces it; B (another seed, another store)
         # replays it from Redis before searching, and fails the same way.
