@@ -24,6 +24,17 @@ The driver loop (node process or simulator)::
 Inputs may arrive between ``ready()`` and ``advance(rd)`` (the driver awaits
 fsync); ``advance`` only retires what ``rd`` carried, so nothing is lost.
 
+The leader counts its own copy of an entry towards a commit only once it is
+durable, as a self-acknowledgement (etcd raft's MsgStorageAppendResp to
+itself), so no driver has to hold a commit index back: a commit index the core
+announces is always durable on a quorum, the leader's own disk counted only
+when it is. By default ``advance(rd)`` is that acknowledgement for
+``rd.entries`` (the driver above persists before it advances). A driver that
+fsyncs in the background and advances at once (the node host,
+``raft_impl/host.py``) sets ``RaftConfig.async_storage_writes`` and reports
+durability itself with ``core.persisted(index)``: the log, as it stands now,
+is durable up to ``index``.
+
 Protocol features: randomized election timeouts; RequestVote with the
 election restriction; pre-vote; check-quorum with leader stickiness;
 AppendEntries with the (prevIndex, prevTerm) check, truncation only at a real
@@ -102,6 +113,9 @@ class RaftConfig:
     read_mode: str = "read-index"  # read-index | lease | log | stale
     lease_fraction: float = 0.9  # lease = election_timeout_min * lease_fraction
     bugs: frozenset[str] = frozenset()
+    #: False: ``advance(rd)`` means ``rd.entries`` are durable. True: the driver says
+    #: so with ``persisted(index)`` (etcd raft's AsyncStorageWrites).
+    async_storage_writes: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.election_timeout_min < self.election_timeout_max:
@@ -203,6 +217,9 @@ class RaftCore:
         self._applied = min(self._applied, max(self._commit, snap_index))
         self._persisted_hs = hard_state
         self._unstable_from = self._log.last_index + 1
+        #: Last index of our log known durable (what storage recovered is): the leader's
+        #: own match when it counts a quorum (the self-acknowledgement).
+        self._durable = self._log.last_index
         self._pending_snapshot: Snapshot | None = None
 
         self._role = FOLLOWER
@@ -506,11 +523,15 @@ class RaftCore:
             if self._pending_snapshot is rd.snapshot:
                 self._pending_snapshot = None
             self._applied = max(self._applied, rd.snapshot.meta.index)
+            if not self._cfg.async_storage_writes:
+                self._self_ack(rd.snapshot.meta.index)
         if rd.entries:
             last = rd.entries[-1]
             # Unless a conflict rewrote that position meanwhile, all up to it is stable.
             if self._log.term_at(last.index) == last.term:
                 self._unstable_from = max(self._unstable_from, last.index + 1)
+                if not self._cfg.async_storage_writes:
+                    self._self_ack(last.index)
         if rd.committed_entries:
             self._applied = max(self._applied, rd.committed_entries[-1].index)
         del self._msgs[: len(rd.messages)]
@@ -518,6 +539,22 @@ class RaftCore:
         del self._rejected_reads[: len(rd.rejected_reads)]
         if rd.role_changed == self._role_event:
             self._role_event = None
+
+    def persisted(self, index: int) -> None:
+        """The driver made the log, as it stands now, durable up to ``index``
+        (``async_storage_writes``): the leader's self-acknowledgement, which may commit."""
+        self._self_ack(min(index, self._log.last_index))
+
+    def _self_ack(self, index: int) -> None:
+        if index > self._durable:
+            self._durable = index
+            if self._role == LEADER:
+                self._maybe_commit()
+
+    def _rewritten_from(self, index: int) -> None:
+        """Our log changes from ``index`` on: what was durable there is no longer ours."""
+        self._unstable_from = min(self._unstable_from, index)
+        self._durable = min(self._durable, index - 1)
 
     # ------------------------------------------------------------------ role changes
 
@@ -667,14 +704,14 @@ class RaftCore:
         if entries:
             if "truncate-on-append" in self._bugs:
                 log.truncate_and_append(entries)
-                self._unstable_from = min(self._unstable_from, entries[0].index)
+                self._rewritten_from(entries[0].index)
             else:
                 # Only a real term conflict truncates; a stale or duplicate append whose
                 # entries we already hold changes nothing (it must not cut acked entries).
                 conflict = log.find_conflict(entries)
                 if conflict:
                     log.truncate_and_append(entries[conflict - entries[0].index :])
-                    self._unstable_from = min(self._unstable_from, conflict)
+                    self._rewritten_from(conflict)
         # Only entries this append proved to match may be committed, not our whole log.
         self._commit_to(min(m.commit, last_new))
         self._send(AppendResponse(self._id, m.from_, self._term, last_new))
@@ -693,6 +730,8 @@ class RaftCore:
             self._snapshot = m.snapshot
             self._pending_snapshot = m.snapshot
             self._unstable_from = meta.index + 1
+            # Durable again once the driver wrote the snapshot (persisted / advance).
+            self._durable = min(self._durable, meta.index)
         self._send(SnapshotResponse(self._id, m.from_, self._term, meta.index))
 
     def _commit_to(self, index: int) -> None:
@@ -764,7 +803,9 @@ class RaftCore:
     def _maybe_commit(self) -> bool:
         """Advance commit to the highest index a quorum holds, if it is of our term."""
         matches = [pr.match for pr in self._progress.values()]
-        matches.append(self._log.last_index)
+        # Our own copy counts once durable (the self-acknowledgement); the planted
+        # bug's driver acknowledges before its fsync.
+        matches.append(min(self._durable, self._log.last_index))
         matches.sort(reverse=True)
         candidate = matches[self._quorum_for_commit() - 1]
         if candidate <= self._commit:

@@ -2,9 +2,10 @@
 
 :class:`NodeHost` is everything a raft_impl node decides, around the sans-IO
 :class:`~raft_impl.core.RaftCore`: durability ordering and group commit, early
-sends and the commit cap, client sessions and answers, the admin answers,
-snapshots taken and installed, the node-level planted bugs and the safety
-watch. It does no I/O and never waits. Two shells drive it, as etcd's raft
+sends and what each fsync made durable (the core's self-acknowledgement),
+client sessions and answers, the admin answers, snapshots taken and
+installed, the node-level planted bugs and the safety watch. It does no I/O and
+never waits. Two shells drive it, as etcd's raft
 leaves I/O to the application through Ready/Advance:
 
 - ``raft_impl/node.py`` — the Trio node process (sockets, a WAL on disk,
@@ -37,10 +38,11 @@ Durability, in one place:
 - A leader's appends and heartbeats and a follower's heartbeat answers leave
   at once when its term and vote are already durable (:meth:`_may_send_early`;
   Raft thesis §10.2.1: the leader writes its log in parallel with replicating it).
-- The core counts the leader's own entries before they are fsynced; the host
-  applies (and so acknowledges) an entry only once it is durable here, and a
-  follower learns a commit index only up to what is durable on the leader
-  (:meth:`_send`), so an entry durable on a minority is never applied anywhere.
+- The core counts the leader's own entries only once they are durable: the host
+  runs it with ``async_storage_writes`` and tells it what each fsync made durable
+  (``core.persisted``, the leader's self-acknowledgement), so every commit index
+  it announces is durable on a quorum. The host applies (and so acknowledges) an
+  entry only once it is durable here too.
 """
 
 from __future__ import annotations
@@ -201,8 +203,10 @@ class NodeHost:
         self._durable_index = self.wal.last_index
         if snapshot is not None:
             self.kv.restore(snapshot.data)
+        # We advance each Ready before its fsync: durability comes from persisted().
+        config = dataclasses.replace(self.settings.raft, async_storage_writes=True)
         self.core = RaftCore(
-            self.id, [self.id, *self.peers], self.settings.raft, self.rng, hard_state,
+            self.id, [self.id, *self.peers], config, self.rng, hard_state,
             snapshot, entries, self.clock.now(), applied=self.kv.applied,
         )
         return self.core
@@ -257,6 +261,8 @@ class NodeHost:
         if not self._ack_first:
             self._durable_term_vote = taken.term_vote
             self._durable_index = int(min(taken.batch.last_index, self._cut_since_take - 1))
+            assert self.core is not None
+            self.core.persisted(self._durable_index)  # may commit: the shell processes next
         held = self._held
         while held and held[0][0] <= taken.number:
             self._send(held.popleft()[1])
@@ -304,9 +310,11 @@ class NodeHost:
             self._cut_since_take = min(self._cut_since_take, first)
             wal.stage_entries(rd.entries)
         if self._ack_first:
-            # Planted bug: everything counts as durable at once (and is never fsynced).
+            # Planted bug: everything counts as durable at once (and is never fsynced),
+            # the leader's own entries towards a commit too.
             self._durable_index = wal.last_index
             self._durable_term_vote = self._staged_term_vote
+            core.persisted(wal.last_index)
         needs_sync = wal.needs_sync
         needed = self._batches_taken + 1 if needs_sync else self._batches_taken
         for m in rd.messages:
@@ -346,11 +354,6 @@ class NodeHost:
         )
 
     def _send(self, m: Message) -> None:
-        if isinstance(m, AppendEntries | Heartbeat) and m.commit > self._durable_index:
-            # The core counts the leader's own entries before they are fsynced. Followers
-            # must not apply an entry only durable on a minority (a power loss here could
-            # then erase it), so they learn a commit index only up to what is durable here.
-            m = dataclasses.replace(m, commit=self._durable_index)
         self.io.send(m)
 
     def _apply_durable(self) -> None:

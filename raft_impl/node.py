@@ -1,7 +1,7 @@
 """The raft_impl node process: the Trio I/O shell around a sans-IO NodeHost.
 
 Everything the node decides (durability ordering, group commit, early sends
-and the commit cap, client and admin answers, snapshots, the node-level
+and the durability reports to the core, client and admin answers, snapshots, the node-level
 planted bugs) is in :class:`raft_impl.host.NodeHost`, which the simulator
 hosts too. This module only does the I/O. Tasks of one node (all in one
 nursery, so a signal or a fatal error ends them together):

@@ -91,27 +91,33 @@ async def test_followers_ack_only_after_their_fsync(nursery, tmp_path: Path) -> 
     gates[1].open.set()
 
 
-async def test_followers_learn_commit_only_up_to_the_leaders_durable_index(
+async def test_the_leader_counts_its_own_copy_only_after_its_fsync(
     nursery, tmp_path: Path
 ) -> None:
+    """The core's self-acknowledgement: with the leader's fsync and one follower's held
+    back, the entry is durable on one node only (the other follower) and must not
+    commit anywhere, though two of three nodes hold it."""
     cluster = InProcessCluster(nursery, tmp_path, 3)
     await cluster.start_all()
     leader_id = await cluster.wait_leader()
     leader = cluster.nodes[leader_id]
-    followers = [cluster.nodes[n] for n in cluster.ids if n != leader_id]
-    await wait_until(lambda: all(f.core.commit_index == leader.core.commit_index
-                                 for f in followers))
-    gate = GatedWrites(leader)
+    fast, slow = [cluster.nodes[n] for n in cluster.ids if n != leader_id]
+    await wait_until(lambda: fast.core.commit_index == slow.core.commit_index
+                     == leader.core.commit_index)
+    gate, slow_gate = GatedWrites(leader), GatedWrites(slow)
     async with trio.open_nursery() as clients:
         clients.start_soon(cluster.request, leader_id,
                            {"client": "c", "seq": 1, "op": "write", "key": "k", "value": 1}, 10)
         await wait_until(lambda: gate.waiting == 1)
         new_index = leader.core.last_index
-        # Followers fsync and ack; the core counts the leader's unsynced copy and commits.
+        # The fast follower fsynced and acked it (a follower acks only after its fsync).
+        await wait_until(lambda: leader.core.progress(fast.id).match >= new_index)
+        await trio.sleep(0.2)  # heartbeats and appends go out meanwhile
+        assert leader.core.commit_index < new_index, "counted its own unsynced copy"
+        assert all(n.kv.applied < new_index for n in (leader, fast, slow))
+        gate.open.set()  # the leader's copy is durable: with the fast follower, a quorum
         await wait_until(lambda: leader.core.commit_index >= new_index)
-        await trio.sleep(0.2)  # heartbeats and commit-only appends go out meanwhile
-        # But no follower may apply an entry that is durable on one node only.
-        assert all(f.core.commit_index < new_index for f in followers)
-        assert leader.kv.applied < new_index
-        gate.open.set()
-    await wait_until(lambda: all(f.kv.applied >= new_index for f in followers))
+        await wait_until(lambda: fast.kv.applied >= new_index)
+        assert slow.kv.applied < new_index  # not durable there yet: not applied there
+        slow_gate.open.set()
+    await wait_until(lambda: slow.kv.applied >= new_index)

@@ -3,6 +3,7 @@ bug registry."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -72,8 +73,30 @@ def test_role_changes_and_hard_state_come_out_in_ready() -> None:
     core.tick(FAST.election_timeout_max)
     rd = core.ready()
     assert rd.role_changed == (LEADER, 1)
-    assert rd.hard_state == HardState(1, "n1", 1), "single node: its no-op commits at once"
+    # Single node: its no-op commits once its own copy is durable (the driver advances
+    # after persisting: the leader's self-acknowledgement), not before.
+    assert [e.kind.value for e in rd.entries] == ["noop"]
+    assert rd.hard_state == HardState(1, "n1", 0) and not rd.committed_entries
+    core.advance(rd)
+    rd = core.ready()
+    assert rd.hard_state == HardState(1, "n1", 1)
     assert [e.kind.value for e in rd.committed_entries] == ["noop"]
+
+
+def test_an_async_driver_commits_only_what_it_reported_durable() -> None:
+    """With async_storage_writes, advance() is no acknowledgement: persisted() is."""
+    config = dataclasses.replace(FAST, async_storage_writes=True)
+    core = RaftCore("n1", ["n1"], config, random.Random(0), HardState(), None, [], now=0.0)
+    core.advance(core.ready())
+    core.tick(FAST.election_timeout_max)
+    core.advance(core.ready())  # the no-op staged, its fsync still running
+    assert core.propose(b"x") == 2
+    core.advance(core.ready())
+    assert core.commit_index == 0
+    core.persisted(1)
+    assert core.commit_index == 1
+    core.persisted(5)  # beyond our log: only what we hold counts
+    assert core.commit_index == 2
 
 
 def test_recovery_clamps_and_replays_committed_entries() -> None:

@@ -1,8 +1,8 @@
 """One simulated raft_impl node: the simulator's I/O shell around the node's own logic.
 
 Everything a raft_impl node decides lives in :class:`raft_impl.host.NodeHost`
-(durability ordering and group commit, early sends and the commit cap,
-client and admin answers, snapshots, the node-level planted bugs). The real
+(durability ordering and group commit, early sends and the durability
+reports to the core, client and admin answers, snapshots, the node-level planted bugs). The real
 node process drives it with sockets, a WAL and threads; this shell drives
 the same object with the simulator's virtual network, disk and clock:
 
