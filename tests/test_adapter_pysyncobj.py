@@ -187,3 +187,29 @@ def test_the_published_schedule_catches_pysyncobjs_truncation(
     assert f"{violation['node']} reported truncated-applied-entries" in evidence
     assert f"the message: {culprit['from']}->{violation['node']} append_entries" in evidence
 
+
+
+def test_the_drop_watch_sees_current_term_entries_go_and_nothing_else() -> None:
+    """Raft: a follower in term T never loses a term-T entry; entries of older terms may
+    go when a new leader overwrites them, and a snapshot replaces the log."""
+    from harness.db.pysyncobj_node import DropWatch
+
+    watch = DropWatch()
+    assert watch.observe(3, 0, 10, 2) is None
+    assert watch.observe(3, 0, 8, 2) is None  # older-term tail dropped in term 3: allowed
+    assert watch.observe(3, 0, 12, 3) is None  # the term-3 leader's entries 9..12
+    assert watch.observe(3, 0, 15, 3) is None
+    dropped = watch.observe(3, 0, 11, 3)  # 12..15 of term 3 gone: PySyncObj's bug
+    assert dropped is not None
+    assert (dropped["event"], dropped["complaint"], dropped["severity"]) == (
+        "complaint", "dropped-current-term-entries", "violation")
+    assert (dropped["term"], dropped["first"], dropped["last"]) == (3, 12, 15)
+    assert dropped["culprit"] == {"type": "append_entries", "last_index": 11}
+    assert watch.observe(3, 0, 15, 3) is None  # re-sent
+    assert watch.observe(3, 0, 9, 2) is not None  # every term-3 entry gone
+    assert watch.observe(4, 0, 5, 2) is None  # a new term may drop term-3 entries
+    assert watch.observe(4, 0, 7, 4) is None
+    assert watch.observe(5, 0, 6, 4) is None  # term 5's leader overwrites term 4's entry 7
+    assert watch.observe(4, 20, 20, 3) is None  # a snapshot installed: the base moved
+    watch.said = DropWatch.LIMIT
+    assert watch.observe(4, 20, 25, 4) is None and watch.observe(4, 20, 21, 4) is None

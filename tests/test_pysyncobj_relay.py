@@ -90,9 +90,9 @@ def test_a_negative_or_huge_length_is_a_broken_stream():
 def test_trace_fields_come_from_the_pickle_opcodes():
     assert pysyncobj_describe(frame(append(223, entries=0, term=3, commit=220))) == {
         "type": "append_entries", "term": 3, "prev_index": 223, "prev_term": 3,
-        "commit": 220, "entries": 0}
+        "commit": 220, "entries": 0, "last_index": 223}
     described = pysyncobj_describe(frame(append(7, entries=3, commit=5)))
-    assert (described["prev_index"], described["entries"]) == (7, 3)
+    assert (described["prev_index"], described["entries"], described["last_index"]) == (7, 3, 10)
     assert pysyncobj_describe(frame("127.0.0.1:7001")) == {"type": "hello", "term": None}
     assert pysyncobj_describe(frame({"type": "next_node_idx", "next_node_idx": 9,
                                      "reset": True, "success": False})) == {

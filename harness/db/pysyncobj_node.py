@@ -158,6 +158,56 @@ def describe_entry(command: bytes, index: int, term: int, applied: int,
     return entry
 
 
+class DropWatch:
+    """Notices the follower losing entries of its current term, which Raft never does.
+
+    Only the leader of term T creates term-T entries, and it never removes one
+    from its own log, so a follower in term T never has a term-T entry that
+    conflicts with its leader: a correct follower drops entries of its current
+    term only when a later term begins. PySyncObj 0.3.17 drops them whenever an
+    older append arrives after a newer one, and it logs that only for entries it
+    had applied; entries it had merely acknowledged go silently, and those are
+    the ones a new leader then lacks (README: the lost-commit schedule).
+
+    Checked once per PySyncObj tick from its log's ends (O(1)), so a drop that
+    the next message in the same batch repairs is not seen; only drops that last
+    into a tick are. The watch is the harness's, read-only: PySyncObj is not
+    changed. A snapshot installed (the log's base moves) resets it.
+    """
+
+    #: At most this many complaints per process, like raft_impl's SafetyWatch.
+    LIMIT = 10
+
+    def __init__(self) -> None:
+        self.term: int | None = None
+        self.base: int | None = None
+        #: The last index of the log while its last entry was of the current term.
+        self.high = 0
+        self.said = 0
+
+    def observe(self, term: int, base: int, last_index: int, last_term: int
+                ) -> dict[str, Any] | None:
+        """The complaint event to print, if the log lost entries of ``term`` since
+        the last observation."""
+        event = None
+        if (term == self.term and base == self.base and last_index < self.high
+                and self.said < self.LIMIT):
+            self.said += 1
+            event = {
+                "event": "complaint", "complaint": "dropped-current-term-entries",
+                "severity": "violation",
+                "message": f"PySyncObj dropped entries {last_index + 1}..{self.high} of its "
+                           f"current term {term}, which it had acknowledged to its leader "
+                           f"(a Raft follower never drops its current leader's entries)",
+                "term": term, "first": last_index + 1, "last": self.high,
+                # the append that did it left the log ending there (checker/culprits.py)
+                "culprit": {"type": "append_entries", "last_index": last_index},
+            }
+        self.term, self.base = term, base
+        self.high = last_index if last_term == term else 0
+        return event
+
+
 def emit(event: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
@@ -194,6 +244,7 @@ class Node:
             appendEntriesUseBatch=not args.low_latency,
         )
         self._raft_calls: collections.deque[Any] = collections.deque()
+        self._drops = DropWatch()
         partners: list[TCPNode] = [
             TCPNode(identity) if args.peers[name] == identity
             else RelayedNode(identity, args.peers[name])
@@ -246,8 +297,15 @@ class Node:
 
         The log, commit index and state change on that thread only, so a view
         taken here is consistent (a log copy never races an append, a digest
-        always matches the applied index it names).
+        always matches the applied index it names). The drop watch looks here too.
         """
+        journal = self.kv._SyncObj__raftLog  # private: PySyncObj has no log API
+        _, last_index, last_term = journal[-1]
+        complaint = self._drops.observe(self.kv.raftCurrentTerm, journal[0][1], last_index,
+                                        last_term)
+        if complaint is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self.token.run_sync_soon(emit, complaint)
         while self._raft_calls:
             view, request, deliver = self._raft_calls.popleft()
             try:

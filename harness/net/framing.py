@@ -120,7 +120,8 @@ def pysyncobj_describe(frame: bytes) -> dict[str, Any]:
 
     Only scalars that directly follow a known key of the top-level dict are
     taken (a key's value that is a container, such as ``entries``, is counted
-    instead: ``entries`` is the number of log entries an append carries).
+    instead: ``entries`` is the number of log entries an append carries, and
+    ``last_index``, ``prev_index + entries``, where it leaves the follower's log).
     A frame whose pickle is a bare string is the dialer's address: ``hello``.
     """
     opaque: dict[str, Any] = {"type": "opaque", "term": None}
@@ -170,6 +171,8 @@ def pysyncobj_describe(frame: bytes) -> dict[str, Any]:
     found.setdefault("term", None)
     if found["type"] == "append_entries":
         found["entries"] = entries
+        if isinstance(found.get("prev_index"), int):  # where the follower's log ends after it
+            found["last_index"] = found["prev_index"] + entries
     return found
 
 
