@@ -7,7 +7,7 @@
 Starts a real ``raft_impl`` cluster (``raft_impl.localcluster``), finds the
 leader, and opens ``--connections`` connections to its client port, its peer
 port or both. Each sends a length prefix of 16 MB - 1 (just under
-``raft_impl.wire.MAX_FRAME``) and ``--body-mb`` MB of the body, then hangs. On
+``splitbrain_common.wire.MAX_FRAME``) and ``--body-mb`` MB of the body, then hangs. On
 the peer port a connection first says hello as a real peer would (without one
 the node refuses a large first frame at once). The leader's RSS is sampled
 every 50 ms throughout; the attack is held ``--hold`` seconds (past the stall
@@ -36,7 +36,7 @@ import psutil
 import trio
 
 from raft_impl.localcluster import local_cluster
-from raft_impl.wire import MAX_FRAME, encode_frame
+from splitbrain_common.wire import MAX_FRAME, encode_frame
 
 HOST = "127.0.0.1"
 

@@ -43,7 +43,7 @@ import trio
 
 from harness.net.base import NodeAddress
 from harness.net.proxy import ProxyNetwork
-from raft_impl.wire import FrameDecoder, encode_frame
+from splitbrain_common.wire import FrameDecoder, encode_frame
 
 HOST = "127.0.0.1"
 BATCH = 64

@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from splitbrain_common import exits
+
 Validity = bool | Literal["unknown"]
 
 UNKNOWN: Literal["unknown"] = "unknown"
 
-#: Exit codes of the command line, per verdict (docs/DESIGN.md: 0 valid, 1 invalid, 2 unknown).
-EXIT_CODES: dict[Validity, int] = {True: 0, False: 1, UNKNOWN: 2}
 
 
 def valid_result(**evidence: Any) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def compose(
 
 def exit_code(result: Mapping[str, Any]) -> int:
     """The process exit code for a (composed) result: 0 valid, 1 invalid, 2 unknown."""
-    return EXIT_CODES[check_validity(result.get("valid"))]
+    return exits.for_validity(check_validity(result.get("valid")))
 
 
 def failing_checkers(result: Mapping[str, Any], prefix: str = "") -> list[str]:

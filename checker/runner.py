@@ -20,11 +20,8 @@ from checker.errors import InputError
 from checker.history import History, load_history
 from checker.linearizable import DEFAULT_MEMORY_MB, check_history
 from checker.models import ModelError, get_model
+from splitbrain_common.files import HISTORY, MESSAGES, OBSERVATIONS, TEST_JSON
 
-HISTORY = "history.jsonl"
-TEST_JSON = "test.json"
-OBSERVATIONS = "observations.jsonl"
-RESULTS_NAME = "results.json"
 DEFAULT_MODEL = "raft-kv"
 _ABSENT = object()
 
@@ -138,7 +135,7 @@ def run_all(run_dir: str | Path, timeout: float | None = None, model: str | None
         watch = config.get("complaint_watch") if isinstance(config, Mapping) else None
         results["node-complaints"] = observations.complaints.result(
             observations.pushing, watch if isinstance(watch, Mapping) else None,
-            messages=run_dir / "messages.jsonl")
+            messages=run_dir / MESSAGES)
     composed = _compose(results, config if isinstance(config, Mapping) else {})
     fault_errors = config.get("fault_errors") if isinstance(config, Mapping) else None
     if fault_errors and composed.get("valid") is True:

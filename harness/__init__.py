@@ -1,8 +1,9 @@
 """harness: Trio orchestration of real clusters, clients, runs, the simulator and the CLI.
 
 The top layer of splitbrain: it drives raft_impl (and other databases), the
-nemesis, the checkers and the reports; nothing below it imports it
-(docs/DESIGN.md §1 has the layers).
+nemesis, the checkers and the reports; nothing below it imports it, and only
+db/raft_impl.py and sim/ import raft_impl (docs/DESIGN.md §1 has the layers;
+import-linter checks them).
 
 Module map (one line per module; a package's ``__init__`` says more)::
 
@@ -29,7 +30,8 @@ Module map (one line per module; a package's ``__init__`` says more)::
     net/                link faults: proxy (frame relays), netns (root), router (Maelstrom)
     sim/                deterministic simulation of raft_impl cores (imports raft_impl)
     cli/                the splitbrain command: main.py (entry point), run.py, campaign.py,
-                        sim.py (sim, fuzz, replay), display.py (live table)
+                        check.py, report.py (report, serve), sim.py (sim, fuzz, replay),
+                        display.py (live table)
     pytest/             the pytest plugin (plugin.py) and its fixtures (fixtures.py)
 
 Where a history line goes (docs/DESIGN.md §4): written by run/clients.py

@@ -72,7 +72,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.cli.main import UserError
+from splitbrain_common.errors import UserError
 
 FAULTS = (
     "partition",

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from .wire import MAX_FRAME, FrameDecoder, FrameError, encode_frame
+from splitbrain_common.wire import MAX_FRAME, FrameDecoder, FrameError, encode_frame
 
 
 async def receive_raw(stream: trio.SocketStream, max_bytes: int = 65536) -> bytes:

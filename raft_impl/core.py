@@ -68,7 +68,7 @@ from raft_impl.messages import (
 )
 from raft_impl.progress import PROBE, REPLICATE, SNAPSHOT, Progress
 from raft_impl.types import Entry, EntryKind, HardState, Snapshot
-from raft_impl.wire import MAX_FRAME
+from splitbrain_common.wire import MAX_FRAME
 
 __all__ = [
     "CANDIDATE",

@@ -15,12 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,82 +26,12 @@ from typing import Any
 
 import trio
 
+from splitbrain_common.ports import free_ports
+from splitbrain_common.streams import pump_lines
+
 from .client import ConnectionLost, RequestTimeout, open_client
 
 READY_TIMEOUT = 15.0
-
-
-EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-LOWEST_PORT = 10_000  # below: well-known and registered services more often listen
-
-
-def ephemeral_range() -> tuple[int, int]:
-    """The source ports the kernel hands to outgoing connections (IANA's on non-Linux)."""
-    try:
-        low, high = (int(part) for part in EPHEMERAL_RANGE_FILE.read_text().split())
-    except (OSError, ValueError):
-        return 49152, 65535
-    return low, high
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Distinct ports that are free now and that no outgoing connection will take.
-
-    A node keeps its ports across restarts (its peers and relays dial them), so
-    they are chosen before it binds them and again after every kill. A port
-    from the kernel's ephemeral range (what binding port 0 returns) can be
-    taken meanwhile as the source port of any outgoing connection on the
-    machine, the relays' and clients' own included, and the node then fails
-    with "address already in use". Ports outside that range are only ever taken
-    by a listener that asks for one, so they are drawn from there, at random to
-    keep concurrent runs apart, and each is checked by binding it.
-    """
-    low, high = ephemeral_range()
-    candidates = [p for p in range(LOWEST_PORT, 65536) if not low <= p <= high]
-    random.SystemRandom().shuffle(candidates)
-    sockets: list[socket.socket] = []
-    try:
-        for port in candidates:
-            if len(sockets) == count:
-                break
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                sock.bind((host, port))
-            except OSError:
-                sock.close()
-                continue
-            sockets.append(sock)
-        if len(sockets) < count:
-            raise OSError(f"found only {len(sockets)} of {count} free ports on {host} outside "
-                          f"the ephemeral range {low}-{high}")
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-async def pump_lines(
-    stream: trio.abc.ReceiveStream, on_lines: Callable[[list[bytes]], None]
-) -> None:
-    """Hand a node's output to ``on_lines`` as lines (newlines stripped) until it ends.
-
-    ``on_lines`` gets the complete lines of each chunk as it arrives (so
-    events are seen as they happen), and at the end a last line that had no
-    newline. A closed or broken stream ends the output like EOF does.
-    """
-    buffer = b""
-    while True:
-        try:
-            chunk = await stream.receive_some(65536)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            break
-        if not chunk:
-            break
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        on_lines(lines)
-    if buffer:
-        on_lines([buffer])
 
 
 #: How a node's ``committed`` events begin (raft_impl/events.py writes compact JSON).

@@ -55,15 +55,7 @@ from typing import Any
 
 import trio
 
-from .client import receive_raw
-from .core import LEADER, RaftConfig, RaftCore
-from .events import EventSink, EventStream
-from .host import HostSettings, NodeHost
-from .kv import KVStateMachine
-from .messages import Message, MessageError
-from .storage import Storage, write_snapshot_file
-from .types import Snapshot
-from .wire import (
+from splitbrain_common.wire import (
     BUFFER_BUDGET,
     MAX_FRAME,
     STALL_TIMEOUT,
@@ -72,6 +64,15 @@ from .wire import (
     FrameError,
     encode_frame,
 )
+
+from .client import receive_raw
+from .core import LEADER, RaftConfig, RaftCore
+from .events import EventSink, EventStream
+from .host import HostSettings, NodeHost
+from .kv import KVStateMachine
+from .messages import Message, MessageError
+from .storage import Storage, write_snapshot_file
+from .types import Snapshot
 
 log = logging.getLogger("raft_impl.node")
 

@@ -7,7 +7,7 @@
   including Porcupine and Jepsen files; untimed histories use the event position as clock);
 - ``reports.render.update_store_index(store_dir) -> Path``: ``store/index.html``;
 - ``splitbrain report RUN_DIR`` and ``splitbrain serve [--store DIR] [--port P]``
-  (``reports/cli.py``; the server is Trio + h11, 127.0.0.1 only).
+  (``harness/cli/report.py``; the server is Trio + h11, 127.0.0.1 only).
 
 Facts are derived in ``model.py`` (pairing, fault intervals, stale-read
 certificates, log divergence, downsampled series), side files are read in

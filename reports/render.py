@@ -37,6 +37,7 @@ from reports.model import (
     fmt_value,
 )
 from reports.svg import Marked, sequence_svg, window_svg
+from splitbrain_common import files
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 LIN_CHECKER_NAMES = ("linearizable", "linearizability", "lin", "knossos", "porcupine")
@@ -417,14 +418,14 @@ def build_context(
                 marks.append((focus.missed.end, "missed write acknowledged", "#0057d9"))
         marks += [(f.start, f"fault: {f.label}", "#6a4fb3") for f in history.faults
                   if anomaly[0] <= f.start <= anomaly[1]]
-        messages = sources.message_window(run_dir / "messages.jsonl", anomaly, node_names)
+        messages = sources.message_window(run_dir / files.MESSAGES, anomaly, node_names)
         if messages is not None:
             node_names = messages["nodes"]
             messages["header"], messages["svg"] = sequence_svg(messages["shown"], node_names,
                                                                marks)
         stderr = sources.stderr_window(
-            run_dir / "nodes", (max(anomaly[0] - 2 * NS_PER_S, 0), anomaly[1] + NS_PER_S), config,
-            observations)
+            run_dir / files.NODES, (max(anomaly[0] - 2 * NS_PER_S, 0), anomaly[1] + NS_PER_S),
+            config, observations)
 
     data = {
         "title": title,
@@ -516,8 +517,8 @@ def render_history_report(history: Any, result: Mapping[str, Any] | None, out_pa
     (configuration, node logs, messages) with ``result``, written to ``out_path``.
     """
     result = dict(result or {"valid": "unknown", "checkers": {}})
-    if isinstance(history, str | Path) and Path(history).name == "history.jsonl" and (
-            Path(history).parent / "test.json").is_file():
+    if isinstance(history, str | Path) and Path(history).name == files.HISTORY and (
+            Path(history).parent / files.TEST_JSON).is_file():
         return _write(Path(out_path), _run_page(Path(history).parent.resolve(), result)[0])
     built = model.build_history(model.events_from(history))
     return _write(Path(out_path), _render_page(built, result, title)[0])
@@ -548,10 +549,10 @@ def _render_page(history: History, result: Mapping[str, Any], title: str,
 
 def _coverage(run_dir: Path | None) -> dict[str, Any] | None:
     """The run's coverage.json (what it exercised; written by the harness), if any."""
-    if run_dir is None or not (run_dir / "coverage.json").is_file():
+    if run_dir is None or not (run_dir / files.COVERAGE).is_file():
         return None
     try:
-        return _read_json(run_dir / "coverage.json")
+        return _read_json(run_dir / files.COVERAGE)
     except InputError:
         return None  # a summary, never a reason to lose the report
 
@@ -586,7 +587,7 @@ def write_run_report(run_dir: str | Path) -> tuple[Path, str | None]:
     ``failure_headline``) from the same reading of the run."""
     run_dir = Path(run_dir).resolve()  # store/latest is a link: name the real run
     html, headline = _run_page(run_dir)
-    written = _write(run_dir / "report.html", html)
+    written = _write(run_dir / files.REPORT, html)
     store = store_of(run_dir)
     if store is not None:  # keep store/index.html current with every report written
         update_store_index(store)
@@ -626,15 +627,15 @@ def _load_run(run_dir: Path, result: Mapping[str, Any] | None = None) -> tuple[
         History, Mapping[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """A run's history, results (``result`` overrides results.json), test.json and
     observations."""
-    history_path = run_dir / "history.jsonl"
+    history_path = run_dir / files.HISTORY
     if not history_path.is_file():
         raise InputError(run_dir, None, "not a run directory: no history.jsonl")
-    config = _read_json(run_dir / "test.json") if (run_dir / "test.json").is_file() else {}
+    config = _read_json(run_dir / files.TEST_JSON) if (run_dir / files.TEST_JSON).is_file() else {}
     if result is None:
-        result = (_read_json(run_dir / "results.json") if (run_dir / "results.json").is_file()
+        result = (_read_json(run_dir / files.RESULTS) if (run_dir / files.RESULTS).is_file()
                   else {"valid": "unknown", "checkers": {}})
-    observations = (model.read_jsonl(run_dir / "observations.jsonl")
-                    if (run_dir / "observations.jsonl").is_file() else [])
+    observations = (model.read_jsonl(run_dir / files.OBSERVATIONS)
+                    if (run_dir / files.OBSERVATIONS).is_file() else [])
     history = model.build_history(model.read_jsonl(history_path))
     return history, result, config, observations
 
@@ -650,7 +651,7 @@ def _run_page(run_dir: Path, result: Mapping[str, Any] | None = None) -> tuple[s
 def store_of(run_dir: Path) -> Path | None:
     """The store holding ``store/<test>/<timestamp>/``, if run_dir sits in one."""
     store = run_dir.resolve().parent.parent
-    return store if (store / "latest").is_symlink() or (store / "index.html").is_file() else None
+    return store if (store / files.LATEST).is_symlink() or (store / files.INDEX).is_file() else None
 
 
 # ---------------------------------------------------------------- store index
@@ -660,17 +661,17 @@ def _run_summary(store_dir: Path, run_dir: Path) -> dict[str, Any]:
     config: dict[str, Any] = {}
     result: dict[str, Any] = {}
     try:
-        if (run_dir / "test.json").is_file():
-            config = _read_json(run_dir / "test.json")
-        if (run_dir / "results.json").is_file():
-            result = _read_json(run_dir / "results.json")
+        if (run_dir / files.TEST_JSON).is_file():
+            config = _read_json(run_dir / files.TEST_JSON)
+        if (run_dir / files.RESULTS).is_file():
+            result = _read_json(run_dir / files.RESULTS)
     except InputError:
         pass  # a run still being written: list it with what is known
     faults = schedule_faults(_schedule(config))
     if not faults and isinstance(config.get("nemesis"), list):
         faults = sorted(str(f) for f in config["nemesis"])
-    report = run_dir / "report.html"
-    target = report if report.is_file() else run_dir / "history.jsonl"
+    report = run_dir / files.REPORT
+    target = report if report.is_file() else run_dir / files.HISTORY
     return {
         "test": (config.get("test_name") or config.get("name") or config.get("test")
                  or run_dir.parent.name),
@@ -691,7 +692,7 @@ def list_runs(store_dir: str | Path) -> list[dict[str, Any]]:
     for test_dir in sorted(p for p in store_dir.iterdir() if p.is_dir() and not p.is_symlink()):
         for run_dir in test_dir.iterdir():
             if run_dir.is_dir() and not run_dir.is_symlink() and (
-                (run_dir / "test.json").is_file() or (run_dir / "history.jsonl").is_file()
+                (run_dir / files.TEST_JSON).is_file() or (run_dir / files.HISTORY).is_file()
             ):
                 runs.append(_run_summary(store_dir, run_dir))
     runs.sort(key=lambda r: (r["time"], r["test"]), reverse=True)
@@ -703,7 +704,8 @@ def list_campaigns(store_dir: str | Path) -> list[dict[str, Any]]:
     first, with its verdict, run counts, coverage and the first invalid run's report."""
     store_dir = Path(store_dir)
     campaigns = []
-    for path in sorted((store_dir / "campaigns").glob("*/campaign.json"), reverse=True):
+    found = (store_dir / files.CAMPAIGNS).glob(f"*/{files.CAMPAIGN_JSON}")
+    for path in sorted(found, reverse=True):
         try:
             data = _read_json(path)
         except (InputError, OSError):
@@ -742,4 +744,4 @@ def update_store_index(store_dir: str | Path) -> Path:
         store=str(store_dir), css=_static("report.css"),
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
-    return _write(store_dir / "index.html", html)
+    return _write(store_dir / files.INDEX, html)

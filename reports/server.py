@@ -18,6 +18,7 @@ import h11
 import trio
 
 from reports.render import update_store_index
+from splitbrain_common import files
 
 MAX_REQUEST_BYTES = 64 * 1024
 READ_TIMEOUT = 30.0
@@ -35,13 +36,13 @@ class StoreServer:
         path = urllib.parse.unquote(urllib.parse.urlsplit(target).path)
         if path in ("", "/"):
             update_store_index(self.store)
-            return self.store / "index.html"
+            return self.store / files.INDEX
         candidate = (self.store / path.lstrip("/")).resolve()
         if not candidate.is_relative_to(self.store):
             return None  # ../ or a symlink leading out of the store
         if candidate.is_dir():
-            candidate = candidate / ("report.html" if (candidate / "report.html").is_file()
-                                     else "index.html")
+            candidate = candidate / (files.REPORT if (candidate / files.REPORT).is_file()
+                                     else files.INDEX)
         return candidate if candidate.is_file() else None
 
     async def handle(self, stream: trio.abc.Stream) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.model import NS_PER_S
+from splitbrain_common import files
 
 MAX_MESSAGES = 140
 MAX_LOG_LINES = 40  # per node
@@ -154,7 +155,7 @@ def stderr_window(nodes_dir: Path, window: tuple[int, int], config: Mapping[str,
     lo, hi = window
     found = []
     for node_dir in sorted(p for p in nodes_dir.iterdir() if p.is_dir()):
-        path = node_dir / "stderr.log"
+        path = node_dir / files.NODE_STDERR
         if not path.is_file():
             continue
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()

@@ -13,9 +13,9 @@ from typing import Any
 import trio
 
 from raft_impl.client import open_client
-from raft_impl.localcluster import free_ports
 from raft_impl.node import Node, NodeConfig
-from raft_impl.wire import FrameDecoder, encode_frame
+from splitbrain_common.ports import free_ports
+from splitbrain_common.wire import FrameDecoder, encode_frame
 
 
 class RecordedEvents:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from raft_impl.core import LEADER, RaftConfig, RaftCore, ReadState
 from raft_impl.messages import Message
 from raft_impl.types import Entry, HardState, Snapshot, SnapshotMeta
-from raft_impl.wire import decode_body, encode_frame
+from splitbrain_common.wire import decode_body, encode_frame
 
 FAST = RaftConfig(
     election_timeout_min=0.30,

@@ -143,7 +143,7 @@ def test_all_valid_runs_until_the_minutes_are_used(tmp_path: Path) -> None:
     assert campaign.stopped_because == "time is up"
     assert [c[c.index("--seed") + 1] for c in runs.commands] == [
         str(p.seed) for p in plans(3, 10)]
-    data = json.loads((campaign.directory / cmp.CAMPAIGN_JSON).read_text())
+    data = json.loads((campaign.directory / cmp.files.CAMPAIGN_JSON).read_text())
     assert data["status"] == "valid" and data["exit_code"] == 0
     assert data["counts"] == {"valid": 10} and data["first_invalid"] is None
     assert data["campaign"]["seed"] == 3 and len(data["runs"]) == 10
@@ -166,7 +166,7 @@ def test_the_first_invalid_run_stops_the_campaign_with_its_evidence(tmp_path: Pa
     assert repeat == "repeat: " + cmp.reproduce_line(runs.commands[2])
     assert "invalid: run 3 after 3.0 min, failing linearizable" in lines
     assert lines[-1] == "verdict: invalid"
-    data = json.loads((campaign.directory / cmp.CAMPAIGN_JSON).read_text())
+    data = json.loads((campaign.directory / cmp.files.CAMPAIGN_JSON).read_text())
     assert data["first_invalid"]["index"] == 2 and data["first_invalid"]["minutes"] == 3.0
     assert data["counts"] == {"invalid": 1, "unknown": 1, "valid": 1}
 
@@ -208,7 +208,7 @@ def test_an_internal_error_in_a_run_stops_with_2_not_1(tmp_path: Path) -> None:
     assert campaign.runs[1].status == "error"
     assert campaign.runs[1].error == "ImportError: cannot import name 'X'"
     assert "error: run 2: ImportError: cannot import name 'X'" in cmp.summary_lines(campaign)
-    data = json.loads((campaign.directory / cmp.CAMPAIGN_JSON).read_text())
+    data = json.loads((campaign.directory / cmp.files.CAMPAIGN_JSON).read_text())
     assert data["runs"][1]["status"] == "error" and data["exit_code"] == 2
 
 
@@ -217,7 +217,7 @@ def test_ctrl_c_stops_cleanly_with_the_summary_so_far(tmp_path: Path, how: str) 
     campaign, runs = campaign_with(tmp_path, ["valid", how, "valid"])
     assert len(runs.commands) == 2 and campaign.exit_code == 2 and campaign.interrupted
     assert [r.status for r in campaign.runs] == ["valid", "interrupted"]
-    data = json.loads((campaign.directory / cmp.CAMPAIGN_JSON).read_text())
+    data = json.loads((campaign.directory / cmp.files.CAMPAIGN_JSON).read_text())
     assert data["status"] == "interrupted" and data["finished_utc"]
 
 

@@ -256,12 +256,12 @@ def test_check_refuses_nonsense_numbers(tmp_path: Path, argv: list[str],
 def test_an_unexpected_error_is_one_line_and_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import checker.cli
+    import harness.cli.check
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the checker fell over\nsecond line")
 
-    monkeypatch.setattr(checker.cli, "check_history", broken)
+    monkeypatch.setattr(harness.cli.check, "check_history", broken)
     history = str(write_history(tmp_path / "h.jsonl", GOOD))
     monkeypatch.delenv("SPLITBRAIN_DEBUG", raising=False)
     assert main(["check", history]) == 2
@@ -544,7 +544,8 @@ def test_an_unwritable_output_says_whether_the_mount_is_read_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: int, said: str) -> None:
     """A run directory on a read-only mount was refused as 'permission denied'
     (as root, chmod is no test of this: root writes anyway; a real read-only mount is)."""
-    from harness.cli.main import UserError, check_output_path
+    from harness.cli.main import check_output_path
+    from splitbrain_common.errors import UserError
 
     class Stat:
         f_flag = flags

@@ -13,7 +13,7 @@ import trio
 from raft_impl.client import open_client
 from raft_impl.localcluster import LocalCluster, local_cluster
 from raft_impl.storage import iter_records
-from raft_impl.wire import FrameDecoder, encode_frame
+from splitbrain_common.wire import FrameDecoder, encode_frame
 
 
 async def exchange_raw(cluster: LocalCluster, node_id: str, message: dict) -> bytes:

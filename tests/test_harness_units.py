@@ -20,9 +20,10 @@ from harness.run import store
 from harness.run.clients import ClientStats, HistoryRecorder, ProcessPool
 from harness.run.cluster import RunClock
 from harness.run.collect import Collector, ObservationWriter
-from harness.run.run import worst_exit_code
 from harness.run.workload import Pacer, RegisterWorkload, parse_mix
-from raft_impl.localcluster import LOWEST_PORT, ephemeral_range, free_ports, pump_lines
+from splitbrain_common.exits import worst as worst_exit_code
+from splitbrain_common.ports import LOWEST_PORT, ephemeral_range, free_ports
+from splitbrain_common.streams import pump_lines
 
 # -- workload -------------------------------------------------------------------
 
@@ -365,7 +366,7 @@ async def test_wire_client_reconnects_after_the_node_closed_and_knows_unsent():
     import functools
 
     from harness.db.wire_client import ConnectionLost, WireClient
-    from raft_impl.wire import FrameDecoder, encode_frame
+    from splitbrain_common.wire import FrameDecoder, encode_frame
 
     connections = []
 

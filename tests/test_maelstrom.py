@@ -311,9 +311,9 @@ def test_adapters_refuse_clock_faults_before_the_run(db: str) -> None:
     it used to fail, and the capability check was silently skipped for etcd and PySyncObj)."""
     import importlib.util
 
-    from harness.cli.main import UserError
     from harness.db.etcd import etcd_binary
     from harness.run.run import RunConfig, plan_faults
+    from splitbrain_common.errors import UserError
 
     if db == "etcd" and etcd_binary() is None:
         pytest.skip("etcd is not installed (its adapter cannot be built)")

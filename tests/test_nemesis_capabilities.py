@@ -10,11 +10,12 @@ import pytest
 
 import harness.db.base
 import harness.net.netns as netns
-from harness.cli.main import UserError
 from harness.db.base import DB
 from harness.net import unsupported_faults
-from harness.run.run import EXIT_UNKNOWN, RunConfig, plan_faults, run_test, summary
+from harness.run.run import RunConfig, plan_faults, run_test, summary
 from nemesis.schedule import PACKAGES
+from splitbrain_common.errors import UserError
+from splitbrain_common.exits import EXIT_UNKNOWN
 
 NODES = ["n1", "n2", "n3"]
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.cli.main import UserError
 from nemesis import schedule as schedules
 from nemesis.faults import ScheduleError, history_f, validate_entry, validate_schedule
+from splitbrain_common.errors import UserError
 
 NODES = ["n1", "n2", "n3", "n4", "n5"]
 

@@ -11,10 +11,10 @@ import psutil
 import pytest
 import trio
 
-from harness.cli.main import UserError
 from harness.net import netns
 from harness.net.base import NodeAddress
 from harness.net.netns import NetnsError, NetnsNetwork, NetnsUnavailable, cleanup_stale
+from splitbrain_common.errors import UserError
 
 ROOT_AND_TOOLS = (
     sys.platform.startswith("linux")

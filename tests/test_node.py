@@ -10,7 +10,7 @@ import trio
 from node_helpers import InProcessCluster, frame, raw_exchange, wait_until
 
 from raft_impl.storage import drop_unsynced, recover
-from raft_impl.wire import MAX_FRAME
+from splitbrain_common.wire import MAX_FRAME
 
 
 def write(key, value, client="c1", seq=1, **extra):
@@ -67,7 +67,7 @@ async def test_bad_requests_are_answered_and_the_connection_stays(nursery, tmp_p
     answers = []
     async with await trio.open_tcp_stream("127.0.0.1", cluster.client_ports["n1"]) as stream:
         await stream.send_all(payload)
-        from raft_impl.wire import FrameDecoder
+        from splitbrain_common.wire import FrameDecoder
 
         decoder = FrameDecoder()
         with trio.fail_after(2):

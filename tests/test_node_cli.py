@@ -12,7 +12,7 @@ import trio
 from raft_impl.__main__ import build_parser, main
 from raft_impl.bugs import BUGS
 from raft_impl.client import ConnectionLost, RequestTimeout, open_client, parse_address
-from raft_impl.wire import FrameDecoder, encode_frame
+from splitbrain_common.wire import FrameDecoder, encode_frame
 
 LOOPBACK_SERVER = functools.partial(trio.serve_tcp, host="127.0.0.1")
 

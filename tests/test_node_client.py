@@ -7,7 +7,7 @@ import pytest
 import trio
 
 from raft_impl.client import ConnectionLost, RequestTimeout, open_client
-from raft_impl.wire import FrameDecoder, encode_frame
+from splitbrain_common.wire import FrameDecoder, encode_frame
 
 
 async def _server(stream: trio.SocketStream) -> None:

@@ -2,7 +2,7 @@
 
 Fifty connections each sending the start of a 16 MB frame and then hanging took
 a node from 29 MB to 440 MB. Now partial frames share a budget per process
-(``raft_impl.wire.BufferBudget``: the connection that would exceed it is
+(``splitbrain_common.wire.BufferBudget``: the connection that would exceed it is
 closed), and a partial frame that gets no byte within the stall timeout closes
 its connection. The node (client and peer ports, with and without the epoll
 poller) and the proxy's relays are checked here by behaviour: which connections
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from node_helpers import InProcessCluster, frame, wait_until
 
 import raft_impl.node
-from raft_impl.wire import MAX_FRAME, BufferBudget, FrameDecoder, FrameError, encode_frame
+from splitbrain_common.wire import MAX_FRAME, BufferBudget, FrameDecoder, FrameError, encode_frame
 
 HOST = "127.0.0.1"
 
@@ -228,7 +228,7 @@ async def test_a_node_process_stays_small_under_many_hanging_half_frames(tmp_pat
     """20 connections x 8 MB of a 16 MB frame: 160 MB that the node used to keep.
     Its RSS may grow by its budget (64 MB) and some slack, not by the attack."""
     from raft_impl.localcluster import local_cluster
-    from raft_impl.wire import BUFFER_BUDGET
+    from splitbrain_common.wire import BUFFER_BUDGET
 
     body = b"\0" * (8 << 20)
     async with local_cluster(1, tmp_path) as cluster:

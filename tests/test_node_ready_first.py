@@ -18,10 +18,10 @@ import trio
 import trio.testing
 from node_helpers import RecordedEvents
 
-from raft_impl.localcluster import free_ports
 from raft_impl.messages import AppendEntries
 from raft_impl.node import Node, NodeConfig
-from raft_impl.wire import encode_frame
+from splitbrain_common.ports import free_ports
+from splitbrain_common.wire import encode_frame
 
 
 class RoleWatch(RecordedEvents):

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from harness.net.base import NodeAddress
 from harness.net.proxy import ProxyNetwork
-from raft_impl.wire import FrameDecoder, encode_frame
+from splitbrain_common.wire import FrameDecoder, encode_frame
 
 HOST = "127.0.0.1"
 

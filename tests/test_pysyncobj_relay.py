@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from harness.net.base import NodeAddress
 from harness.net.framing import PYSYNCOBJ, pysyncobj_describe
 from harness.net.proxy import ProxyNetwork
-from raft_impl.wire import FrameDecoder, FrameError
+from splitbrain_common.wire import FrameDecoder, FrameError
 
 HOST = "127.0.0.1"
 

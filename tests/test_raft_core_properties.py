@@ -28,7 +28,7 @@ from raft_impl.messages import (
     VoteResponse,
 )
 from raft_impl.types import Entry, EntryKind, Snapshot, SnapshotMeta
-from raft_impl.wire import decode_body, encode_frame
+from splitbrain_common.wire import decode_body, encode_frame
 
 # --------------------------------------------------------------------- codec round trip
 

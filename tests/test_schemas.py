@@ -391,7 +391,8 @@ def test_design_doc_names_only_what_exists() -> None:
     missing = []
     for token in sorted(set(re.findall(r"`([^`\s]+)`", text))):
         name = token.split(":")[0]
-        if re.fullmatch(r"(raft_impl|harness|nemesis|checker|reports)(\.\w+)+", name):
+        packages = "splitbrain_common|raft_impl|harness|nemesis|checker|reports"
+        if re.fullmatch(rf"({packages})(\.\w+)+", name):
             parts = name.split(".")
             for cut in range(len(parts), 0, -1):
                 try:
@@ -403,7 +404,7 @@ def test_design_doc_names_only_what_exists() -> None:
                 found = getattr(found, attribute, None)
             if found is None:
                 missing.append(token)
-        elif re.fullmatch(r"(raft_impl|harness|nemesis|checker|reports|docs|tests)/[\w./-]*",
+        elif re.fullmatch(rf"({packages}|docs|tests)/[\w./-]*",
                           name):
             path = root / name.rstrip("/")
             defined = token.partition(":")[2]  # `module.py:name`: name is defined there

@@ -73,8 +73,8 @@ def test_workload_names_and_their_limits() -> None:
 def test_run_refuses_what_a_txn_workload_cannot_do(words: list[str], message: str) -> None:
     import argparse
 
-    from harness.cli.main import UserError
     from harness.cli.run import register
+    from splitbrain_common.errors import UserError
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.main import UserError
 from harness.run.workload import TXN_WORKLOADS, WORKLOADS
+from splitbrain_common.errors import UserError
 
 
 def register(subparsers: Any) -> None:
@@ -69,7 +69,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.bug:
         if args.db != "raft_impl":
             raise UserError("--bug only applies to --db raft_impl")
-        from raft_impl.bugs import BUGS
+        from harness.db.raft_impl import BUGS
 
         unknown = sorted(set(args.bug) - set(BUGS))
         if unknown:

@@ -1,7 +1,7 @@
 """The `splitbrain` command line: one entry point, subcommands owned by their packages.
 
-Each subcommand lives next to the code it drives (``checker/cli.py`` owns
-``check``, ``harness/cli/run.py`` owns ``run`` …). A module contributes its
+Each group of subcommands has its module in this package (``check.py`` owns
+``check``, ``run.py`` owns ``run`` …), which imports the layers it drives. A module contributes its
 subcommands through ``register(subparsers)``, and each subparser sets
 ``handler`` to a function ``(args) -> int`` returning the exit code
 (0 valid, 1 invalid, 2 unknown or could not complete).
@@ -26,22 +26,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from splitbrain_common.errors import UserError
+from splitbrain_common.exits import ALL, EXIT_UNKNOWN
+
 #: Modules that contribute subcommands, in the order they are listed in --help.
 SUBCOMMAND_MODULES = (
     "harness.cli.run",
     "harness.cli.campaign",
-    "checker.cli",
-    "reports.cli",
+    "harness.cli.check",
+    "harness.cli.report",
     "harness.cli.sim",
 )
 
-EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
 #: Set (to anything but "" or "0") for the traceback of an unexpected error, like --debug.
 DEBUG_ENV = "SPLITBRAIN_DEBUG"
-
-
-class UserError(Exception):
-    """A mistake the user can fix (bad argument, missing file): printed, never a traceback."""
 
 
 def check_number(value: float | None, option: str, *, minimum: float = 0.0,
@@ -126,13 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{DEBUG_ENV}=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # that part of the tool is not built yet
-        module.register(subparsers)
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 
@@ -189,7 +181,7 @@ def _main(argv: Sequence[str] | None) -> int:
             print(f"splitbrain: error: {_describe_unexpected(exc)} (the traceback: "
                   f"splitbrain --debug ..., or {DEBUG_ENV}=1)", file=sys.stderr)
         return EXIT_UNKNOWN
-    return code if code in (EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN) else EXIT_UNKNOWN
+    return code if code in ALL else EXIT_UNKNOWN
 
 
 if __name__ == "__main__":

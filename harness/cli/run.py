@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.main import UserError
+from harness.db.raft_impl import BUGS, READ_MODES, check_tuning_args
 from harness.run.workload import MAX_CONCURRENCY, MAX_KEYS, MIXED, TXN_WORKLOADS, WORKLOADS
-from raft_impl.core import READ_MODES
+from splitbrain_common import exits
+from splitbrain_common.errors import UserError
 
 NETWORKS = ("proxy", "netns", "none")
 NODE_COUNTS = (1, 3, 5, 7)
@@ -199,8 +200,6 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.bug:
         if args.db != "raft_impl":
             raise UserError("--bug only applies to --db raft_impl")
-        from raft_impl.bugs import BUGS
-
         unknown = sorted(set(args.bug) - set(BUGS))
         if unknown:
             raise UserError(
@@ -209,8 +208,6 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.node_arg:
         if args.db != "raft_impl":
             raise UserError("--node-arg only applies to --db raft_impl")
-        from raft_impl.__main__ import check_tuning_args
-
         try:
             check_tuning_args(args.node_arg)
         except ValueError as exc:
@@ -300,7 +297,7 @@ def handle_run(args: argparse.Namespace) -> int:
     import dataclasses
     import random
 
-    from harness.run.run import run_test, summary, worst_exit_code
+    from harness.run.run import run_test, summary
 
     base = config_from_args(args)
     first_seed = base.seed if base.seed is not None else random.SystemRandom().randrange(2**31)
@@ -317,4 +314,4 @@ def handle_run(args: argparse.Namespace) -> int:
         codes.append(outcome.exit_code)
         if outcome.interrupted:
             break
-    return worst_exit_code(codes)
+    return exits.worst(codes)

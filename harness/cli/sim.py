@@ -21,9 +21,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.cli.main import UserError, check_number
+from harness.cli.main import check_number
 from harness.run.workload import WORKLOADS
-from raft_impl.core import READ_MODES
+from harness.sim.config import READ_MODES
+from splitbrain_common import files
+from splitbrain_common.errors import UserError
 
 #: Without a planted bug a fuzz is a check that passes: a short default suits CI.
 DEFAULT_EXAMPLES = 100
@@ -94,8 +96,8 @@ def register(subparsers: Any) -> None:
 
 def run_fuzz(args: argparse.Namespace) -> int:
     from checker.results import failing_checkers
+    from harness.sim.config import validate_bugs
     from harness.sim.fuzz import fuzz
-    from raft_impl.bugs import validate_bugs
 
     check_number(args.examples, "--examples", integer=True)
     check_number(args.search_seconds, "--search-seconds")
@@ -154,14 +156,14 @@ def run_fuzz(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from harness.sim.fuzz import REPRO, load_repro
+    from harness.sim.fuzz import load_repro
 
     path = Path(args.repro)
     if path.is_dir():  # a fuzz run directory: its repro.json
-        if not (path / REPRO).is_file():
-            raise UserError(f"{path} is a directory without a {REPRO}; give the {REPRO} "
-                            "that splitbrain fuzz wrote")
-        path = path / REPRO
+        if not (path / files.REPRO).is_file():
+            raise UserError(f"{path} is a directory without a {files.REPRO}; give the "
+                            f"{files.REPRO} that splitbrain fuzz wrote")
+        path = path / files.REPRO
     elif not path.exists():
         raise UserError(f"no such file: {path}")
     try:
@@ -169,7 +171,7 @@ def run_replay(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
     except (ValueError, TypeError) as exc:
-        raise UserError(f"{path}: not a usable {REPRO}: {exc}") from None
+        raise UserError(f"{path}: not a usable {files.REPRO}: {exc}") from None
     if args.real:
         return _replay_real(test, Path(args.store))
     return _replay_sim(test, expect, Path(args.store))

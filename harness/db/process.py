@@ -28,7 +28,9 @@ import trio
 from checker.lines import LineAppender
 from harness.db.base import DB, DBError, NodeAddress, NodeEventSink, Unsupported
 from nemesis.api import StartInterrupted
-from raft_impl.localcluster import free_ports, pump_lines
+from splitbrain_common import files
+from splitbrain_common.ports import free_ports
+from splitbrain_common.streams import pump_lines
 
 #: Admin questions (status, log …) to a healthy node take milliseconds; a
 #: paused or partitioned-off node must not hold the collector up.
@@ -69,7 +71,7 @@ class NodeSlot:
         self.home = home
         self.data_dir = home / "data"
         self.stdout_path = home / stdout_name
-        self.stderr_path = home / "stderr.log"
+        self.stderr_path = home / files.NODE_STDERR
         self.process: trio.Process | None = None
         #: Set when the current incarnation printed the DB's ready event.
         self.ready = trio.Event()
@@ -150,7 +152,7 @@ class ProcessDB(DB):
             address = NodeAddress(host, ports[2 * i], ports[2 * i + 1])
             addresses[node_id] = address
             self.nodes[node_id] = NodeSlot(
-                node_id, address, run_dir / "nodes" / node_id, self.stdout_name
+                node_id, address, run_dir / files.NODES / node_id, self.stdout_name
             )
         return addresses
 

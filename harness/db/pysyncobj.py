@@ -97,7 +97,7 @@ class PySyncObjDB(WireNodeDB):
 
     def environment(self, node_id: str) -> dict[str, str]:
         env = super().environment(node_id)
-        # The node imports harness.* and raft_impl.*: make the checkout importable
+        # The node imports harness.* and splitbrain_common.*: make the checkout importable
         # even when splitbrain is not installed (e.g. under `ip netns exec`).
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

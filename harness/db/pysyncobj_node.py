@@ -47,7 +47,7 @@ from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj import pickle as pysyncobj_pickle
 from pysyncobj.node import TCPNode
 
-from raft_impl.wire import FrameDecoder, FrameError, encode_frame
+from splitbrain_common.wire import FrameDecoder, FrameError, encode_frame
 
 # PySyncObj 0.3.17 (pysyncobj/win_inet_pton.py, imported by its TCP transport)
 # replaces socket.inet_ntop with a Windows-only version on every OS, which then

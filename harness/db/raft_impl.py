@@ -24,6 +24,24 @@ import trio
 from harness.db.base import Client, Completion, register_db
 from harness.db.wire import WireNodeClient, WireNodeDB, kv_request
 from harness.db.wire_client import ConnectionLost
+from raft_impl.__main__ import build_parser as _node_parser
+from raft_impl.__main__ import check_tuning_args as check_tuning_args
+from raft_impl.bugs import BUGS as BUGS
+from raft_impl.core import READ_MODES as READ_MODES
+from splitbrain_common import files
+
+# The command line and the run check raft_impl's options through this module
+# (BUGS, READ_MODES, check_tuning_args, snapshot_threshold): it is the one
+# harness module outside the simulator that imports raft_impl (import-linter,
+# pyproject.toml), so the system under test stays behind its adapter.
+
+
+def snapshot_threshold(node_args: list[str] | tuple[str, ...]) -> int | None:
+    """The ``--snapshot-threshold`` that ``node_args`` give the nodes, parsed as a node
+    would (None when they do not set it)."""
+    parsed, _ = _node_parser().parse_known_args(list(node_args))
+    return parsed.snapshot_threshold
+
 
 #: How long a node may take from exec to its ``ready`` event.
 READY_TIMEOUT = 10.0
@@ -35,7 +53,7 @@ class RaftImplDB(WireNodeDB):
     pushes_events = True
     ready_timeout = READY_TIMEOUT
     ready_event = "ready"
-    stdout_name = "stdout.jsonl"
+    stdout_name = files.NODE_STDOUT
 
     # -- lifecycle ------------------------------------------------------------
 

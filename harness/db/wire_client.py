@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from raft_impl.wire import FrameDecoder, FrameError, encode_frame
+from splitbrain_common.wire import FrameDecoder, FrameError, encode_frame
 
 
 class ConnectionLost(Exception):

@@ -5,7 +5,7 @@ duplicate or reorder single messages instead of corrupting a byte stream; it
 never needs to decode them (it only moves bytes). Two systems' framings:
 
 * **splitbrain** (raft_impl): a 4-byte big-endian length, then a msgpack map
-  (``raft_impl.wire``). A node only writes on connections it dialed, and the
+  (``splitbrain_common.wire``). A node only writes on connections it dialed, and the
   first frame of a connection is its ``hello``.
 * **pysyncobj** (PySyncObj 0.3.17, ``pysyncobj/tcp_connection.py``): a 4-byte
   native-order signed length (``struct.pack('i', n)``), then the message
@@ -33,7 +33,7 @@ from typing import Any
 
 import msgpack
 
-from raft_impl.wire import FrameError, body_of, decode_body
+from splitbrain_common.wire import FrameError, body_of, decode_body
 
 #: Frames at least this long get their msgpack header peeked at instead of fully decoded.
 HEADER_PEEK_FROM = 512

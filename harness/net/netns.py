@@ -55,8 +55,8 @@ from pathlib import Path
 import psutil
 import trio
 
-from harness.cli.main import UserError
 from harness.net.base import Grudge, Link, NodeAddress, link_name
+from splitbrain_common.errors import UserError
 
 PREFIX = "sb-"
 SUPERNET = ipaddress.ip_network("198.18.0.0/15")

@@ -5,7 +5,7 @@ A -> B is exactly the connections A opens to the address it was given for B.
 For every ordered pair the proxy listens on ``127.0.0.1:<ephemeral>``, hands
 that address to A as B's ``--peer`` address, and for each connection A opens it
 dials B's real peer port and forwards whole frames (length-prefixed msgpack,
-``raft_impl.wire``). Knowing frame boundaries is what lets it drop, delay,
+``splitbrain_common.wire``). Knowing frame boundaries is what lets it drop, delay,
 duplicate and reorder single messages instead of corrupting a byte stream.
 
 Fault semantics, per link:
@@ -67,7 +67,7 @@ from harness.net.base import NodeAddress, link_name
 from harness.net.framing import HEADER_PEEK_FROM as HEADER_PEEK_FROM  # tests import it here
 from harness.net.framing import SPLITBRAIN, Framing, splitbrain_describe
 from harness.net.links import LinkFaultControl, LinkFaults, TraceBuffer
-from raft_impl.wire import (
+from splitbrain_common.wire import (
     BUFFER_BUDGET,
     MAX_FRAME,
     STALL_TIMEOUT,

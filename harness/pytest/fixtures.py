@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from splitbrain_common import files
+
 #: Called with every result a fixture produced, so the plugin can print it on failure.
 Recorder = Callable[["RunResult"], None]
 
@@ -200,7 +202,7 @@ class RealClusterFixture:
         outcome = run_test(RunConfig(**options))
         results = outcome.results or {"valid": "unknown",
                                       "reason": outcome.error or "the run did not complete"}
-        report = outcome.run_dir / "report.html"
+        report = outcome.run_dir / files.REPORT
         result = RunResult("real", outcome.run_dir, results,
                            report if report.is_file() else None, {"seed": options["seed"]})
         self._record(result)

@@ -33,10 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.run import store
-
-EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
-CAMPAIGNS = "campaigns"
-CAMPAIGN_JSON = "campaign.json"
+from splitbrain_common import files
+from splitbrain_common.exits import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID
 
 # -- the rotation -----------------------------------------------------------------
 # The categorical axes are cycles of co-prime lengths (4, 3, 5, 7, 11), so successive
@@ -297,7 +295,7 @@ class Campaign:
         }
 
     def save(self) -> Path:
-        path = self.directory / CAMPAIGN_JSON
+        path = self.directory / files.CAMPAIGN_JSON
         store.write_json(path, self.to_json())
         return path
 
@@ -398,7 +396,7 @@ def _with_time_limit(plan: RunPlan, limit: float) -> RunPlan:
 
 
 def _campaign_dir(store_dir: Path) -> Path:
-    base = store_dir / CAMPAIGNS
+    base = store_dir / files.CAMPAIGNS
     base.mkdir(parents=True, exist_ok=True)
     stamp = store.utc_stamp()
     directory, suffix = base / stamp, 1
@@ -424,7 +422,7 @@ def _record_outcome(record: RunRecord, outcome: Any, store_dir: Path) -> None:
         record.error = unknown_reason(outcome)
     run_dir = Path(outcome.run_dir)
     record.run_dir = _relative(run_dir, store_dir)
-    report = run_dir / store.REPORT
+    report = run_dir / files.REPORT
     record.report = str(report) if report.is_file() else None
 
 
@@ -529,7 +527,7 @@ def summary_lines(campaign: Campaign) -> list[str]:
 
     data = campaign.to_json()
     counts = ", ".join(f"{n} {s}" for s, n in data["counts"].items()) or "no runs"
-    lines = [f"campaign: {campaign.directory / CAMPAIGN_JSON}",
+    lines = [f"campaign: {campaign.directory / files.CAMPAIGN_JSON}",
              f"runs: {counts}" + (f" (stopped: {campaign.stopped_because})"
                                   if campaign.stopped_because else "")]
     covered = [r.coverage for r in campaign.runs if r.coverage is not None]

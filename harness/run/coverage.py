@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-COVERAGE_JSON = "coverage.json"
+from splitbrain_common import files
 
 #: History ``f`` of a nemesis event -> the fault kind it starts.
 _STARTS = {
@@ -258,11 +258,11 @@ def _is_int(value: Any) -> bool:
 
 def run_coverage(run_dir: Path) -> dict[str, Any]:
     """Coverage of one stored run (``coverage.json``'s content)."""
-    history = run_dir / "history.jsonl"
+    history = run_dir / files.HISTORY
     coverage: dict[str, Any] = {}
     coverage.update(fault_coverage(_lines(history)))
     coverage.update(client_coverage(_lines(history)))
-    coverage.update(node_coverage(_lines(run_dir / "observations.jsonl")))
+    coverage.update(node_coverage(_lines(run_dir / files.OBSERVATIONS)))
     return coverage
 
 
@@ -271,7 +271,7 @@ def write_run_coverage(run_dir: Path) -> dict[str, Any]:
     from harness.run import store
 
     coverage = run_coverage(run_dir)
-    store.write_json(run_dir / COVERAGE_JSON, coverage)
+    store.write_json(run_dir / files.COVERAGE, coverage)
     return coverage
 
 

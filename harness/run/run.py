@@ -41,8 +41,7 @@ from harness.run.workload import (
     op_keys,
     read_plan,
 )
-
-EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
+from splitbrain_common import exits, files
 
 #: raft_impl nodes of a run snapshot every this many applied entries unless a
 #: ``--node-arg=--snapshot-threshold=N`` says otherwise: at the default rate a 60 s
@@ -111,10 +110,9 @@ class RunConfig:
         if self.db != "raft_impl":
             self.snapshot_threshold = None
         elif any(word.startswith("--snapshot-threshold") for word in self.node_args):
-            from raft_impl.__main__ import build_parser
+            from harness.db.raft_impl import snapshot_threshold
 
-            parsed, _ = build_parser().parse_known_args(list(self.node_args))
-            self.snapshot_threshold = parsed.snapshot_threshold
+            self.snapshot_threshold = snapshot_threshold(self.node_args)
         return self.snapshot_threshold
 
     def resolved_node_args(self) -> list[str]:
@@ -222,9 +220,9 @@ def plan_faults(config: RunConfig, nodes: list[str]) -> dict[str, str]:
     never made. ``--nemesis all`` means every package this run can make: the others
     are left out of ``config.nemesis`` and returned (package -> why) to be reported.
     """
-    from harness.cli.main import UserError
     from nemesis import schedule as schedules
     from nemesis.faults import history_f, one_way
+    from splitbrain_common.errors import UserError
 
     refused = unsupported_faults(config)
     if config.nemesis_schedule:
@@ -265,12 +263,12 @@ def make_network(kind: str, run_dir: Path, seed: int, trace: bool, clock: RunClo
     if kind == "none":
         return None
     if kind == "router":
-        return db.make_network(seed, run_dir / store.MESSAGES if trace else None, clock.now_ns)
+        return db.make_network(seed, run_dir / files.MESSAGES if trace else None, clock.now_ns)
     if kind == "proxy":
         from harness.net.framing import FRAMINGS
         from harness.net.proxy import ProxyNetwork
 
-        trace_path = run_dir / store.MESSAGES if trace else None
+        trace_path = run_dir / files.MESSAGES if trace else None
         return ProxyNetwork(
             rng=random.Random(seed ^ 0xBEEF), trace_path=trace_path, clock=clock.now_ns,
             framing=FRAMINGS[getattr(db, "peer_framing", "splitbrain")],
@@ -280,26 +278,6 @@ def make_network(kind: str, run_dir: Path, seed: int, trace: bool, clock: RunClo
 
         return NetnsNetwork()
     raise ValueError(f"unknown network backend {kind!r}")
-
-
-def exit_code_for(results: dict[str, Any] | None) -> int:
-    if results is None:
-        return EXIT_UNKNOWN
-    valid = results.get("valid")
-    if valid is True:
-        return EXIT_VALID
-    if valid is False:
-        return EXIT_INVALID
-    return EXIT_UNKNOWN
-
-
-def worst_exit_code(codes: list[int]) -> int:
-    """Invalid beats unknown beats valid: a found bug is the news of a batch."""
-    if EXIT_INVALID in codes:
-        return EXIT_INVALID
-    if EXIT_UNKNOWN in codes:
-        return EXIT_UNKNOWN
-    return EXIT_VALID
 
 
 class RunState:
@@ -351,9 +329,9 @@ async def execute(
     workload = config.workload()
     facts: dict[str, Any] = {}
     clock = state.clock
-    recorder = HistoryRecorder(run_dir / store.HISTORY, clock)
+    recorder = HistoryRecorder(run_dir / files.HISTORY, clock)
     recorder.listeners.append(state.observe)
-    observations = ObservationWriter(run_dir / store.OBSERVATIONS, clock)
+    observations = ObservationWriter(run_dir / files.OBSERVATIONS, clock)
     db = create_db(
         config.db,
         DBOptions(
@@ -538,7 +516,7 @@ async def _dump_final_logs(db: Any, nodes: list[str], run_dir: Path) -> None:
     for node in nodes:
         with contextlib.suppress(Exception):
             dump = await db.log(node)
-            store.write_json(run_dir / store.NODES / node / "final-log.json", dump)
+            store.write_json(run_dir / files.NODES / node / files.NODE_FINAL_LOG, dump)
 
 
 def describe_test(config: RunConfig, schedule: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -597,13 +575,13 @@ def run_test(config: RunConfig) -> RunOutcome:
         test["nemesis_left_out"] = left_out
     try:
         run_dir = store.create_run_dir(Path(config.store), config.name())
-        store.write_json(run_dir / store.TEST_JSON, test)
+        store.write_json(run_dir / files.TEST_JSON, test)
     except OSError as exc:
         raise store.StoreError(
             f"cannot write to the store {config.store}: {exc.strerror or exc}"
         ) from None
     state = RunState(config, RunClock())
-    outcome = RunOutcome(run_dir, EXIT_UNKNOWN, nemesis_left_out=left_out)
+    outcome = RunOutcome(run_dir, exits.EXIT_UNKNOWN, nemesis_left_out=left_out)
     began = time.monotonic()
     try:
         facts = trio.run(execute, config, run_dir, state, schedule)
@@ -635,14 +613,14 @@ def run_test(config: RunConfig) -> RunOutcome:
     test["finished_utc"] = store.utc_stamp()
     test.setdefault("stats", outcome.stats)
     try:
-        store.write_json(run_dir / store.TEST_JSON, test)
+        store.write_json(run_dir / files.TEST_JSON, test)
     except OSError as exc:
         if store.store_problem(exc) is None:
             raise
         # test.json as written at the start stays: the configuration, for check.
         outcome.store_failed = True
         outcome.error = outcome.error or (
-            f"the store could not be written ({exc.strerror}): {store.TEST_JSON} keeps "
+            f"the store could not be written ({exc.strerror}): {files.TEST_JSON} keeps "
             f"what it said at the start"
         )
     if outcome.store_failed:
@@ -662,13 +640,13 @@ def run_test(config: RunConfig) -> RunOutcome:
             }
         outcome.timings["check_seconds"] = round(time.monotonic() - checked, 3)
         outcome.results = results
-        outcome.exit_code = exit_code_for(results)
+        outcome.exit_code = exits.for_validity(results.get("valid"))
         try:
-            store.write_json(run_dir / store.RESULTS, results)
+            store.write_json(run_dir / files.RESULTS, results)
         except OSError as exc:
             if store.store_problem(exc) is None:
                 raise
-            outcome.error = f"{store.RESULTS} not written: {exc.strerror}"
+            outcome.error = f"{files.RESULTS} not written: {exc.strerror}"
             return outcome
     if config.render_report or outcome.exit_code == 1:
         outcome.headline, problem = report_and_headline(run_dir, config.render_report)
@@ -746,7 +724,7 @@ def summary(outcome: RunOutcome) -> str:
         lines += [f"covered: {line}" for line in describe(outcome.coverage)]
     if outcome.headline:
         lines.append(f"evidence: {outcome.headline}")
-    report = outcome.run_dir / "report.html"
+    report = outcome.run_dir / files.REPORT
     if report.is_file():
         lines.append(f"report: {report}")
     if outcome.unexpected_exits:

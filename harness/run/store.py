@@ -31,15 +31,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.cli.main import UserError
-
-TEST_JSON = "test.json"
-HISTORY = "history.jsonl"
-OBSERVATIONS = "observations.jsonl"
-MESSAGES = "messages.jsonl"
-RESULTS = "results.json"
-REPORT = "report.html"
-NODES = "nodes"
+from splitbrain_common import files
+from splitbrain_common.errors import UserError
 
 #: errno values that mean the store cannot take more data (as opposed to a bug).
 STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG,
@@ -92,9 +85,9 @@ def create_run_dir(store: Path, test_name: str, now: dt.datetime | None = None) 
         except FileExistsError:
             suffix += 1
             run_dir = test_dir / f"{stamp}-{suffix}"
-    (run_dir / NODES).mkdir()
-    _point(store / "latest", run_dir.relative_to(store))
-    _point(test_dir / "latest", Path(run_dir.name))
+    (run_dir / files.NODES).mkdir()
+    _point(store / files.LATEST, run_dir.relative_to(store))
+    _point(test_dir / files.LATEST, Path(run_dir.name))
     return run_dir
 
 
@@ -135,9 +128,10 @@ def read_json(path: Path) -> Any:
 def resolve_run_dir(path: Path) -> Path:
     """Accept a run dir, a test dir or a store dir (then its latest run)."""
     path = Path(path)
-    if (path / TEST_JSON).exists() or (path / HISTORY).exists():
+    if (path / files.TEST_JSON).exists() or (path / files.HISTORY).exists():
         return path
-    latest = path / "latest"
+    latest = path / files.LATEST
     if latest.exists():
         return resolve_run_dir(latest.resolve())
-    raise FileNotFoundError(f"{path} is not a run directory (no {TEST_JSON} or {HISTORY})")
+    raise FileNotFoundError(
+        f"{path} is not a run directory (no {files.TEST_JSON} or {files.HISTORY})")

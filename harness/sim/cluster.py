@@ -39,6 +39,7 @@ from harness.sim.node import Reply, SimNode
 from nemesis.executor import HealError, NemesisState, run_schedule
 from nemesis.faults import validate_schedule
 from nemesis.schedule import final_heal
+from splitbrain_common import files
 
 #: Seconds between two observations (status + log) of every node, as the real collector.
 OBSERVE_INTERVAL = 1.0
@@ -69,14 +70,14 @@ class SimCluster:
         self.node_ids = self.config.node_ids
         self.schedule = validate_schedule(list(test.schedule), self.node_ids)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._history = HistoryWriter(self.run_dir / "history.jsonl")
+        self._history = HistoryWriter(self.run_dir / files.HISTORY)
         self._observations: IO[str] = open(  # noqa: SIM115 - closed in close()
-            self.run_dir / "observations.jsonl", "w", encoding="utf-8")
+            self.run_dir / files.OBSERVATIONS, "w", encoding="utf-8")
         self._messages: IO[str] | None = None
         trace = None
         if self.config.trace_messages:
             self._messages = open(  # noqa: SIM115 - closed in close()
-                self.run_dir / "messages.jsonl", "w", encoding="utf-8")
+                self.run_dir / files.MESSAGES, "w", encoding="utf-8")
             trace = self._trace_message
         self.network = SimNetwork(self.loop, random.Random(f"{seed}/net"), self.node_ids,
                                   self._deliver, self.config.latency, trace)
@@ -314,10 +315,10 @@ class SimCluster:
                 self.observe(node_id, "digest", **node.digest())
         for node_id, node in self.nodes.items():
             # As a real run: the ``log`` admin answer of every node that answers it.
-            directory = self.run_dir / store.NODES / node_id
+            directory = self.run_dir / files.NODES / node_id
             directory.mkdir(parents=True, exist_ok=True)
             if node.up and not node.paused and node.host is not None:
-                store.write_json(directory / "final-log.json", node.host.log_dump())
+                store.write_json(directory / files.NODE_FINAL_LOG, node.host.log_dump())
 
     def close(self) -> None:
         self._history.close()

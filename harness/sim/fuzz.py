@@ -35,8 +35,7 @@ from harness.run import store
 from harness.sim.config import SimTest
 from harness.sim.run import SimResult, simulate
 from harness.sim.strategies import count_faults, sim_tests
-
-REPRO = "repro.json"
+from splitbrain_common import files
 
 
 class CheckerFailed(AssertionError):
@@ -69,7 +68,7 @@ class FuzzOutcome:
 
 
 def history_digest(run_dir: Path) -> str:
-    return hashlib.sha256((run_dir / store.HISTORY).read_bytes()).hexdigest()
+    return hashlib.sha256((run_dir / files.HISTORY).read_bytes()).hexdigest()
 
 
 @contextlib.contextmanager
@@ -201,7 +200,7 @@ def save_failure(outcome: FuzzOutcome, test: SimTest, store_dir: Path) -> None:
         "history_sha256": history_digest(run_dir),
         "faults": outcome.faults,
     }
-    outcome.repro = run_dir / REPRO
+    outcome.repro = run_dir / files.REPRO
     outcome.repro.write_text(json.dumps(repro, indent=2) + "\n", encoding="utf-8")
 
 

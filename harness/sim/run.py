@@ -19,6 +19,7 @@ from typing import Any
 from harness.run import store
 from harness.sim.cluster import SimCluster
 from harness.sim.config import SimTest
+from splitbrain_common import files
 
 #: Budget of the linearizability search per run; past it the verdict is unknown.
 CHECK_TIMEOUT = 30.0
@@ -37,7 +38,7 @@ class SimResult:
 
     @property
     def history(self) -> Path:
-        return self.run_dir / store.HISTORY
+        return self.run_dir / files.HISTORY
 
 
 def run_checkers(run_dir: Path, timeout: float = CHECK_TIMEOUT) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def render_report(run_dir: Path) -> Path | None:
     try:
         return Path(render_run_report(run_dir))
     except Exception as exc:
-        (run_dir / "report-error.txt").write_text(f"{type(exc).__name__}: {exc}\n")
+        (run_dir / files.REPORT_ERROR).write_text(f"{type(exc).__name__}: {exc}\n")
         return None
 
 
@@ -90,11 +91,11 @@ def simulate(test: SimTest, run_dir: str | Path, *, check: bool = True,
     """Run ``test`` in the simulator into ``run_dir`` (created if missing)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / store.NODES).mkdir(exist_ok=True)
+    (run_dir / files.NODES).mkdir(exist_ok=True)
     # A run directory holds one run: leftovers of an earlier one would be appended to.
-    for name in (store.HISTORY, store.OBSERVATIONS, store.MESSAGES, store.RESULTS, store.REPORT):
+    for name in (files.HISTORY, files.OBSERVATIONS, files.MESSAGES, files.RESULTS, files.REPORT):
         (run_dir / name).unlink(missing_ok=True)
-    store.write_json(run_dir / store.TEST_JSON, test_json(test))
+    store.write_json(run_dir / files.TEST_JSON, test_json(test))
     started = time.perf_counter()
     cluster = SimCluster(test, run_dir)
     try:
@@ -115,11 +116,11 @@ def simulate(test: SimTest, run_dir: str | Path, *, check: bool = True,
         stats["stopped"] = cluster.stopped
         data = test_json(test)
         data["stopped"] = cluster.stopped
-        store.write_json(run_dir / store.TEST_JSON, data)
+        store.write_json(run_dir / files.TEST_JSON, data)
     results: dict[str, Any] = {"valid": "unknown", "reason": "not checked"}
     if check:
         results = run_checkers(run_dir)
-        store.write_json(run_dir / store.RESULTS, results)
+        store.write_json(run_dir / files.RESULTS, results)
         stats["check_wall_s"] = round(time.perf_counter() - started - simulated, 4)
     report_path = render_report(run_dir) if report and check else None
     return SimResult(run_dir=run_dir, results=results, stats=stats, report=report_path)

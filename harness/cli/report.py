@@ -1,4 +1,4 @@
-"""Subcommands ``report`` and ``serve`` (``check --report`` lives in checker/cli.py).
+"""Subcommands ``report`` and ``serve`` (``check --report`` lives in harness/cli/check.py).
 
     splitbrain report RUN_DIR            re-render RUN_DIR/report.html (and the store index)
     splitbrain serve [--store DIR] [--port P]   browse the store on http://127.0.0.1:P/
@@ -18,8 +18,9 @@ from pathlib import Path
 import trio
 
 from checker.errors import InputError
-from harness.cli.main import EXIT_VALID, UserError
 from reports.render import render_run_report
+from splitbrain_common.errors import UserError
+from splitbrain_common.exits import EXIT_VALID
 
 DEFAULT_PORT = 8080
 

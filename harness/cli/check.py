@@ -27,9 +27,12 @@ from checker.errors import InputError
 from checker.history import FORMATS, STDIN, History, load_history, write_edn
 from checker.linearizable import DEFAULT_MEMORY_MB, check_history
 from checker.models import MODELS, ModelError, get_model
-from checker.runner import RESULTS_NAME, is_run_dir, run_all
+from checker.runner import is_run_dir, run_all
+from harness.cli.main import check_number, check_output_path
+from reports.render import failure_headline, history_headline, render_history_report
+from splitbrain_common import exits, files
+from splitbrain_common.errors import UserError
 
-EXIT_CODES = {True: 0, False: 1, "unknown": 2}
 _SHOWN_PREFIX = 8  # steps of the linearizable prefix shown in text output
 
 
@@ -60,19 +63,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--edn-out", metavar="PATH",
                         help="also write the history as Jepsen EDN (for Knossos or Elle)")
     parser.add_argument("--write-results", action="store_true",
-                        help=f"run directory only: write {RESULTS_NAME} there")
+                        help=f"run directory only: write {files.RESULTS} there")
     parser.set_defaults(handler=handle)
 
 
 def _user_error(message: str) -> Exception:
-    from harness.cli.main import UserError
-
     return UserError(message)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from harness.cli.main import check_number, check_output_path
-
     initial: Any = None
     if args.init is not None:
         try:
@@ -90,7 +89,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.write_results:
         if not is_run:
             raise _user_error("--write-results needs a run directory")
-        check_output_path(str(path / RESULTS_NAME), "--write-results")
+        check_output_path(str(path / files.RESULTS), "--write-results")
     try:
         if is_run:
             if not is_run_dir(path):
@@ -99,7 +98,7 @@ def handle(args: argparse.Namespace) -> int:
             extra = {} if args.init is None else {"initial": initial}
             result = run_all(path, timeout=args.timeout, model=args.model,
                              memory_mb=args.memory, **extra)
-            history_source: Any = path / "history.jsonl"
+            history_source: Any = path / files.HISTORY
             history = load_history(history_source, "jsonl") if args.edn_out else None
             title = f"check {path}"
         else:
@@ -110,7 +109,7 @@ def handle(args: argparse.Namespace) -> int:
             if not history.ops:
                 print(f"splitbrain: {history.source}: no operations in the history: nothing "
                       "was checked", file=sys.stderr)
-                return EXIT_CODES["unknown"]
+                return exits.EXIT_UNKNOWN
             model_name = args.model or history.default_model
             # a history the model cannot read is bad input here: ModelError -> exit 2
             if model_name in TXN_MODELS:
@@ -133,7 +132,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.edn_out and history is not None:
         _write_output(args.edn_out, lambda: write_edn(history, args.edn_out))
     if args.write_results:
-        out = path / RESULTS_NAME
+        out = path / files.RESULTS
         text = json.dumps(result, indent=2, default=str) + "\n"
         _write_output(str(out), lambda: out.write_text(text, encoding="utf-8"))
     if args.report:
@@ -147,12 +146,12 @@ def handle(args: argparse.Namespace) -> int:
         evidence = _headline(path if is_run else history_source, result, is_run, name)
         if evidence:
             print(f"evidence: {evidence}")
-    code = EXIT_CODES.get(result.get("valid"), 2)
+    code = exits.for_validity(result.get("valid"))
     if nothing_checked:
         print(f"splitbrain: {path}: no operation the model could constrain (none, or "
               "only reads of unknown outcome): linearizability checked nothing",
               file=sys.stderr)
-        return EXIT_CODES["unknown"]
+        return exits.EXIT_UNKNOWN
     return code
 
 
@@ -162,10 +161,6 @@ def _headline(source: Any, result: dict[str, Any], is_run: bool, name: str) -> s
     story as ``--report``, ``splitbrain run`` and ``splitbrain replay``. Best effort:
     the verdict and the checker's evidence above stand without it."""
     if result.get("valid") is not False:
-        return None
-    try:
-        from reports.render import failure_headline, history_headline
-    except ImportError:
         return None
     try:
         if is_run:
@@ -203,10 +198,6 @@ def _write_output(path: str, write: Any) -> None:
 
 
 def _write_report(history: History | Path, result: dict[str, Any], out: str, title: str) -> None:
-    try:
-        from reports.render import render_history_report
-    except ImportError as exc:
-        raise _user_error(f"--report: the reports package is not available ({exc})") from None
     name = "transactional" if is_txn_result(result) else "linearizable"
     composed = result if "checkers" in result else {
         "valid": result.get("valid"), "checkers": {name: result}}
