@@ -111,6 +111,8 @@ TARGET_WORDS = ("one", "leader", "minority", "majority", "all", "trigger")
 TRIGGER_NODE = "trigger"
 #: Faults whose value is a target.
 NODE_FAULTS = ("kill", "start", "pause", "resume", "lose-unfsynced")
+#: Faults that act on links between nodes (each needs a network backend in between).
+LINK_FAULTS = ("partition", "loss", "delay", "duplicate", "reorder")
 #: Per-message network faults whose value is {"p": ..., "links": ...}.
 PROBABILITY_FAULTS = ("loss", "duplicate", "reorder")
 
@@ -423,3 +425,65 @@ def history_f(entry: Mapping[str, Any]) -> str:
     if value.get("reset"):
         return "reset-clock"
     return "start-clock-strobe" if "strobe" in value else "bump-clock"
+
+
+# -- the history vocabulary ---------------------------------------------------------
+# One place for the nemesis ``f`` names of a history (docs/DESIGN.md §4.2): the
+# executor records them (through history_f, plus the stop-clock-strobe and heal-all
+# it emits itself), and whoever reads a history (coverage, the report's fault bands)
+# takes the fault kinds they start and stop from here.
+
+#: History ``f`` -> the fault kind it starts.
+STARTED_BY: dict[str, str] = {
+    "start-partition": "partition",
+    "kill": "kill",
+    "lose-unfsynced": "lose-unfsynced",
+    "pause": "pause",
+    **{f"start-{f}": f for f in ("loss", "delay", "duplicate", "reorder")},
+    "bump-clock": "clock",
+    "start-clock-strobe": "clock",
+}
+#: History ``f`` -> the fault kinds it ends. ``start`` and ``resume`` end the node
+#: faults of the nodes their value names only; ``heal-all`` ends everything.
+STOPPED_BY: dict[str, tuple[str, ...]] = {
+    "stop-partition": ("partition",),
+    **{f"stop-{f}": (f,) for f in ("loss", "delay", "duplicate", "reorder")},
+    "reset-clock": ("clock",),
+    "stop-clock-strobe": ("clock",),
+    "start": ("kill", "lose-unfsynced"),
+    "resume": ("pause",),
+    "heal-all": tuple(dict.fromkeys(STARTED_BY.values())),
+}
+#: What other harnesses (Jepsen and its descendants) record for the same events, as
+#: our history ``f``: ``splitbrain check --report`` draws their histories' faults too.
+FOREIGN_F: dict[str, str] = {
+    "partition": "start-partition",
+    "heal": "stop-partition",
+    "heal-partition": "stop-partition",
+    "crash": "kill",
+    "restart": "start",
+    "start-pause": "pause",
+    "stop-pause": "resume",
+    "clock": "bump-clock",
+    "start-clock": "bump-clock",
+    "strobe-clock": "start-clock-strobe",
+    "stop-clock": "reset-clock",
+    "clock-reset": "reset-clock",
+}
+#: Foreign ``f`` names that end several kinds at once (Jepsen's combined nemeses).
+FOREIGN_STOPS: dict[str, tuple[str, ...]] = {
+    "reset": ("partition", "loss", "delay", "duplicate", "reorder", "clock"),
+    "reset-faults": ("loss", "delay", "duplicate", "reorder"),
+}
+
+
+def started_kind(f: str) -> str | None:
+    """The fault kind a history ``f`` starts (ours or a foreign name for it), if any."""
+    return STARTED_BY.get(FOREIGN_F.get(f, f))
+
+
+def stopped_kinds(f: str) -> tuple[str, ...]:
+    """The fault kinds a history ``f`` ends (ours or a foreign name for it)."""
+    if f in FOREIGN_STOPS:
+        return FOREIGN_STOPS[f]
+    return STOPPED_BY.get(FOREIGN_F.get(f, f), ())

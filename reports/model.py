@@ -20,44 +20,16 @@ from typing import Any
 
 from checker.history import read_json_lines
 from checker.models import freeze
+from nemesis.faults import started_kind, stopped_kinds
 
 NS_PER_S = 1_000_000_000
 RESULT_CODES = {"ok": 0, "fail": 1, "info": 2, "pending": 3}
 WRITE_FS = frozenset({"write", "put", "cas", "append", "w"})
 READ_FS = frozenset({"read", "get", "r"})
 
-# A fault kind starts with one of these ``f`` names and ends with the matching stop name.
-# ``heal``-like names close every open fault of the kinds they list.
-_FAULT_STARTS = {
-    "start-partition": "partition",
-    "partition": "partition",
-    "kill": "kill",
-    "crash": "kill",
-    "lose-unfsynced": "kill",
-    "pause": "pause",
-    "start-pause": "pause",
-    "clock": "clock",
-    "start-clock": "clock",
-    "strobe-clock": "clock",
-    "start-clock-strobe": "clock",
-    "bump-clock": "clock",
-}
-_FAULT_STOPS = {
-    "stop-partition": ("partition",),
-    "heal": ("partition",),
-    "heal-partition": ("partition",),
-    "start": ("kill",),
-    "restart": ("kill",),
-    "resume": ("pause",),
-    "stop-pause": ("pause",),
-    "stop-clock": ("clock",),
-    "reset-clock": ("clock",),
-    "clock-reset": ("clock",),
-    "reset": ("partition", "loss", "delay", "duplicate", "reorder", "clock"),
-    "reset-faults": ("loss", "delay", "duplicate", "reorder"),
-    "heal-all": ("partition", "loss", "delay", "duplicate", "reorder", "clock", "pause"),
-}
-_LINK_FAULTS = ("loss", "delay", "duplicate", "reorder")
+# Fault bands come from nemesis.faults' history vocabulary (our names and Jepsen's);
+# the report draws a lose-unfsynced crash as what it leaves: a node down, like a kill.
+_DRAWN_AS = {"lose-unfsynced": "kill"}
 
 
 @dataclass
@@ -267,20 +239,12 @@ def build_history(events: Sequence[Mapping[str, Any]]) -> History:
 
 
 def _fault_kind(f: str) -> str | None:
-    if f in _FAULT_STARTS:
-        return _FAULT_STARTS[f]
-    base = f.removeprefix("start-")
-    if base in _LINK_FAULTS:
-        return base
-    return None
+    kind = started_kind(f)
+    return _DRAWN_AS.get(kind, kind) if kind is not None else None
 
 
 def _stopped_kinds(f: str) -> tuple[str, ...]:
-    if f in _FAULT_STOPS:
-        return _FAULT_STOPS[f]
-    if f.startswith("stop-") and f.removeprefix("stop-") in _LINK_FAULTS:
-        return (f.removeprefix("stop-"),)
-    return ()
+    return tuple(dict.fromkeys(_DRAWN_AS.get(kind, kind) for kind in stopped_kinds(f)))
 
 
 def _nodes_of(value: Any) -> set[str]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from nemesis import faults
+
 if TYPE_CHECKING:
     from harness.db.base import DBOptions
 
@@ -25,9 +27,7 @@ FOREIGN_PEER_PROTOCOL = {
 }
 #: Databases whose nodes send every message through the harness (harness.net.router).
 ROUTED = frozenset({"maelstrom"})
-LINK_FAULTS = frozenset({"partition", "loss", "delay", "duplicate", "reorder"})
-#: Faults the netns backend cannot make on this kernel family without sch_netem.
-NETEM_FAULTS = frozenset({"delay", "duplicate", "reorder"})
+LINK_FAULTS = frozenset(faults.LINK_FAULTS)
 
 
 class AdapterOptionError(ValueError):

@@ -7,10 +7,10 @@ a fault before it starts instead of recording it as failed mid-run.
 from __future__ import annotations
 
 from harness.net.base import Link, Network, NodeAddress
+from nemesis.faults import LINK_FAULTS
 
 BACKENDS = ("proxy", "netns", "router")
 #: Faults that act on links (every one needs a network backend in between).
-LINK_FAULTS = ("partition", "loss", "delay", "duplicate", "reorder")
 
 
 def unsupported_faults(kind: str) -> dict[str, str]:

@@ -38,30 +38,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nemesis.faults import STARTED_BY, STOPPED_BY
 from splitbrain_common import files
-
-#: History ``f`` of a nemesis event -> the fault kind it starts.
-_STARTS = {
-    "start-partition": "partition",
-    "kill": "kill",
-    "pause": "pause",
-    "lose-unfsynced": "lose-unfsynced",
-    "start-loss": "loss",
-    "start-delay": "delay",
-    "start-duplicate": "duplicate",
-    "start-reorder": "reorder",
-    "bump-clock": "clock",
-    "start-clock-strobe": "clock",
-}
-#: Link/clock faults that end with one event (node faults end per node).
-_STOPS = {
-    "stop-partition": "partition",
-    "stop-loss": "loss",
-    "stop-delay": "delay",
-    "stop-duplicate": "duplicate",
-    "stop-reorder": "reorder",
-    "reset-clock": "clock",
-}
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:
@@ -109,7 +87,7 @@ def fault_coverage(history: Iterable[dict[str, Any]]) -> dict[str, Any]:
             continue
         if isinstance(label, str) and label != previous_label:
             scenarios[label] += 1  # slots never overlap: a new label is a new instance
-        kind = _STARTS.get(f)
+        kind = STARTED_BY.get(f)
         if kind is not None:
             if kind in ("kill", "lose-unfsynced", "pause") and not _nodes_of(value):
                 continue  # the target named no node (e.g. no leader at that moment)
@@ -128,8 +106,6 @@ def fault_coverage(history: Iterable[dict[str, Any]]) -> dict[str, Any]:
                 paused.update(_nodes_of(value))
             else:
                 active.add(kind)
-        elif f in _STOPS:
-            active.discard(_STOPS[f])
         elif f == "start":
             down.difference_update(_nodes_of(value))
         elif f == "resume":
@@ -138,6 +114,8 @@ def fault_coverage(history: Iterable[dict[str, Any]]) -> dict[str, Any]:
             active.clear()
             down.clear()
             paused.clear()
+        else:
+            active.difference_update(STOPPED_BY.get(f, ()))
     result: dict[str, Any] = {"faults": dict(sorted(faults.items())),
                               "compositions": dict(sorted(compositions.items())),
                               "scenarios": dict(sorted(scenarios.items()))}
