@@ -28,6 +28,11 @@ they are kept in :attr:`History.nemesis` for reports.
 
 :func:`write_edn` writes a history as Jepsen EDN, one map a line, so it can be
 handed to Knossos or Elle.
+
+Size: the one history model (``Op``, ``History``) and its readers, which share the
+pairing (``_Pairer``) and the path:line errors. Issue 17 item 2 (one model for the
+checkers, the log-order reader and the reports) grows the model here; the EDN and
+Porcupine readers are the part to move out next.
 """
 
 from __future__ import annotations

@@ -44,6 +44,11 @@ on taking office; pipelining (probe/replicate/snapshot progress states with
 an in-flight window) and batching; commit piggybacked on appends and
 heartbeats; snapshots, compaction and InstallSnapshot; read-index and lease
 reads.
+
+Size: one class, ``RaftCore``, whose handlers share the role state and the invariants
+every handler must keep (etcd's raft.go is one file for the same reason); what stands
+apart already lives apart: the log (``log.py``), replication progress (``progress.py``),
+messages (``messages.py``) and planted bugs (``bugs.py``).
 """
 
 from __future__ import annotations

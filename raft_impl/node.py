@@ -32,6 +32,10 @@ was last received. So ``offset`` is a bump relative to real time and ``rate``
 the speed from then on, without a jump; ``offset 0, rate 1`` is normal.
 
 Requests, answers, error codes and stdout events: docs/DESIGN.md, sections 2 and 3.
+
+Size: the tasks listed above share one nursery, one host and the node's sockets; each
+is short, and keeping them in one file keeps this list the whole picture of the
+process's I/O (the decisions are in ``host.py``).
 """
 
 from __future__ import annotations

@@ -45,6 +45,9 @@ needs no extra fsync.
 fsync of the directory: ``write_snapshot_file``); only then is its ``SNAPSHOT``
 mark staged, and once the batch with the mark is durable ``compact()`` deletes
 WAL segments whose entries are all covered, and older snapshot files.
+
+Size: the WAL, its recovery and the snapshot files are one module so that the
+durability ordering (write, fsync, watermark, rename) is read and changed in one place.
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ completions, nemesis events into fault intervals, the checkers' evidence into
 "which operation failed, which write did it miss, which fault was active", and
 long series into a few thousand points a browser can draw quickly. Keeping it
 apart from the templates lets the tests check the facts, not the markup.
+
+Size: over 1,200 lines because it still holds a second history model (``Op`` with
+result/out/start/end, its own pairing in ``build_history`` and ``events_from``) beside
+the evidence explanations; issue 17 item 2 replaces that model with checker.history's and
+leaves a display view here, which is when this file is split (explanations apart).
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ itself). The async part (:func:`execute`) owns every process and relay of
 the run inside one nursery; the checkers and the report run afterwards,
 outside Trio, on the files alone — exactly what ``splitbrain check RUN_DIR``
 does later. The files and ``test.json``'s keys: docs/DESIGN.md, sections 7 and 8.
+
+Size: ``RunConfig``, the plan and a run's phases in the order they happen, so a run
+reads top to bottom like the diagram above; the parts it drives live in this package.
 """
 
 from __future__ import annotations
