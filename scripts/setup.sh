@@ -13,6 +13,8 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server etcd-client)
 # --net netns (and its tests) need iproute2 and iptables.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v iptables-restore >/dev/null 2>&1 || need_apt+=(iptables)
+# fuzz --redis (and its test) share the example database through a Redis server.
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if ((${#need_apt[@]})) && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${need_apt[*]}"
     apt-get update -qq >/dev/null

@@ -138,7 +138,7 @@ def executed(order: Sequence[int], shapes: Sequence[Sequence[tuple[str, Any]]],
 
 @st.composite
 def txn_histories(draw: st.DrawFn, model: str, keys: str = "xyz", max_txns: int = 5,
-                  max_mops: int = 4) -> History:
+                  max_mops: int = 4, events: bool = False) -> Any:
     """Small transactional histories, from correct executions to random garbage.
 
     The shapes (which micro-ops on which keys) are drawn, then the results
@@ -150,7 +150,8 @@ def txn_histories(draw: st.DrawFn, model: str, keys: str = "xyz", max_txns: int 
     or a random interleaving. Transactions may fail, end ``info`` or never
     complete; processes are reused when free (one transaction at a time, a
     fresh one after an unknown outcome, as Jepsen does), so process order
-    is exercised as well as real time.
+    is exercised as well as real time. With ``events`` the event dicts (a
+    history's JSONL lines) come back instead of the paired History.
     """
     write_f = "append" if model == "list-append" else "w"
     count = draw(st.integers(1, max_txns))
@@ -199,7 +200,7 @@ def txn_histories(draw: st.DrawFn, model: str, keys: str = "xyz", max_txns: int 
     free: list[int] = []
     fresh = 0
     process: dict[int, int] = {}
-    events: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
     for _, i, phase in timeline:
         if phase == 0:
             pick = draw(st.integers(0, len(free)))
@@ -207,12 +208,12 @@ def txn_histories(draw: st.DrawFn, model: str, keys: str = "xyz", max_txns: int 
                 process[i], fresh = fresh, fresh + 1
             else:
                 process[i] = free.pop(pick)
-            events.append({"process": process[i], "type": "invoke", "f": "txn",
-                           "value": invocation(txns[i])})
+            lines.append({"process": process[i], "type": "invoke", "f": "txn",
+                          "value": invocation(txns[i])})
         else:
             kind = kinds[i]
-            events.append({"process": process[i], "type": kind, "f": "txn",
-                           "value": txns[i] if kind == "ok" else invocation(txns[i])})
+            lines.append({"process": process[i], "type": kind, "f": "txn",
+                          "value": txns[i] if kind == "ok" else invocation(txns[i])})
             if kind != "info":
                 free.append(process[i])
-    return history_from_events(events)
+    return lines if events else history_from_events(lines)

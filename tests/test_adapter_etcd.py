@@ -16,6 +16,7 @@ from harness.db.etcd import (
     decode_value,
     encode,
     etcd_binary,
+    raft_status_fields,
     request_for,
     txn_commit_request,
     txn_keys,
@@ -84,6 +85,30 @@ def test_a_txn_is_a_snapshot_then_a_commit_on_unchanged_mod_revisions() -> None:
             decode_value(p["request_put"]["value"]) for p in commit["success"]} == written
     registers, wrote = apply_txn([["w", "k1", 9], ["r", "k1", None]], snapshot)
     assert registers == [["w", "k1", 9], ["r", "k1", 9]] and wrote == {"k1": 9}
+
+
+def test_status_comes_from_raft_itself_with_its_current_term() -> None:
+    """raft.status (``/debug/vars``): ids in hex, the term raft is in (the maintenance
+    API's raftTerm is the last applied entry's, which lags a new leader's)."""
+
+    class Members:
+        def __init__(self) -> None:
+            self.member_ids = {"n2": 0x1F}
+
+        def node_of(self, member: int) -> str | None:
+            return next((n for n, m in self.member_ids.items() if m == member), None)
+
+    members = Members()
+    raft = {"id": "8e9e05c52164694d", "term": 13, "vote": "8e9e05c52164694d",
+            "commit": 994, "lead": "8e9e05c52164694d", "raftState": "StateLeader",
+            "applied": 986}
+    assert raft_status_fields("n4", raft, members) == {
+        "id": "n4", "role": "leader", "term": 13, "leader": "n4", "commit": 994,
+        "applied": 986}
+    assert members.member_ids["n4"] == 10276657743932975437  # the header's member_id
+    follower = {"id": "1f", "term": 13, "lead": "0", "raftState": "StatePreCandidate"}
+    assert raft_status_fields("n2", follower, members)["role"] == "pre-candidate"
+    assert raft_status_fields("n2", follower, members)["leader"] is None
 
 
 def test_network_and_read_mode_choices() -> None:

@@ -411,3 +411,56 @@ def test_g0_process() -> None:
     result = check(history)
     assert result["anomaly_types"] == ["G0-process"]
     assert edges(result, "G0-process") == [("process", None), ("ww", "x")]
+
+
+def _edn(value: Any, keyword: bool) -> str:
+    if value is None:
+        return "nil"
+    if isinstance(value, str):
+        return f":{value}" if keyword else json.dumps(value)
+    if isinstance(value, list):
+        return "[" + " ".join(_edn(v, keyword) for v in value) + "]"
+    return str(value)
+
+
+@st.composite
+def edn_texts(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str]:
+    """A txn history's events, and an EDN text of them in a drawn layout: one map a
+    line or a vector, maps spread over lines, record literals, commas or not, fields
+    in any order, keywords or strings for keys, nothing but what Elle writes or more."""
+    events = draw(txn_histories(draw(st.sampled_from(["list-append", "rw-register"])),
+                                events=True))
+    keys_as_keywords = draw(st.booleans())
+    vector = draw(st.booleans())
+    comma = draw(st.sampled_from([", ", " ", ",\n  ", "\n "]))
+    record = draw(st.booleans())
+    maps = []
+    for index, event in enumerate(events):
+        mops = [[f":{f}", _edn(k, keys_as_keywords), _edn(v, False)]
+                for f, k, v in event["value"]]
+        fields = {":index": str(index), ":type": f":{event['type']}",
+                  ":process": str(event["process"]), ":f": ":txn",
+                  ":value": "[" + " ".join("[" + " ".join(m) + "]" for m in mops) + "]"}
+        names = draw(st.permutations(list(fields)))
+        body = "{" + comma.join(f"{name} {fields[name]}" for name in names) + "}"
+        maps.append(("#jepsen.history.Op" if record else "") + body)
+    text = ("[" + "\n ".join(maps) + "]\n") if vector else "\n".join(maps) + "\n"
+    return events, text
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(edn_texts())
+def test_any_edn_layout_of_a_txn_history_reads_as_its_events(
+        tmp_path_factory: pytest.TempPathFactory, case: tuple[list[dict[str, Any]], str]) -> None:
+    from checker.elle.txn import txns_from_history
+    from checker.history import history_from_events, load_history
+
+    events, text = case
+    path = tmp_path_factory.mktemp("edn") / "history.edn"
+    path.write_text(text, encoding="utf-8")
+    expected = [(t.process, t.type, t.mops, t.call, t.complete)
+                for t in txns_from_history(history_from_events(events))]
+    got = [(t.process, t.type, t.mops, t.call, t.complete)
+           for t in txns_from_history(load_history(path))]
+    assert got == expected, text

@@ -15,7 +15,10 @@ not the same interleaving).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -73,6 +76,20 @@ def register(subparsers: Any) -> None:
                       help="register only: the simulator's clients issue no transactions "
                            "yet (list-append and rw-register run with `splitbrain run`)")
     fuzz.add_argument("--quiet", action="store_true", help="no progress output")
+    fuzz.add_argument("--workers", type=int, default=1, metavar="N",
+                      help="N worker processes searching in parallel (each its own seed), "
+                           "sharing one example database; the first failure stops all "
+                           "(default 1)")
+    shared = fuzz.add_mutually_exclusive_group()
+    shared.add_argument("--db-dir", default=None, metavar="DIR",
+                        help="Hypothesis example database in DIR, shared by the workers of "
+                             "this machine and kept between campaigns (default with "
+                             "--workers: a temporary one)")
+    shared.add_argument("--redis", default=None, metavar="URL",
+                        help="Hypothesis example database in Redis (redis://host:port/db), "
+                             "shared by workers on several machines: a failure one finds "
+                             "stops and is replayed by all")
+    fuzz.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     fuzz.set_defaults(handler=run_fuzz)
 
     replay = subparsers.add_parser(
@@ -95,64 +112,224 @@ def register(subparsers: Any) -> None:
 
 
 def run_fuzz(args: argparse.Namespace) -> int:
-    from checker.results import failing_checkers
     from harness.sim.config import validate_bugs
-    from harness.sim.fuzz import fuzz
 
     check_number(args.examples, "--examples", integer=True)
     check_number(args.search_seconds, "--search-seconds")
     check_number(args.time_limit, "--time-limit")
     check_number(args.max_faults, "--max-faults", inclusive=True, integer=True)
     check_number(args.shrink_seconds, "--shrink-seconds")
+    check_number(args.workers, "--workers", integer=True)
     if args.nodes < 1 or args.nodes > 9:
         raise UserError(f"--nodes must be between 1 and 9, got {args.nodes}")
     try:
         bugs = sorted(validate_bugs(args.bug))
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    out = sys.stderr
-
-    failed: list[int] = []
-
-    def progress(number: int, result: Any) -> None:
-        if args.quiet:
-            return
-        if result.valid is False and not failed:
-            failed.append(number)
-            print(f"  test {number} fails ({', '.join(failing_checkers(result.results))}); "
-                  "shrinking it ...", file=out, flush=True)
-        elif number % 100 == 0:
-            state = "shrinking" if failed else "searching"
-            print(f"  {number} tests run ({state})", file=out, flush=True)
-
+    if args.workers < 1 or args.workers > 256:
+        raise UserError(f"--workers must be between 1 and 256, got {args.workers}")
     examples = args.examples or (DEFAULT_BUG_EXAMPLES if bugs else DEFAULT_EXAMPLES)
     search_seconds = args.search_seconds
     if search_seconds is None and bugs:
         search_seconds = DEFAULT_BUG_SEARCH_SECONDS
+    if args.workers > 1 and args.worker_index is None:
+        return _run_workers(args, bugs, examples, search_seconds)
+    return _run_search(args, bugs, examples, search_seconds)
+
+
+def _campaign(args: argparse.Namespace, bugs: list[str]) -> dict[str, Any]:
+    """What defines a campaign's property (workers with these share failures)."""
+    return {"bugs": bugs, "nodes": args.nodes, "read_modes": sorted(args.read_mode),
+            "time_limit": args.time_limit, "max_faults": args.max_faults,
+            "workload": args.workload}
+
+
+def _run_search(args: argparse.Namespace, bugs: list[str], examples: int,
+                search_seconds: float | None) -> int:
+    """One search: the whole of ``fuzz`` without --workers, or worker ``--worker-index``."""
+    from checker.results import failing_checkers
+    from harness.sim import workers
+    from harness.sim.fuzz import fuzz
+
+    worker = args.worker_index
+    prefix = "" if worker is None else f"[w{worker}] "
+    out = sys.stderr
+
+    def say(text: str, *, result: bool = False) -> None:
+        # Alone, results go to stdout; a worker's stdout carries JSON for its parent.
+        print(prefix + text, file=sys.stdout if result and worker is None else out,
+              flush=True)
+
+    try:
+        database = workers.open_database(args.db_dir, args.redis)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    announcements = None
+    if database is not None:
+        key = workers.campaign_key(**_campaign(args, bugs))
+        database = workers.CampaignDatabase(database, key)
+        name = f"{socket.gethostname()}:{os.getpid()}"
+        announcements = workers.Announcements(database.inner, key, name)
+        found = announcements.find()
+        if found is not None:
+            code = _replay_announced(found, announcements, say, worker)
+            if code is not None:
+                return code
+
+    failed: list[int] = []
+
+    def progress(number: int, result: Any) -> None:
+        if result.valid is False and not failed:
+            failed.append(number)
+            if worker is not None:
+                workers.emit({"event": "found", "test": number})
+            if not args.quiet:
+                say(f"  test {number} fails ({', '.join(failing_checkers(result.results))}); "
+                    "shrinking it ...")
+        elif number % 100 == 0 and not args.quiet:
+            state = "shrinking" if failed else "searching"
+            say(f"  {number} tests run ({state})")
+
     label = ", ".join(bugs) if bugs else "the correct implementation"
     bound = f", searching for at most {search_seconds:g} s" if search_seconds else ""
-    print(f"splitbrain fuzz: up to {examples} simulated tests of {label}{bound}", file=out)
+    say(f"splitbrain fuzz: up to {examples} simulated tests of {label}{bound}")
     outcome = fuzz(examples=examples, bugs=bugs, seed=args.seed, nodes=args.nodes,
                    store_dir=args.store, read_modes=args.read_mode or None,
                    time_limit=args.time_limit, max_faults=args.max_faults,
                    shrink_seconds=args.shrink_seconds, search_seconds=search_seconds,
-                   progress=progress, workload=args.workload)
+                   progress=progress, workload=args.workload, database=database,
+                   announcements=announcements)
+    done: dict[str, Any] = {"event": "done", "found": outcome.found,
+                            "examples": outcome.examples,
+                            "elapsed_s": round(outcome.elapsed_s, 3),
+                            "unknown": outcome.unknown}
+    if outcome.announced is not None and announcements is not None:
+        say(f"  stopped after {outcome.examples} tests: {outcome.announced['worker']} "
+            "announced a failure")
+        code = _replay_announced(outcome.announced, announcements, say, worker)
+        if code is not None:
+            return code
     if not outcome.found:
         unknown = f", {outcome.unknown} unknown verdicts" if outcome.unknown else ""
         spent = search_seconds is not None and outcome.elapsed_s >= search_seconds
         budget = f"; the search budget of {search_seconds:g} s ran out" if spent else ""
-        print(f"no failure in {outcome.examples} tests ({outcome.elapsed_s:.1f} s{unknown})"
-              f"{budget}")
+        say(f"no failure in {outcome.examples} tests ({outcome.elapsed_s:.1f} s{unknown})"
+            f"{budget}", result=True)
+        if worker is not None:
+            workers.emit(done)
         return 0
-    print(f"FAILURE found after {outcome.seconds_to_first_failure:.1f} s; shrunk to "
-          f"{outcome.faults} fault(s) in {outcome.elapsed_s:.1f} s total")
-    print(f"  failing checkers: {', '.join(outcome.failing) or '?'}")
-    print(f"  run directory:    {outcome.run_dir}")
+    lines = [
+        f"FAILURE found after {outcome.seconds_to_first_failure:.1f} s; shrunk to "
+        f"{outcome.faults} fault(s) in {outcome.elapsed_s:.1f} s total",
+        f"  failing checkers: {', '.join(outcome.failing) or '?'}",
+        f"  run directory:    {outcome.run_dir}",
+    ]
     if outcome.report is not None:
-        print(f"  report:           {outcome.report}")
-    print(f"  reproduction:     {outcome.repro}")
-    print(f"  replay with:      splitbrain replay {outcome.repro}")
+        lines.append(f"  report:           {outcome.report}")
+    lines += [f"  reproduction:     {outcome.repro}",
+              f"  replay with:      splitbrain replay {outcome.repro}"]
+    if worker is not None:
+        done.update(seconds_to_first_failure=outcome.seconds_to_first_failure,
+                    lines=lines, repro=str(outcome.repro))
+        workers.emit(done)
+        return 1
+    for line in lines:
+        say(line, result=True)
     return 1
+
+
+def _replay_announced(found: dict[str, Any], announcements: Any, say: Any,
+                      worker: int | None) -> int | None:
+    """Replay a failure another worker announced: 1 when it fails here too (this search
+    stops), None when it no longer fails (withdrawn: the search goes on)."""
+    from checker.results import failing_checkers
+    from harness.sim import workers
+    from harness.sim.config import SimTest
+    from harness.sim.run import simulate
+
+    test = SimTest.from_json(found["test"])
+    with tempfile.TemporaryDirectory(prefix="splitbrain-replay-") as scratch:
+        result = simulate(test, Path(scratch) / "replay")
+    if result.valid is False:
+        checkers = ", ".join(failing_checkers(result.results)) or "invalid"
+        say(f"replayed the failure {found['worker']} announced: it fails here too "
+            f"({checkers}); its finder saves the shrunk case", result=True)
+        if worker is not None:
+            workers.emit({"event": "done", "found": False, "replayed": True,
+                          "announced_by": found["worker"]})
+        return 1
+    say(f"the failure {found['worker']} announced does not fail here "
+        f"({result.valid}): withdrawn, searching")
+    announcements.withdraw(found)
+    return None
+
+
+def _run_workers(args: argparse.Namespace, bugs: list[str], examples: int,
+                 search_seconds: float | None) -> int:
+    """``--workers N``: N ``splitbrain fuzz`` processes under Trio (harness.sim.workers)."""
+    import shutil
+
+    import trio
+
+    from harness.sim import workers
+
+    scratch_db = None
+    db_args: list[str]
+    if args.redis:
+        db_args = ["--redis", args.redis]
+        where = f"Redis {args.redis}"
+    else:
+        db_dir = args.db_dir
+        if db_dir is None:
+            db_dir = scratch_db = tempfile.mkdtemp(prefix="splitbrain-fuzz-db-")
+        db_args = ["--db-dir", db_dir]
+        where = f"directory {db_dir}"
+    common = [sys.executable, "-m", "harness", "fuzz", "--examples", str(examples),
+              "--nodes", str(args.nodes), "--store", args.store,
+              "--max-faults", str(args.max_faults),
+              "--shrink-seconds", str(args.shrink_seconds), "--workload", args.workload,
+              *db_args]
+    for bug in bugs:
+        common += ["--bug", bug]
+    for mode in args.read_mode:
+        common += ["--read-mode", mode]
+    if search_seconds is not None:
+        common += ["--search-seconds", str(search_seconds)]
+    if args.time_limit is not None:
+        common += ["--time-limit", str(args.time_limit)]
+    if args.quiet:
+        common.append("--quiet")
+    argvs = []
+    for index in range(args.workers):
+        argv = [*common, "--worker-index", str(index)]
+        seed = workers.worker_seed(args.seed, index)
+        if seed is not None:
+            argv += ["--seed", str(seed)]
+        argvs.append(argv)
+    label = ", ".join(bugs) if bugs else "the correct implementation"
+    print(f"splitbrain fuzz: {args.workers} workers searching {label}; example database: "
+          f"{where}", file=sys.stderr, flush=True)
+    try:
+        outcome = trio.run(functools.partial(workers.supervise, argvs, err=sys.stderr))
+    finally:
+        if scratch_db is not None:
+            shutil.rmtree(scratch_db, ignore_errors=True)
+    for state in outcome.workers:
+        done = state.done
+        if done.get("found"):
+            print(f"worker {state.index} found a failure (first failing test after "
+                  f"{state.found_after:.1f} s of the campaign):")
+            for line in done.get("lines", []):
+                print(line)
+        elif done.get("replayed"):
+            print(f"worker {state.index} replayed it: fails there too")
+        elif done:
+            print(f"worker {state.index}: no failure in {done.get('examples')} tests")
+        else:
+            print(f"worker {state.index}: stopped (exit {state.code})")
+    if outcome.interrupted:
+        print("splitbrain: interrupted", file=sys.stderr)
+    return outcome.exit_code
 
 
 def run_replay(args: argparse.Namespace) -> int:

@@ -45,8 +45,10 @@ address and per-link relays cannot sit in between. Partitions therefore use
 What etcd does not expose: its Raft log (the log-order checks that need it
 report ``unknown`` with that reason), a per-revision KV hash in the 3.4 JSON
 gateway (no digests), clock control and unfsynced-write loss. ``status``
-(role, term, leader, commit and applied index) comes from
-``/v3/maintenance/status``, so leader-per-term is still checked.
+(role, term, leader, commit and applied index) comes from raft's own
+``raft.status`` (``GET /debug/vars``), so leader-per-term is still checked;
+``/v3/maintenance/status`` only where that is missing (its term lags a new
+leader's: see ``EtcdDB.status``).
 """
 
 from __future__ import annotations
@@ -206,6 +208,27 @@ def txn_commit_request(snapshot: dict[str, tuple[Any, int]],
     }
 
 
+#: raft.status's ``raftState`` -> the role names of the observation format
+RAFT_ROLES = {"StateLeader": "leader", "StateFollower": "follower",
+              "StateCandidate": "candidate", "StatePreCandidate": "pre-candidate"}
+
+
+def raft_status_fields(node_id: str, raft: dict[str, Any], db: Any) -> dict[str, Any]:
+    """The ``status`` fields from etcd's ``raft.status`` (ids in hex, term current)."""
+    member = int(str(raft.get("id") or "0"), 16)
+    if member:
+        db.member_ids[node_id] = member
+    leader = int(str(raft.get("lead") or "0"), 16)
+    return {
+        "id": node_id,
+        "role": RAFT_ROLES.get(str(raft.get("raftState")), "follower"),
+        "term": int(raft.get("term") or 0),
+        "leader": db.node_of(leader) if leader else None,
+        "commit": int(raft.get("commit") or 0),
+        "applied": int(raft.get("applied") or 0),
+    }
+
+
 def error_text(status: int, answer: Any) -> str:
     if isinstance(answer, dict):
         text = answer.get("error") or answer.get("message")
@@ -342,6 +365,21 @@ class EtcdDB(ProcessDB):
         return None
 
     async def status(self, node_id: str) -> dict[str, Any]:
+        """Role, term and leader from raft itself (``/debug/vars``' ``raft.status``,
+        one consistent snapshot of raft's state), else from the maintenance API.
+
+        The maintenance API's ``raftTerm`` is the term etcd last *applied*, while
+        its ``leader`` is current: a member elected in term 13 that has not yet
+        applied an entry of term 13 reports itself leader "in term 10", which
+        looks like a second leader of term 10 (leader-per-term failed a correct
+        etcd that way, 2026-12-08).
+        """
+        try:
+            raft = await self.raft_status(node_id)
+        except DBError:
+            raft = None
+        if raft is not None:
+            return raft
         answer = await self.post(node_id, "/v3/maintenance/status", {})
         header = answer.get("header") or {}
         member = int(header.get("member_id") or 0)
@@ -359,6 +397,22 @@ class EtcdDB(ProcessDB):
             "applied": int(answer.get("raftAppliedIndex") or 0),
             "revision": int(header.get("revision") or 0),
         }
+
+    async def raft_status(self, node_id: str) -> dict[str, Any] | None:
+        """``status`` from raft's own ``raft.status`` expvar; None if etcd has none."""
+        address = self.reachable(node_id).address
+        connection = HttpConnection(address.host, address.client_port)
+        try:
+            with trio.fail_after(ADMIN_TIMEOUT):
+                status, answer = await connection.get("/debug/vars")
+        except (trio.TooSlowError, ConnectionLost, HttpError) as exc:
+            raise DBError(f"{node_id} did not answer /debug/vars: {exc or 'timeout'}") from exc
+        finally:
+            await connection.aclose()
+        raft = answer.get("raft.status") if status == 200 and isinstance(answer, dict) else None
+        if not isinstance(raft, dict) or "term" not in raft:
+            return None
+        return raft_status_fields(node_id, raft, self)
 
     async def state_digest(self, node_id: str) -> dict[str, Any]:
         raise Unsupported(

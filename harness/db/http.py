@@ -53,22 +53,26 @@ class HttpConnection(StreamConnection):
 
     async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         """POST a JSON body; returns (status, decoded JSON answer). No timeout here."""
+        return await self._request("POST", path, body)
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        """GET a JSON document (etcd's ``/debug/vars``); (status, decoded answer)."""
+        return await self._request("GET", path, None)
+
+    async def _request(self, method: str, path: str,
+                       body: dict[str, Any] | None) -> tuple[int, Any]:
         async with self._lock:
             stream = await self._connect()
             protocol = self._protocol
             finished = False
             sent = False
             try:
-                payload = json.dumps(body).encode()
-                request = h11.Request(
-                    method="POST",
-                    target=path,
-                    headers=[
-                        ("Host", f"{self.host}:{self.port}"),
-                        ("Content-Type", "application/json"),
-                        ("Content-Length", str(len(payload))),
-                    ],
-                )
+                payload = b"" if body is None else json.dumps(body).encode()
+                headers = [("Host", f"{self.host}:{self.port}")]
+                if body is not None:
+                    headers.append(("Content-Type", "application/json"))
+                headers.append(("Content-Length", str(len(payload))))
+                request = h11.Request(method=method, target=path, headers=headers)
                 data = protocol.send(request) + protocol.send(h11.Data(data=payload))
                 data += protocol.send(h11.EndOfMessage())
                 try:

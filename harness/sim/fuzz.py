@@ -61,6 +61,9 @@ class FuzzOutcome:
     faults: int | None = None
     seconds_to_first_failure: float | None = None
     failing: list[str] = field(default_factory=list)
+    #: A failure another worker announced, which stopped this search (``--workers``,
+    #: harness.sim.workers): ``{"worker", "test"}``.
+    announced: dict[str, Any] | None = None
 
     @property
     def found(self) -> bool:
@@ -93,7 +96,8 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
          time_limit: float | None = None, max_faults: int = 8,
          shrink_seconds: float | None = 120.0, search_seconds: float | None = None,
          progress: Callable[[int, SimResult], None] | None = None,
-         workload: str = "register") -> FuzzOutcome:
+         workload: str = "register", database: Any = None,
+         announcements: Any = None) -> FuzzOutcome:
     """Run the property on up to ``examples`` drawn tests; shrink and save the first failure.
 
     ``packages`` None lets each planted bug's suit choose the faults
@@ -103,6 +107,11 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
     budget, ``shrink_seconds``). ``workload`` is ``register``, ``list-append`` or
     ``rw-register`` (``--workload``): the transactional ones are checked by
     ``checker.elle`` as in a real run.
+
+    ``database`` is Hypothesis's example database (None: none), shared by the
+    workers of a campaign; ``announcements`` (``harness.sim.workers.Announcements``)
+    tells the other workers of a failure as soon as it is met, and stops this search
+    when another worker announces one (``outcome.announced``).
     """
     _import_what_a_campaign_imports()
     store_dir = Path(store_dir)
@@ -112,13 +121,19 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
                          name=name, workload=workload)
     scratch = Path(tempfile.mkdtemp(prefix="splitbrain-fuzz-"))
     counter = itertools.count(1)
-    state: dict[str, Any] = {"failing": None, "first": None, "unknown": 0, "calls": 0}
+    state: dict[str, Any] = {"failing": None, "first": None, "unknown": 0, "calls": 0,
+                             "announced": None}
     started = time.perf_counter()
 
     def check_one(test: SimTest) -> None:
         if (search_seconds is not None and state["first"] is None
                 and time.perf_counter() - started > search_seconds):
             raise _SearchBudgetSpent
+        if announcements is not None and state["first"] is None:
+            found = announcements.find(rate_limited=True)
+            if found is not None:
+                state["announced"] = found
+                raise _SearchBudgetSpent
         number = next(counter)
         state["calls"] = number
         run_dir = scratch / f"example-{number}"
@@ -134,6 +149,8 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
                 state["failing"] = test
                 if state["first"] is None:
                     state["first"] = time.perf_counter() - started
+                    if announcements is not None:
+                        announcements.announce(test.to_json())
                 raise CheckerFailed(", ".join(failing_checkers(result.results)) or "invalid")
             if result.valid != True:  # noqa: E712 - "unknown" is truthy
                 state["unknown"] += 1
@@ -142,7 +159,7 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
 
     runner = given(strategy)(check_one)
     runner = settings(
-        max_examples=examples, deadline=None, database=None, derandomize=False,
+        max_examples=examples, deadline=None, database=database, derandomize=False,
         suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
         verbosity=Verbosity.quiet,
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
@@ -157,7 +174,7 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     outcome = FuzzOutcome(examples=state["calls"], elapsed_s=time.perf_counter() - started,
-                          unknown=state["unknown"])
+                          unknown=state["unknown"], announced=state["announced"])
     failing: SimTest | None = state["failing"]
     if failing is None:
         return outcome
