@@ -1,6 +1,6 @@
 """The message behind a node's complaint, found in the run's message trace.
 
-Kept apart from ``checker.complaints`` (which needs the log-order records) so the
+Kept apart from ``checker.logorder.complaints`` (which needs the log-order records) so the
 report can describe a traced message without importing the checkers.
 """
 

@@ -105,7 +105,7 @@ def test_output_lines_matching_a_pattern_become_complaints_once(tmp_path: Path) 
 def test_a_complaint_names_the_traced_message_that_caused_it(tmp_path: Path) -> None:
     """The checker finds the culprit in messages.jsonl: the last matching message to the
     complaining node traced before the complaint was found, not a later or another's."""
-    from checker.complaints import ComplaintTracker
+    from checker.logorder.complaints import ComplaintTracker
 
     (tmp_path / "n2").mkdir()
     (tmp_path / "n2" / "stderr.log").write_text(

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from logorder_helpers import Hist, Obs, entry, kinds, sub
 
-from checker.complaints import ComplaintTracker
 from checker.errors import InputError
 from checker.logorder import Observations
+from checker.logorder.complaints import ComplaintTracker
 
 NODES = ("n1", "n2", "n3")
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from checker.complaints import ComplaintTracker
+from checker.logorder.complaints import ComplaintTracker
 from checker.logorder.digests import DigestTracker
 from checker.logorder.leaders import LeaderTracker
 from checker.logorder.logs import LogTracker
