@@ -412,3 +412,31 @@ async def test_entries_of_a_composite_carry_its_name_into_the_history(autojump_c
     # deaf-leader: the leader hears nobody, everyone still hears it.
     assert events[0]["value"]["grudge"] == {"n1": ["n2", "n3", "n4", "n5"]}
     assert state.errors == []
+
+
+async def test_a_start_of_several_nodes_brings_them_back_at_once(autojump_clock):
+    """Killed together, started together: one after the other, each waiting to be ready,
+    the first nodes back would elect among themselves before the last one is up."""
+    cluster = FakeCluster()
+    cluster.start_delay = 1.0
+    events, record, clock = recorder()
+    schedule = [{"at": 0, "f": "kill", "value": "all"},
+                {"at": 1, "f": "start", "value": "all"},
+                {"at": 1.5, "f": "heal"}]
+    began = trio.current_time()
+    await run_schedule(schedule, cluster, record, clock)
+    start = next(e for e in events if e["f"] == "start")
+    assert start["value"] == {"target": "all", "nodes": sorted(NODES)}
+    assert start["time"] == pytest.approx(2e9, abs=1e7), "three starts took one start's time"
+    assert trio.current_time() - began < 2.5 and cluster.whole()
+    # A start that fails is recorded as failed once the other starts have finished.
+    cluster.failing.add("start")
+    events.clear()
+    from nemesis.executor import HealError
+
+    with pytest.raises(HealError):  # the final heal cannot start n2 either
+        await run_schedule([{"at": 0, "f": "kill", "value": ["n2"]},
+                            {"at": 0.5, "f": "start", "value": "all"}, {"at": 1, "f": "heal"}],
+                           cluster, record, clock)
+    failed = next(e for e in events if e["f"] == "start")
+    assert failed["value"]["error"] == "RuntimeError: n2 will not start", events
