@@ -418,6 +418,7 @@ async def test_a_start_of_several_nodes_brings_them_back_at_once(autojump_clock)
     """Killed together, started together: one after the other, each waiting to be ready,
     the first nodes back would elect among themselves before the last one is up."""
     cluster = FakeCluster()
+    cluster.concurrent_starts = True  # type: ignore[attr-defined]
     cluster.start_delay = 1.0
     events, record, clock = recorder()
     schedule = [{"at": 0, "f": "kill", "value": "all"},

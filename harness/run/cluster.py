@@ -57,6 +57,10 @@ def node_names(count: int) -> list[str]:
 class Cluster:
     """The running cluster: what the nemesis, clients and collector act on."""
 
+    #: A start of several nodes starts them at once (``nemesis.executor``): each waits
+    #: a second or more for its process to be ready on a loaded machine.
+    concurrent_starts = True
+
     def __init__(
         self,
         db: DB,
