@@ -27,11 +27,11 @@ Module map (one line per module; a package's ``__init__`` says more)::
       store.py          run directory names and atomic writes (store/TEST/STAMP/)
       coverage.py       coverage.json: what a run exercised
       campaign.py       many runs over a matrix, campaign.json
+      display.py        the live terminal table of a run (rich)
     net/                link faults: proxy (frame relays), netns (root), router (Maelstrom)
     sim/                deterministic simulation of raft_impl cores (imports raft_impl)
     cli/                the splitbrain command: main.py (entry point), run.py, campaign.py,
-                        check.py, report.py (report, serve), sim.py (sim, fuzz, replay),
-                        display.py (live table)
+                        check.py, report.py (report, serve), sim.py (sim, fuzz, replay)
     pytest/             the pytest plugin (plugin.py) and its fixtures (fixtures.py)
 
 Where a history line goes (docs/DESIGN.md §4): written by run/clients.py

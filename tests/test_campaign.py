@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.cli import campaign as campaign_cli
 from harness.cli.main import build_parser
 from harness.cli.main import main as cli_main
 from harness.cli.run import config_from_args
@@ -267,7 +268,7 @@ def test_sigterm_stops_the_campaign_like_ctrl_c(tmp_path: Path, monkeypatch: pyt
             os.kill(os.getpid(), signal.SIGTERM)
         return runs(command)
 
-    monkeypatch.setattr(cmp, "_execute_run", execute)
+    monkeypatch.setattr(campaign_cli, "execute_run", execute)
     before = signal.getsignal(signal.SIGTERM)
     code = cli_main(["campaign", "--minutes", "5", "--seed", "1",
                      "--store", str(tmp_path / "store")])

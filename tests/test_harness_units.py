@@ -305,7 +305,7 @@ def test_exit_code_priority():
 def test_display_renders_the_run_state(tmp_path: Path):
     from rich.console import Console
 
-    from harness.cli.display import display_wanted, render
+    from harness.run.display import display_wanted, render
     from harness.run.run import RunConfig, RunState
 
     state = RunState(RunConfig(nemesis=["partition"]), RunClock())

@@ -98,6 +98,17 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def execute_run(command: list[str]) -> Any:
+    """Parse ``command`` as ``splitbrain run`` does and run it (no live display)."""
+    from harness.cli.main import build_parser
+    from harness.cli.run import config_from_args
+    from harness.run.run import run_test
+
+    args = build_parser().parse_args([*command, "--no-display"])
+    args.argv = command
+    return run_test(config_from_args(args))
+
+
 def handle_campaign(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -119,7 +130,8 @@ def handle_campaign(args: argparse.Namespace) -> int:
     # the summary so far, campaign.json final.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        campaign = run_campaign(config, on_start=lambda r: print(start_line(r), flush=True),
+        campaign = run_campaign(config, execute=execute_run,
+                                on_start=lambda r: print(start_line(r), flush=True),
                                 on_run=lambda r: print(progress_line(r), flush=True))
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -241,7 +241,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if store.exists() and not store.is_dir():
         raise UserError(f"--store {store} exists and is not a directory")
 
-    from harness.cli.display import display_wanted
+    from harness.run.display import display_wanted
 
     return RunConfig(
         db=args.db,

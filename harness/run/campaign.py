@@ -309,7 +309,7 @@ def reproduce_line(command: Sequence[str]) -> str:
 def run_campaign(
     config: CampaignConfig,
     *,
-    execute: Callable[[list[str]], Any] | None = None,
+    execute: Callable[[list[str]], Any],
     on_start: Callable[[RunRecord], None] | None = None,
     on_run: Callable[[RunRecord], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -317,14 +317,15 @@ def run_campaign(
     """Run the campaign to its end, its first invalid run, or Ctrl-C.
 
     ``execute`` runs one ``splitbrain run`` argument list and returns its
-    RunOutcome (default: parse it with the run command's parser and call
-    ``run_test``); tests replace it to check the loop without clusters.
+    RunOutcome: the CLI passes one that parses it with the run command's own
+    parser (so the printed line repeats the run exactly), tests pass fakes to
+    check the loop without clusters. It is a parameter so that this layer
+    never imports the CLI above it.
     """
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     store_dir = Path(config.store)
     directory = _campaign_dir(store_dir)
     campaign = Campaign(config, seed, directory)
-    execute = execute or _execute_run
     began = clock()
     deadline = began + config.minutes * 60
     campaign.save()
@@ -455,18 +456,6 @@ def _relative(path: Path, base: Path) -> str:
         return path.resolve().relative_to(base.resolve()).as_posix()
     except ValueError:
         return str(path)
-
-
-def _execute_run(command: list[str]) -> Any:
-    """Parse ``command`` as ``splitbrain run`` does and run it (no live display)."""
-    from harness.cli.main import build_parser
-    from harness.cli.run import config_from_args
-    from harness.run.run import run_test
-
-    args = build_parser().parse_args([*command, "--no-display"])
-    args.argv = command
-    config = config_from_args(args)
-    return run_test(config)
 
 
 # -- output ------------------------------------------------------------------------

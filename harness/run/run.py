@@ -397,7 +397,7 @@ async def _execute_inside(
     async with trio.open_nursery() as outer:
         outer.start_soon(_terminate_on_sigterm)
         if config.display:
-            from harness.cli.display import live_display
+            from harness.run.display import live_display
 
             outer.start_soon(live_display, state)
         state.phase = "starting"
