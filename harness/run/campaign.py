@@ -3,11 +3,13 @@
 A single run tests one configuration; a bug that needs a 3-node cluster, a
 lease read, a snapshot install or a kill during a partition hides from every
 run that lacks it. A campaign is what a nightly CI job calls: it plans a
-sequence of runs from one campaign seed, each rotating the axes that change
+sequence of runs from one campaign seed, each drawing the axes that change
 what a run exercises — cluster size, read mode, snapshot threshold, in-doubt
 retries, fault mix and interval, run length, election timing, client processes
-and how many are pinned to their node — and each with its own seed
-drawn from the campaign seed, so ``--seed S`` repeats the campaign's plans.
+and how many are pinned to their node — independently of each other (weighted
+toward the revealing values, every value within a dozen runs), and each with
+its own seed drawn from the campaign seed, so ``--seed S`` repeats the
+campaign's plans.
 
 Every run is an ordinary ``splitbrain run``: the campaign builds its command
 line first and parses it with the run command's own parser, so the
@@ -37,58 +39,83 @@ from splitbrain_common import files
 from splitbrain_common.exits import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID
 
 # -- the rotation -----------------------------------------------------------------
-# The categorical axes are cycles of co-prime lengths (4, 3, 5, 7, 11), so successive
-# runs keep meeting new combinations instead of pairing the same values in lockstep;
-# each cycle starts at an offset drawn from the campaign seed, and the fault interval
-# and run length are drawn per run from the same seeded stream.
+# Every axis is drawn per run from a seeded stream of its own, so no two axes move in
+# lockstep: the earlier co-prime cycles (read mode every 3 runs, fault mix every 11)
+# paired the same values for the first runs of a seed, and in seeds 1-2 every hung
+# leader fell in a read-index run (no lease reads), so lease-too-long was never
+# exposed. An axis draws from a *deck*: each value as many times as its weight,
+# shuffled by the axis's stream and dealt out before the next shuffle. So the
+# revealing values are common (a weight is a share of the runs), and every value of
+# an axis comes within one deck's length of runs: 12 runs for the fault mixes, at most
+# 7 for every other axis, whatever the seed.
 
-NODE_COUNTS = (5, 3, 5, 7)
-READ_MODES = ("mixed", "lease", "read-index")
+#: Each axis is a tuple of values with their weights in the deck.
+Weighted = tuple[tuple[Any, int], ...]
+
+NODE_COUNTS: Weighted = ((5, 2), (3, 1), (7, 1))
+#: ``mixed`` uses read-index and lease reads in one run (and so both paths near every
+#: fault): three runs in five; each single mode one in five.
+READ_MODES: Weighted = (("mixed", 3), ("lease", 1), ("read-index", 1))
 #: None: the run's default threshold (``harness.run.run.DEFAULT_SNAPSHOT_THRESHOLD``, 200);
 #: others are passed as ``--node-arg=--snapshot-threshold=N``. The nodes push every
 #: committed entry before compacting it, so low thresholds are judged too.
 #: Low ones make nodes snapshot, and lagging followers install snapshots, every few
 #: seconds; high ones keep long logs (and long catch-ups by AppendEntries).
-SNAPSHOT_THRESHOLDS: tuple[int | None, ...] = (None, 50, 1000, 100, 500)
-RETRY_SHARES = (0.4, 1.0, 0.0, 0.4, 0.6, 1.0, 0.2)
-FAULT_MIXES = (
-    "all",
-    "partition,kill",
-    "partition,pause",
-    "partition,loss,delay",
-    "clock,partition,pause",
-    "kill,lose-unfsynced,partition",
-    "partition,duplicate,reorder,delay",
-    "all",
-    "pause,kill,loss",
-    "partition,clock,kill",
-    "partition,pause,kill,delay",
+SNAPSHOT_THRESHOLDS: Weighted = ((None, 1), (50, 1), (1000, 1), (100, 1), (500, 1))
+RETRY_SHARES: Weighted = ((0.4, 2), (1.0, 2), (0.0, 1), (0.6, 1), (0.2, 1))
+#: Composed mixes (several kinds overlapping) are all of them; the ones that hang
+#: leaders (pause) are 7 runs in 12, ``all`` a quarter of the runs. Every mix comes
+#: within 12 runs.
+FAULT_MIXES: Weighted = (
+    ("all", 3),
+    ("clock,partition,pause", 1),
+    ("partition,pause,kill,delay", 1),
+    ("pause,kill,loss", 1),
+    ("partition,pause", 1),
+    ("partition,kill", 1),
+    ("partition,loss,delay", 1),
+    ("kill,lose-unfsynced,partition", 1),
+    ("partition,duplicate,reorder,delay", 1),
+    ("partition,clock,kill", 1),
 )
 #: Systems that speak their own peer protocol get faults that need no relays.
-NODE_FAULT_MIXES = ("kill", "pause", "kill,pause")
+NODE_FAULT_MIXES: Weighted = (("kill", 1), ("pause", 1), ("kill,pause", 1))
 #: raft_impl's election timing (``--node-arg=--election-timeout=MIN,MAX``); None is the
 #: node's default (0.30-0.60 s). Faster timeouts make elections, and the windows right
 #: after them, several times as frequent under the same faults; a narrow window makes
 #: candidates time out together, so split votes and chains of terms happen, which a
-#: 300 ms spread against ~1 ms round trips never gives. Drawn per run from a stream of
-#: its own, so adding the axis left every other draw of a seed as it was.
-ELECTION_TIMEOUTS: tuple[str | None, ...] = (None, "0.15,0.3", "0.3,0.32", "0.2,0.8",
-                                             "0.1,0.2")
+#: 300 ms spread against ~1 ms round trips never gives.
+ELECTION_TIMEOUTS: Weighted = ((None, 1), ("0.15,0.3", 1), ("0.3,0.32", 1), ("0.2,0.8", 1),
+                               ("0.1,0.2", 1))
 #: Share of client processes pinned to their own node (``--pin-share``): 0 leaves every
 #: process with the last leader it heard of, so a deposed leader is never asked; 1 sends
-#: every operation to its process's node first. With the concurrency, drawn per run from
-#: a stream of its own (a seed's other choices stay as they were).
-PIN_SHARES = (0.4, 1.0, 0.2, 0.6, 0.0)
+#: every operation to its process's node first.
+PIN_SHARES: Weighted = ((0.4, 1), (1.0, 1), (0.2, 1), (0.6, 1), (0.0, 1))
 #: Client processes (``--concurrency``) at the same total rate: more processes spread over
 #: more nodes (every node has pinned clients), more operations in flight at a fault.
-CONCURRENCIES = (5, 10, 16)
-NEMESIS_INTERVALS = (2.0, 3.0, 5.0)
-RUN_SECONDS = (20.0, 30.0, 45.0, 60.0)
+CONCURRENCIES: Weighted = ((5, 1), (10, 1), (16, 1))
+NEMESIS_INTERVALS: Weighted = ((2.0, 1), (3.0, 1), (5.0, 1))
+RUN_SECONDS: Weighted = ((20.0, 1), (30.0, 1), (45.0, 1), (60.0, 1))
 #: Seconds a run costs beyond its time limit (startup, quiet period, final reads,
 #: checking), used to fit the last run into the campaign's minutes.
 RUN_OVERHEAD = 12.0
 #: No run shorter than this: faults need a few seconds to do anything.
 MIN_RUN_SECONDS = 5.0
+
+
+def values(axis: Weighted) -> set[Any]:
+    """The distinct values of an axis."""
+    return {value for value, _ in axis}
+
+
+def deck(axis: Weighted, rng: random.Random) -> Iterator[Any]:
+    """Endless draws of one axis: each value ``weight`` times per shuffled deck, so a
+    value's share of the runs is its weight's share and no value waits longer than
+    two decks (one, counted from a deck's start)."""
+    cards = [value for value, weight in axis for _ in range(weight)]
+    while True:
+        rng.shuffle(cards)
+        yield from cards
 
 
 @dataclass(frozen=True)
@@ -140,32 +167,32 @@ class RunPlan:
 def rotation(seed: int, *, db: str = "raft_impl", nodes: int | None = None) -> Iterator[RunPlan]:
     """The endless, seed-determined sequence of run plans of a campaign.
 
-    ``nodes`` fixes the cluster size; other databases than raft_impl keep their
-    own read mode (``mixed`` resolves to theirs) and snapshot threshold, and
-    retry only where their sessions allow it (the run decides that).
+    Each axis deals from its own deck with its own stream (named after the axis), so
+    fixing one axis (``nodes``, another database) leaves every other draw of a seed as
+    it was. ``nodes`` fixes the cluster size; other databases than raft_impl keep their
+    own read mode (``mixed`` resolves to theirs), snapshot threshold and election
+    timing, and retry only where their sessions allow it (the run decides that).
     """
-    rng = random.Random(f"campaign:{seed}")
     own = db == "raft_impl"
-    axes: dict[str, Sequence[Any]] = {
-        "nodes": NODE_COUNTS if nodes is None else (nodes,),
-        "read_mode": READ_MODES if own else ("mixed",),
-        "snapshot_threshold": SNAPSHOT_THRESHOLDS if own else (None,),
+    axes: dict[str, Weighted] = {
+        "nodes": NODE_COUNTS if nodes is None else ((nodes, 1),),
+        "read_mode": READ_MODES if own else (("mixed", 1),),
+        "snapshot_threshold": SNAPSHOT_THRESHOLDS if own else ((None, 1),),
         "retry_share": RETRY_SHARES,
         "nemesis": FAULT_MIXES if own else NODE_FAULT_MIXES,
+        "nemesis_interval": NEMESIS_INTERVALS,
+        "time_limit": RUN_SECONDS,
+        "election_timeout": ELECTION_TIMEOUTS if own else ((None, 1),),
+        "pin_share": PIN_SHARES,
+        "concurrency": CONCURRENCIES,
     }
-    timing = random.Random(f"campaign-timing:{seed}")
-    clients = random.Random(f"campaign-clients:{seed}")
-    offsets = {name: rng.randrange(len(values)) for name, values in axes.items()}
+    decks = {name: deck(axis, random.Random(f"campaign-{name}:{seed}"))
+             for name, axis in axes.items()}
+    seeds = random.Random(f"campaign:{seed}")
     index = 0
     while True:
-        choice = {name: values[(offsets[name] + index) % len(values)]
-                  for name, values in axes.items()}
-        election = timing.choice(ELECTION_TIMEOUTS) if own else None
-        pin_share, concurrency = clients.choice(PIN_SHARES), clients.choice(CONCURRENCIES)
-        yield RunPlan(index=index, seed=rng.randrange(2**31),
-                      nemesis_interval=rng.choice(NEMESIS_INTERVALS),
-                      time_limit=rng.choice(RUN_SECONDS), election_timeout=election,
-                      pin_share=pin_share, concurrency=concurrency, **choice)
+        yield RunPlan(index=index, seed=seeds.randrange(2**31),
+                      **{name: next(cards) for name, cards in decks.items()})
         index += 1
 
 
