@@ -39,7 +39,10 @@ the page cache, so the sidecar is written with ``pwrite`` but not fsynced
 itself: it only ever under-states what is durable (it is written after the
 fsync completed), which keeps both uses safe. This was chosen over a separate
 "durable length" log because it costs one small syscall per group commit and
-needs no extra fsync.
+needs no extra fsync. The watermark names a segment by number, so a number is
+never reused (``open`` starts after the watermark's segment too): with fsync off
+(ack-before-fsync) compaction can delete the segment the watermark names, and a
+new file under its name would inherit a synced length it never had.
 
 **Compaction.** A snapshot file is written atomically (tmp, fsync, rename,
 fsync of the directory: ``write_snapshot_file``); only then is its ``SNAPSHOT``
@@ -489,7 +492,14 @@ class Storage:
         for seq, path in segments:
             self._segment_max[seq] = _max_entry_index(path)
         # Always start a new segment: never append after bytes we did not write ourselves.
-        self._seq = segments[-1][0] if segments else 0
+        # Nor reuse a number the watermark may name: if compaction deleted that segment
+        # (possible only when fsync is off, ack-before-fsync: with fsync the watermark
+        # always names the newest segment), a new file under the old name would inherit
+        # its synced length, and a power loss would cut it mid-record at a length it
+        # never had on disk (drop_unsynced), which recovery rightly calls corruption.
+        watermark = _read_watermark(self.wal_dir)
+        self._seq = max(segments[-1][0] if segments else 0,
+                        watermark[0] if watermark else 0)
         self._roll()
         return recovered
 

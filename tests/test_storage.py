@@ -255,3 +255,36 @@ def test_restart_keeps_appending_after_recovery(tmp_path: Path) -> None:
         storage.stage_entries(entries(10 * round_ + 1, 10 * round_ + 10))
         storage.sync()
         storage.close()
+
+
+def _power_loss(path: Path) -> None:
+    drop_unsynced(path)
+
+
+def test_a_power_loss_after_compaction_under_ack_before_fsync_still_recovers(
+        tmp_path: Path) -> None:
+    """What a real ack-before-fsync run hit (n3, 2026-12-08 04:44): compaction deleted
+    segment 1, a power loss dropped the later (never fsynced) segments, so the restart
+    began its WAL at segment 1 again, with a longer header (the snapshot's index). The
+    watermark still named segment 1 at the first incarnation's length, so the next
+    power loss cut the new file mid-record at a length it never had on disk, and the
+    node refused to start ("record runs past the end of the file"). Segment numbers
+    are not reused any more: the unsynced file is dropped whole, as a power loss would."""
+    storage, _ = open_storage(tmp_path, segment_bytes=256, fsync=False)
+    for lo in range(1, 1200, 100):
+        storage.stage_entries(entries(lo, lo + 99))
+        storage.sync()
+    storage.save_snapshot(Snapshot(SnapshotMeta(1001, 1), b"state"), reset=False)
+    storage.close()
+    assert not (tmp_path / "wal" / "0000000000000001.wal").exists(), "compacted away"
+    _power_loss(tmp_path)
+    storage, rec = open_storage(tmp_path, segment_bytes=256, fsync=False)
+    assert rec.snapshot is not None and rec.snapshot.meta.index == 1001 and rec.entries == []
+    storage.stage_hard_state(HardState(7, "n2", 1001))
+    storage.stage_entries(entries(1002, 1010, term=7))
+    storage.sync()
+    storage.close()
+    _power_loss(tmp_path)
+    rec = recover(tmp_path)  # raised WalCorruption before the fix
+    assert rec.snapshot is not None and rec.snapshot.meta.index == 1001
+    assert rec.entries == [], "nothing was fsynced: the power loss loses all of it"
