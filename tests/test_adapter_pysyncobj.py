@@ -118,7 +118,14 @@ def test_short_pysyncobj_run_with_faults(tmp_path: Path) -> None:
     # partition dropped some of them.
     trace = [json.loads(line) for line in (outcome.run_dir / "messages.jsonl").open()]
     assert {"append_entries", "next_node_idx"} <= {m["type"] for m in trace}
-    assert any(m["action"] == "drop" for m in trace)
+    # Every frame sent across the cut while it stood was dropped. (Whether any was sent
+    # depends on the machine: under load PySyncObj may still be reconnecting then.)
+    cut = next(e for e in history if e["f"] == "start-partition")
+    healed = next(e["time"] for e in history if e["f"] == "stop-partition")
+    margin = 50_000_000  # ns: the fault is recorded just after the relays apply it
+    across = [m for m in trace if cut["time"] + margin < m["time"] < healed - margin
+              and m["from"] in cut["value"]["grudge"].get(m["to"], ())]
+    assert all(m["action"] == "drop" for m in across), across[:5]
     stdouts = {node: (outcome.run_dir / "nodes" / node / "stdout.log").read_text().splitlines()
                for node in ("n1", "n2", "n3")}
     assert all(json.loads(lines[0])["event"] == "ready" for lines in stdouts.values())
