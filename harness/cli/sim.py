@@ -215,6 +215,8 @@ def _run_search(args: argparse.Namespace, bugs: list[str], examples: int,
         budget = f"; the search budget of {search_seconds:g} s ran out" if spent else ""
         say(f"no failure in {outcome.examples} tests ({outcome.elapsed_s:.1f} s{unknown})"
             f"{budget}", result=True)
+        for line in _unknown_and_coverage(outcome):
+            say(line, result=True)
         if worker is not None:
             workers.emit(done)
         return 0
@@ -227,7 +229,8 @@ def _run_search(args: argparse.Namespace, bugs: list[str], examples: int,
     if outcome.report is not None:
         lines.append(f"  report:           {outcome.report}")
     lines += [f"  reproduction:     {outcome.repro}",
-              f"  replay with:      splitbrain replay {outcome.repro}"]
+              f"  replay with:      splitbrain replay {outcome.repro}",
+              *_unknown_and_coverage(outcome)]
     if worker is not None:
         done.update(seconds_to_first_failure=outcome.seconds_to_first_failure,
                     lines=lines, repro=str(outcome.repro))
@@ -330,6 +333,16 @@ def _run_workers(args: argparse.Namespace, bugs: list[str], examples: int,
     if outcome.interrupted:
         print("splitbrain: interrupted", file=sys.stderr)
     return outcome.exit_code
+
+
+def _unknown_and_coverage(outcome: Any) -> list[str]:
+    """Why the unknown verdicts were unknown (most frequent first), and the behaviour
+    coverage the search reached."""
+    lines = [f"  unknown x{count}: {reason}"
+             for reason, count in outcome.unknown_reasons.most_common(10)]
+    if outcome.coverage_text:
+        lines.append(outcome.coverage_text)
+    return lines
 
 
 def run_replay(args: argparse.Namespace) -> int:

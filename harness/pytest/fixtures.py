@@ -153,7 +153,9 @@ class SimClusterFixture:
         outcome = fuzz(examples=examples, bugs=bugs, nodes=nodes, time_limit=time_limit,
                        seed=self.seed if seed is None else seed, store_dir=self.store,
                        name=self.name, **options)
-        extra: dict[str, Any] = {"examples": outcome.examples}
+        extra: dict[str, Any] = {"examples": outcome.examples, "coverage": outcome.coverage}
+        if outcome.unknown_reasons:
+            extra["unknown_reasons"] = dict(outcome.unknown_reasons)
         if outcome.found:
             extra.update(faults=outcome.faults, repro=outcome.repro)
             results = outcome.results or {"valid": False}

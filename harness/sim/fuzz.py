@@ -8,7 +8,13 @@ directory with a message trace and a report, next to ``repro.json``
 (cluster, workload, schedule, seed, and the verdict it must reproduce).
 
 ``unknown`` verdicts (a checker could not judge) do not fail the property
-but are counted and reported: they are not evidence of a bug.
+but are counted and reported with their reasons: they are not evidence of a bug.
+
+The search is guided: every run's observations (``harness.sim.guidance``) go
+back to Hypothesis as ``target()`` scores, and the abstract cluster states the
+campaign reached are its behaviour coverage (``FuzzOutcome.coverage``, stored in
+``repro.json``). Planted bugs only switch code on; the drawn tests are the same
+with or without them.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +40,7 @@ from hypothesis import seed as hypothesis_seed
 from checker.results import failing_checkers
 from harness.run import store
 from harness.sim.config import SimTest
+from harness.sim.guidance import Coverage
 from harness.sim.run import SimResult, simulate
 from harness.sim.strategies import count_faults, sim_tests
 from splitbrain_common import files
@@ -64,30 +72,73 @@ class FuzzOutcome:
     #: A failure another worker announced, which stopped this search (``--workers``,
     #: harness.sim.workers): ``{"worker", "test"}``.
     announced: dict[str, Any] | None = None
+    #: Why each ``unknown`` verdict was unknown: reason -> how many runs.
+    unknown_reasons: Counter[str] = field(default_factory=Counter)
+    #: Behaviour coverage of the search (``guidance.Coverage.summary()``).
+    coverage: dict[str, Any] = field(default_factory=dict)
+    coverage_text: str = ""
 
     @property
     def found(self) -> bool:
         return self.failure is not None
 
 
+#: An ``unknown`` verdict whose checkers gave no reason (a checker bug: every
+#: unknown must say why).
+NO_REASON = "(no reason given)"
+
+
+def unknown_reasons(result: dict[str, Any], prefix: str = "") -> list[str]:
+    """``"checker: reason"`` for each innermost checker whose verdict is unknown."""
+    reasons: list[str] = []
+    for name, sub in result.get("checkers", {}).items():
+        if isinstance(sub, dict) and sub.get("valid") not in (True, False):
+            inner = unknown_reasons(sub, f"{prefix}{name}.")
+            why = sub.get("reason") or sub.get("error")
+            reasons.extend(inner or [f"{prefix}{name}: {why}" if why else
+                                     f"{prefix}{name}: {NO_REASON}"])
+    if not reasons and not prefix and result.get("valid") not in (True, False):
+        reasons.append(str(result.get("reason") or result.get("error") or NO_REASON))
+    return reasons
+
+
 def history_digest(run_dir: Path) -> str:
     return hashlib.sha256((run_dir / files.HISTORY).read_bytes()).hexdigest()
 
 
+class _ClockedTime:
+    """The ``time`` module as Hypothesis's engine sees it while a fuzz runs, with its
+    ``perf_counter`` replaced by the fuzz's clock: the shrink budget then counts the
+    same seconds as the search budget (CPU seconds in a benchmark on a shared machine,
+    where a process niced among twenty gets a tenth of the wall time)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.perf_counter = clock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 @contextlib.contextmanager
-def _shrink_budget(seconds: float | None) -> Iterator[None]:
-    """Bound Hypothesis's shrinking time (its engine stops after MAX_SHRINKING_SECONDS)."""
+def _shrink_budget(seconds: float | None,
+                   clock: Callable[[], float] = time.perf_counter) -> Iterator[None]:
+    """Bound Hypothesis's shrinking time (its engine stops after MAX_SHRINKING_SECONDS
+    of its ``time.perf_counter``), measured by ``clock``."""
     from hypothesis.internal.conjecture import engine
 
     if seconds is None or not hasattr(engine, "MAX_SHRINKING_SECONDS"):
         yield
         return
     saved = engine.MAX_SHRINKING_SECONDS
+    saved_time = engine.time
     engine.MAX_SHRINKING_SECONDS = max(1, int(seconds))
+    if clock is not time.perf_counter:
+        engine.time = _ClockedTime(clock)  # type: ignore[assignment]
     try:
         yield
     finally:
         engine.MAX_SHRINKING_SECONDS = saved
+        engine.time = saved_time
 
 
 def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = None,
@@ -97,16 +148,19 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
          shrink_seconds: float | None = 120.0, search_seconds: float | None = None,
          progress: Callable[[int, SimResult], None] | None = None,
          workload: str = "register", database: Any = None,
-         announcements: Any = None) -> FuzzOutcome:
+         announcements: Any = None,
+         clock: Callable[[], float] = time.perf_counter) -> FuzzOutcome:
     """Run the property on up to ``examples`` drawn tests; shrink and save the first failure.
 
-    ``packages`` None lets each planted bug's suit choose the faults
-    (``strategies.SUITS``); the correct implementation gets every package.
+    ``bugs`` only switches planted bugs on: the search is the same without them.
+    ``packages`` None draws every fault kind.
 
     ``search_seconds`` bounds the search before a first failure (shrinking has its own
-    budget, ``shrink_seconds``). ``workload`` is ``register``, ``list-append`` or
-    ``rw-register`` (``--workload``): the transactional ones are checked by
-    ``checker.elle`` as in a real run.
+    budget, ``shrink_seconds``), both measured by ``clock`` (``time.process_time``
+    bounds CPU seconds, what a benchmark on a shared machine means by "one core").
+    ``workload`` is ``register``, ``list-append`` or ``rw-register``
+    (``--workload``): the transactional ones are checked by ``checker.elle`` as in a
+    real run.
 
     ``database`` is Hypothesis's example database (None: none), shared by the
     workers of a campaign; ``announcements`` (``harness.sim.workers.Announcements``)
@@ -123,11 +177,13 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
     counter = itertools.count(1)
     state: dict[str, Any] = {"failing": None, "first": None, "unknown": 0, "calls": 0,
                              "announced": None}
-    started = time.perf_counter()
+    reasons: Counter[str] = Counter()
+    coverage = Coverage()
+    started = clock()
 
     def check_one(test: SimTest) -> None:
         if (search_seconds is not None and state["first"] is None
-                and time.perf_counter() - started > search_seconds):
+                and clock() - started > search_seconds):
             raise _SearchBudgetSpent
         if announcements is not None and state["first"] is None:
             found = announcements.find(rate_limited=True)
@@ -139,21 +195,27 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
         run_dir = scratch / f"example-{number}"
         try:
             result = simulate(test, run_dir)
-            # Steer the search toward tests where leadership is contested: most
-            # planted bugs only show while two nodes believe they lead.
+            # Steer the search toward the situations bugs need (leadership contested,
+            # logs diverging, a short log electable, entries truncated, retries in
+            # doubt) and toward states the campaign has not reached yet.
+            new_states = coverage.add(result.states)
             target(result.stats["split_brain_s"], label="split-brain seconds")
             target(float(result.stats["leader_changes"]), label="leader changes")
+            for label, score in result.stats["feedback"].items():
+                target(score, label=label)
+            target(float(new_states), label="new abstract states")
             if progress is not None:
                 progress(number, result)
             if result.valid is False:
                 state["failing"] = test
                 if state["first"] is None:
-                    state["first"] = time.perf_counter() - started
+                    state["first"] = clock() - started
                     if announcements is not None:
                         announcements.announce(test.to_json())
                 raise CheckerFailed(", ".join(failing_checkers(result.results)) or "invalid")
             if result.valid != True:  # noqa: E712 - "unknown" is truthy
                 state["unknown"] += 1
+                reasons.update(unknown_reasons(result.results))
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -167,14 +229,16 @@ def fuzz(*, examples: int = 100, bugs: Sequence[str] = (), seed: int | None = No
     if seed is not None:
         runner = hypothesis_seed(seed)(runner)
     try:
-        with _shrink_budget(shrink_seconds):
+        with _shrink_budget(shrink_seconds, clock):
             runner()
     except (CheckerFailed, _SearchBudgetSpent):
         pass
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    outcome = FuzzOutcome(examples=state["calls"], elapsed_s=time.perf_counter() - started,
-                          unknown=state["unknown"], announced=state["announced"])
+    outcome = FuzzOutcome(examples=state["calls"], elapsed_s=clock() - started,
+                          unknown=state["unknown"], announced=state["announced"],
+                          unknown_reasons=reasons, coverage=coverage.summary(),
+                          coverage_text=coverage.describe())
     failing: SimTest | None = state["failing"]
     if failing is None:
         return outcome
@@ -217,6 +281,7 @@ def save_failure(outcome: FuzzOutcome, test: SimTest, store_dir: Path) -> None:
         "history_sha256": history_digest(run_dir),
         "faults": outcome.faults,
     }
+    repro["coverage"] = outcome.coverage
     outcome.repro = run_dir / files.REPRO
     outcome.repro.write_text(json.dumps(repro, indent=2) + "\n", encoding="utf-8")
 

@@ -19,6 +19,7 @@ from typing import Any
 from harness.run import store
 from harness.sim.cluster import SimCluster
 from harness.sim.config import SimTest
+from harness.sim.guidance import Observer
 from splitbrain_common import files
 
 #: Budget of the linearizability search per run; past it the verdict is unknown.
@@ -31,6 +32,8 @@ class SimResult:
     results: dict[str, Any]
     stats: dict[str, Any] = field(default_factory=dict)
     report: Path | None = None
+    #: The abstract cluster states the run reached (see harness.sim.guidance).
+    states: frozenset[str] = frozenset()
 
     @property
     def valid(self) -> Any:
@@ -98,6 +101,7 @@ def simulate(test: SimTest, run_dir: str | Path, *, check: bool = True,
     store.write_json(run_dir / files.TEST_JSON, test_json(test))
     started = time.perf_counter()
     cluster = SimCluster(test, run_dir)
+    observer = Observer(cluster)
     try:
         cluster.run()
     finally:
@@ -111,6 +115,7 @@ def simulate(test: SimTest, run_dir: str | Path, *, check: bool = True,
         "split_brain_s": round(cluster.split_brain_s, 3),
         "leader_changes": cluster.leader_changes,
         "wall_s": round(simulated, 4),
+        "feedback": observer.scores(),
     }
     if cluster.stopped:
         stats["stopped"] = cluster.stopped
@@ -123,4 +128,5 @@ def simulate(test: SimTest, run_dir: str | Path, *, check: bool = True,
         store.write_json(run_dir / files.RESULTS, results)
         stats["check_wall_s"] = round(time.perf_counter() - started - simulated, 4)
     report_path = render_report(run_dir) if report and check else None
-    return SimResult(run_dir=run_dir, results=results, stats=stats, report=report_path)
+    return SimResult(run_dir=run_dir, results=results, stats=stats, report=report_path,
+                     states=frozenset(observer.states))
